@@ -1,0 +1,32 @@
+"""valar_pandas: run a language model over every row of a pandas DataFrame.
+
+Importing the package registers the ``df.valar`` accessor::
+
+    import valar_pandas
+    out = df.valar.run("Summarise: {text}", model="zai-org/GLM-5.1-FP8", into="summary")
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._accessor import ValarAccessor
+from ._config import DEFAULT_BASE_URL, ValarClient
+from ._errors import APIError, AuthenticationError, ConfigError, RowErrors, ValarError
+
+try:
+    __version__ = version("valar-pandas")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIError",
+    "AuthenticationError",
+    "ConfigError",
+    "RowErrors",
+    "ValarAccessor",
+    "ValarClient",
+    "ValarError",
+    "__version__",
+]

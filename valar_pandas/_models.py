@@ -1,0 +1,102 @@
+"""Plain data shared by every layer: requests, outcomes and the events a run emits.
+
+Frozen, slotted dataclasses with no behaviour beyond trivial properties. No I/O, no pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "Event",
+    "Finished",
+    "Outcome",
+    "Request",
+    "Retrying",
+    "RowStatus",
+    "Started",
+    "Submitted",
+]
+
+RowStatus = Literal["completed", "failed", "cancelled", "incomplete", "skipped", "error"]
+"""How a row ended. ``error`` means the client gave up (HTTP error, deadline, bad response);
+the others are the server's own terminal states, plus ``skipped`` for rows never sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request to send, identified by the fingerprint of its content.
+
+    Attributes:
+        fingerprint: Hex SHA-256 of the canonical request body plus the optional salt.
+        idempotency_key: The ``Idempotency-Key`` header value, derived from the fingerprint.
+        body: The JSON body of ``POST /v1/responses``.
+        payload: ``body`` serialised once, the exact bytes that go on the wire.
+    """
+
+    fingerprint: str
+    idempotency_key: str
+    body: Mapping[str, Any]
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one request produced: only what the merge needs, never the whole response body.
+
+    Attributes:
+        status: How the request ended.
+        text: The output text (all ``output_text`` parts joined); partial for ``incomplete``.
+        error: A short readable reason when the row did not succeed, else None.
+        response_id: The server's response id, when one was assigned.
+        input_tokens: Input tokens billed, when the server reported usage.
+        output_tokens: Output tokens billed, when the server reported usage.
+    """
+
+    status: RowStatus
+    text: str | None = None
+    error: str | None = None
+    response_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the row succeeded."""
+        return self.status == "completed" and self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A run began: ``total`` rows, of which ``unique`` distinct requests will be sent."""
+
+    total: int
+    unique: int
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A request was accepted by the server (``rows`` rows share it)."""
+
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """An HTTP exchange failed transiently and will be retried after ``delay`` seconds."""
+
+    reason: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A request reached its end; ``rows`` rows share its outcome."""
+
+    outcome: Outcome
+    rows: int
+
+
+Event = Started | Submitted | Retrying | Finished

@@ -1,0 +1,123 @@
+"""The options of a run, validated in one place before any request is built. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ._errors import ConfigError
+
+__all__ = ["MODES", "RunOptions", "validate_options"]
+
+MODES = ("background", "realtime")
+WINDOWS = ("standard", "asap")
+ERRORS = ("column", "raise")
+PROGRESS = ("auto", "tqdm", None)
+ON_MISSING = ("empty", "skip")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run needs besides the frame, the template and the client."""
+
+    model: str
+    into: str
+    instructions: str | None
+    max_output_tokens: int | None
+    temperature: float | None
+    completion_window: str
+    mode: Literal["background", "realtime"]
+    concurrency: int
+    errors: Literal["column", "raise"]
+    progress: Literal["auto", "tqdm"] | None
+    details: bool
+    on_missing: Literal["empty", "skip"]
+    salt: str | None
+
+    @property
+    def background(self) -> bool:
+        """Whether requests go in background mode."""
+        return self.mode == "background"
+
+
+def _choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
+    if value not in allowed:
+        shown = ", ".join(repr(a) for a in allowed)
+        raise ConfigError(f"unknown {name} {value!r}; use one of {shown}")
+
+
+def validate_options(
+    *,
+    model: object,
+    into: object = "output",
+    instructions: object = None,
+    max_output_tokens: object = None,
+    temperature: object = None,
+    completion_window: object = None,
+    mode: object = "background",
+    concurrency: object = 200,
+    errors: object = "column",
+    progress: object = "auto",
+    details: object = False,
+    on_missing: object = "empty",
+    salt: object = None,
+) -> RunOptions:
+    """Check every option and fill defaults.
+
+    ``completion_window`` defaults to ``"standard"`` in background mode and to ``"asap"``
+    in realtime mode: a foreground call on the standard window would hold a connection open
+    for minutes.
+
+    Returns:
+        The validated options.
+
+    Raises:
+        ConfigError: Any option is of the wrong type or out of range.
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError("model is required, e.g. model='zai-org/GLM-5.1-FP8'")
+    if not isinstance(into, str) or not into:
+        raise ConfigError("into must be a non-empty column name")
+    _choice("mode", mode, MODES)
+    window = completion_window
+    if window is None:
+        window = "standard" if mode == "background" else "asap"
+    _choice("completion_window", window, WINDOWS)
+    _choice("errors", errors, ERRORS)
+    _choice("progress", progress, PROGRESS)
+    _choice("on_missing", on_missing, ON_MISSING)
+    if instructions is not None and not isinstance(instructions, str):
+        raise ConfigError("instructions must be a string")
+    if max_output_tokens is not None and (
+        not isinstance(max_output_tokens, int)
+        or isinstance(max_output_tokens, bool)
+        or max_output_tokens < 1
+    ):
+        raise ConfigError("max_output_tokens must be a positive integer")
+    if temperature is not None and (
+        not isinstance(temperature, int | float)
+        or isinstance(temperature, bool)
+        or not 0 <= temperature <= 2
+    ):
+        raise ConfigError("temperature must be a number from 0 to 2")
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ConfigError("concurrency must be a positive integer")
+    if not isinstance(details, bool):
+        raise ConfigError("details must be True or False")
+    if salt is not None and not isinstance(salt, str):
+        raise ConfigError("salt must be a string")
+    return RunOptions(
+        model=model.strip(),
+        into=into,
+        instructions=instructions,
+        max_output_tokens=max_output_tokens,
+        temperature=None if temperature is None else float(temperature),
+        completion_window=str(window),
+        mode=mode,  # type: ignore[arg-type]
+        concurrency=concurrency,
+        errors=errors,  # type: ignore[arg-type]
+        progress=progress,  # type: ignore[arg-type]
+        details=details,
+        on_missing=on_missing,  # type: ignore[arg-type]
+        salt=salt,
+    )

@@ -1,0 +1,90 @@
+"""Rows' prompts → the distinct requests to send. Pure: no I/O, no pandas.
+
+Rows whose request bodies are identical share one fingerprint: the request is sent once and
+its outcome fills every such row. Rows that are skipped carry their outcome from the start.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._models import Outcome, Request
+from ._options import RunOptions
+from ._wire import make_request, response_body
+
+__all__ = ["Plan", "Skip", "plan_requests"]
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A row that will not be sent, and why."""
+
+    reason: str
+
+
+@dataclass
+class Plan:
+    """What a run will send.
+
+    Attributes:
+        rows: Per row position, the fingerprint of its request or the outcome of a skip.
+        requests: The distinct requests, by fingerprint, in first-seen order.
+        shares: How many rows each fingerprint fills.
+    """
+
+    rows: list[str | Outcome] = field(default_factory=list)
+    requests: dict[str, Request] = field(default_factory=dict)
+    shares: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def skipped(self) -> int:
+        """How many rows are not sent."""
+        return len(self.rows) - sum(self.shares.values())
+
+    def outcomes(self, results: dict[str, Outcome]) -> list[Outcome]:
+        """Spread results by fingerprint back over the rows, in row order.
+
+        Args:
+            results: Outcome per fingerprint. A fingerprint with none (the run was stopped
+                before it ended) gives an ``error`` outcome saying so.
+
+        Returns:
+            One outcome per row.
+        """
+        missing = Outcome("error", error="not finished: the run stopped before this row ended")
+        return [row if isinstance(row, Outcome) else results.get(row, missing) for row in self.rows]
+
+
+def plan_requests(inputs: Iterable[str | list[dict[str, Any]] | Skip], options: RunOptions) -> Plan:
+    """Turn each row's prompt into a request and collapse identical ones.
+
+    Args:
+        inputs: Per row, its rendered prompt, its messages, or a :class:`Skip`.
+        options: The validated run options (model, window, sampling, salt, mode).
+
+    Returns:
+        The plan.
+    """
+    plan = Plan()
+    for item in inputs:
+        if isinstance(item, Skip):
+            plan.rows.append(Outcome("skipped", error=f"skipped: {item.reason}"))
+            continue
+        body = response_body(
+            options.model,
+            item,
+            instructions=options.instructions,
+            max_output_tokens=options.max_output_tokens,
+            temperature=options.temperature,
+            completion_window=options.completion_window,
+            background=options.background,
+        )
+        request = make_request(body, options.salt)
+        fingerprint = request.fingerprint
+        plan.requests.setdefault(fingerprint, request)
+        plan.shares[fingerprint] += 1
+        plan.rows.append(fingerprint)
+    return plan

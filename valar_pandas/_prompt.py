@@ -1,0 +1,196 @@
+"""Templates: turn one row into the ``input`` of a request. Pure: no I/O, no pandas.
+
+A template is either a ``str.format``-style string whose ``{placeholders}`` name columns, or a
+callable ``row -> str | list[message] | None``. Compiling a string template checks every
+placeholder against the frame's columns *before* any request is built, and names close
+matches when one is missing.
+
+Placeholders are resolved by exact column name (so ``{unit price}`` or ``{a.b}`` work as
+column names), then formatted with the placeholder's conversion and format spec
+(``{price:.2f}``, ``{name!r}``). Literal braces are written ``{{`` and ``}}``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import ConfigError
+
+__all__ = ["ROLES", "Message", "Row", "Template", "check_messages", "compile_template"]
+
+Message = dict[str, Any]
+ROLES = frozenset({"system", "developer", "user", "assistant"})
+
+
+class Row(dict[Any, Any]):
+    """A row handed to a callable template: a dict that also allows ``row.column`` access."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass(frozen=True)
+class _Piece:
+    literal: str
+    column: Hashable | None
+    conversion: str | None
+    spec: str
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template checked against a frame's columns.
+
+    Attributes:
+        columns: The column labels a string template reads, in first-use order (empty for a
+            callable, which reads whatever it likes).
+        func: The callable, when the template is one.
+    """
+
+    columns: tuple[Hashable, ...]
+    func: Callable[[Row], Any] | None
+    _pieces: tuple[_Piece, ...]
+
+    def render(self, values: Mapping[Hashable, Any]) -> str:
+        """Fill a string template from ``values`` (column label → value).
+
+        Args:
+            values: At least the template's ``columns``. Missing values must already have
+                been replaced (see the accessor's ``on_missing``).
+
+        Returns:
+            The rendered prompt text.
+        """
+        out: list[str] = []
+        for piece in self._pieces:
+            out.append(piece.literal)
+            if piece.column is None:
+                continue
+            value = values[piece.column]
+            if piece.conversion == "r":
+                value = repr(value)
+            elif piece.conversion == "a":
+                value = ascii(value)
+            elif piece.conversion == "s":
+                value = str(value)
+            out.append(format(value, piece.spec))
+        return "".join(out)
+
+
+def compile_template(template: str | Callable[[Row], Any], columns: Sequence[Hashable]) -> Template:
+    """Check a template against the frame's columns.
+
+    Args:
+        template: A ``str.format``-style string naming columns, or a callable taking a
+            :class:`Row` and returning a prompt string, a list of messages, or None to skip.
+        columns: The frame's column labels.
+
+    Returns:
+        The compiled template.
+
+    Raises:
+        ConfigError: The string does not parse, uses a positional or empty placeholder, or
+            names a column the frame lacks.
+
+    Example:
+        >>> t = compile_template("Review: {review}", ["review", "stars"])
+        >>> t.columns, t.render({"review": "Great!"})
+        (('review',), 'Review: Great!')
+    """
+    if callable(template):
+        return Template(columns=(), func=template, _pieces=())
+    if not isinstance(template, str):
+        raise ConfigError(f"template must be a string or a callable, got {type(template).__name__}")
+    by_name = {str(c): c for c in columns}
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(
+            f"bad template: {exc} (write literal braces as '{{{{' and '}}}}')"
+        ) from exc
+    pieces: list[_Piece] = []
+    used: list[Hashable] = []
+    missing: list[str] = []
+    for literal, field, spec, conversion in parsed:
+        if field is None:
+            pieces.append(_Piece(literal, None, None, ""))
+            continue
+        if field == "":
+            raise ConfigError(
+                "bad template: empty placeholder '{}'; name a column, e.g. '{review}'"
+            )
+        if spec and "{" in spec:
+            raise ConfigError(f"bad template: nested placeholder in format spec of {{{field}}}")
+        if field not in by_name:
+            missing.append(field)
+            continue
+        column = by_name[field]
+        if column not in used:
+            used.append(column)
+        pieces.append(_Piece(literal, column, conversion, spec or ""))
+    if missing:
+        raise ConfigError(_missing_message(missing, list(by_name)))
+    if not used:
+        raise ConfigError(
+            "template names no column: every row would get the same prompt. "
+            "Add a placeholder such as '{review}'."
+        )
+    return Template(columns=tuple(used), func=None, _pieces=tuple(pieces))
+
+
+def _missing_message(missing: list[str], names: list[str]) -> str:
+    parts = []
+    for name in dict.fromkeys(missing):
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        if not close:
+            close = [n for n in names if n.lower() == name.lower()]
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        parts.append(f"{name!r}{hint}")
+    shown = ", ".join(repr(n) for n in names[:20]) + (" …" if len(names) > 20 else "")
+    noun = "column" if len(parts) == 1 else "columns"
+    return (
+        f"template names {noun} {', '.join(parts)} not in the frame. "
+        f"Available columns: {shown}. Write literal braces as '{{{{' and '}}}}'."
+    )
+
+
+def check_messages(value: Any, where: str) -> list[Message]:
+    """Validate what a callable template returned as a message list.
+
+    Args:
+        value: The callable's return value, already known not to be a string or None.
+        where: A description of the row, for the error message.
+
+    Returns:
+        The messages as a list of plain dicts.
+
+    Raises:
+        ConfigError: It is not a non-empty list of ``{"role", "content"}`` dicts with a known
+            role and string or list content.
+    """
+    if not isinstance(value, list | tuple) or not value:
+        raise ConfigError(
+            f"template callable returned {type(value).__name__} for {where}; "
+            "return a string, a non-empty list of messages, or None to skip the row"
+        )
+    messages: list[Message] = []
+    for i, message in enumerate(value):
+        if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+            raise ConfigError(f"message {i} for {where} must be a dict with 'role' and 'content'")
+        if message["role"] not in ROLES:
+            raise ConfigError(
+                f"message {i} for {where} has role {message['role']!r}; use one of {sorted(ROLES)}"
+            )
+        if not isinstance(message["content"], str | list):
+            raise ConfigError(f"message {i} for {where} must have string or list content")
+        messages.append(dict(message))
+    return messages

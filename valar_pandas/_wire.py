@@ -1,0 +1,274 @@
+"""The Valar contract as pure functions: request bodies, fingerprints, parsing, statuses.
+
+No sockets, no sleeping, no pandas. Everything here is decided from plain data, so it is
+table-tested without a server. See ``valar-api.md`` in the design notes for the sources.
+
+Status vocabulary: the API reference documents ``pending/running`` while the idempotency
+guide and observed traffic use ``queued/in_progress``; batch item statuses are upper-case.
+:func:`normalise_status` accepts all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._models import Outcome, Request
+
+__all__ = [
+    "Parsed",
+    "Status",
+    "error_summary",
+    "make_request",
+    "normalise_status",
+    "output_text",
+    "parse_response",
+    "response_body",
+]
+
+Status = Literal["queued", "running", "completed", "failed", "cancelled", "incomplete", "unknown"]
+
+_STATUS = {
+    "pending": "queued",
+    "queued": "queued",
+    "running": "running",
+    "in_progress": "running",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "incomplete": "incomplete",
+    "expired": "failed",
+}
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "incomplete"})
+_KEY_PREFIX = "vp1-"
+_MAX_ERROR = 300
+
+
+def response_body(
+    model: str,
+    input: str | list[dict[str, Any]],
+    *,
+    instructions: str | None = None,
+    max_output_tokens: int | None = None,
+    temperature: float | None = None,
+    completion_window: str = "standard",
+    background: bool = True,
+) -> dict[str, Any]:
+    """Build the JSON body of ``POST /v1/responses``.
+
+    Instructions travel as a leading ``system`` message rather than the ``instructions``
+    field, which Valar does not document as supported; a shared leading message also keeps
+    the prompt prefix identical across rows, which is what prefix caching rewards.
+
+    Args:
+        model: Model id, e.g. ``"zai-org/GLM-5.1-FP8"``.
+        input: The rendered prompt, or a list of messages.
+        instructions: Optional system instructions prepended to every request.
+        max_output_tokens: Optional cap on output tokens.
+        temperature: Optional sampling temperature (0–2).
+        completion_window: ``"standard"`` or ``"asap"``, sent as ``metadata.completion_window``.
+        background: Whether to ask for background (asynchronous) processing.
+
+    Returns:
+        The request body, with keys in a fixed order.
+    """
+    messages = [{"role": "user", "content": input}] if isinstance(input, str) else list(input)
+    if instructions:
+        messages.insert(0, {"role": "system", "content": instructions})
+    body: dict[str, Any] = {"model": model, "input": messages}
+    if max_output_tokens is not None:
+        body["max_output_tokens"] = max_output_tokens
+    if temperature is not None:
+        body["temperature"] = temperature
+    if background:
+        body["background"] = True
+    body["metadata"] = {"completion_window": completion_window}
+    return body
+
+
+def make_request(body: Mapping[str, Any], salt: str | None = None) -> Request:
+    """Fingerprint a body and derive its ``Idempotency-Key``.
+
+    The key is a hash of the canonical body (model included) and the optional salt, so any
+    retry or re-run of the same row re-sends the same key and the server replays instead of
+    running, and billing, the inference again. A new salt asks for a fresh sample.
+
+    Args:
+        body: The request body.
+        salt: Optional user salt; different salts give different keys.
+
+    Returns:
+        The request with its fingerprint, key and wire bytes (canonical JSON: sorted keys,
+        no spaces, so the bytes sent are the bytes hashed).
+    """
+    payload = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    digest = hashlib.sha256(payload)
+    if salt is not None:
+        digest.update(b"\x00salt\x00" + salt.encode())
+    fingerprint = digest.hexdigest()
+    return Request(fingerprint, _KEY_PREFIX + fingerprint, body, payload)
+
+
+def normalise_status(status: object) -> Status:
+    """Map any documented status spelling to one vocabulary.
+
+    Args:
+        status: The ``status`` field as received (any case; may be missing or not a string).
+
+    Returns:
+        ``queued``, ``running``, a terminal status, or ``unknown``.
+
+    Example:
+        >>> [normalise_status(s) for s in ("pending", "IN_PROGRESS", "COMPLETED", "weird")]
+        ['queued', 'running', 'completed', 'unknown']
+    """
+    if not isinstance(status, str):
+        return "unknown"
+    return _STATUS.get(status.strip().lower(), "unknown")  # type: ignore[return-value]
+
+
+def output_text(obj: Mapping[str, Any]) -> str | None:
+    """Join every ``output_text`` part of every message item in a Response object.
+
+    Falls back to a top-level string ``output`` or ``output_text`` field, which the contract
+    types loosely. Returns None when the object carries no text at all.
+    """
+    output = obj.get("output")
+    if isinstance(output, str):
+        return output
+    parts: list[str] = []
+    found = False
+    if isinstance(output, list):
+        for item in output:
+            if not isinstance(item, Mapping) or item.get("type", "message") != "message":
+                continue
+            content = item.get("content")
+            if not isinstance(content, list):
+                continue
+            for part in content:
+                if isinstance(part, Mapping) and part.get("type") == "output_text":
+                    text = part.get("text")
+                    if isinstance(text, str):
+                        parts.append(text)
+                        found = True
+    if found:
+        return "".join(parts)
+    fallback = obj.get("output_text")
+    return fallback if isinstance(fallback, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A Response object read off the wire.
+
+    Attributes:
+        status: The normalised status.
+        raw_status: The status string as sent, for error messages.
+        response_id: The ``id`` field, if any.
+        outcome: The row's outcome once the status is terminal, else None.
+    """
+
+    status: Status
+    raw_status: str
+    response_id: str | None
+    outcome: Outcome | None
+
+
+def parse_response(obj: object) -> Parsed:
+    """Read a Response object (create, replay or retrieve).
+
+    Args:
+        obj: The decoded JSON body.
+
+    Returns:
+        What the client needs: status, id and, when terminal, the outcome. A body that is not
+        a JSON object, or lacks an id while not terminal, parses as ``unknown``.
+    """
+    if not isinstance(obj, Mapping):
+        return Parsed("unknown", repr(obj)[:60], None, None)
+    raw = obj.get("status")
+    status = normalise_status(raw)
+    rid = obj.get("id") if isinstance(obj.get("id"), str) else None
+    raw_status = raw if isinstance(raw, str) else repr(raw)
+    if status not in TERMINAL:
+        return Parsed(status, raw_status, rid, None)
+    usage = obj.get("usage")
+    tokens_in = _int_or_none(usage, "input_tokens", "prompt_tokens")
+    tokens_out = _int_or_none(usage, "output_tokens", "completion_tokens")
+    text = output_text(obj)
+    error: str | None = None
+    if status == "completed":
+        if text is None:
+            status, error = "failed", "completed without any output text"
+    elif status == "incomplete":
+        details = obj.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, Mapping) else None
+        error = f"incomplete: {reason or 'no reason given'}"
+    else:
+        error = f"{status}: {_reason(obj.get('error')) or 'no reason given'}"
+    outcome = Outcome(status, text, error, rid, tokens_in, tokens_out)  # type: ignore[arg-type]
+    return Parsed(status, raw_status, rid, outcome)
+
+
+def error_summary(status_code: int, body: bytes | str | None) -> tuple[str | None, str]:
+    """Read an error envelope into a code and a short message.
+
+    Args:
+        status_code: The HTTP status.
+        body: The raw response body (any content type).
+
+    Returns:
+        ``(code, message)``: the envelope's ``code`` or ``type`` (None when absent) and a
+        message of at most 300 characters that starts with the HTTP status.
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    code: str | None = None
+    message = text.strip()
+    try:
+        decoded = json.loads(text) if text else None
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, Mapping):
+        err = decoded.get("error", decoded)
+        if isinstance(err, Mapping):
+            raw_code = err.get("code") or err.get("type")
+            code = str(raw_code) if raw_code is not None else None
+            message = _reason(err) or message
+        elif isinstance(err, str):
+            message = err
+    summary = (
+        f"HTTP {status_code}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+    )
+    return code, _shorten(summary)
+
+
+def _reason(err: object) -> str | None:
+    if isinstance(err, str):
+        return _shorten(err)
+    if isinstance(err, Mapping):
+        message = err.get("message")
+        code = err.get("code") or err.get("type")
+        if message and code:
+            return _shorten(f"{message} ({code})")
+        if message or code:
+            return _shorten(str(message or code))
+    return None
+
+
+def _int_or_none(usage: object, *names: str) -> int | None:
+    if not isinstance(usage, Mapping):
+        return None
+    for name in names:
+        value = usage.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
