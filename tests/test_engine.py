@@ -1,0 +1,203 @@
+"""The engine against scripted servers: exact fault choreography the emulator does not script."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+from valar_pandas import ValarClient
+from valar_pandas._engine import EngineConfig, execute
+from valar_pandas._http import Http
+from valar_pandas._models import Event, Retrying
+from valar_pandas._policy import PollSchedule, RetryPolicy
+from valar_pandas._wire import make_request, response_body
+
+FAST_POLL = PollSchedule(first=0.01, growth=1.0, cap=0.01, deadline=0.5)
+FAST_RETRY = RetryPolicy(attempts=3, base=0.01, cap=0.01)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _message(text: str) -> dict:
+    return {"type": "message", "content": [{"type": "output_text", "text": text}]}
+
+
+async def _engine(routes: dict[str, Handler], n: int = 1, **config):
+    """Serve ``routes`` on loopback and run ``n`` requests through the engine."""
+    app = web.Application()
+    for spec, handler in routes.items():
+        method, path = spec.split(" ")
+        app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    http = Http(ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1"), 4)
+    events: list[Event] = []
+    requests = [make_request(response_body("m", f"row {i}")) for i in range(n)]
+    settings = {"concurrency": 4, "background": True, "poll": FAST_POLL, "retry": FAST_RETRY}
+    settings.update(config)
+    try:
+        results = await execute(requests, {}, http, EngineConfig(**settings), events.append)
+    finally:
+        await http.close()
+        await runner.cleanup()
+    return [results[r.fingerprint] for r in requests], events, http.sent
+
+
+def run(routes, n=1, **config):
+    return asyncio.run(_engine(routes, n, **config))
+
+
+async def created(request: web.Request) -> web.Response:
+    return web.json_response({"id": "resp_1", "status": "queued"}, status=202)
+
+
+def test_unknown_status_past_the_deadline_is_a_row_error():
+    async def paused(request):
+        return web.json_response({"id": "resp_1", "status": "paused"})
+
+    (outcome,), _, _ = run({"POST /v1/responses": created, "GET /v1/responses/{id}": paused})
+    assert outcome.status == "error"
+    assert "no final status" in outcome.error and "'paused'" in outcome.error
+    assert outcome.response_id == "resp_1"
+
+
+def test_a_404_right_after_create_is_retried():
+    seen = {"n": 0}
+
+    async def lagging(request):
+        seen["n"] += 1
+        if seen["n"] == 1:
+            return web.json_response({"error": {"message": "not found"}}, status=404)
+        return web.json_response(
+            {"id": "resp_1", "status": "completed", "output": [_message("late")]}
+        )
+
+    (outcome,), _, _ = run({"POST /v1/responses": created, "GET /v1/responses/{id}": lagging})
+    assert (outcome.status, outcome.text) == ("completed", "late")
+
+
+def test_unreadable_poll_body_is_retried():
+    seen = {"n": 0}
+
+    async def flaky(request):
+        seen["n"] += 1
+        if seen["n"] == 1:
+            return web.Response(text="<html>oops</html>", status=200)
+        return web.json_response(
+            {"id": "resp_1", "status": "completed", "output": [_message("ok")]}
+        )
+
+    (outcome,), events, _ = run({"POST /v1/responses": created, "GET /v1/responses/{id}": flaky})
+    assert outcome.text == "ok"
+    assert any(isinstance(e, Retrying) for e in events)
+
+
+def test_retry_after_is_honoured_and_the_same_key_is_resent():
+    keys: list[str] = []
+
+    async def limited(request):
+        keys.append(request.headers["Idempotency-Key"])
+        if len(keys) == 1:
+            return web.json_response(
+                {"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "0.2"}
+            )
+        return web.json_response({"id": "r", "status": "completed", "output": [_message("hi")]})
+
+    (outcome,), events, sent = run({"POST /v1/responses": limited})
+    assert outcome.text == "hi" and sent == 2
+    assert len(set(keys)) == 1 and keys[0].startswith("vp1-")
+    (retry,) = [e for e in events if isinstance(e, Retrying)]
+    assert 0.2 <= retry.delay <= 0.22 and "429" in retry.reason
+
+
+def test_idempotency_error_is_reported_as_a_bug_not_retried():
+    async def conflict(request):
+        body = {
+            "error": {
+                "message": "key reused",
+                "type": "idempotency_error",
+                "code": "idempotency_error",
+            }
+        }
+        return web.json_response(body, status=400)
+
+    (outcome,), _, sent = run({"POST /v1/responses": conflict})
+    assert sent == 1
+    assert "idempotency_error" in outcome.error and "bug in valar_pandas" in outcome.error
+
+
+def test_other_client_errors_are_not_retried():
+    async def bad(request):
+        return web.json_response(
+            {"error": {"message": "too long", "type": "invalid_request_error"}}, status=400
+        )
+
+    outcomes, _, sent = run({"POST /v1/responses": bad}, n=3)
+    assert sent == 3
+    assert all("too long" in o.error for o in outcomes)
+
+
+def test_persistent_5xx_gives_up_with_the_reason():
+    async def down(request):
+        return web.Response(text="upstream", status=502)
+
+    (outcome,), _, sent = run({"POST /v1/responses": down})
+    assert sent == FAST_RETRY.attempts
+    assert outcome.error == "gave up after 3 attempts: HTTP 502: upstream"
+
+
+def test_unreachable_server_becomes_row_errors():
+    async def go():
+        http = Http(ValarClient(api_key="k", base_url="http://127.0.0.1:9/v1"), 2)
+        config = EngineConfig(concurrency=2, background=True, poll=FAST_POLL, retry=FAST_RETRY)
+        requests = [make_request(response_body("m", "x"))]
+        try:
+            return await execute(requests, {}, http, config, lambda e: None)
+        finally:
+            await http.close()
+
+    (outcome,) = asyncio.run(go()).values()
+    assert outcome.status == "error" and outcome.error.startswith("gave up after 3 attempts")
+
+
+def test_polls_lost_to_errors_end_as_row_errors_with_the_id():
+    async def broken(request):
+        return web.Response(text="nope", status=500)
+
+    (outcome,), _, _ = run({"POST /v1/responses": created, "GET /v1/responses/{id}": broken})
+    assert outcome.error.startswith("lost track of response resp_1 while polling")
+    assert outcome.response_id == "resp_1"
+
+
+def test_concurrency_bounds_requests_in_flight():
+    state = {"now": 0, "peak": 0}
+
+    async def slow(request):
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        await asyncio.sleep(0.02)
+        state["now"] -= 1
+        body = json.loads(await request.read())
+        text = body["input"][0]["content"]
+        return web.json_response({"id": "r", "status": "completed", "output": [_message(text)]})
+
+    outcomes, _, _ = run({"POST /v1/responses": slow}, n=30, concurrency=3)
+    assert [o.text for o in outcomes] == [f"row {i}" for i in range(30)]
+    assert state["peak"] == 3
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_failure_while_polling_stops_the_run(status):
+    from valar_pandas import AuthenticationError
+
+    async def denied(request):
+        return web.json_response({"error": {"message": "bad key"}}, status=status)
+
+    with pytest.raises(AuthenticationError):
+        run({"POST /v1/responses": created, "GET /v1/responses/{id}": denied})

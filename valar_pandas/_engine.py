@@ -1,0 +1,346 @@
+"""The async fan-out: create every request with bounded concurrency, poll until terminal.
+
+Submission and polling run at once: ``concurrency`` submitter tasks pull requests and POST
+them, and one poll dispatcher keeps a heap of outstanding responses ordered by when each is
+next worth asking about (:class:`~valar_pandas._policy.PollSchedule`). Every HTTP exchange,
+create or poll, holds one of ``concurrency`` slots, so the server never sees more than that
+in flight. Waiting rows hold no slot and no task: a sleeping row is one heap entry.
+
+Every create carries the request's content-addressed ``Idempotency-Key``; a retry after a
+timeout, a dropped connection or a 5xx re-sends the same key, so the server replays the
+reservation instead of running (and billing) the inference again.
+
+Events go out through one ``emit`` callable; the engine never looks at who listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import json
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ._errors import APIError, AuthenticationError
+from ._http import Http, Reply, Unreachable
+from ._models import Event, Finished, Outcome, Request, Retrying, Submitted
+from ._policy import RETRYABLE, PollSchedule, RetryPolicy, parse_retry_after
+from ._wire import Parsed, error_summary, parse_response
+
+__all__ = ["EngineConfig", "execute"]
+
+_BUG = (
+    "the server holds a different request under this row's Idempotency-Key; "
+    "this is a bug in valar_pandas, please report it"
+)
+_SAME_ERROR_LIMIT = 5
+_MAX_404 = 3
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to run: concurrency, background or realtime, retry and poll policies."""
+
+    concurrency: int
+    background: bool
+    poll: PollSchedule
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(slots=True)
+class _Watch:
+    """One background response being polled."""
+
+    fingerprint: str
+    response_id: str
+    created: float
+    polls: int = 0
+    failures: int = 0
+    misses: int = 0
+    last_status: str = "queued"
+
+
+class _Run:
+    def __init__(
+        self,
+        requests: Sequence[Request],
+        shares: Mapping[str, int],
+        http: Http,
+        config: EngineConfig,
+        emit: Callable[[Event], None],
+        now: Callable[[], float],
+        rand: Callable[[], float],
+    ) -> None:
+        self.requests = requests
+        self.shares = shares
+        self.http = http
+        self.config = config
+        self.emit = emit
+        self.now = now
+        self.rand = rand
+        self.results: dict[str, Outcome] = {}
+        self.slots = asyncio.Semaphore(config.concurrency)
+        self.heap: list[tuple[float, int, _Watch]] = []
+        self.seq = itertools.count()
+        self.wake = asyncio.Event()
+        self.queue = iter(requests)
+        self.accepted = 0
+        self.same_error: tuple[int, str | None] | None = None
+        self.same_error_count = 0
+
+    # -- shared -------------------------------------------------------------------------
+
+    def finish(self, fingerprint: str, outcome: Outcome) -> None:
+        self.results[fingerprint] = outcome
+        self.emit(Finished(outcome, self.shares.get(fingerprint, 1)))
+        self.wake.set()
+
+    def watch(self, watch: _Watch, delay: float) -> None:
+        heapq.heappush(self.heap, (self.now() + delay, next(self.seq), watch))
+        self.wake.set()
+
+    async def exchange(self, method: str, path: str, request: Request | None = None) -> Reply:
+        async with self.slots:
+            return await self.http.request(
+                method,
+                path,
+                payload=request.payload if request else None,
+                idempotency_key=request.idempotency_key if request else None,
+                realtime=request is not None and not self.config.background,
+            )
+
+    @staticmethod
+    def fatal_auth(reply: Reply) -> AuthenticationError:
+        _, message = error_summary(reply.status, reply.body)
+        return AuthenticationError(
+            f"the Valar API rejected the API key ({message}); check VALAR_API_KEY",
+            status_code=reply.status,
+        )
+
+    # -- creating -------------------------------------------------------------------------
+
+    async def submitter(self) -> None:
+        for request in self.queue:
+            await self.create(request)
+
+    async def create(self, request: Request) -> None:
+        retry = self.config.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            status: int | None
+            try:
+                reply = await self.exchange("POST", "/responses", request)
+            except Unreachable as exc:
+                status, reason, after = None, str(exc), None
+            else:
+                status = reply.status
+                if status in (200, 201, 202):
+                    parsed = _decode(reply)
+                    if parsed is not None:
+                        self.accepted += 1
+                        self.created(request, parsed)
+                        return
+                    reason, after = f"HTTP {status} with an unreadable body", None
+                    status = None
+                elif status in (401, 403):
+                    raise self.fatal_auth(reply)
+                else:
+                    code, reason = error_summary(status, reply.body)
+                    after = parse_retry_after(reply.retry_after, time.time())
+                    if status == 400 and code == "idempotency_error":
+                        self.finish(
+                            request.fingerprint, Outcome("error", error=f"{reason}: {_BUG}")
+                        )
+                        return
+                    if 400 <= status < 500 and status not in RETRYABLE:
+                        self.rejected(status, code, reason)
+                        self.finish(request.fingerprint, Outcome("error", error=reason))
+                        return
+            if not retry.should_retry(status, attempt):
+                self.finish(
+                    request.fingerprint,
+                    Outcome("error", error=f"gave up after {attempt} attempts: {reason}"),
+                )
+                return
+            delay = retry.delay(attempt, after, self.rand())
+            self.emit(Retrying(reason, delay))
+            await asyncio.sleep(delay)
+
+    def created(self, request: Request, parsed: Parsed) -> None:
+        fingerprint = request.fingerprint
+        self.emit(Submitted(self.shares.get(fingerprint, 1)))
+        if parsed.outcome is not None:
+            self.finish(fingerprint, parsed.outcome)
+        elif parsed.response_id is None:
+            self.finish(
+                fingerprint,
+                Outcome(
+                    "error",
+                    error=f"the server accepted the request but sent no id "
+                    f"(status {parsed.raw_status!r})",
+                ),
+            )
+        else:
+            watch = _Watch(
+                fingerprint, parsed.response_id, self.now(), last_status=parsed.raw_status
+            )
+            self.watch(watch, self.config.poll.next_delay(0, self.rand()))
+
+    def rejected(self, status: int, code: str | None, reason: str) -> None:
+        """Stop the run when every create so far failed with the same client error."""
+        key = (status, code)
+        if self.accepted:
+            return
+        self.same_error_count = self.same_error_count + 1 if key == self.same_error else 1
+        self.same_error = key
+        if self.same_error_count >= _SAME_ERROR_LIMIT < len(self.requests):
+            raise APIError(
+                f"the first {self.same_error_count} requests were all rejected, so the run "
+                f"stopped before sending the rest: {reason}",
+                status_code=status,
+                code=code,
+            )
+
+    # -- polling --------------------------------------------------------------------------
+
+    async def dispatcher(self, group: asyncio.TaskGroup) -> None:
+        total = len(self.requests)
+        while len(self.results) < total:
+            if not self.heap:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            delay = self.heap[0][0] - self.now()
+            if delay > 0:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                continue
+            _, _, watch = heapq.heappop(self.heap)
+            await self.slots.acquire()
+            group.create_task(self.poll(watch))
+
+    async def poll(self, watch: _Watch) -> None:
+        try:
+            reply = await self.http.request("GET", f"/responses/{watch.response_id}")
+        except Unreachable as exc:
+            self.slots.release()
+            self.poll_failed(watch, None, str(exc), None)
+            return
+        self.slots.release()
+        watch.polls += 1
+        if reply.status == 200:
+            parsed = _decode(reply)
+            if parsed is None:
+                self.poll_failed(watch, None, "HTTP 200 with an unreadable body", None)
+                return
+            watch.failures = 0
+            if parsed.outcome is not None:
+                self.finish(watch.fingerprint, parsed.outcome)
+                return
+            watch.last_status = parsed.raw_status
+            self.reschedule(watch)
+        elif reply.status in (401, 403):
+            raise self.fatal_auth(reply)
+        elif reply.status == 404 and watch.misses < _MAX_404:
+            watch.misses += 1  # may be replication lag right after a create
+            self.watch(watch, self.config.retry.delay(watch.misses, None, self.rand()))
+        else:
+            _, reason = error_summary(reply.status, reply.body)
+            after = parse_retry_after(reply.retry_after, time.time())
+            self.poll_failed(watch, reply.status, reason, after)
+
+    def poll_failed(
+        self, watch: _Watch, status: int | None, reason: str, after: float | None
+    ) -> None:
+        watch.failures += 1
+        retry = self.config.retry
+        if not retry.should_retry(status, watch.failures):
+            self.finish(
+                watch.fingerprint,
+                Outcome(
+                    "error",
+                    error=f"lost track of response {watch.response_id} while polling: {reason}",
+                    response_id=watch.response_id,
+                ),
+            )
+            return
+        delay = retry.delay(watch.failures, after, self.rand())
+        self.emit(Retrying(reason, delay))
+        self.watch(watch, delay)
+
+    def reschedule(self, watch: _Watch) -> None:
+        age = self.now() - watch.created
+        schedule = self.config.poll
+        if age >= schedule.deadline:
+            self.finish(
+                watch.fingerprint,
+                Outcome(
+                    "error",
+                    error=f"no final status after {age:.0f} s (last status "
+                    f"{watch.last_status!r}); response id {watch.response_id}",
+                    response_id=watch.response_id,
+                ),
+            )
+            return
+        delay = schedule.next_delay(watch.polls, self.rand())
+        self.watch(watch, min(delay, max(schedule.deadline - age, 0.0)))
+
+
+def _decode(reply: Reply) -> Parsed | None:
+    try:
+        obj = json.loads(reply.body)
+    except ValueError:
+        return None
+    parsed = parse_response(obj)
+    return None if parsed.status == "unknown" and parsed.response_id is None else parsed
+
+
+async def execute(
+    requests: Sequence[Request],
+    shares: Mapping[str, int],
+    http: Http,
+    config: EngineConfig,
+    emit: Callable[[Event], None],
+    *,
+    now: Callable[[], float] = time.monotonic,
+    rand: Callable[[], float] = random.random,
+) -> dict[str, Outcome]:
+    """Send every request and wait for every outcome.
+
+    Args:
+        requests: The distinct requests to send.
+        shares: How many rows each fingerprint fills (for progress counts).
+        http: The transport.
+        config: Concurrency, mode and policies.
+        emit: Receives every event, on the event loop's thread.
+        now: Monotonic clock, in seconds.
+        rand: Uniform random numbers for jitter.
+
+    Returns:
+        The outcome of every request, by fingerprint.
+
+    Raises:
+        AuthenticationError: The server rejected the API key.
+        APIError: The first requests were all rejected with the same client error.
+    """
+    run = _Run(requests, shares, http, config, emit, now, rand)
+    if not requests:
+        return run.results
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(config.concurrency, len(requests))):
+                group.create_task(run.submitter())
+            group.create_task(run.dispatcher(group))
+    except BaseExceptionGroup as group_error:
+        # Surface the one meaningful error rather than a group of cancellations.
+        for exc in group_error.exceptions:
+            if isinstance(exc, APIError):
+                raise exc from None
+        raise
+    return run.results

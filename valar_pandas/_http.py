@@ -1,0 +1,110 @@
+"""The one place that speaks HTTP: a thin aiohttp wrapper that counts what it sends.
+
+It turns every transport failure (refused, reset, dropped, timed out, unreadable) into
+:class:`Unreachable` and hands back status, ``Retry-After`` and body bytes; it makes no
+decisions. The ``Authorization`` header is attached here from the client's secret and never
+logged or echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+
+from ._config import ValarClient
+
+__all__ = ["Http", "Reply", "Unreachable"]
+
+
+class Unreachable(Exception):
+    """No HTTP answer: connection refused, reset or dropped, or a timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer, reduced to what the engine reads."""
+
+    status: int
+    retry_after: str | None
+    body: bytes
+
+
+class Http:
+    """Send requests to the Valar API over one pooled aiohttp session.
+
+    Args:
+        client: Where to connect and with which key.
+        connections: Size of the connection pool (the run's concurrency).
+
+    Attributes:
+        sent: HTTP requests sent so far, retries included.
+    """
+
+    def __init__(self, client: ValarClient, connections: int) -> None:
+        self._base = client.base_url
+        self._timeout = aiohttp.ClientTimeout(total=client.timeout, sock_connect=30.0)
+        self._realtime = aiohttp.ClientTimeout(total=client.realtime_timeout, sock_connect=30.0)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections),
+            headers={
+                "Authorization": f"Bearer {client.api_key.reveal()}",
+                "Content-Type": "application/json",
+                "User-Agent": "valar-pandas",
+            },
+            raise_for_status=False,
+        )
+        self.sent = 0
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        payload: bytes | None = None,
+        idempotency_key: str | None = None,
+        realtime: bool = False,
+    ) -> Reply:
+        """Send one request and read the whole answer.
+
+        Args:
+            method: ``"GET"`` or ``"POST"``.
+            path: Path below the base URL, e.g. ``"/responses"``.
+            payload: JSON bytes to send, if any.
+            idempotency_key: Value of the ``Idempotency-Key`` header, if any.
+            realtime: Use the long realtime timeout (the call waits for the model).
+
+        Returns:
+            The reply.
+
+        Raises:
+            Unreachable: No complete HTTP answer arrived.
+        """
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        self.sent += 1
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                data=payload,
+                headers=headers,
+                timeout=self._realtime if realtime else self._timeout,
+            ) as response:
+                body = await response.read()
+                return Reply(response.status, response.headers.get("Retry-After"), body)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Unreachable(_describe(exc)) from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    name = type(exc).__name__
+    text = str(exc)
+    # aiohttp messages name host and port only; never headers.
+    return f"{name}: {text}" if text else name

@@ -1,0 +1,149 @@
+"""Progress: a pure tally of engine events, and the terminal bar that draws it.
+
+Displays subscribe to events; they never steer the run. The tally is a plain fold so any
+display (tqdm now, a notebook widget later) draws the same numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._models import Event, Finished, Retrying, Started, Submitted
+
+__all__ = ["Display", "Tally", "make_display"]
+
+
+@dataclass
+class Tally:
+    """Counts folded from events, in rows (rows sharing one request count separately)."""
+
+    total: int = 0
+    unique: int = 0
+    submitted: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    last_retry: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    def add(self, event: Event) -> None:
+        """Fold one event into the counts."""
+        if isinstance(event, Started):
+            self.total, self.unique = event.total, event.unique
+        elif isinstance(event, Submitted):
+            self.submitted += event.rows
+        elif isinstance(event, Finished):
+            outcome = event.outcome
+            self.done += event.rows
+            if outcome.status == "skipped":
+                self.skipped += event.rows
+            elif not outcome.ok:
+                self.failed += event.rows
+            self.input_tokens += outcome.input_tokens or 0
+            self.output_tokens += outcome.output_tokens or 0
+        elif isinstance(event, Retrying):
+            self.retries += 1
+            self.last_retry = event.reason
+
+    @property
+    def running(self) -> int:
+        """Rows accepted by the server and not yet finished."""
+        return max(self.submitted - (self.done - self.skipped), 0)
+
+    def summary(self) -> str:
+        """A one-line status: failures, retries and tokens so far."""
+        parts = [f"running={self.running}"]
+        if self.failed:
+            parts.append(f"failed={self.failed}")
+        if self.skipped:
+            parts.append(f"skipped={self.skipped}")
+        if self.retries:
+            parts.append(f"retries={self.retries}")
+        parts.append(f"tokens={_si(self.input_tokens + self.output_tokens)}")
+        return " ".join(parts)
+
+
+class Display(Protocol):
+    """What a progress display does: keep a tally, receive events, then close."""
+
+    tally: Tally
+
+    def __call__(self, event: Event) -> None:
+        """Receive one event (on the library's loop thread)."""
+
+    def close(self) -> None:
+        """Finish drawing."""
+
+
+class _Silent:
+    def __init__(self) -> None:
+        self.tally = Tally()
+
+    def __call__(self, event: Event) -> None:
+        self.tally.add(event)
+
+    def close(self) -> None:
+        return None
+
+
+class _TqdmDisplay:
+    """A tqdm bar in rows; the postfix shows running, failed, retries and tokens."""
+
+    def __init__(self, desc: str) -> None:
+        from tqdm.std import tqdm
+
+        self.tally = Tally()
+        self._bar: Any = None
+        self._tqdm = tqdm
+        self._desc = desc
+
+    def __call__(self, event: Event) -> None:
+        self.tally.add(event)
+        if isinstance(event, Started):
+            self._bar = self._tqdm(
+                total=event.total,
+                desc=self._desc,
+                unit="row",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.1,
+            )
+            return
+        if self._bar is None:
+            return
+        if isinstance(event, Finished):
+            self._bar.set_postfix_str(self.tally.summary(), refresh=False)
+            self._bar.update(event.rows)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(self.tally.summary(), refresh=False)
+            self._bar.close()
+
+
+def make_display(progress: str | None, desc: str = "valar") -> Display:
+    """Choose the display for ``progress``.
+
+    Args:
+        progress: ``"auto"`` or ``"tqdm"`` for a tqdm bar, None for silence.
+        desc: The bar's label.
+
+    Returns:
+        A display: call it with events, read ``.tally``, ``close()`` it at the end.
+    """
+    if progress is None:
+        return _Silent()
+    return _TqdmDisplay(desc)
+
+
+def _si(n: int) -> str:
+    for unit, size in (("M", 1_000_000), ("k", 1_000)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)

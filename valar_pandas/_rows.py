@@ -1,0 +1,78 @@
+"""A frame's rows → each row's prompt (or why it is skipped). Reads pandas; sends nothing.
+
+String templates read only the columns they name. Missing values (None, NaN, NA, NaT) in
+those columns render as an empty string by default (``on_missing="empty"``) or skip the row
+(``on_missing="skip"``, the reason names the column). A callable template gets every column
+of the row as a :class:`~valar_pandas._prompt.Row` and may return None to skip it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from ._errors import ConfigError
+from ._plan import Skip
+from ._prompt import Row, Template, check_messages
+
+__all__ = ["render_rows"]
+
+
+def render_rows(
+    df: pd.DataFrame, template: Template, on_missing: str
+) -> list[str | list[dict[str, Any]] | Skip]:
+    """Render every row of ``df``, in order.
+
+    Args:
+        df: The frame.
+        template: A compiled template.
+        on_missing: ``"empty"`` or ``"skip"``, for missing values in named columns.
+
+    Returns:
+        One prompt, message list or :class:`Skip` per row.
+
+    Raises:
+        ConfigError: A callable template raised, or returned something that is not a
+            prompt; the error names the row.
+    """
+    if template.func is not None:
+        return list(_render_callable(df, template))
+    names = template.columns
+    if df.columns.has_duplicates:
+        dupes = [c for c in names if (df.columns == c).sum() > 1]
+        if dupes:
+            raise ConfigError(f"the frame has more than one column named {dupes[0]!r}")
+    values = {c: df[c].tolist() for c in names}
+    missing = {c: df[c].isna().tolist() for c in names}
+    out: list[str | list[dict[str, Any]] | Skip] = []
+    for i in range(len(df)):
+        gaps = [c for c in names if missing[c][i]]
+        if gaps and on_missing == "skip":
+            shown = ", ".join(repr(c) for c in gaps)
+            out.append(Skip(f"missing value in {shown}"))
+            continue
+        row = {c: ("" if missing[c][i] else values[c][i]) for c in names}
+        out.append(template.render(row))
+    return out
+
+
+def _render_callable(
+    df: pd.DataFrame, template: Template
+) -> Iterator[str | list[dict[str, Any]] | Skip]:
+    func = template.func
+    assert func is not None
+    labels = df.index
+    for i, record in enumerate(df.to_dict("records")):
+        where = f"row {i} (index {labels[i]!r})"
+        try:
+            value = func(Row(record))
+        except Exception as exc:
+            raise ConfigError(f"template callable raised on {where}: {exc!r}") from exc
+        if value is None:
+            yield Skip("the template callable returned None")
+        elif isinstance(value, str):
+            yield value
+        else:
+            yield check_messages(value, where)
