@@ -1,0 +1,183 @@
+"""Deterministic answers: what the emulated model says for a request body.
+
+Owns the reading of a request body (user text, instructions, token counts), the canonical
+body fingerprint, and :func:`answer_text`. Everything is a pure function of the body, stable
+across processes (hashlib, never ``hash()``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._sentiment import classify_sentiment
+
+__all__ = [
+    "answer_for",
+    "answer_text",
+    "body_digest",
+    "canonical_json",
+    "input_texts",
+    "input_tokens",
+]
+
+_ECHO_WORDS = 12
+_LABELS = ("positive", "negative", "neutral")
+_INSTRUCTION_ROLES = frozenset(("system", "developer"))
+_MARKER = re.compile(r"\b(?:review|text|comment|feedback)(?:\s*#?\s*\d+)?\s*:", re.IGNORECASE)
+_SENTIMENT = re.compile(r"\bsentiment\b", re.IGNORECASE)
+_LABEL_WORDS = re.compile(r"\b(?:positive|negative|neutral)\b", re.IGNORECASE)
+_ONE_OF = re.compile(r"\bone of(?:[^:\n.]{0,40}:)?\s*([^\n.;?!]+)", re.IGNORECASE)
+_OPTION = r"[\"'`]?[\w-]+[\"'`]?"
+_AS_LIST = re.compile(
+    rf"\bas\s+({_OPTION}(?:\s*,\s*{_OPTION})*\s*,?\s*or\s+{_OPTION})", re.IGNORECASE
+)
+_SPLIT_OPTIONS = re.compile(r"\s*(?:,|\bor\b|\||/)\s*", re.IGNORECASE)
+
+
+def canonical_json(body: Mapping[str, Any]) -> bytes:
+    """Serialise a request body canonically (sorted keys, no spaces).
+
+    Args:
+        body: A JSON-compatible request body.
+
+    Returns:
+        The UTF-8 bytes of ``json.dumps(body, sort_keys=True, separators=(",", ":"))``.
+    """
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def body_digest(body: Mapping[str, Any]) -> str:
+    """Fingerprint a request body: SHA-256 of its canonical JSON.
+
+    Args:
+        body: A JSON-compatible request body.
+
+    Returns:
+        The hex digest.
+    """
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def input_texts(body: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Split a request's input into the parts the emulated model reads.
+
+    Args:
+        body: A request body for ``POST /v1/responses``.
+
+    Returns:
+        ``(user, instructions, everything)``: the text of the last user message (or the string
+        input), the text of the system/developer messages and the ``instructions`` field, and
+        all input text together (what the input tokens are counted from).
+    """
+    raw = body.get("input")
+    extra = body.get("instructions")
+    instructions = [extra] if isinstance(extra, str) and extra else []
+    if isinstance(raw, str):
+        return raw, "\n".join(instructions), "\n".join([*instructions, raw])
+    user = ""
+    everything = list(instructions)
+    if isinstance(raw, list):
+        for message in raw:
+            if not isinstance(message, dict):
+                continue
+            text = _content_text(message.get("content"))
+            everything.append(text)
+            role = message.get("role")
+            if role == "user":
+                user = text
+            elif role in _INSTRUCTION_ROLES:
+                instructions.append(text)
+    return user, "\n".join(instructions), "\n".join(everything)
+
+
+def input_tokens(everything: str) -> int:
+    """Count input tokens the way the emulator bills them: about four characters a token.
+
+    Args:
+        everything: All input text of a request.
+
+    Returns:
+        ``max(1, len(everything) // 4)``.
+    """
+    return max(1, len(everything) // 4)
+
+
+def _stable_index(text: str, n: int) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % n
+
+
+def _options(task: str) -> list[str]:
+    for pattern in (_ONE_OF, _AS_LIST):
+        for match in pattern.finditer(task):
+            found = [o.strip().strip("\"'`[]()") for o in _SPLIT_OPTIONS.split(match.group(1))]
+            found = [o for o in found if o and len(o.split()) <= 3]
+            if len(found) >= 2:
+                return list(dict.fromkeys(found))
+    return []
+
+
+def _asks_for_sentiment(task: str) -> bool:
+    lowered = task.lower()
+    return bool(_SENTIMENT.search(task)) and all(
+        re.search(rf"\b{label}\b", lowered) for label in _LABELS
+    )
+
+
+def answer_text(body: Mapping[str, Any]) -> str:
+    """The full deterministic answer the emulator gives for a request body.
+
+    Reads the last user message (or the string input). A sentiment task that lists positive,
+    negative and neutral is answered with one of those words from a lexicon reading of the
+    text after the last ``Review:`` marker; a prompt offering "one of: a, b, c" (or "as a, b,
+    or c") is answered with one option picked by a stable hash of the text; anything else is
+    answered ``"Echo: "`` followed by the first twelve words of the user text.
+
+    Args:
+        body: A request body for ``POST /v1/responses``.
+
+    Returns:
+        The answer before any ``max_output_tokens`` truncation.
+    """
+    user, instructions, _ = input_texts(body)
+    return answer_for(user, instructions)
+
+
+def answer_for(user: str, instructions: str) -> str:
+    """The answer for already extracted texts (see :func:`answer_text`).
+
+    Args:
+        user: Text of the last user message.
+        instructions: Text of the system/developer messages and ``instructions``.
+
+    Returns:
+        The answer before any ``max_output_tokens`` truncation.
+    """
+    markers = list(_MARKER.finditer(user))
+    if markers:
+        subject = user[markers[-1].end() :]
+        preamble = user[: markers[-1].start()]
+    else:
+        subject = preamble = user
+    task = f"{instructions}\n{preamble}"
+    if _asks_for_sentiment(task):
+        return classify_sentiment(subject if markers else _LABEL_WORDS.sub(" ", subject))
+    options = _options(task)
+    if options:
+        return options[_stable_index(" ".join(subject.split()), len(options))]
+    return " ".join(["Echo:", *user.split()[:_ECHO_WORDS]])

@@ -1,0 +1,125 @@
+"""Command line: ``python -m valar_pandas.emulator`` (also ``valar-pandas emulator``).
+
+Owns argument parsing and the serve-until-signalled loop; prints one line with the base URL
+and the key to use, then serves until SIGINT or SIGTERM and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from ._config import DEFAULT_API_KEY, EmulatorConfig, Faults, Latency
+from ._emulator import Emulator
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m valar_pandas.emulator",
+        description="Serve a local emulator of the Valar Responses API (background mode, "
+        "Idempotency-Key replays, scripted faults). Nothing leaves this machine.",
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    add("--port", type=int, default=8080, help="TCP port; 0 picks a free one (default 8080)")
+    add("--api-key", default=DEFAULT_API_KEY, help="the one bearer key accepted")
+    add(
+        "--vocabulary",
+        choices=("pending", "queued"),
+        default="pending",
+        help="status words: pending/running or queued/in_progress",
+    )
+    add(
+        "--create-status",
+        type=int,
+        choices=(202, 200),
+        default=202,
+        help="HTTP status of a background create",
+    )
+    add("--latency-median", type=float, default=0.2, help="median seconds per response")
+    add("--latency-sigma", type=float, default=0.5, help="lognormal spread of the latency")
+    add("--latency-min", type=float, default=0.0, help="minimum seconds per response")
+    add("--rate-429", type=float, default=0.0, help="probability of a 429 per API request")
+    add("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429 and 503")
+    add("--rate-500", type=float, default=0.0, help="probability of a 500 per API request")
+    add("--rate-502", type=float, default=0.0, help="probability of a 502 per API request")
+    add("--rate-503", type=float, default=0.0, help="probability of a 503 per API request")
+    add(
+        "--drop-after-create",
+        type=float,
+        default=0.0,
+        help="probability that a create's connection is dropped after the record is made",
+    )
+    add("--failed", type=float, default=0.0, help="fraction of responses that end failed")
+    add("--seed", type=int, default=0, help="seed for latency and faults")
+    add("--no-cancel", action="store_true", help="answer 404 to POST /v1/responses/{id}/cancel")
+    return parser  # fmt: skip
+
+
+def _config(args: argparse.Namespace) -> EmulatorConfig:
+    return EmulatorConfig(
+        api_key=args.api_key,
+        vocabulary=args.vocabulary,
+        background_create_status=args.create_status,
+        latency=Latency(
+            median=args.latency_median, sigma=args.latency_sigma, minimum=args.latency_min
+        ),
+        faults=Faults(
+            rate_429=args.rate_429,
+            retry_after=args.retry_after,
+            rate_500=args.rate_500,
+            rate_502=args.rate_502,
+            rate_503=args.rate_503,
+            drop_after_create=args.drop_after_create,
+            failed=args.failed,
+        ),
+        seed=args.seed,
+        cancel_supported=not args.no_cancel,
+    )
+
+
+async def _serve(emulator: Emulator, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    async with emulator.serve(host, port) as base_url:
+        print(
+            f"Valar emulator serving at {base_url}  (api key: {emulator.config.api_key}; "
+            "Ctrl-C to stop)",
+            flush=True,
+        )
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the emulator from the command line until SIGINT or SIGTERM.
+
+    Args:
+        argv: Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        The exit code: 0 after a clean stop, 2 for a bad configuration, 1 if the server
+        could not start (e.g. the port is taken).
+    """
+    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        emulator = Emulator(_config(args))
+    except (ValueError, TypeError) as exc:
+        print(f"valar emulator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(emulator, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"valar emulator: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,156 @@
+"""Configuration of the emulator: latency, injected faults and the server's switches.
+
+Everything here is a frozen dataclass so a test can swap a whole configuration between
+requests with ``dataclasses.replace`` and the server reads it afresh on every request.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_MODELS",
+    "STATUS_WORDS",
+    "EmulatorConfig",
+    "Faults",
+    "Latency",
+]
+
+Vocabulary = Literal["pending", "queued"]
+
+DEFAULT_API_KEY = "sk-emulator"
+
+#: The eight model ids on Valar's pricing page (valar-api.md §10).
+DEFAULT_MODELS: tuple[str, ...] = (
+    "deepseek-ai/DeepSeek-V4-Pro",
+    "deepseek-ai/DeepSeek-V4-Flash",
+    "moonshotai/Kimi-K2.6",
+    "zai-org/GLM-5.1-FP8",
+    "openai/gpt-oss-120b",
+    "Qwen/Qwen3.5-397B-A17B",
+    "google/gemma-4-31B-it",
+    "MiniMaxAI/MiniMax-M2.7",
+)
+
+#: Non-terminal status words per vocabulary: (initial, running).
+STATUS_WORDS: dict[str, tuple[str, str]] = {
+    "pending": ("pending", "running"),
+    "queued": ("queued", "in_progress"),
+}
+
+
+def _check_probability(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a probability between 0 and 1, got {value!r}")
+
+
+def _check_seconds(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"{name} must be a finite number of seconds ≥ 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """How long an emulated response takes, drawn per response from a lognormal law.
+
+    A response's latency is ``max(minimum, median * exp(sigma * N(0, 1)))`` seconds, drawn from
+    a generator seeded by :attr:`EmulatorConfig.seed`.
+
+    Attributes:
+        median: Median latency in seconds.
+        sigma: Spread of the underlying normal law; 0 makes every response take ``median``.
+        minimum: Floor in seconds.
+    """
+
+    median: float = 0.2
+    sigma: float = 0.5
+    minimum: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_seconds("Latency.median", self.median)
+        _check_seconds("Latency.sigma", self.sigma)
+        _check_seconds("Latency.minimum", self.minimum)
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Faults the emulator injects; every rate defaults to 0 (a perfect server).
+
+    Attributes:
+        rate_429: Probability that an API request is answered 429 before anything happens.
+        retry_after: Seconds sent in the ``Retry-After`` header of 429 and 503 answers.
+        rate_500: Probability of a 500 answer before anything happens.
+        rate_502: Probability of a 502 answer before anything happens.
+        rate_503: Probability of a 503 answer (with ``Retry-After``) before anything happens.
+        drop_after_create: Probability that a create which made a new response record then
+            closes the connection without sending any HTTP response.
+        failed: Fraction of responses that end ``failed``; decided by a hash of the seed and the
+            request body, so the same body always gets the same outcome.
+    """
+
+    rate_429: float = 0.0
+    retry_after: float = 1.0
+    rate_500: float = 0.0
+    rate_502: float = 0.0
+    rate_503: float = 0.0
+    drop_after_create: float = 0.0
+    failed: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("rate_429", "rate_500", "rate_502", "rate_503", "drop_after_create", "failed"):
+            _check_probability(f"Faults.{name}", getattr(self, name))
+        _check_seconds("Faults.retry_after", self.retry_after)
+        if self.rate_429 + self.rate_500 + self.rate_502 + self.rate_503 > 1.0 + 1e-9:
+            raise ValueError("Faults: rate_429 + rate_500 + rate_502 + rate_503 must be ≤ 1")
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """Everything that shapes the emulator's behaviour.
+
+    Attributes:
+        api_key: The one bearer key accepted; any other key gets 401.
+        vocabulary: ``"pending"`` (pending → running → terminal) or ``"queued"``
+            (queued → in_progress → terminal).
+        background_create_status: HTTP status of a background create, 202 or 200.
+        latency: How long responses take.
+        faults: What goes wrong, and how often.
+        seed: Seeds latency and transient faults, and salts the deterministic ``failed`` draw.
+        models: Model ids served by ``GET /v1/models`` and accepted on create.
+        cancel_supported: Whether ``POST /v1/responses/{id}/cancel`` exists (else 404).
+    """
+
+    api_key: str = DEFAULT_API_KEY
+    vocabulary: Vocabulary = "pending"
+    background_create_status: int = 202
+    latency: Latency = field(default_factory=Latency)
+    faults: Faults = field(default_factory=Faults)
+    seed: int = 0
+    models: tuple[str, ...] = DEFAULT_MODELS
+    cancel_supported: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.api_key, str) or not self.api_key:
+            raise ValueError("EmulatorConfig.api_key must be a non-empty string")
+        if self.vocabulary not in STATUS_WORDS:
+            raise ValueError(
+                f"EmulatorConfig.vocabulary must be 'pending' or 'queued', got {self.vocabulary!r}"
+            )
+        if self.background_create_status not in (200, 202):
+            raise ValueError(
+                "EmulatorConfig.background_create_status must be 200 or 202, "
+                f"got {self.background_create_status!r}"
+            )
+        if not isinstance(self.latency, Latency):
+            raise TypeError("EmulatorConfig.latency must be a Latency")
+        if not isinstance(self.faults, Faults):
+            raise TypeError("EmulatorConfig.faults must be a Faults")
+        if not isinstance(self.seed, int):
+            raise TypeError(f"EmulatorConfig.seed must be an int, got {self.seed!r}")
+        models = tuple(self.models)
+        if not models or not all(isinstance(m, str) and m for m in models):
+            raise ValueError("EmulatorConfig.models must be a non-empty sequence of model ids")
+        object.__setattr__(self, "models", models)

@@ -1,0 +1,291 @@
+"""The :class:`Emulator`: its state, its deterministic decisions, and how it is served.
+
+Owns the configuration in force, the record store, the seeded random generators (latency and
+transient faults), the deterministic outcome of a body (failed / incomplete / completed), and
+the two ways of serving the app (in the caller's loop, or on its own thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from aiohttp import web
+
+from ._answers import answer_for, canonical_json, input_texts, input_tokens
+from ._config import EmulatorConfig
+from ._server import build_app
+from ._state import Record, Stats, Store
+
+__all__ = ["Emulator"]
+
+_FAILURE_REASONS = (
+    "The inference backend ran out of memory while generating this response.",
+    "The inference worker handling this response crashed before it finished.",
+    "Generation timed out on the inference backend.",
+)
+_TRANSIENT = ("429", "500", "502", "503")
+_WILDCARD_HOSTS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+Outcome = tuple[str, str]
+
+
+class Emulator:
+    """A local, in-memory Valar server (Responses API, background mode, idempotency, faults).
+
+    Args:
+        config: Behaviour of the server; the defaults are a fault-free server with fast
+            responses. Assign ``emulator.config`` later to change behaviour between requests.
+
+    Attributes:
+        stats: Counters of requests, inferences and injected faults.
+        clock: Monotonic clock used for response progress; replaceable in tests.
+        store: Every response record by id, and the idempotency reservations.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self._config = config if config is not None else EmulatorConfig()
+        self.stats = Stats()
+        self.clock: Callable[[], float] = time.monotonic
+        self.store = Store()
+        self._seed(self._config.seed)
+        self._serving: contextlib.AbstractContextManager[str] | None = None
+
+    def _seed(self, seed: int) -> None:
+        self._latency_rng = random.Random(f"valar-emulator-latency:{seed}")
+        self._fault_rng = random.Random(seed)
+
+    @property
+    def config(self) -> EmulatorConfig:
+        """The configuration in force; read afresh on every request."""
+        return self._config
+
+    @config.setter
+    def config(self, config: EmulatorConfig) -> None:
+        if not isinstance(config, EmulatorConfig):
+            raise TypeError("Emulator.config must be an EmulatorConfig")
+        if config.seed != self._config.seed:
+            self._seed(config.seed)
+        self._config = config
+
+    # -- deterministic decisions -------------------------------------------------------------
+
+    def _outcome(
+        self, body: Mapping[str, Any], canonical: bytes, texts: tuple[str, str, str]
+    ) -> Outcome:
+        config = self._config
+        if config.faults.failed > 0.0:
+            digest = hashlib.sha256(b"%d:" % config.seed + canonical).digest()
+            if int.from_bytes(digest[:8], "big") / 2.0**64 < config.faults.failed:
+                return "failed", _FAILURE_REASONS[digest[8] % len(_FAILURE_REASONS)]
+        text = answer_for(texts[0], texts[1])
+        limit = body.get("max_output_tokens")
+        if isinstance(limit, int) and limit >= 1:
+            words = text.split()
+            if len(words) > limit:
+                return "incomplete", " ".join(words[:limit])
+        return "completed", text
+
+    def expected_outcome(self, body: Mapping[str, Any]) -> Outcome:
+        """What the server will answer for a request body, under the current configuration.
+
+        Args:
+            body: A request body for ``POST /v1/responses``, exactly as it will be sent.
+
+        Returns:
+            ``("completed", text)``, ``("failed", reason)`` or ``("incomplete", partial_text)``
+            (cancellation aside).
+        """
+        return self._outcome(body, canonical_json(body), input_texts(body))
+
+    # -- used by the request handlers --------------------------------------------------------
+
+    def sample_latency(self) -> float:
+        """Draw one response latency from the configured lognormal law.
+
+        Returns:
+            Seconds, at least ``latency.minimum``.
+        """
+        law = self._config.latency
+        drawn = law.median * math.exp(law.sigma * self._latency_rng.gauss(0.0, 1.0))
+        return max(law.minimum, drawn)
+
+    def draw_fault(self) -> str | None:
+        """Decide whether this API request is answered with a transient error.
+
+        Returns:
+            ``"429"``, ``"500"``, ``"502"``, ``"503"`` or None.
+        """
+        faults = self._config.faults
+        rates = (faults.rate_429, faults.rate_500, faults.rate_502, faults.rate_503)
+        if not any(rates):
+            return None
+        draw = self._fault_rng.random()
+        for kind, rate in zip(_TRANSIENT, rates, strict=True):
+            if draw < rate:
+                return kind
+            draw -= rate
+        return None
+
+    def draw_drop(self) -> bool:
+        """Decide whether the connection of a create that made a new record is dropped.
+
+        Returns:
+            True to drop it.
+        """
+        rate = self._config.faults.drop_after_create
+        return rate > 0.0 and self._fault_rng.random() < rate
+
+    def create_record(self, body: dict[str, Any], canonical: bytes, digest: str) -> Record:
+        """Create (and bill) a new response record for a validated body.
+
+        Args:
+            body: The validated request body.
+            canonical: Its canonical JSON.
+            digest: SHA-256 hex digest of ``canonical``.
+
+        Returns:
+            The new record, already stored.
+        """
+        texts = input_texts(body)
+        outcome, text = self._outcome(body, canonical, texts)
+        record = Record(
+            id="resp_" + uuid.uuid4().hex,
+            owner=self._config.api_key,
+            created_at=int(time.time()),
+            t0=self.clock(),
+            latency=self.sample_latency(),
+            background=bool(body.get("background", False)),
+            model=body["model"],
+            metadata=body.get("metadata") or {},
+            max_output_tokens=body.get("max_output_tokens"),
+            temperature=body.get("temperature"),
+            outcome=outcome,
+            text=text,
+            input_tokens=input_tokens(texts[2]),
+            output_tokens=0 if outcome == "failed" else len(text.split()),
+        )
+        self.store.records[record.id] = record
+        self.stats.inferences += 1
+        self.stats.inferences_by_body[digest] += 1
+        return record
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """Build the aiohttp application serving this emulator's state.
+
+        Returns:
+            A new application; all applications built from one emulator share its state.
+        """
+        return build_app(self)
+
+    @asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve the emulator in the running event loop.
+
+        Args:
+            host: Interface to bind.
+            port: TCP port; 0 picks a free one.
+
+        Yields:
+            The base URL, e.g. ``"http://127.0.0.1:54321/v1"``.
+        """
+        runner = web.AppRunner(
+            self.app(), handle_signals=False, access_log=None, shutdown_timeout=0.25
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, backlog=1024).start()
+            bound_port = runner.addresses[0][1]
+            shown = _WILDCARD_HOSTS.get(host, host)
+            shown = f"[{shown}]" if ":" in shown else shown
+            yield f"http://{shown}:{bound_port}/v1"
+        finally:
+            await runner.cleanup()
+
+    @contextmanager
+    def run_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Serve the emulator on its own thread and event loop for the ``with`` block.
+
+        Args:
+            host: Interface to bind.
+            port: TCP port; 0 picks a free one.
+
+        Yields:
+            The base URL, e.g. ``"http://127.0.0.1:54321/v1"``.
+        """
+        ready: concurrent.futures.Future[tuple[str, asyncio.AbstractEventLoop, asyncio.Event]]
+        ready = concurrent.futures.Future()
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            try:
+                async with self.serve(host, port) as url:
+                    ready.set_result((url, asyncio.get_running_loop(), stop))
+                    await stop.wait()
+            except BaseException as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+                    return
+                raise
+
+        def target() -> None:
+            asyncio.run(main())
+
+        def stop_late(started: concurrent.futures.Future[Any]) -> None:
+            if not started.cancelled() and started.exception() is None:
+                _, late_loop, late_stop = started.result()
+                late_loop.call_soon_threadsafe(late_stop.set)
+
+        thread = threading.Thread(target=target, name="valar-emulator", daemon=True)
+        thread.start()
+        try:
+            url, loop, stop = ready.result()
+        except BaseException:
+            ready.add_done_callback(stop_late)  # interrupted while starting: stop once up
+            thread.join()
+            raise
+        try:
+            yield url
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            thread.join()
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on a background thread until :meth:`stop`.
+
+        For notebooks, where a ``with`` block cannot span cells.
+
+        Args:
+            host: Interface to bind.
+            port: TCP port; 0 picks a free one.
+
+        Returns:
+            The base URL.
+
+        Raises:
+            RuntimeError: This emulator is already serving through :meth:`start`.
+        """
+        if self._serving is not None:
+            raise RuntimeError("this emulator is already serving; call stop() first")
+        serving = self.run_in_thread(host, port)
+        url = serving.__enter__()
+        self._serving = serving
+        return url
+
+    def stop(self) -> None:
+        """Stop serving what :meth:`start` started; does nothing if nothing is serving."""
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.__exit__(None, None, None)
