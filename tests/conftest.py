@@ -1,0 +1,35 @@
+"""Shared fixtures: an emulator served over real loopback sockets, and a client for it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import valar_pandas  # noqa: F401  (registers df.valar)
+from valar_pandas import ValarClient
+from valar_pandas.emulator import Emulator, EmulatorConfig
+
+Serve = Callable[..., tuple[Emulator, ValarClient]]
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """Start emulators on 127.0.0.1 with the given config; stopped after the test."""
+    stack = contextlib.ExitStack()
+
+    def start(**config: object) -> tuple[Emulator, ValarClient]:
+        emulator = Emulator(EmulatorConfig(**config))  # type: ignore[arg-type]
+        url = stack.enter_context(emulator.run_in_thread(host="127.0.0.1", port=0))
+        return emulator, ValarClient(api_key=emulator.config.api_key, base_url=url)
+
+    with stack:
+        yield start
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a developer's real key or base URL."""
+    monkeypatch.delenv("VALAR_API_KEY", raising=False)
+    monkeypatch.delenv("VALAR_BASE_URL", raising=False)

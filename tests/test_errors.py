@@ -1,0 +1,102 @@
+"""Bad input fails before any request; bad responses become row errors; the key stays hidden."""
+
+from __future__ import annotations
+
+import pickle
+
+import pandas as pd
+import pytest
+from helpers import FAST, TEMPLATE, words
+
+from valar_pandas import APIError, AuthenticationError, ConfigError, RowErrors, ValarClient
+from valar_pandas.emulator import Faults
+
+
+@pytest.mark.parametrize(
+    ("template", "kwargs", "message"),
+    [
+        ("item {wrod}", {}, "'wrod' (did you mean 'word'?)"),
+        ("item {i", {}, "bad template"),
+        (TEMPLATE, {"mode": "turbo"}, "unknown mode 'turbo'"),
+        (TEMPLATE, {"concurrency": -1}, "concurrency"),
+        (TEMPLATE, {"completion_window": "24h"}, "completion_window"),
+        (TEMPLATE, {"client": "not a client"}, "client must be"),
+        (lambda row: 42, {}, "returned int"),
+        (lambda row: 1 / 0, {}, "raised on row 0"),
+    ],
+    ids=[
+        "missing-column",
+        "bad-template",
+        "mode",
+        "concurrency",
+        "window",
+        "client",
+        "callable-type",
+        "callable-raises",
+    ],
+)
+def test_bad_calls_fail_before_any_request(serve, template, kwargs, message):
+    emulator, client = serve()
+    options = {**FAST, "client": client, **kwargs}
+    with pytest.raises(ConfigError) as info:
+        words(3).valar.run(template, **options)
+    assert message in str(info.value)
+    assert emulator.stats.total_requests == 0
+
+
+def test_missing_key_is_a_clear_error():
+    with pytest.raises(ConfigError, match="VALAR_API_KEY"):
+        words(1).valar.run(TEMPLATE, **FAST)
+
+
+def test_wrong_key_stops_the_run_without_showing_the_key(serve):
+    emulator, good = serve()
+    secret = "sk-wrong-and-secret-1234567890"
+    bad = ValarClient(api_key=secret, base_url=good.base_url)
+    with pytest.raises(AuthenticationError) as info:
+        words(500).valar.run(TEMPLATE, client=bad, concurrency=20, **FAST)
+    assert secret not in str(info.value) and secret not in repr(info.value)
+    assert info.value.status_code == 401
+    assert emulator.stats.total_requests <= 20  # stopped at the first answers
+    assert emulator.stats.inferences == 0
+
+
+def test_key_never_shows_in_reprs():
+    secret = "sk-top-secret-value"
+    client = ValarClient(api_key=secret, base_url="http://127.0.0.1:1/v1")
+    for text in (
+        repr(client),
+        str(client),
+        repr(client.api_key),
+        str(client.api_key),
+        f"{client}",
+        f"{client!r}",
+    ):
+        assert secret not in text
+    with pytest.raises(TypeError):
+        pickle.dumps(client.api_key)
+
+
+def test_unknown_model_stops_after_a_few_rejections(serve):
+    emulator, client = serve()
+    with pytest.raises(APIError, match="rejected") as info:
+        words(400).valar.run(
+            TEMPLATE,
+            client=client,
+            model="no/such-model",
+            completion_window="asap",
+            progress=None,
+            concurrency=4,
+        )
+    assert info.value.status_code == 400
+    assert emulator.stats.requests["POST /v1/responses"] <= 10
+
+
+def test_errors_raise_carries_the_whole_frame(serve):
+    _, client = serve(faults=Faults(failed=0.5), seed=5)
+    with pytest.raises(RowErrors) as info:
+        words(40).valar.run(TEMPLATE, client=client, errors="raise", **FAST)
+    frame = info.value.frame
+    assert isinstance(frame, pd.DataFrame) and len(frame) == 40
+    assert info.value.failed == frame["output_error"].notna().sum() > 0
+    assert frame["output"].notna().sum() == 40 - info.value.failed
