@@ -9,8 +9,12 @@ from valar_pandas._options import validate_options
 def test_defaults():
     o = validate_options(model=" zai-org/GLM-5.1-FP8 ")
     assert o.model == "zai-org/GLM-5.1-FP8"
-    assert (o.into, o.mode, o.completion_window, o.concurrency) == ("output", "background",
-                                                                   "standard", 200)
+    assert (o.into, o.mode, o.completion_window, o.concurrency) == (
+        "output",
+        "background",
+        "standard",
+        200,
+    )
     assert (o.errors, o.progress, o.details, o.on_missing) == ("column", "auto", False, "empty")
     assert o.background
 
@@ -18,8 +22,10 @@ def test_defaults():
 def test_realtime_defaults_to_asap_window():
     o = validate_options(model="m", mode="realtime")
     assert (o.background, o.completion_window) == (False, "asap")
-    assert validate_options(model="m", mode="realtime", completion_window="standard"
-                            ).completion_window == "standard"
+    assert (
+        validate_options(model="m", mode="realtime", completion_window="standard").completion_window
+        == "standard"
+    )
 
 
 @pytest.mark.parametrize(
@@ -27,8 +33,10 @@ def test_realtime_defaults_to_asap_window():
     [
         ({"model": ""}, "model is required"),
         ({"model": None}, "model is required"),
-        ({"model": "m", "mode": "batchy"}, "unknown mode 'batchy'; use one of 'background', "
-                                          "'realtime'"),
+        (
+            {"model": "m", "mode": "batchy"},
+            "unknown mode 'batchy'; use one of 'background', 'realtime'",
+        ),
         ({"model": "m", "completion_window": "flex"}, "unknown completion_window 'flex'"),
         ({"model": "m", "errors": "ignore"}, "unknown errors 'ignore'"),
         ({"model": "m", "progress": "widget"}, "unknown progress 'widget'"),

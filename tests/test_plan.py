@@ -32,8 +32,13 @@ def test_outcomes_spread_back_and_unfinished_rows_say_so():
 
 
 def test_request_carries_options():
-    options = validate_options(model="m", instructions="sys", max_output_tokens=4,
-                               temperature=0.2, completion_window="asap")
+    options = validate_options(
+        model="m",
+        instructions="sys",
+        max_output_tokens=4,
+        temperature=0.2,
+        completion_window="asap",
+    )
     plan = plan_requests(["hi"], options)
     (request,) = plan.requests.values()
     assert request.body["input"][0] == {"role": "system", "content": "sys"}

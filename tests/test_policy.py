@@ -8,9 +8,21 @@ from valar_pandas._policy import PollSchedule, RetryPolicy, parse_retry_after
 @pytest.mark.parametrize(
     ("status", "attempt", "expected"),
     [
-        (None, 1, True), (408, 1, True), (429, 1, True), (500, 1, True), (502, 1, True),
-        (503, 1, True), (504, 1, True), (400, 1, False), (401, 1, False), (404, 1, False),
-        (409, 1, False), (422, 1, False), (501, 1, False), (503, 7, True), (503, 8, False),
+        (None, 1, True),
+        (408, 1, True),
+        (429, 1, True),
+        (500, 1, True),
+        (502, 1, True),
+        (503, 1, True),
+        (504, 1, True),
+        (400, 1, False),
+        (401, 1, False),
+        (404, 1, False),
+        (409, 1, False),
+        (422, 1, False),
+        (501, 1, False),
+        (503, 7, True),
+        (503, 8, False),
     ],
 )
 def test_should_retry(status, attempt, expected):
@@ -20,8 +32,14 @@ def test_should_retry(status, attempt, expected):
 @pytest.mark.parametrize(
     ("attempt", "retry_after", "rand", "expected"),
     [
-        (1, None, 0.0, 0.05), (1, None, 1.0, 0.5), (3, None, 1.0, 2.0), (20, None, 1.0, 30.0),
-        (1, 7.0, 0.0, 7.0), (1, 7.0, 1.0, 7.7), (1, 999.0, 0.0, 120.0), (1, -3.0, 0.5, 0.0),
+        (1, None, 0.0, 0.05),
+        (1, None, 1.0, 0.5),
+        (3, None, 1.0, 2.0),
+        (20, None, 1.0, 30.0),
+        (1, 7.0, 0.0, 7.0),
+        (1, 7.0, 1.0, 7.7),
+        (1, 999.0, 0.0, 120.0),
+        (1, -3.0, 0.5, 0.0),
     ],
     ids=["min", "first", "third", "capped", "retry-after", "ra-jitter", "ra-capped", "ra-neg"],
 )
@@ -33,9 +51,18 @@ def test_retry_delay(attempt, retry_after, rand, expected):
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("3", 3.0), ("0.25", 0.25), (" 10 ", 10.0), ("0", 0.0), ("-2", 0.0), (None, None),
-        ("", None), ("soon", None), ("nan", None), ("inf", None),
-        ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0), ("Thu, 01 Jan 1970 00:00:10 GMT", 0.0),
+        ("3", 3.0),
+        ("0.25", 0.25),
+        (" 10 ", 10.0),
+        ("0", 0.0),
+        ("-2", 0.0),
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+        ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0),
+        ("Thu, 01 Jan 1970 00:00:10 GMT", 0.0),
     ],
 )
 def test_parse_retry_after(value, expected):

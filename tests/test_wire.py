@@ -28,8 +28,9 @@ def test_body_for_background_prompt():
 
 def test_body_for_realtime_with_instructions_and_messages():
     messages = [{"role": "user", "content": "q"}]
-    body = response_body("m", messages, instructions="be brief", completion_window="asap",
-                         background=False)
+    body = response_body(
+        "m", messages, instructions="be brief", completion_window="asap", background=False
+    )
     assert "background" not in body
     assert body["input"] == [{"role": "system", "content": "be brief"}, *messages]
     assert body["metadata"] == {"completion_window": "asap"}
@@ -56,12 +57,25 @@ def test_payload_is_canonical_regardless_of_key_order():
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("pending", "queued"), ("queued", "queued"), ("QUEUED", "queued"),
-        ("running", "running"), ("in_progress", "running"), ("RUNNING", "running"),
-        ("completed", "completed"), ("COMPLETED", "completed"), ("failed", "failed"),
-        ("FAILED", "failed"), ("cancelled", "cancelled"), ("canceled", "cancelled"),
-        ("CANCELLED", "cancelled"), ("incomplete", "incomplete"), ("expired", "failed"),
-        (" Completed ", "completed"), ("paused", "unknown"), (None, "unknown"), (3, "unknown"),
+        ("pending", "queued"),
+        ("queued", "queued"),
+        ("QUEUED", "queued"),
+        ("running", "running"),
+        ("in_progress", "running"),
+        ("RUNNING", "running"),
+        ("completed", "completed"),
+        ("COMPLETED", "completed"),
+        ("failed", "failed"),
+        ("FAILED", "failed"),
+        ("cancelled", "cancelled"),
+        ("canceled", "cancelled"),
+        ("CANCELLED", "cancelled"),
+        ("incomplete", "incomplete"),
+        ("expired", "failed"),
+        (" Completed ", "completed"),
+        ("paused", "unknown"),
+        (None, "unknown"),
+        (3, "unknown"),
     ],
 )
 def test_normalise_status(raw, expected):
@@ -76,15 +90,24 @@ def _message(*texts, kind="output_text"):
     ("obj", "expected"),
     [
         ({"output": [_message("a", "b"), _message("c")]}, "abc"),
-        ({"output": [{"type": "reasoning", "content": [{"type": "output_text", "text": "no"}]},
-                     _message("yes")]}, "yes"),
+        (
+            {
+                "output": [
+                    {"type": "reasoning", "content": [{"type": "output_text", "text": "no"}]},
+                    _message("yes"),
+                ]
+            },
+            "yes",
+        ),
         ({"output": [_message("x", kind="refusal")]}, None),
         ({"output": "plain"}, "plain"),
         ({"output": [], "output_text": "fallback"}, "fallback"),
         ({"output": None}, None),
         ({"output": [_message("")]}, ""),
-        ({"output": [{"content": [{"type": "output_text", "text": "untyped item"}]}]},
-         "untyped item"),
+        (
+            {"output": [{"content": [{"type": "output_text", "text": "untyped item"}]}]},
+            "untyped item",
+        ),
     ],
     ids=["joined", "skips-reasoning", "refusal", "string", "fallback", "none", "empty", "untyped"],
 )
@@ -98,16 +121,24 @@ def test_parse_pending_response():
 
 
 def test_parse_completed_response_with_usage():
-    obj = {"id": "r", "status": "completed", "output": [_message("positive")],
-           "usage": {"input_tokens": 12, "output_tokens": 1}}
+    obj = {
+        "id": "r",
+        "status": "completed",
+        "output": [_message("positive")],
+        "usage": {"input_tokens": 12, "output_tokens": 1},
+    }
     outcome = parse_response(obj).outcome
     assert outcome is not None and outcome.ok
     assert (outcome.text, outcome.input_tokens, outcome.output_tokens) == ("positive", 12, 1)
 
 
 def test_parse_usage_aliases():
-    obj = {"id": "r", "status": "completed", "output": "x",
-           "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+    obj = {
+        "id": "r",
+        "status": "completed",
+        "output": "x",
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+    }
     outcome = parse_response(obj).outcome
     assert outcome is not None and (outcome.input_tokens, outcome.output_tokens) == (5, 2)
 
@@ -115,14 +146,28 @@ def test_parse_usage_aliases():
 @pytest.mark.parametrize(
     ("obj", "status", "error"),
     [
-        ({"id": "r", "status": "failed", "error": {"code": "server_error", "message": "boom"}},
-         "failed", "failed: boom (server_error)"),
+        (
+            {"id": "r", "status": "failed", "error": {"code": "server_error", "message": "boom"}},
+            "failed",
+            "failed: boom (server_error)",
+        ),
         ({"id": "r", "status": "failed", "error": None}, "failed", "failed: no reason given"),
         ({"id": "r", "status": "cancelled"}, "cancelled", "cancelled: no reason given"),
-        ({"id": "r", "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"},
-          "output": [_message("part")]}, "incomplete", "incomplete: max_output_tokens"),
-        ({"id": "r", "status": "completed", "output": []}, "failed",
-         "completed without any output text"),
+        (
+            {
+                "id": "r",
+                "status": "incomplete",
+                "incomplete_details": {"reason": "max_output_tokens"},
+                "output": [_message("part")],
+            },
+            "incomplete",
+            "incomplete: max_output_tokens",
+        ),
+        (
+            {"id": "r", "status": "completed", "output": []},
+            "failed",
+            "completed without any output text",
+        ),
     ],
     ids=["failed", "failed-no-reason", "cancelled", "incomplete", "completed-empty"],
 )
@@ -147,11 +192,19 @@ def test_parse_garbage_is_unknown(obj):
 @pytest.mark.parametrize(
     ("status", "body", "code", "message"),
     [
-        (400, b'{"error":{"message":"bad","type":"invalid_request_error"}}',
-         "invalid_request_error", "HTTP 400 invalid_request_error: bad (invalid_request_error)"),
-        (400, b'{"error":{"message":"key reused","type":"idempotency_error",'
-              b'"code":"idempotency_error"}}', "idempotency_error",
-         "HTTP 400 idempotency_error: key reused (idempotency_error)"),
+        (
+            400,
+            b'{"error":{"message":"bad","type":"invalid_request_error"}}',
+            "invalid_request_error",
+            "HTTP 400 invalid_request_error: bad (invalid_request_error)",
+        ),
+        (
+            400,
+            b'{"error":{"message":"key reused","type":"idempotency_error",'
+            b'"code":"idempotency_error"}}',
+            "idempotency_error",
+            "HTTP 400 idempotency_error: key reused (idempotency_error)",
+        ),
         (502, b"<html>Bad Gateway</html>", None, "HTTP 502: <html>Bad Gateway</html>"),
         (503, b"", None, "HTTP 503"),
         (429, b'{"error":"slow down"}', None, "HTTP 429: slow down"),
