@@ -76,3 +76,12 @@ def test_ctrl_c_stops_a_blocking_run_cleanly():
     assert "interrupted" in stdout and "still works True" in stdout
     assert "Traceback" not in stderr and "Task was destroyed" not in stderr, stderr
     assert "never retrieved" not in stderr and "Unclosed" not in stderr, stderr
+
+
+def test_emulator_subcommand_has_its_own_help(capsys):
+    try:
+        main(["emulator", "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: valar-pandas emulator") and "--rate-429" in out

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["emulator"]:
         from .emulator import main as emulator_main
 
-        return emulator_main(args_list[1:])
+        return emulator_main(args_list[1:], prog="valar-pandas emulator")
     args = _parser().parse_args(args_list)
     try:
         if args.command == "demo":

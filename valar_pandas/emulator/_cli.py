@@ -19,9 +19,9 @@ from ._emulator import Emulator
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m valar_pandas.emulator",
+        prog=prog,
         description="Serve a local emulator of the Valar Responses API (background mode, "
         "Idempotency-Key replays, scripted faults). Nothing leaves this machine.",
     )
@@ -99,17 +99,18 @@ async def _serve(emulator: Emulator, host: str, port: int) -> None:
         await stop.wait()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m valar_pandas.emulator") -> int:
     """Run the emulator from the command line until SIGINT or SIGTERM.
 
     Args:
         argv: Arguments without the program name; default ``sys.argv[1:]``.
+        prog: The program name shown in help and usage messages.
 
     Returns:
         The exit code: 0 after a clean stop, 2 for a bad configuration, 1 if the server
         could not start (e.g. the port is taken).
     """
-    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    args = _parser(prog).parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         emulator = Emulator(_config(args))
     except (ValueError, TypeError) as exc:
