@@ -29,7 +29,9 @@ def serve() -> Iterator[Serve]:
 
 
 @pytest.fixture(autouse=True)
-def _no_ambient_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never pick up a developer's real key or base URL."""
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never pick up a developer's key, base URL or run store, nor share a store."""
     monkeypatch.delenv("VALAR_API_KEY", raising=False)
     monkeypatch.delenv("VALAR_BASE_URL", raising=False)
+    store = tmp_path_factory.mktemp("store") / "store.sqlite3"
+    monkeypatch.setenv("VALAR_PANDAS_STORE", str(store))

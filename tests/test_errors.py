@@ -100,3 +100,40 @@ def test_errors_raise_carries_the_whole_frame(serve):
     assert isinstance(frame, pd.DataFrame) and len(frame) == 40
     assert info.value.failed == frame["output_error"].notna().sum() > 0
     assert frame["output"].notna().sum() == 40 - info.value.failed
+
+
+def test_format_errors_name_the_row(serve):
+    emulator, client = serve()
+    df = pd.DataFrame({"price": [1.5, "n/a"]})
+    with pytest.raises(ConfigError, match=r"row 1 \(index 1\): cannot format 'n/a'"):
+        df.valar.run("costs {price:.2f}", client=client, **FAST)
+    assert emulator.stats.total_requests == 0
+
+
+def test_skipped_rows_do_not_count_as_failures_for_errors_raise(serve):
+    _, client = serve()
+    df = pd.DataFrame({"q": ["a", None]})
+    out = df.valar.run("say {q}", client=client, on_missing="skip", errors="raise", **FAST)
+    assert out["output"].notna().tolist() == [True, False]
+
+
+def test_a_key_given_as_base_url_is_not_echoed():
+    secret = "sk-live-SECRET123"
+    with pytest.raises(ConfigError) as info:
+        ValarClient("https://api.valarhq.ai/v1", secret)
+    assert secret not in str(info.value)
+
+
+def test_cancelling_arun_is_a_clean_cancellation(serve):
+    """A caller's timeout around arun cancels it cleanly, not as an ExceptionGroup."""
+    import asyncio
+
+    from valar_pandas.emulator import Latency
+
+    _, client = serve(latency=Latency(median=30.0, sigma=0.1))
+
+    async def main():
+        await asyncio.wait_for(words(300).valar.arun(TEMPLATE, client=client, **FAST), 1.0)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())

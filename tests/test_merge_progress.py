@@ -5,6 +5,7 @@ import pytest
 
 from valar_pandas._merge import merge
 from valar_pandas._models import Finished, Outcome, Retrying, Started, Submitted
+from valar_pandas._prices import Price
 from valar_pandas._progress import Tally
 
 OK = Outcome("completed", text="yes", response_id="r1", input_tokens=10, output_tokens=1)
@@ -64,16 +65,27 @@ def test_tally_folds_events():
     t = Tally()
     for event in [
         Started(total=5, unique=3),
-        Finished(Outcome("skipped", error="skipped: x"), 1),
-        Submitted(2),
-        Submitted(1),
-        Submitted(1),
+        Finished(None, Outcome("skipped", error="skipped: x"), 1),
+        Submitted("a", "r1", 2),
+        Submitted("b", "r2", 1),
+        Submitted("c", "r3", 1),
         Retrying("HTTP 429", 1.0),
-        Finished(OK, 2),
-        Finished(BAD, 1),
+        Finished("a", OK, 2),
+        Finished("b", BAD, 1),
     ]:
         t.add(event)
     assert (t.total, t.unique, t.submitted, t.done) == (5, 3, 4, 4)
     assert (t.failed, t.skipped, t.retries, t.running) == (1, 1, 1, 1)
     assert (t.input_tokens, t.output_tokens) == (10, 1)
     assert t.summary() == "running=1 failed=1 skipped=1 retries=1 tokens=11"
+
+
+def test_tally_prices_spend_and_leaves_cached_rows_free():
+    t = Tally(price=Price(input=1.0, output=10.0))
+    t.add(Started(total=3, unique=2))
+    t.add(Finished("a", OK, 2, cached=True))
+    t.add(Submitted("b", "r2", 1))
+    t.add(Finished("b", OK, 1))
+    assert (t.cached, t.done, t.running) == (2, 3, 0)
+    assert t.spent == pytest.approx((10 * 1.0 + 1 * 10.0) / 1e6)
+    assert t.summary().endswith("cached=2 tokens=11 spent=$0.0000")

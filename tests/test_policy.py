@@ -18,7 +18,7 @@ from valar_pandas._policy import PollSchedule, RetryPolicy, parse_retry_after
         (400, 1, False),
         (401, 1, False),
         (404, 1, False),
-        (409, 1, False),
+        (409, 1, True),
         (422, 1, False),
         (501, 1, False),
         (503, 7, True),

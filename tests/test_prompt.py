@@ -89,3 +89,21 @@ def test_check_messages_accepts_and_copies():
     given = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
     messages = check_messages(given, "row 0")
     assert messages == given and messages[0] is not given[0]
+
+
+def test_missing_values_render_empty_whatever_the_spec():
+    from valar_pandas._prompt import MISSING
+
+    t = compile_template("[{unit price:.2f}][{review!r}]", COLUMNS)
+    assert t.render({"unit price": MISSING, "review": MISSING}) == "[][]"
+
+
+def test_a_value_the_spec_cannot_format_is_a_config_error():
+    t = compile_template("{unit price:.2f}", COLUMNS)
+    with pytest.raises(ConfigError, match="cannot format 'cheap' from column 'unit price'"):
+        t.render({"unit price": "cheap"})
+
+
+def test_unknown_conversion_is_rejected():
+    with pytest.raises(ConfigError, match="unknown conversion '!x'"):
+        compile_template("{review!x}", COLUMNS)

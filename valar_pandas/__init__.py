@@ -13,6 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 from ._accessor import ValarAccessor
 from ._config import DEFAULT_BASE_URL, ValarClient
 from ._errors import APIError, AuthenticationError, ConfigError, RowErrors, ValarError
+from ._estimate import Estimate
+from ._prices import PRICES, PRICES_AS_OF, Price
+from ._store import RunStore, default_store_path
 
 try:
     __version__ = version("valar-pandas")
@@ -21,12 +24,18 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "PRICES",
+    "PRICES_AS_OF",
     "APIError",
     "AuthenticationError",
     "ConfigError",
+    "Estimate",
+    "Price",
     "RowErrors",
+    "RunStore",
     "ValarAccessor",
     "ValarClient",
     "ValarError",
     "__version__",
+    "default_store_path",
 ]

@@ -1,32 +1,51 @@
 """``df.valar``: the pandas accessor. A stateless façade: validate → plan → run → merge.
 
-Every method returns a new frame and leaves ``df`` untouched. Everything that can be wrong
-with the call (options, template, columns, key) raises :class:`ConfigError` before any
-request is sent. ``run`` blocks (it works in scripts and inside Jupyter's running loop);
-``arun`` is the same thing as a coroutine for code already in an event loop.
+Every method returns a new object and leaves ``df`` untouched. Everything that can be wrong
+with the call (options, template, columns, key, store, price) raises :class:`ConfigError`
+before any request is sent. ``run`` blocks (it works in scripts and inside Jupyter's running
+loop); ``arun`` is the same thing as a coroutine for code already in an event loop;
+``requests`` and ``estimate`` send nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pandas as pd
 
-from ._config import ValarClient
+from ._config import DEFAULT_BASE_URL, ValarClient
 from ._errors import ConfigError, RowErrors
+from ._estimate import Estimate, estimate
 from ._loop import run_sync
 from ._merge import merge
+from ._models import Outcome
 from ._options import RunOptions, validate_options
 from ._plan import Plan, plan_requests
+from ._prices import Price, resolve_price
 from ._prompt import Row, compile_template
 from ._rows import render_rows
-from ._run import RunReport, run_plan
+from ._run import RunReport, prepare_work, run_plan
+from ._store import RunStore
 
 __all__ = ["ValarAccessor"]
 
 Template = str | Callable[[Row], Any]
+StoreArg = str | os.PathLike[str] | bool | None
+PriceArg = Price | Mapping[str, float] | None
+
+
+def _open_store(store: StoreArg, options: RunOptions) -> RunStore | None:
+    if store is False or not options.cache:
+        return None
+    if store is None or store is True:
+        return RunStore()
+    if isinstance(store, str | os.PathLike):
+        return RunStore(store)
+    raise ConfigError("store must be a path, True (the default location) or False")
 
 
 @dataclass(frozen=True)
@@ -36,26 +55,28 @@ class _Call:
     frame: pd.DataFrame
     options: RunOptions
     plan: Plan
-    client: ValarClient
+    price: Price | None
 
     def finish(self, report: RunReport) -> pd.DataFrame:
         out = merge(self.frame, report.outcomes, self.options.into, self.options.details)
+        tally = report.tally
         out.attrs["valar"] = {
             "rows": len(self.plan.rows),
             "requests": len(self.plan.requests),
+            "cached": tally.cached,
             "http_requests": report.http_requests,
-            "failed": report.tally.failed,
-            "input_tokens": report.tally.input_tokens,
-            "output_tokens": report.tally.output_tokens,
+            "failed": tally.failed,
+            "input_tokens": tally.input_tokens,
+            "output_tokens": tally.output_tokens,
+            "spent_usd": tally.spent if self.price is not None else None,
         }
-        failed = sum(1 for o in report.outcomes if not o.ok)
+        failed = [o for o in report.outcomes if not o.ok and o.status != "skipped"]
         if failed and self.options.errors == "raise":
-            first = next(o.error for o in report.outcomes if not o.ok)
             raise RowErrors(
-                f"{failed} of {len(report.outcomes)} rows failed (first: {first}); "
+                f"{len(failed)} of {len(report.outcomes)} rows failed (first: {failed[0].error}); "
                 "the complete result is on this exception's .frame",
                 frame=out,
-                failed=failed,
+                failed=len(failed),
             )
         return out
 
@@ -67,15 +88,33 @@ class ValarAccessor:
     def __init__(self, pandas_obj: pd.DataFrame) -> None:
         self._obj = pandas_obj
 
-    def _prepare(self, template: Template, client: ValarClient | None, **kwargs: Any) -> _Call:
+    def _prepare(self, template: Template, price: PriceArg, **kwargs: Any) -> _Call:
         options = validate_options(**kwargs)
-        if client is not None and not isinstance(client, ValarClient):
-            raise ConfigError("client must be a valar_pandas.ValarClient")
-        client = client or ValarClient()
+        if not options.cache:
+            # Fresh answers: a nonce no earlier call can have used.
+            nonce = uuid.uuid4().hex
+            salt = nonce if options.salt is None else f"{options.salt}:{nonce}"
+            options = validate_options(**{**kwargs, "salt": salt})
         frame = self._obj.copy(deep=False)
         compiled = compile_template(template, list(frame.columns))
         plan = plan_requests(render_rows(frame, compiled, options.on_missing), options)
-        return _Call(frame, options, plan, client)
+        resolved = resolve_price(options.model, options.completion_window, price)
+        if options.budget is not None and resolved is None:
+            raise ConfigError(
+                f"budget= needs a price for {options.model!r}, which is not in the price "
+                "table; pass price={'input': ..., 'output': ...} in USD per million tokens"
+            )
+        return _Call(frame, options, plan, resolved)
+
+    def _start(
+        self, template: Template, client: ValarClient | None, store: StoreArg, price: PriceArg,
+        **kwargs: Any,
+    ) -> tuple[_Call, ValarClient, RunStore | None]:  # fmt: skip
+        if client is not None and not isinstance(client, ValarClient):
+            raise ConfigError("client must be a valar_pandas.ValarClient")
+        call = self._prepare(template, price, **kwargs)
+        client = client or ValarClient()
+        return call, client, _open_store(store, call.options)
 
     def run(
         self,
@@ -94,9 +133,14 @@ class ValarAccessor:
         details: bool = False,
         on_missing: Literal["empty", "skip"] = "empty",
         salt: str | None = None,
+        cache: bool = True,
+        retry_failed: bool = True,
+        store: StoreArg = None,
+        budget: float | None = None,
+        price: PriceArg = None,
         client: ValarClient | None = None,
     ) -> pd.DataFrame:
-        r"""Ask the model once per row and return the answers as new columns.
+        """Ask the model once per row and return the answers as new columns.
 
         Args:
             template: A ``str.format`` template naming columns (``"Review: {review}"``;
@@ -121,16 +165,27 @@ class ValarAccessor:
             on_missing: For missing values in columns the template names: ``"empty"``
                 renders them as ``""``; ``"skip"`` leaves the row unsent, with a reason.
             salt: Any string; a new salt asks for fresh answers instead of replays.
+            cache: Answer from the run store what it already holds (and resume what an
+                interrupted run started). False asks afresh for every row and keeps nothing.
+            retry_failed: Ask again, on a re-run, rows the server failed last time.
+            store: The run store file; None or True for the default location
+                (``VALAR_PANDAS_STORE`` or the user cache directory); False for none.
+            budget: Most USD this call may spend: once spend plus the estimate of what is in
+                flight would pass it, no new row is sent and the rest say so in the error
+                column.
+            price: USD per million tokens (``Price`` or ``{"input", "output",
+                "cached_input"}``) replacing the shipped table for this call.
             client: Connection settings; default reads ``VALAR_API_KEY`` and
                 ``VALAR_BASE_URL``.
 
         Returns:
             A new frame: every row and column of ``df``, in order and with its index, plus
             ``<into>`` (text, missing where the row failed) and ``<into>_error`` (missing
-            where it succeeded).
+            where it succeeded). ``out.attrs["valar"]`` holds the run's totals.
 
         Raises:
-            ConfigError: Bad option, template, column or key; raised before any request.
+            ConfigError: Bad option, template, column, key, store or price; raised before
+                any request.
             AuthenticationError: The server rejected the key.
             APIError: The first requests were all rejected with the same error.
             RowErrors: ``errors="raise"`` and at least one row failed.
@@ -138,29 +193,24 @@ class ValarAccessor:
         Example:
             >>> out = df.valar.run(  # doctest: +SKIP
             ...     "Classify the sentiment of this review as positive, negative or "
-            ...     "neutral. Reply with one word.\\n\\nReview: {review}",
+            ...     "neutral. Reply with one word. Review: {review}",
             ...     model="zai-org/GLM-5.1-FP8",
             ...     into="sentiment",
             ... )
         """
-        call = self._prepare(
-            template,
-            client,
-            model=model,
-            into=into,
-            instructions=instructions,
-            max_output_tokens=max_output_tokens,
-            temperature=temperature,
-            completion_window=completion_window,
-            mode=mode,
-            concurrency=concurrency,
-            errors=errors,
-            progress=progress,
-            details=details,
-            on_missing=on_missing,
-            salt=salt,
-        )
-        return call.finish(run_sync(run_plan(call.plan, call.options, call.client)))
+        call, client, opened = self._start(
+            template, client, store, price, model=model, into=into, instructions=instructions,
+            max_output_tokens=max_output_tokens, temperature=temperature,
+            completion_window=completion_window, mode=mode, concurrency=concurrency,
+            errors=errors, progress=progress, details=details, on_missing=on_missing,
+            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget,
+        )  # fmt: skip
+        try:
+            report = run_sync(run_plan(call.plan, call.options, client, opened, call.price))
+        finally:
+            if opened is not None:
+                opened.close()
+        return call.finish(report)
 
     async def arun(
         self,
@@ -179,6 +229,11 @@ class ValarAccessor:
         details: bool = False,
         on_missing: Literal["empty", "skip"] = "empty",
         salt: str | None = None,
+        cache: bool = True,
+        retry_failed: bool = True,
+        store: StoreArg = None,
+        budget: float | None = None,
+        price: PriceArg = None,
         client: ValarClient | None = None,
     ) -> pd.DataFrame:
         """The coroutine form of :meth:`run`, for code already inside an event loop.
@@ -191,21 +246,130 @@ class ValarAccessor:
             ...     "Review: {review}", model="zai-org/GLM-5.1-FP8"
             ... )
         """
+        call, client, opened = self._start(
+            template, client, store, price, model=model, into=into, instructions=instructions,
+            max_output_tokens=max_output_tokens, temperature=temperature,
+            completion_window=completion_window, mode=mode, concurrency=concurrency,
+            errors=errors, progress=progress, details=details, on_missing=on_missing,
+            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget,
+        )  # fmt: skip
+        try:
+            report = await run_plan(call.plan, call.options, client, opened, call.price)
+        finally:
+            if opened is not None:
+                opened.close()
+        return call.finish(report)
+
+    def requests(
+        self,
+        template: Template,
+        *,
+        model: str,
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        completion_window: Literal["standard", "asap"] | None = None,
+        mode: Literal["background", "realtime"] = "background",
+        on_missing: Literal["empty", "skip"] = "empty",
+        salt: str | None = None,
+    ) -> pd.DataFrame:
+        """The requests :meth:`run` would send, one row per row, without any I/O.
+
+        Takes the arguments of :meth:`run` that shape a request body.
+
+        Returns:
+            A frame on ``df``'s index with ``body`` (the JSON body as a dict, None for a
+            skipped row), ``idempotency_key``, ``fingerprint`` (shared by identical rows)
+            and ``skipped`` (the reason, or missing).
+
+        Example:
+            >>> df.valar.requests("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP
+        """
         call = self._prepare(
-            template,
-            client,
-            model=model,
-            into=into,
-            instructions=instructions,
-            max_output_tokens=max_output_tokens,
-            temperature=temperature,
-            completion_window=completion_window,
-            mode=mode,
-            concurrency=concurrency,
-            errors=errors,
-            progress=progress,
-            details=details,
-            on_missing=on_missing,
-            salt=salt,
+            template, None, model=model, instructions=instructions,
+            max_output_tokens=max_output_tokens, temperature=temperature,
+            completion_window=completion_window, mode=mode, on_missing=on_missing, salt=salt,
+        )  # fmt: skip
+        plan = call.plan
+        bodies: list[dict[str, Any] | None] = []
+        keys: list[str | None] = []
+        prints: list[str | None] = []
+        skipped: list[str | None] = []
+        for row in plan.rows:
+            if isinstance(row, Outcome):
+                bodies.append(None)
+                keys.append(None)
+                prints.append(None)
+                skipped.append(row.error)
+            else:
+                request = plan.requests[row]
+                bodies.append(dict(request.body))
+                keys.append(request.idempotency_key)
+                prints.append(row)
+                skipped.append(None)
+        return pd.DataFrame(
+            {
+                "body": pd.Series(bodies, dtype=object).array,
+                "idempotency_key": pd.array(keys, dtype="str"),
+                "fingerprint": pd.array(prints, dtype="str"),
+                "skipped": pd.array(skipped, dtype="str"),
+            },
+            index=self._obj.index,
         )
-        return call.finish(await run_plan(call.plan, call.options, call.client))
+
+    def estimate(
+        self,
+        template: Template,
+        *,
+        model: str,
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        completion_window: Literal["standard", "asap"] | None = None,
+        mode: Literal["background", "realtime"] = "background",
+        on_missing: Literal["empty", "skip"] = "empty",
+        salt: str | None = None,
+        cache: bool = True,
+        retry_failed: bool = True,
+        store: StoreArg = None,
+        price: PriceArg = None,
+        base_url: str | None = None,
+    ) -> Estimate:
+        """How many requests :meth:`run` would send and what they would cost; sends nothing.
+
+        Takes the arguments of :meth:`run` that shape requests and the cache. Cache hits
+        are read from the run store for ``base_url`` (default ``VALAR_BASE_URL`` or the
+        Valar API); no key is needed.
+
+        Returns:
+            An :class:`Estimate`: rows, distinct requests, cache hits, skipped rows, requests
+            to send, estimated input tokens, assumed output tokens (``max_output_tokens``, or
+            256 per request when unset) and estimated cost for the completion window.
+
+        Example:
+            >>> df.valar.estimate("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP
+        """
+        call = self._prepare(
+            template, price, model=model, instructions=instructions,
+            max_output_tokens=max_output_tokens, temperature=temperature,
+            completion_window=completion_window, mode=mode, on_missing=on_missing, salt=salt,
+            cache=cache, retry_failed=retry_failed,
+        )  # fmt: skip
+        endpoint = (base_url or os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        opened = _open_store(store, call.options)
+        try:
+            work = prepare_work(call.plan, call.options, opened, endpoint)
+        finally:
+            if opened is not None:
+                opened.close()
+        return estimate(
+            rows=len(call.plan.rows),
+            requests=len(call.plan.requests),
+            cache_hits=len(work.cached),
+            skipped=call.plan.skipped,
+            to_send=work.send,
+            max_output_tokens=call.options.max_output_tokens,
+            model=call.options.model,
+            completion_window=call.options.completion_window,
+            price=call.price,
+        )

@@ -1,4 +1,4 @@
-"""The ``valar-pandas`` command: ``demo`` and ``emulator``.
+"""The ``valar-pandas`` command: ``demo``, ``store`` and ``emulator``.
 
 Exit codes: 0 success, 1 the run finished with failed rows, 2 usage or configuration error
 (raised before any request).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from ._errors import ValarError
@@ -41,12 +42,77 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    store = commands.add_parser(
+        "store",
+        help="inspect or clear the run store",
+        description="The run store remembers every request so re-runs are free and "
+        "interrupted runs resume. Default location: VALAR_PANDAS_STORE or the user cache "
+        "directory.",
+    )
+    store.add_argument("action", choices=["info", "list", "clear"], help="what to do")
+    store.add_argument("--store", type=Path, default=None, help="store file (default: see above)")
+    store.add_argument("--limit", type=int, default=20, help="rows to list (default 20)")
+    store.add_argument(
+        "--older-than",
+        type=_age,
+        default=None,
+        metavar="AGE",
+        help="with clear: only rows not updated for AGE, e.g. 30d, 12h, 45m, 90s",
+    )
+
     commands.add_parser(
         "emulator",
         help="serve the Valar emulator (see 'valar-pandas emulator --help')",
         add_help=False,
     )
     return parser
+
+
+def _age(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    number, unit = text[:-1], text[-1:].lower()
+    try:
+        value = float(number) * units[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an age like 30d, 12h, 45m or 90s"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("an age cannot be negative")
+    return value
+
+
+def _when(stamp: object) -> str:
+    if not isinstance(stamp, int | float):
+        return "-"
+    return datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds")
+
+
+def _store_command(action: str, path: Path | None, limit: int, older_than: float | None) -> int:
+    from ._store import RunStore
+
+    with RunStore(path) as store:
+        if action == "info":
+            info = store.info()
+            print(f"store:          {info['path']} (schema {info['schema_version']})")
+            print(f"size:           {info['bytes']:,} bytes")
+            print(f"rows:           {info['rows']:,}  by state: {info['by_state'] or {}}")
+            print(f"finished:       {info['by_status'] or {}}")
+            print(f"tokens:         {info['input_tokens']:,} in, {info['output_tokens']:,} out")
+            print(f"oldest, newest: {_when(info['oldest'])}, {_when(info['newest'])}")
+        elif action == "list":
+            for row in store.rows(limit):
+                text = str(row["text"] if row["text"] is not None else row["error"] or "")
+                text = " ".join(text.split())
+                print(
+                    f"{_when(row['updated_at'])}  {str(row['fingerprint'])[:12]}  "
+                    f"{row['state']:<9} {row['status'] or '-':<10} {row['model'] or '-'}  "
+                    f"{text[:60]}"
+                )
+        else:
+            deleted = store.clear(older_than)
+            print(f"deleted {deleted:,} rows from {store.path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             scored = run_demo(settings, sys.stdout)
             return 1 if scored["sentiment_error"].notna().any() else 0
+        if args.command == "store":
+            return _store_command(args.action, args.store, args.limit, args.older_than)
     except ValarError as exc:
         print(f"valar-pandas: {exc}", file=sys.stderr)
         return 2

@@ -78,21 +78,23 @@ class ValarClient:
         timeout: float = 60.0,
         realtime_timeout: float = 600.0,
     ) -> None:
-        if isinstance(api_key, Secret):
-            key = api_key.reveal()
-        else:
-            key = api_key if api_key is not None else os.environ.get("VALAR_API_KEY", "")
-        if not key or not key.strip():
+        url = base_url or os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            # The value is not echoed: a key passed in the base URL's place must not show.
+            raise ConfigError("the base URL must start with http:// or https://")
+        if timeout <= 0 or realtime_timeout <= 0:
+            raise ConfigError("timeouts must be positive numbers of seconds")
+        secret = api_key if isinstance(api_key, Secret) else None
+        if secret is None:
+            raw = api_key if api_key is not None else os.environ.get("VALAR_API_KEY", "")
+            secret = Secret(raw.strip()) if isinstance(raw, str) else Secret("")
+            del raw
+        if not secret.reveal():
             raise ConfigError(
                 "No Valar API key: set the VALAR_API_KEY environment variable or pass "
                 "client=ValarClient(api_key=...)."
             )
-        url = base_url or os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"VALAR_BASE_URL must start with http:// or https://, got {url!r}")
-        if timeout <= 0 or realtime_timeout <= 0:
-            raise ConfigError("timeouts must be positive numbers of seconds")
-        object.__setattr__(self, "api_key", Secret(key.strip()))
+        object.__setattr__(self, "api_key", secret)
         object.__setattr__(self, "base_url", url.rstrip("/"))
         object.__setattr__(self, "timeout", float(timeout))
         object.__setattr__(self, "realtime_timeout", float(realtime_timeout))

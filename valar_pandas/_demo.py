@@ -86,6 +86,7 @@ def run_demo(settings: DemoSettings, out: TextIO) -> pd.DataFrame:
             max_output_tokens=16,
             concurrency=settings.concurrency,
             progress="tqdm" if settings.progress else None,
+            store=False,  # the emulator's answers have no place in the user's run store
             client=ValarClient(api_key=config.api_key, base_url=base_url),
         )
         wall = time.perf_counter() - started

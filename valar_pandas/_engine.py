@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from ._errors import APIError, AuthenticationError
 from ._http import Http, Reply, Unreachable
@@ -58,6 +59,7 @@ class _Watch:
     fingerprint: str
     response_id: str
     created: float
+    request: Request | None = None
     polls: int = 0
     failures: int = 0
     misses: int = 0
@@ -74,8 +76,13 @@ class _Run:
         emit: Callable[[Event], None],
         now: Callable[[], float],
         rand: Callable[[], float],
+        attach: Mapping[str, str],
+        gate: Callable[[Request], str | None] | None,
     ) -> None:
         self.requests = requests
+        self.attach = attach
+        self.gate = gate
+        self.refusal: str | None = None
         self.shares = shares
         self.http = http
         self.config = config
@@ -87,7 +94,8 @@ class _Run:
         self.heap: list[tuple[float, int, _Watch]] = []
         self.seq = itertools.count()
         self.wake = asyncio.Event()
-        self.queue = iter(requests)
+        self.fresh = [r for r in requests if r.fingerprint not in attach]
+        self.queue = iter(self.fresh)
         self.accepted = 0
         self.same_error: tuple[int, str | None] | None = None
         self.same_error_count = 0
@@ -96,12 +104,13 @@ class _Run:
 
     def finish(self, fingerprint: str, outcome: Outcome) -> None:
         self.results[fingerprint] = outcome
-        self.emit(Finished(outcome, self.shares.get(fingerprint, 1)))
+        self.emit(Finished(fingerprint, outcome, self.shares.get(fingerprint, 1)))
         self.wake.set()
 
     def watch(self, watch: _Watch, delay: float) -> None:
         heapq.heappush(self.heap, (self.now() + delay, next(self.seq), watch))
-        self.wake.set()
+        if self.heap[0][2] is watch:  # the dispatcher only cares about a new earliest entry
+            self.wake.set()
 
     async def exchange(self, method: str, path: str, request: Request | None = None) -> Reply:
         async with self.slots:
@@ -125,7 +134,20 @@ class _Run:
 
     async def submitter(self) -> None:
         for request in self.queue:
+            if self.gate is not None and self.refusal is None:
+                self.refusal = self.gate(request)
+            if self.refusal is not None:
+                self.finish(request.fingerprint, Outcome("skipped", error=self.refusal))
+                continue
             await self.create(request)
+
+    def reattach(self) -> None:
+        """Poll responses created by an earlier run instead of creating them again."""
+        created = self.now()
+        for request in self.requests:
+            response_id = self.attach.get(request.fingerprint)
+            if response_id is not None:
+                self.watch(_Watch(request.fingerprint, response_id, created, request), 0.0)
 
     async def create(self, request: Request) -> None:
         retry = self.config.retry
@@ -173,7 +195,7 @@ class _Run:
 
     def created(self, request: Request, parsed: Parsed) -> None:
         fingerprint = request.fingerprint
-        self.emit(Submitted(self.shares.get(fingerprint, 1)))
+        self.emit(Submitted(fingerprint, parsed.response_id, self.shares.get(fingerprint, 1)))
         if parsed.outcome is not None:
             self.finish(fingerprint, parsed.outcome)
         elif parsed.response_id is None:
@@ -209,7 +231,7 @@ class _Run:
     # -- polling --------------------------------------------------------------------------
 
     async def dispatcher(self, group: asyncio.TaskGroup) -> None:
-        total = len(self.requests)
+        total = len({r.fingerprint for r in self.requests})
         while len(self.results) < total:
             if not self.heap:
                 self.wake.clear()
@@ -218,8 +240,11 @@ class _Run:
             delay = self.heap[0][0] - self.now()
             if delay > 0:
                 self.wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that coincides with the wake-up, and the dispatcher would outlive its group.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self.wake.wait()
                 continue
             _, _, watch = heapq.heappop(self.heap)
             await self.slots.acquire()
@@ -227,7 +252,8 @@ class _Run:
 
     async def poll(self, watch: _Watch) -> None:
         try:
-            reply = await self.http.request("GET", f"/responses/{watch.response_id}")
+            path = f"/responses/{quote(watch.response_id, safe='')}"
+            reply = await self.http.request("GET", path)
         except Unreachable as exc:
             self.slots.release()
             self.poll_failed(watch, None, str(exc), None)
@@ -250,6 +276,10 @@ class _Run:
         elif reply.status == 404 and watch.misses < _MAX_404:
             watch.misses += 1  # may be replication lag right after a create
             self.watch(watch, self.config.retry.delay(watch.misses, None, self.rand()))
+        elif reply.status == 404 and watch.request is not None:
+            # An id from an earlier run that the server no longer knows: create again under
+            # the same key, which replays the reservation if the server still holds it.
+            await self.create(watch.request)
         else:
             _, reason = error_summary(reply.status, reply.body)
             after = parse_retry_after(reply.retry_after, time.time())
@@ -308,6 +338,8 @@ async def execute(
     config: EngineConfig,
     emit: Callable[[Event], None],
     *,
+    attach: Mapping[str, str] | None = None,
+    gate: Callable[[Request], str | None] | None = None,
     now: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> dict[str, Outcome]:
@@ -319,6 +351,10 @@ async def execute(
         http: The transport.
         config: Concurrency, mode and policies.
         emit: Receives every event, on the event loop's thread.
+        attach: Fingerprint → response id, for requests an earlier run already created:
+            they are polled, not created again.
+        gate: Asked before each create; a returned reason stops all further creates, and
+            every request not yet created ends ``skipped`` with that reason (a budget).
         now: Monotonic clock, in seconds.
         rand: Uniform random numbers for jitter.
 
@@ -329,18 +365,22 @@ async def execute(
         AuthenticationError: The server rejected the API key.
         APIError: The first requests were all rejected with the same client error.
     """
-    run = _Run(requests, shares, http, config, emit, now, rand)
+    run = _Run(requests, shares, http, config, emit, now, rand, attach or {}, gate)
     if not requests:
         return run.results
+    run.reattach()
     try:
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(config.concurrency, len(requests))):
+            for _ in range(min(config.concurrency, len(run.fresh))):
                 group.create_task(run.submitter())
             group.create_task(run.dispatcher(group))
     except BaseExceptionGroup as group_error:
         # Surface the one meaningful error rather than a group of cancellations.
-        for exc in group_error.exceptions:
+        errors = [e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)]
+        for exc in errors:
             if isinstance(exc, APIError):
                 raise exc from None
+        if len(errors) == 1:
+            raise errors[0] from None
         raise
     return run.results

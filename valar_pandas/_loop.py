@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
 import threading
 from collections.abc import Coroutine
@@ -48,8 +47,8 @@ def get_loop() -> asyncio.AbstractEventLoop:
 
 def _forget_after_fork() -> None:
     """A forked child has no loop thread; start a fresh one on first use."""
-    global _loop, _thread
-    _loop, _thread = None, None
+    global _lock, _loop, _thread
+    _lock, _loop, _thread = threading.Lock(), None, None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -72,16 +71,29 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     if threading.current_thread() is _thread:
         coro.close()
         raise RuntimeError("run_sync() cannot be called from the valar-pandas loop thread")
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    started, unwound = threading.Event(), threading.Event()
+
+    async def tracked() -> T:
+        started.set()
+        try:
+            return await coro
+        finally:
+            unwound.set()
+
+    future = asyncio.run_coroutine_threadsafe(tracked(), loop)
     try:
         while True:
             try:
                 return future.result(timeout=_WAIT_SLICE)
             except concurrent.futures.TimeoutError:
                 continue
-    except KeyboardInterrupt:
+    except BaseException:
+        # Interrupted (Ctrl-C, a timeout, an exit): cancel the run and let it close its
+        # connections and displays before the caller moves on. The future reports
+        # "cancelled" at once, so wait for the coroutine itself to finish unwinding.
         future.cancel()
-        # Wait for the cancellation to unwind; it ends in CancelledError or whatever it raised.
-        with contextlib.suppress(BaseException):
-            future.result(timeout=_UNWIND_SECONDS)
+        if started.is_set():
+            unwound.wait(_UNWIND_SECONDS)
+        else:
+            coro.close()
         raise

@@ -53,6 +53,7 @@ class Outcome:
         response_id: The server's response id, when one was assigned.
         input_tokens: Input tokens billed, when the server reported usage.
         output_tokens: Output tokens billed, when the server reported usage.
+        cached_tokens: Of the input tokens, those served from the prefix cache.
     """
 
     status: RowStatus
@@ -61,6 +62,7 @@ class Outcome:
     response_id: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -78,8 +80,10 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """A request was accepted by the server (``rows`` rows share it)."""
+    """The server accepted a request and named its response (``rows`` rows share it)."""
 
+    fingerprint: str
+    response_id: str | None
     rows: int
 
 
@@ -93,10 +97,16 @@ class Retrying:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """A request reached its end; ``rows`` rows share its outcome."""
+    """A request reached its end; ``rows`` rows share its outcome.
 
+    ``fingerprint`` is None for rows that were never requests (skipped before planning);
+    ``cached`` is True when the outcome came from the run store without any request.
+    """
+
+    fingerprint: str | None
     outcome: Outcome
     rows: int
+    cached: bool = False
 
 
 Event = Started | Submitted | Retrying | Finished

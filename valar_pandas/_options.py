@@ -33,6 +33,9 @@ class RunOptions:
     details: bool
     on_missing: Literal["empty", "skip"]
     salt: str | None
+    cache: bool = True
+    retry_failed: bool = True
+    budget: float | None = None
 
     @property
     def background(self) -> bool:
@@ -61,6 +64,9 @@ def validate_options(
     details: object = False,
     on_missing: object = "empty",
     salt: object = None,
+    cache: object = True,
+    retry_failed: object = True,
+    budget: object = None,
 ) -> RunOptions:
     """Check every option and fill defaults.
 
@@ -102,10 +108,15 @@ def validate_options(
         raise ConfigError("temperature must be a number from 0 to 2")
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ConfigError("concurrency must be a positive integer")
-    if not isinstance(details, bool):
-        raise ConfigError("details must be True or False")
     if salt is not None and not isinstance(salt, str):
         raise ConfigError("salt must be a string")
+    for name, flag in (("details", details), ("cache", cache), ("retry_failed", retry_failed)):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{name} must be True or False")
+    if budget is not None and (
+        not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0
+    ):
+        raise ConfigError("budget must be a positive number of US dollars")
     return RunOptions(
         model=model.strip(),
         into=into,
@@ -117,7 +128,10 @@ def validate_options(
         concurrency=concurrency,
         errors=errors,  # type: ignore[arg-type]
         progress=progress,  # type: ignore[arg-type]
-        details=details,
+        details=bool(details),
         on_missing=on_missing,  # type: ignore[arg-type]
         salt=salt,
+        cache=bool(cache),
+        retry_failed=bool(retry_failed),
+        budget=None if budget is None else float(budget),
     )

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import ConfigError
 from ._models import Outcome, Request
 from ._options import RunOptions
 from ._wire import make_request, response_body
@@ -67,9 +68,12 @@ def plan_requests(inputs: Iterable[str | list[dict[str, Any]] | Skip], options: 
 
     Returns:
         The plan.
+
+    Raises:
+        ConfigError: A row's messages hold values JSON cannot carry.
     """
     plan = Plan()
-    for item in inputs:
+    for position, item in enumerate(inputs):
         if isinstance(item, Skip):
             plan.rows.append(Outcome("skipped", error=f"skipped: {item.reason}"))
             continue
@@ -82,7 +86,12 @@ def plan_requests(inputs: Iterable[str | list[dict[str, Any]] | Skip], options: 
             completion_window=options.completion_window,
             background=options.background,
         )
-        request = make_request(body, options.salt)
+        try:
+            request = make_request(body, options.salt)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"row {position}: its prompt cannot be sent as JSON ({exc})"
+            ) from None
         fingerprint = request.fingerprint
         plan.requests.setdefault(fingerprint, request)
         plan.shares[fingerprint] += 1

@@ -2,7 +2,9 @@
 
 Retry rules follow the contract (``valar-api.md`` §6): connection errors, timeouts, 408, 429,
 500, 502, 503 and 504 are retried, always with the same ``Idempotency-Key``, so a retried
-create replays instead of billing twice. Other 4xx are never retried.
+create replays instead of billing twice. 409 is retried too: OpenAI-style servers answer it
+when a retry arrives while the first request under the same key is still being processed.
+Other 4xx are never retried.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 __all__ = ["RETRYABLE", "PollSchedule", "RetryPolicy", "parse_retry_after"]
 
-RETRYABLE: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE: frozenset[int] = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)

@@ -12,23 +12,31 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._models import Event, Finished, Retrying, Started, Submitted
+from ._prices import Price
 
 __all__ = ["Display", "Tally", "make_display"]
 
 
 @dataclass
 class Tally:
-    """Counts folded from events, in rows (rows sharing one request count separately)."""
+    """Counts folded from events, in rows (rows sharing one request count separately).
 
+    Attributes:
+        price: Prices reported usage into ``spent``; None when the model has no price.
+    """
+
+    price: Price | None = None
     total: int = 0
     unique: int = 0
     submitted: int = 0
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    cached: int = 0
     retries: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    spent: float = 0.0
     last_retry: str | None = None
     started_at: float = field(default_factory=time.monotonic)
 
@@ -41,12 +49,17 @@ class Tally:
         elif isinstance(event, Finished):
             outcome = event.outcome
             self.done += event.rows
+            if event.cached:
+                self.cached += event.rows
             if outcome.status == "skipped":
                 self.skipped += event.rows
             elif not outcome.ok:
                 self.failed += event.rows
-            self.input_tokens += outcome.input_tokens or 0
-            self.output_tokens += outcome.output_tokens or 0
+            if not event.cached:
+                self.input_tokens += outcome.input_tokens or 0
+                self.output_tokens += outcome.output_tokens or 0
+                if self.price is not None:
+                    self.spent += self.price.of(outcome)
         elif isinstance(event, Retrying):
             self.retries += 1
             self.last_retry = event.reason
@@ -54,7 +67,7 @@ class Tally:
     @property
     def running(self) -> int:
         """Rows accepted by the server and not yet finished."""
-        return max(self.submitted - (self.done - self.skipped), 0)
+        return max(self.submitted - (self.done - self.skipped - self.cached), 0)
 
     def summary(self) -> str:
         """A one-line status: failures, retries and tokens so far."""
@@ -63,9 +76,13 @@ class Tally:
             parts.append(f"failed={self.failed}")
         if self.skipped:
             parts.append(f"skipped={self.skipped}")
+        if self.cached:
+            parts.append(f"cached={self.cached}")
         if self.retries:
             parts.append(f"retries={self.retries}")
         parts.append(f"tokens={_si(self.input_tokens + self.output_tokens)}")
+        if self.price is not None:
+            parts.append(f"spent=${self.spent:,.4f}")
         return " ".join(parts)
 
 
@@ -82,8 +99,8 @@ class Display(Protocol):
 
 
 class _Silent:
-    def __init__(self) -> None:
-        self.tally = Tally()
+    def __init__(self, price: Price | None) -> None:
+        self.tally = Tally(price)
 
     def __call__(self, event: Event) -> None:
         self.tally.add(event)
@@ -95,10 +112,10 @@ class _Silent:
 class _TqdmDisplay:
     """A tqdm bar in rows; the postfix shows running, failed, retries and tokens."""
 
-    def __init__(self, desc: str) -> None:
+    def __init__(self, desc: str, price: Price | None) -> None:
         from tqdm.std import tqdm
 
-        self.tally = Tally()
+        self.tally = Tally(price)
         self._bar: Any = None
         self._tqdm = tqdm
         self._desc = desc
@@ -127,19 +144,20 @@ class _TqdmDisplay:
             self._bar.close()
 
 
-def make_display(progress: str | None, desc: str = "valar") -> Display:
+def make_display(progress: str | None, price: Price | None, desc: str = "valar") -> Display:
     """Choose the display for ``progress``.
 
     Args:
         progress: ``"auto"`` or ``"tqdm"`` for a tqdm bar, None for silence.
+        price: Prices usage into spend for the display; None shows no spend.
         desc: The bar's label.
 
     Returns:
         A display: call it with events, read ``.tally``, ``close()`` it at the end.
     """
     if progress is None:
-        return _Silent()
-    return _TqdmDisplay(desc)
+        return _Silent(price)
+    return _TqdmDisplay(desc, price)
 
 
 def _si(n: int) -> str:

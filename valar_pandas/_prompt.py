@@ -20,10 +20,31 @@ from typing import Any
 
 from ._errors import ConfigError
 
-__all__ = ["ROLES", "Message", "Row", "Template", "check_messages", "compile_template"]
+__all__ = [
+    "MISSING",
+    "ROLES",
+    "Message",
+    "Row",
+    "Template",
+    "check_messages",
+    "compile_template",
+]
 
 Message = dict[str, Any]
 ROLES = frozenset({"system", "developer", "user", "assistant"})
+_CONVERSIONS: dict[str, Callable[[object], str]] = {"r": repr, "s": str, "a": ascii}
+
+
+class _Missing:
+    """A missing value: renders as an empty string, whatever the format spec."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
 
 
 class Row(dict[Any, Any]):
@@ -64,8 +85,8 @@ class Template:
         """Fill a string template from ``values`` (column label → value).
 
         Args:
-            values: At least the template's ``columns``. Missing values must already have
-                been replaced (see the accessor's ``on_missing``).
+            values: At least the template's ``columns``; :data:`MISSING` renders as ``""``
+                whatever the placeholder's conversion or format spec.
 
         Returns:
             The rendered prompt text.
@@ -76,13 +97,17 @@ class Template:
             if piece.column is None:
                 continue
             value = values[piece.column]
-            if piece.conversion == "r":
-                value = repr(value)
-            elif piece.conversion == "a":
-                value = ascii(value)
-            elif piece.conversion == "s":
-                value = str(value)
-            out.append(format(value, piece.spec))
+            if value is MISSING:
+                continue
+            if piece.conversion is not None:
+                value = _CONVERSIONS[piece.conversion](value)
+            try:
+                out.append(format(value, piece.spec))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"cannot format {value!r} from column {piece.column!r} with "
+                    f"':{piece.spec}' ({exc})"
+                ) from None
         return "".join(out)
 
 
@@ -98,8 +123,8 @@ def compile_template(template: str | Callable[[Row], Any], columns: Sequence[Has
         The compiled template.
 
     Raises:
-        ConfigError: The string does not parse, uses a positional or empty placeholder, or
-            names a column the frame lacks.
+        ConfigError: The string does not parse, uses a positional or empty placeholder or
+            an unknown conversion, or names a column the frame lacks.
 
     Example:
         >>> t = compile_template("Review: {review}", ["review", "stars"])
@@ -130,6 +155,8 @@ def compile_template(template: str | Callable[[Row], Any], columns: Sequence[Has
             )
         if spec and "{" in spec:
             raise ConfigError(f"bad template: nested placeholder in format spec of {{{field}}}")
+        if conversion is not None and conversion not in _CONVERSIONS:
+            raise ConfigError(f"bad template: unknown conversion '!{conversion}' in {{{field}}}")
         if field not in by_name:
             missing.append(field)
             continue

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ._errors import ConfigError
 from ._plan import Skip
-from ._prompt import Row, Template, check_messages
+from ._prompt import MISSING, Row, Template, check_messages
 
 __all__ = ["render_rows"]
 
@@ -53,8 +53,11 @@ def render_rows(
             shown = ", ".join(repr(c) for c in gaps)
             out.append(Skip(f"missing value in {shown}"))
             continue
-        row = {c: ("" if missing[c][i] else values[c][i]) for c in names}
-        out.append(template.render(row))
+        row = {c: (MISSING if missing[c][i] else values[c][i]) for c in names}
+        try:
+            out.append(template.render(row))
+        except ConfigError as exc:
+            raise ConfigError(f"row {i} (index {df.index[i]!r}): {exc}") from None
     return out
 
 

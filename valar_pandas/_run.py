@@ -1,23 +1,36 @@
-"""The composition root: a planned run → outcomes, wiring transport, engine and display.
+"""The composition root: a planned run → outcomes, wiring store, transport, engine, display.
 
-It opens the HTTP pool on the running loop, fans engine events out to the display, and
-closes both whatever happens. It decides nothing a pure module could decide.
+It consults the run store (finished rows come from disk; rows an earlier run created are
+re-attached by id; rows it only planned are re-sent under the same key), records each
+request before it is sent, fans engine events out to the store, the budget and the display,
+and closes everything whatever happens. It decides nothing a pure module could decide.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._budget import Budget
 from ._config import ValarClient
 from ._engine import EngineConfig, execute
 from ._http import Http
-from ._models import Finished, Outcome, Started
+from ._models import Event, Finished, Outcome, Request, Started, Submitted
 from ._options import RunOptions
 from ._plan import Plan
 from ._policy import PollSchedule
+from ._prices import Price
 from ._progress import Tally, make_display
+from ._store import RunStore
+from ._wire import attempt_key
 
-__all__ = ["RunReport", "run_plan"]
+__all__ = ["RunReport", "Work", "prepare_work", "run_plan"]
+
+SERVER_VERDICTS = frozenset({"completed", "failed", "cancelled", "incomplete"})
+"""Outcomes the server decided. Only these are recorded as done: a row the client gave up
+on (a connection that kept failing, a run stopped midway) keeps its key and response id, so
+a re-run resumes it instead of paying for it again."""
 
 
 @dataclass(frozen=True)
@@ -35,31 +48,127 @@ class RunReport:
     http_requests: int
 
 
-async def run_plan(plan: Plan, options: RunOptions, client: ValarClient) -> RunReport:
-    """Send a plan's requests and gather every row's outcome.
+@dataclass
+class Work:
+    """A plan split against the store: what is already known and what must be sent.
+
+    Attributes:
+        cached: Outcomes served from the store, by fingerprint.
+        send: Requests to send (with the key each must carry).
+        attach: Fingerprint → response id of requests an earlier run created.
+        entries: Fingerprint → (key, attempt), to record before anything is sent.
+    """
+
+    cached: dict[str, Outcome]
+    send: list[Request]
+    attach: dict[str, str]
+    entries: dict[str, tuple[str, int]]
+
+
+def prepare_work(plan: Plan, options: RunOptions, store: RunStore | None, endpoint: str) -> Work:
+    """Split a plan into cached outcomes, re-attachments and requests to send.
+
+    Args:
+        plan: The planned requests.
+        options: ``cache`` and ``retry_failed`` decide what the store may answer.
+        store: The run store, or None.
+        endpoint: The API base URL the store namespaces rows by.
+
+    Returns:
+        The work.
+    """
+    work = Work({}, [], {}, {})
+    known = store.lookup(endpoint, plan.requests) if store is not None else {}
+    for fingerprint, request in plan.requests.items():
+        stored = known.get(fingerprint)
+        if stored is None:
+            work.send.append(request)
+            work.entries[fingerprint] = (request.idempotency_key, 0)
+            continue
+        outcome = stored.outcome
+        if outcome is not None and (outcome.ok or not options.retry_failed):
+            work.cached[fingerprint] = outcome
+            continue
+        attempt = stored.attempt + 1 if outcome is not None else stored.attempt
+        key = attempt_key(fingerprint, attempt) if outcome is not None else stored.idempotency_key
+        work.send.append(dataclasses.replace(request, idempotency_key=key))
+        work.entries[fingerprint] = (key, attempt)
+        if outcome is None and stored.state == "submitted" and stored.response_id:
+            work.attach[fingerprint] = stored.response_id
+    return work
+
+
+def _recorder(store: RunStore, endpoint: str) -> Callable[[Event], None]:
+    def record(event: Event) -> None:
+        if isinstance(event, Submitted):
+            store.submitted(endpoint, event.fingerprint, event.response_id)
+        elif (
+            isinstance(event, Finished)
+            and not event.cached
+            and event.fingerprint is not None
+            and event.outcome.status in SERVER_VERDICTS
+        ):
+            store.finished(endpoint, event.fingerprint, event.outcome)
+
+    return record
+
+
+async def run_plan(
+    plan: Plan,
+    options: RunOptions,
+    client: ValarClient,
+    store: RunStore | None,
+    price: Price | None,
+) -> RunReport:
+    """Send a plan's requests, resuming from the store, and gather every row's outcome.
 
     Args:
         plan: The rows and their distinct requests.
         options: The validated options.
         client: Where to send, with which key.
+        store: The run store, or None to keep nothing.
+        price: The price of the call's model and window, for spend and the budget.
 
     Returns:
         The report; rows the run could not finish carry an ``error`` outcome.
     """
-    display = make_display(options.progress)
-    http = Http(client, options.concurrency)
-    display(Started(total=len(plan.rows), unique=len(plan.requests)))
+    endpoint = client.base_url
+    work = prepare_work(plan, options, store, endpoint)
+    display = make_display(options.progress, price)
+    listeners: list[Callable[[Event], None]] = [display]
+    budget = Budget(options.budget, price) if options.budget is not None and price else None
+    if budget is not None:
+        listeners.append(budget)
+    if store is not None:
+        store.plan(endpoint, options.model, work.entries)
+        listeners.append(_recorder(store, endpoint))
+
+    def emit(event: Event) -> None:
+        for listener in listeners:
+            listener(event)
+
+    emit(Started(total=len(plan.rows), unique=len(plan.requests)))
     for row in plan.rows:
         if isinstance(row, Outcome):
-            display(Finished(row, 1))
-    config = EngineConfig(
-        concurrency=options.concurrency,
-        background=options.background,
-        poll=PollSchedule.for_window(options.completion_window),
-    )
+            emit(Finished(None, row, 1))
+    for fingerprint, outcome in work.cached.items():
+        emit(Finished(fingerprint, outcome, plan.shares[fingerprint], cached=True))
+    results = dict(work.cached)
+    http: Http | None = None
     try:
-        results = await execute(list(plan.requests.values()), plan.shares, http, config, display)
+        if work.send:
+            http = Http(client, options.concurrency)
+            config = EngineConfig(
+                concurrency=options.concurrency,
+                background=options.background,
+                poll=PollSchedule.for_window(options.completion_window),
+            )
+            results |= await execute(
+                work.send, plan.shares, http, config, emit, attach=work.attach,
+                gate=budget.admit if budget is not None else None,
+            )  # fmt: skip
     finally:
-        await http.close()
+        if http is not None:
+            await http.close()
         display.close()
-    return RunReport(plan.outcomes(results), display.tally, http.sent)
+    return RunReport(plan.outcomes(results), display.tally, http.sent if http else 0)

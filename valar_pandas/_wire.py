@@ -21,6 +21,7 @@ from ._models import Outcome, Request
 __all__ = [
     "Parsed",
     "Status",
+    "attempt_key",
     "error_summary",
     "make_request",
     "normalise_status",
@@ -110,7 +111,20 @@ def make_request(body: Mapping[str, Any], salt: str | None = None) -> Request:
     if salt is not None:
         digest.update(b"\x00salt\x00" + salt.encode())
     fingerprint = digest.hexdigest()
-    return Request(fingerprint, _KEY_PREFIX + fingerprint, body, payload)
+    return Request(fingerprint, attempt_key(fingerprint, 0), body, payload)
+
+
+def attempt_key(fingerprint: str, attempt: int) -> str:
+    """The ``Idempotency-Key`` for a request's ``attempt``-th asking.
+
+    Attempt 0 is the first; a row whose response the server failed is asked again under a
+    new key (the old one would only replay the failure).
+
+    Example:
+        >>> attempt_key("ab12", 0), attempt_key("ab12", 2)
+        ('vp1-ab12', 'vp1-ab12-2')
+    """
+    return _KEY_PREFIX + fingerprint + (f"-{attempt}" if attempt else "")
 
 
 def normalise_status(status: object) -> Status:
@@ -199,6 +213,8 @@ def parse_response(obj: object) -> Parsed:
     usage = obj.get("usage")
     tokens_in = _int_or_none(usage, "input_tokens", "prompt_tokens")
     tokens_out = _int_or_none(usage, "output_tokens", "completion_tokens")
+    details = usage.get("input_tokens_details") if isinstance(usage, Mapping) else None
+    cached = _int_or_none(details, "cached_tokens")
     text = output_text(obj)
     error: str | None = None
     if status == "completed":
@@ -210,7 +226,7 @@ def parse_response(obj: object) -> Parsed:
         error = f"incomplete: {reason or 'no reason given'}"
     else:
         error = f"{status}: {_reason(obj.get('error')) or 'no reason given'}"
-    outcome = Outcome(status, text, error, rid, tokens_in, tokens_out)  # type: ignore[arg-type]
+    outcome = Outcome(status, text, error, rid, tokens_in, tokens_out, cached)  # type: ignore[arg-type]
     return Parsed(status, raw_status, rid, outcome)
 
 
@@ -236,6 +252,8 @@ def error_summary(status_code: int, body: bytes | str | None) -> tuple[str | Non
         err = decoded.get("error", decoded)
         if isinstance(err, Mapping):
             raw_code = err.get("code") or err.get("type")
+            if "idempotency_error" in (err.get("code"), err.get("type")):
+                raw_code = "idempotency_error"
             code = str(raw_code) if raw_code is not None else None
             message = _reason(err) or message
         elif isinstance(err, str):

@@ -1,0 +1,227 @@
+"""Durability and cost end to end: free re-runs, resume after SIGKILL, retries, budget, estimate."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+from helpers import FAST, MODEL, TEMPLATE, echo, words
+
+from valar_pandas import ConfigError, Price, RunStore
+from valar_pandas.emulator import Faults, Latency
+
+
+def test_a_finished_call_reruns_with_zero_requests(serve):
+    emulator, client = serve()
+    df = words(300)
+    first = df.valar.run(TEMPLATE, client=client, **FAST)
+    sent = emulator.stats.total_requests
+    again = df.valar.run(TEMPLATE, client=client, **FAST)
+    assert emulator.stats.total_requests == sent
+    assert again.attrs["valar"]["http_requests"] == 0 and again.attrs["valar"]["cached"] == 300
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_failed_rows_are_asked_again_under_a_new_key(serve):
+    emulator, client = serve(faults=Faults(failed=0.3), seed=2)
+    df = words(60)
+    first = df.valar.run(TEMPLATE, client=client, **FAST)
+    failed = int(first["output_error"].notna().sum())
+    assert failed > 5
+    kept = df.valar.run(TEMPLATE, client=client, retry_failed=False, **FAST)
+    assert kept.attrs["valar"]["http_requests"] == 0
+    assert kept["output_error"].notna().sum() == failed
+    emulator.config = emulator.config.__class__(faults=Faults())  # the server recovers
+    retried = df.valar.run(TEMPLATE, client=client, **FAST)
+    assert retried["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 60 + failed
+
+
+def test_cache_false_asks_afresh_and_salt_too(serve):
+    emulator, client = serve()
+    df = words(10)
+    df.valar.run(TEMPLATE, client=client, **FAST)
+    df.valar.run(TEMPLATE, client=client, cache=False, **FAST)
+    assert emulator.stats.inferences == 20
+    df.valar.run(TEMPLATE, client=client, salt="b", **FAST)
+    df.valar.run(TEMPLATE, client=client, salt="b", **FAST)
+    assert emulator.stats.inferences == 30
+
+
+def test_store_false_keeps_nothing(serve, tmp_path):
+    _, client = serve()
+    path = tmp_path / "explicit.sqlite3"
+    words(3).valar.run(TEMPLATE, client=client, store=path, **FAST)
+    assert RunStore(path).info()["rows"] == 3
+    words(3).valar.run(TEMPLATE, client=client, store=False, **FAST)
+    assert not (tmp_path / "default.sqlite3").exists()
+
+
+def test_answers_from_one_server_never_serve_another(serve):
+    _, first = serve()
+    other, second = serve()
+    words(5).valar.run(TEMPLATE, client=first, **FAST)
+    words(5).valar.run(TEMPLATE, client=second, **FAST)
+    assert other.stats.inferences == 5
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys, pandas as pd, valar_pandas
+    from valar_pandas import ValarClient
+    url, key = sys.argv[1], sys.argv[2]
+    df = pd.DataFrame({"i": range(400), "word": ["w"] * 400})
+    df.valar.run("item {i} {word}", model="zai-org/GLM-5.1-FP8", completion_window="asap",
+                 concurrency=50, progress=None, client=ValarClient(api_key=key, base_url=url))
+    """
+)
+
+
+def _count(path, state):
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM requests WHERE state = ?", (state,)).fetchone()[
+                0
+            ]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigkill_mid_run_then_rerun_bills_zero_extra_inferences(serve, tmp_path):
+    """A process killed at an arbitrary moment; the same call again returns every row."""
+    emulator, client = serve(latency=Latency(median=1.5, sigma=0.6), seed=4)
+    path = tmp_path / "killed.sqlite3"
+    env = {**os.environ, "VALAR_PANDAS_STORE": str(path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, client.base_url, client.api_key.reveal()],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while _count(path, "done") < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL, stderr
+    done, submitted, planned = (_count(path, s) for s in ("done", "submitted", "planned"))
+    assert done >= 60 and done < 400 and submitted + planned > 0
+    billed = emulator.stats.inferences
+    posts_before = emulator.stats.requests["POST /v1/responses"]
+
+    df = words(400).assign(word="w")
+    out = df.valar.run(TEMPLATE, client=client, store=path, concurrency=50, **FAST)
+    assert out["output"].tolist() == [f"Echo: item {i} w" for i in range(400)]
+    assert out["output_error"].isna().all()
+    assert emulator.stats.inferences == 400 >= billed
+    assert set(emulator.stats.inferences_by_body.values()) == {1}
+    # finished rows cost nothing; submitted rows were re-attached, not created again
+    posts = emulator.stats.requests["POST /v1/responses"] - posts_before
+    assert posts <= 400 - done - submitted + 5
+    assert out.attrs["valar"]["cached"] == done
+
+
+def test_budget_stops_new_rows_and_says_why(serve):
+    emulator, client = serve()
+    df = words(50)
+    price = Price(input=0.0, output=1_000.0)  # $0.016 per request at 16 output tokens
+    out = df.valar.run(
+        TEMPLATE, client=client, max_output_tokens=16, budget=0.1, price=price, **FAST
+    )
+    sent = emulator.stats.inferences
+    assert 1 <= sent <= 6
+    refused = out["output_error"].dropna()
+    assert len(refused) == 50 - sent
+    assert refused.str.startswith("not sent: the budget of $0.1000 would be exceeded").all()
+    assert out.attrs["valar"]["spent_usd"] <= 0.1
+    again = df.valar.run(TEMPLATE, client=client, max_output_tokens=16, **FAST)
+    assert again["output"].tolist() == echo(df)  # the refused rows go out on a later call
+
+
+def test_budget_needs_a_price(serve):
+    emulator, client = serve()
+    with pytest.raises(ConfigError, match="budget= needs a price"):
+        words(2).valar.run(
+            TEMPLATE, client=client, budget=1.0, model="some/new-model", progress=None
+        )
+    assert emulator.stats.total_requests == 0
+
+
+def test_spend_is_reported(serve, capsys):
+    _, client = serve()
+    out = words(4).valar.run(
+        TEMPLATE, client=client, model=MODEL, completion_window="asap", progress="tqdm"
+    )
+    spent = out.attrs["valar"]["spent_usd"]
+    assert spent > 0
+    assert "spent=$" in capsys.readouterr().err
+
+
+def test_requests_is_a_dry_run(serve):
+    emulator, _ = serve()
+    df = pd.DataFrame({"q": ["a", None, "a"]}, index=["x", "y", "z"])
+    plan = df.valar.requests("say {q}", model=MODEL, max_output_tokens=8, on_missing="skip")
+    assert emulator.stats.total_requests == 0
+    assert list(plan.index) == ["x", "y", "z"]
+    assert plan["body"]["x"]["input"] == [{"role": "user", "content": "say a"}]
+    assert plan["body"]["x"]["max_output_tokens"] == 8 and plan["body"]["y"] is None
+    assert plan["fingerprint"]["x"] == plan["fingerprint"]["z"]
+    assert plan["idempotency_key"]["x"].startswith("vp1-")
+    assert plan["skipped"]["y"] == "skipped: missing value in 'q'"
+
+
+def test_estimate_counts_cache_hits_and_prices_the_rest(serve):
+    emulator, client = serve()
+    df = words(100)
+    before = df.valar.estimate(
+        TEMPLATE, model=MODEL, max_output_tokens=10, base_url=client.base_url
+    )
+    assert (before.rows, before.requests, before.cache_hits, before.to_send) == (100, 100, 0, 100)
+    assert before.output_tokens == 1000 and before.input_tokens > 0
+    standard = Price(0.15, 0.60, 0.03)
+    assert before.cost_usd == pytest.approx(standard.cost(before.input_tokens, 1000))
+    df.head(40).valar.run(TEMPLATE, client=client, max_output_tokens=10, model=MODEL, progress=None)
+    after = df.valar.estimate(TEMPLATE, model=MODEL, max_output_tokens=10, base_url=client.base_url)
+    assert (after.cache_hits, after.to_send) == (40, 60)
+    assert emulator.stats.requests["POST /v1/responses"] == 40  # estimating sent nothing
+    assert "cache hits" in repr(after) and "$" in repr(after)
+    unknown = df.valar.estimate(TEMPLATE, model="some/new-model")
+    assert unknown.cost_usd is None and unknown.output_assumed_per_request == 256
+    priced = df.valar.estimate(
+        TEMPLATE, model="some/new-model", price={"input": 1.0, "output": 2.0}
+    )
+    assert priced.cost_usd == pytest.approx((priced.input_tokens + 2 * 256 * 100) / 1e6)
+
+
+def _set_state(path, state, response_id=None):
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE requests SET state = ?, response_id = ?, status = NULL, text = NULL",
+                   (state, response_id))
+
+
+def test_rows_only_planned_are_resent_under_the_same_key(serve, tmp_path):
+    emulator, client = serve()
+    path = tmp_path / "s.sqlite3"
+    df = words(20)
+    df.valar.run(TEMPLATE, client=client, store=path, **FAST)
+    _set_state(path, "planned")  # as if the process died after recording, before the POSTs
+    out = df.valar.run(TEMPLATE, client=client, store=path, **FAST)
+    assert out["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 20  # the server replayed every key
+    assert emulator.stats.requests["POST /v1/responses"] == 40
+
+
+def test_a_stale_response_id_falls_back_to_the_same_key(serve, tmp_path):
+    emulator, client = serve()
+    path = tmp_path / "s.sqlite3"
+    df = words(5)
+    df.valar.run(TEMPLATE, client=client, store=path, **FAST)
+    _set_state(path, "submitted", "resp_unknown_to_the_server")
+    out = df.valar.run(TEMPLATE, client=client, store=path, **FAST)
+    assert out["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 5

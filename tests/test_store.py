@@ -1,0 +1,145 @@
+"""The SQLite run store: records, namespacing, schema versions, hygiene, two writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import time
+
+import pytest
+
+from valar_pandas import ConfigError, RunStore
+from valar_pandas._models import Outcome
+from valar_pandas._store import SCHEMA_VERSION, default_store_path
+
+EP = "http://127.0.0.1:1/v1"
+DONE = Outcome("completed", "yes", None, "resp_1", 10, 1, 0)
+
+
+def test_lifecycle_planned_submitted_done(tmp_path):
+    with RunStore(tmp_path / "s.sqlite3") as store:
+        store.plan(EP, "m", {"fp1": ("vp1-fp1", 0), "fp2": ("vp1-fp2", 0)})
+        assert {k: v.state for k, v in store.lookup(EP, ["fp1", "fp2", "nope"]).items()} == {
+            "fp1": "planned",
+            "fp2": "planned",
+        }
+        store.submitted(EP, "fp1", "resp_1")
+        store.finished(EP, "fp1", DONE)
+        store.submitted(EP, "fp2", "resp_2")
+        found = store.lookup(EP, ["fp1", "fp2"])
+    assert found["fp1"].state == "done" and found["fp1"].outcome == DONE
+    assert (found["fp2"].state, found["fp2"].response_id, found["fp2"].outcome) == (
+        "submitted",
+        "resp_2",
+        None,
+    )
+
+
+def test_rows_are_namespaced_by_endpoint(tmp_path):
+    with RunStore(tmp_path / "s.sqlite3") as store:
+        store.plan(EP, "m", {"fp": ("k", 0)})
+        store.finished(EP, "fp", DONE)
+        assert store.lookup("http://other/v1", ["fp"]) == {}
+        assert "fp" in store.lookup(EP, ["fp"])
+
+
+def test_replanning_keeps_a_submitted_id_only_under_the_same_key(tmp_path):
+    with RunStore(tmp_path / "s.sqlite3") as store:
+        store.plan(EP, "m", {"a": ("ka", 0), "b": ("kb", 0)})
+        store.submitted(EP, "a", "resp_a")
+        store.submitted(EP, "b", "resp_b")
+        store.plan(EP, "m", {"a": ("ka", 0), "b": ("kb-1", 1)})
+        found = store.lookup(EP, ["a", "b"])
+    assert (found["a"].state, found["a"].response_id) == ("submitted", "resp_a")
+    assert (found["b"].state, found["b"].response_id, found["b"].attempt) == ("planned", None, 1)
+    assert found["b"].idempotency_key == "kb-1"
+
+
+def test_lookup_handles_more_than_one_chunk(tmp_path):
+    keys = {f"fp{i}": (f"k{i}", 0) for i in range(1234)}
+    with RunStore(tmp_path / "s.sqlite3") as store:
+        store.plan(EP, "m", keys)
+        assert len(store.lookup(EP, keys)) == 1234
+
+
+def test_info_rows_and_clear(tmp_path):
+    with RunStore(tmp_path / "s.sqlite3") as store:
+        store.plan(EP, "m", {"a": ("ka", 0), "b": ("kb", 0)})
+        store.finished(EP, "a", DONE)
+        info = store.info()
+        assert info["rows"] == 2 and info["by_state"] == {"done": 1, "planned": 1}
+        assert info["by_status"] == {"completed": 1} and info["input_tokens"] == 10
+        assert info["schema_version"] == SCHEMA_VERSION
+        assert [r["fingerprint"] for r in store.rows(limit=1)] == ["a"]
+        assert store.clear(older_than=3600) == 0
+        assert store.clear() == 2 and store.info()["rows"] == 0
+
+
+def test_clear_older_than_keeps_recent_rows(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    with RunStore(path) as store:
+        store.plan(EP, "m", {"old": ("k1", 0), "new": ("k2", 0)})
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE requests SET updated_at = ? WHERE fingerprint = 'old'",
+            (time.time() - 10 * 86400,),
+        )
+    with RunStore(path) as store:
+        assert store.clear(older_than=86400) == 1
+        assert list(store.lookup(EP, ["old", "new"])) == ["new"]
+
+
+def test_newer_schema_is_refused_and_older_is_migrated(tmp_path):
+    newer = tmp_path / "newer.sqlite3"
+    with sqlite3.connect(newer) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(ConfigError, match="newer valar_pandas"):
+        RunStore(newer)
+    older = tmp_path / "older.sqlite3"
+    with sqlite3.connect(older) as db:
+        db.execute("CREATE TABLE unrelated (x)")  # a version-0 file: no store tables yet
+    with RunStore(older) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        store.plan(EP, "m", {"a": ("k", 0)})
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError, match="cannot use"):
+        RunStore(junk)
+
+
+def test_default_location(monkeypatch, tmp_path):
+    monkeypatch.setenv("VALAR_PANDAS_STORE", str(tmp_path / "x.sqlite3"))
+    assert default_store_path() == tmp_path / "x.sqlite3"
+    monkeypatch.delenv("VALAR_PANDAS_STORE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_store_path() == tmp_path / "valar-pandas" / "store.sqlite3"
+
+
+def _writer(path: str, prefix: str, n: int) -> None:
+    store = RunStore(path)
+    for i in range(n):
+        fp = f"{prefix}{i}"
+        store.plan(EP, "m", {fp: (f"k{fp}", 0)})
+        store.submitted(EP, fp, f"resp_{fp}")
+        store.finished(EP, fp, Outcome("completed", fp, None, f"resp_{fp}", 1, 1, 0))
+    store.close()
+
+
+def test_two_processes_writing_one_store_do_not_corrupt_it(tmp_path):
+    path = str(tmp_path / "shared.sqlite3")
+    RunStore(path).close()
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_writer, args=(path, p, 300)) for p in ("x", "y")]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    with RunStore(path) as store:
+        found = store.lookup(EP, [f"{p}{i}" for p in "xy" for i in range(300)])
+        assert len(found) == 600 and all(s.outcome and s.outcome.text for s in found.values())
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -1,0 +1,339 @@
+"""The run store: a SQLite file that remembers every request, so nothing paid for is lost.
+
+For each (endpoint, fingerprint) it keeps the ``Idempotency-Key`` in use, the state
+(``planned`` → ``submitted`` with a response id → ``done`` with the parsed result) and
+timestamps. The key is written before the create is sent and the response id as soon as
+it arrives, each in its own transaction, so a process killed at any instant leaves a record
+a re-run can resume from: finished rows come from disk, submitted rows are re-attached by
+polling their id, planned rows are re-sent with the same key (which the server replays).
+
+Rows are namespaced by the API base URL, so answers from the emulator never leak into a run
+against the real API. The file uses WAL journaling and a busy timeout, so several processes
+(or notebooks) can share one store. ``PRAGMA user_version`` holds the schema version: an
+older store is migrated on open, a newer one is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import ConfigError
+from ._models import Outcome
+
+__all__ = ["SCHEMA_VERSION", "RunStore", "Stored", "default_store_path"]
+
+SCHEMA_VERSION = 1
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE requests (
+        endpoint        TEXT    NOT NULL,
+        fingerprint     TEXT    NOT NULL,
+        idempotency_key TEXT    NOT NULL,
+        attempt         INTEGER NOT NULL DEFAULT 0,
+        state           TEXT    NOT NULL CHECK (state IN ('planned', 'submitted', 'done')),
+        model           TEXT,
+        response_id     TEXT,
+        status          TEXT,
+        text            TEXT,
+        error           TEXT,
+        input_tokens    INTEGER,
+        output_tokens   INTEGER,
+        cached_tokens   INTEGER,
+        created_at      REAL    NOT NULL,
+        updated_at      REAL    NOT NULL,
+        PRIMARY KEY (endpoint, fingerprint)
+    ) WITHOUT ROWID;
+    CREATE INDEX requests_updated ON requests (updated_at);
+    """,
+}
+_CHUNK = 500
+
+
+def default_store_path() -> Path:
+    """Where the store lives unless ``store=`` says otherwise.
+
+    ``VALAR_PANDAS_STORE`` if set; else the per-user cache directory
+    (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux, ``~/Library/Caches`` on macOS,
+    ``%LOCALAPPDATA%`` on Windows) under ``valar-pandas/store.sqlite3``.
+    """
+    env = os.environ.get("VALAR_PANDAS_STORE")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "valar-pandas" / "store.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the store knows of one request.
+
+    Attributes:
+        state: ``planned``, ``submitted`` or ``done``.
+        idempotency_key: The key the last attempt was (or will be) sent with.
+        attempt: How many times the request was re-asked after failing.
+        response_id: The server's id, once the create was accepted.
+        outcome: The result, once ``done``.
+    """
+
+    state: str
+    idempotency_key: str
+    attempt: int
+    response_id: str | None
+    outcome: Outcome | None
+
+
+class RunStore:
+    """A SQLite run store.
+
+    Args:
+        path: The database file; created (with its folder) if missing. Default
+            :func:`default_store_path`.
+
+    Raises:
+        ConfigError: The file cannot be opened, is not a store, or was written by a newer
+            valar_pandas.
+
+    Example:
+        >>> store = RunStore("/tmp/example-store.sqlite3")  # doctest: +SKIP
+        >>> store.info()["rows"]  # doctest: +SKIP
+        0
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot use {self.path} as a run store: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot create the run store at {self.path}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r})"
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the run store {self.path} has schema version {version}, written by a newer "
+                f"valar_pandas (this one reads up to {SCHEMA_VERSION}); upgrade valar_pandas "
+                "or pass another store="
+            )
+        if version == SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {target}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- during a run ------------------------------------------------------------------------
+
+    def lookup(self, endpoint: str, fingerprints: Iterable[str]) -> dict[str, Stored]:
+        """What the store knows of these requests.
+
+        Args:
+            endpoint: The API base URL.
+            fingerprints: Request fingerprints.
+
+        Returns:
+            The known ones, by fingerprint.
+        """
+        found: dict[str, Stored] = {}
+        keys = list(fingerprints)
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT fingerprint, state, idempotency_key, attempt, response_id, status, text,"
+                " error, input_tokens, output_tokens, cached_tokens FROM requests"
+                f" WHERE endpoint = ? AND fingerprint IN ({marks})",
+                (endpoint, *chunk),
+            )
+            for fp, state, key, attempt, rid, status, text, error, t_in, t_out, t_cached in rows:
+                outcome = (
+                    Outcome(status, text, error, rid, t_in, t_out, t_cached)
+                    if state == "done"
+                    else None
+                )
+                found[fp] = Stored(state, key, attempt, rid, outcome)
+        return found
+
+    def plan(self, endpoint: str, model: str, entries: Mapping[str, tuple[str, int]]) -> None:
+        """Record requests about to be sent, before any of them is.
+
+        Args:
+            endpoint: The API base URL.
+            model: The model id (for listings).
+            entries: Fingerprint → (Idempotency-Key, attempt). An entry that exists is reset
+                to ``planned`` with this key (a failed row being asked again); one already
+                ``submitted`` under the same key keeps its response id.
+        """
+        now = time.time()
+        rows = [
+            (endpoint, fp, key, attempt, model, now, now) for fp, (key, attempt) in entries.items()
+        ]
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO requests (endpoint, fingerprint, idempotency_key, attempt, state,"
+                " model, created_at, updated_at) VALUES (?, ?, ?, ?, 'planned', ?, ?, ?)"
+                " ON CONFLICT (endpoint, fingerprint) DO UPDATE SET"
+                " state = CASE WHEN idempotency_key = excluded.idempotency_key"
+                "   AND state = 'submitted' THEN 'submitted' ELSE 'planned' END,"
+                " response_id = CASE WHEN idempotency_key = excluded.idempotency_key"
+                "   THEN response_id END,"
+                " idempotency_key = excluded.idempotency_key, attempt = excluded.attempt,"
+                " status = NULL, text = NULL, error = NULL, input_tokens = NULL,"
+                " output_tokens = NULL, cached_tokens = NULL, updated_at = excluded.updated_at",
+                rows,
+            )
+
+    def submitted(self, endpoint: str, fingerprint: str, response_id: str | None) -> None:
+        """Record that the server accepted a request under ``response_id``."""
+        self._db.execute(
+            "UPDATE requests SET state = 'submitted', response_id = ?, updated_at = ?"
+            " WHERE endpoint = ? AND fingerprint = ? AND state != 'done'",
+            (response_id, time.time(), endpoint, fingerprint),
+        )
+
+    def finished(self, endpoint: str, fingerprint: str, outcome: Outcome) -> None:
+        """Record a request's result."""
+        self._db.execute(
+            "UPDATE requests SET state = 'done', response_id = COALESCE(?, response_id),"
+            " status = ?, text = ?, error = ?, input_tokens = ?, output_tokens = ?,"
+            " cached_tokens = ?, updated_at = ? WHERE endpoint = ? AND fingerprint = ?",
+            (
+                outcome.response_id, outcome.status, outcome.text, outcome.error,
+                outcome.input_tokens, outcome.output_tokens, outcome.cached_tokens,
+                time.time(), endpoint, fingerprint,
+            ),
+        )  # fmt: skip
+
+    # -- hygiene -----------------------------------------------------------------------------
+
+    def info(self) -> dict[str, object]:
+        """Summary: path, schema, size, rows by state and status, tokens, oldest and newest."""
+        counts = dict(self._db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"))
+        statuses = dict(
+            self._db.execute(
+                "SELECT status, COUNT(*) FROM requests WHERE state = 'done' GROUP BY status"
+            )
+        )
+        t_in, t_out, oldest, newest = self._db.execute(
+            "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
+            " MIN(created_at), MAX(updated_at) FROM requests"
+        ).fetchone()
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return {
+            "path": str(self.path),
+            "schema_version": self.schema_version,
+            "bytes": size,
+            "rows": sum(counts.values()),
+            "by_state": counts,
+            "by_status": statuses,
+            "input_tokens": t_in,
+            "output_tokens": t_out,
+            "oldest": oldest,
+            "newest": newest,
+        }
+
+    def rows(self, limit: int | None = 20) -> Iterator[dict[str, object]]:
+        """The most recently updated rows, newest first.
+
+        Args:
+            limit: How many at most; None for all.
+
+        Yields:
+            One dict per row: endpoint, fingerprint, state, status, model, response_id,
+            error, text, input/output tokens and timestamps.
+        """
+        query = (
+            "SELECT endpoint, fingerprint, state, status, model, response_id, error, text,"
+            " input_tokens, output_tokens, created_at, updated_at FROM requests"
+            " ORDER BY updated_at DESC"
+        )
+        params: tuple[int, ...] = ()
+        if limit is not None:
+            query += " LIMIT ?"
+            params = (limit,)
+        names = (
+            "endpoint", "fingerprint", "state", "status", "model", "response_id", "error",
+            "text", "input_tokens", "output_tokens", "created_at", "updated_at",
+        )  # fmt: skip
+        for row in self._db.execute(query, params):
+            yield dict(zip(names, row, strict=True))
+
+    def clear(self, older_than: float | None = None) -> int:
+        """Delete rows, all or those not updated for ``older_than`` seconds.
+
+        Args:
+            older_than: Age in seconds; None deletes everything.
+
+        Returns:
+            How many rows were deleted.
+        """
+        with self._transaction():
+            if older_than is None:
+                deleted = self._db.execute("DELETE FROM requests").rowcount
+            else:
+                cutoff = time.time() - older_than
+                deleted = self._db.execute(
+                    "DELETE FROM requests WHERE updated_at < ?", (cutoff,)
+                ).rowcount
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(deleted)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
