@@ -85,3 +85,21 @@ def test_emulator_subcommand_has_its_own_help(capsys):
         assert exc.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: valar-pandas emulator") and "--rate-429" in out
+
+
+def test_store_commands(serve, tmp_path, capsys):
+    from helpers import FAST, TEMPLATE, words
+
+    _, client = serve()
+    path = tmp_path / "s.sqlite3"
+    words(3).valar.run(TEMPLATE, client=client, store=path, **FAST)
+    assert main(["store", "info", "--store", str(path)]) == 0
+    info = capsys.readouterr().out
+    assert "rows:           3" in info and "'completed': 3" in info
+    assert main(["store", "list", "--store", str(path), "--limit", "2"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and "Echo: item" in listed[0]
+    assert main(["store", "clear", "--store", str(path), "--older-than", "1d"]) == 0
+    assert "deleted 0 rows" in capsys.readouterr().out
+    assert main(["store", "clear", "--store", str(path)]) == 0
+    assert "deleted 3 rows" in capsys.readouterr().out
