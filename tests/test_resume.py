@@ -200,8 +200,10 @@ def test_estimate_counts_cache_hits_and_prices_the_rest(serve):
 
 def _set_state(path, state, response_id=None):
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE requests SET state = ?, response_id = ?, status = NULL, text = NULL",
-                   (state, response_id))
+        db.execute(
+            "UPDATE requests SET state = ?, response_id = ?, status = NULL, text = NULL",
+            (state, response_id),
+        )
 
 
 def test_rows_only_planned_are_resent_under_the_same_key(serve, tmp_path):
