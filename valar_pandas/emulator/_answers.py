@@ -1,8 +1,9 @@
 """Deterministic answers: what the emulated model says for a request body.
 
 Owns the reading of a request body (user text, instructions, token counts), the canonical
-body fingerprint, and :func:`answer_text`. Everything is a pure function of the body, stable
-across processes (hashlib, never ``hash()``).
+body fingerprint, and :func:`answer_text`, which answers in plain text or, when the body asks
+for ``json_schema`` output, with JSON from ``_structured``. Everything is a pure function of
+the body, stable across processes (hashlib, never ``hash()``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._sentiment import classify_sentiment
+from ._structured import Structured, requested_schema, structured_answer
 
 __all__ = [
     "answer_for",
@@ -22,6 +24,7 @@ __all__ = [
     "canonical_json",
     "input_texts",
     "input_tokens",
+    "structured_for",
 ]
 
 _ECHO_WORDS = 12
@@ -36,6 +39,7 @@ _AS_LIST = re.compile(
     rf"\bas\s+({_OPTION}(?:\s*,\s*{_OPTION})*\s*,?\s*or\s+{_OPTION})", re.IGNORECASE
 )
 _SPLIT_OPTIONS = re.compile(r"\s*(?:,|\bor\b|\||/)\s*", re.IGNORECASE)
+_JSON_HINT = re.compile(r"[^.!?\n]*\bjson\b.*", re.IGNORECASE)
 
 
 def canonical_json(body: Mapping[str, Any]) -> bytes:
@@ -142,7 +146,9 @@ def _asks_for_sentiment(task: str) -> bool:
 def answer_text(body: Mapping[str, Any]) -> str:
     """The full deterministic answer the emulator gives for a request body.
 
-    Reads the last user message (or the string input). A sentiment task that lists positive,
+    A body whose ``text.format`` is ``json_schema`` is answered with JSON satisfying the
+    schema (see :func:`structured_for`). Otherwise reads the last user message (or the
+    string input). A sentiment task that lists positive,
     negative and neutral is answered with one of those words from a lexicon reading of the
     text after the last ``Review:`` marker; a prompt offering "one of: a, b, c" (or "as a, b,
     or c") is answered with one option picked by a stable hash of the text; anything else is
@@ -155,7 +161,30 @@ def answer_text(body: Mapping[str, Any]) -> str:
         The answer before any ``max_output_tokens`` truncation.
     """
     user, instructions, _ = input_texts(body)
+    schema = requested_schema(body)
+    if schema is not None:
+        return structured_for(schema, user).text()
     return answer_for(user, instructions)
+
+
+def structured_for(schema: Mapping[str, Any], user: str) -> Structured:
+    """The structured answer for a schema and the text of the last user message.
+
+    The text judged is what follows the last ``Review:``-style marker (or the whole message,
+    with the words positive/negative/neutral taken out), less any sentence mentioning JSON
+    through the end of its line, so an answer-format hint appended to the prompt does not
+    sway the reading.
+
+    Args:
+        schema: The JSON schema from ``text.format.schema``.
+        user: Text of the last user message.
+
+    Returns:
+        The answer, with the places where it can be spoiled.
+    """
+    markers = list(_MARKER.finditer(user))
+    subject = user[markers[-1].end() :] if markers else _LABEL_WORDS.sub(" ", user)
+    return structured_answer(schema, _JSON_HINT.sub(" ", subject))
 
 
 def answer_for(user: str, instructions: str) -> str:

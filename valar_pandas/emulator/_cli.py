@@ -57,6 +57,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="probability that a create's connection is dropped after the record is made",
     )
     add("--failed", type=float, default=0.0, help="fraction of responses that end failed")
+    add(
+        "--invalid-structured",
+        type=float,
+        default=0.0,
+        help="fraction of json_schema answers that are invalid (bad JSON, label, or range)",
+    )
     add("--seed", type=int, default=0, help="seed for latency and faults")
     add("--no-cancel", action="store_true", help="answer 404 to POST /v1/responses/{id}/cancel")
     return parser  # fmt: skip
@@ -78,6 +84,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
             rate_503=args.rate_503,
             drop_after_create=args.drop_after_create,
             failed=args.failed,
+            invalid_structured=args.invalid_structured,
         ),
         seed=args.seed,
         cancel_supported=not args.no_cancel,

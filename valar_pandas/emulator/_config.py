@@ -89,6 +89,9 @@ class Faults:
             closes the connection without sending any HTTP response.
         failed: Fraction of responses that end ``failed``; decided by a hash of the seed and the
             request body, so the same body always gets the same outcome.
+        invalid_structured: Fraction of structured (``json_schema``) answers that are invalid:
+            bad JSON, a label outside the enum, or a number out of range. Decided by a hash of
+            the seed and the body, like ``failed``; the response still ends ``completed``.
     """
 
     rate_429: float = 0.0
@@ -98,9 +101,18 @@ class Faults:
     rate_503: float = 0.0
     drop_after_create: float = 0.0
     failed: float = 0.0
+    invalid_structured: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("rate_429", "rate_500", "rate_502", "rate_503", "drop_after_create", "failed"):
+        for name in (
+            "rate_429",
+            "rate_500",
+            "rate_502",
+            "rate_503",
+            "drop_after_create",
+            "failed",
+            "invalid_structured",
+        ):
             _check_probability(f"Faults.{name}", getattr(self, name))
         _check_seconds("Faults.retry_after", self.retry_after)
         if self.rate_429 + self.rate_500 + self.rate_502 + self.rate_503 > 1.0 + 1e-9:

@@ -22,10 +22,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ._answers import answer_for, canonical_json, input_texts, input_tokens
+from ._answers import answer_for, canonical_json, input_texts, input_tokens, structured_for
 from ._config import EmulatorConfig
 from ._server import build_app
 from ._state import Record, Stats, Store
+from ._structured import requested_schema
 
 __all__ = ["Emulator"]
 
@@ -88,7 +89,18 @@ class Emulator:
             digest = hashlib.sha256(b"%d:" % config.seed + canonical).digest()
             if int.from_bytes(digest[:8], "big") / 2.0**64 < config.faults.failed:
                 return "failed", _FAILURE_REASONS[digest[8] % len(_FAILURE_REASONS)]
-        text = answer_for(texts[0], texts[1])
+        schema = requested_schema(body)
+        if schema is None:
+            text = answer_for(texts[0], texts[1])
+        else:
+            answer = structured_for(schema, texts[0])
+            text = answer.text()
+            rate = config.faults.invalid_structured
+            if rate > 0.0:
+                salted = b"invalid-structured:%d:" % config.seed + canonical
+                drawn = hashlib.sha256(salted).digest()
+                if int.from_bytes(drawn[:8], "big") / 2.0**64 < rate:
+                    text = answer.invalid(drawn[8])[1]
         limit = body.get("max_output_tokens")
         if isinstance(limit, int) and limit >= 1:
             words = text.split()
@@ -104,7 +116,8 @@ class Emulator:
 
         Returns:
             ``("completed", text)``, ``("failed", reason)`` or ``("incomplete", partial_text)``
-            (cancellation aside).
+            (cancellation aside). A structured answer chosen by ``Faults.invalid_structured``
+            comes back ``completed`` with its invalid text.
         """
         return self._outcome(body, canonical_json(body), input_texts(body))
 

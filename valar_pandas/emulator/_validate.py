@@ -1,7 +1,8 @@
 """Validation of ``POST /v1/responses`` bodies and the API's error envelope.
 
 Owns :class:`ApiError` (status + OpenAI-style envelope) and :func:`validate_create`, which
-checks a create body against the contract before anything is reserved or billed.
+checks a create body against the contract (``text.format`` included) before anything is
+reserved or billed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ COMPLETION_WINDOWS = ("asap", "standard")
 _ROLES = frozenset(("user", "system", "developer", "assistant"))
 _TEXT_PARTS = frozenset(("input_text", "output_text", "text"))
 _UNSUPPORTED = ("previous_response_id", "conversation", "prompt")
+_FORMATS = ("text", "json_schema")
 _MAX_KEY = 255
 
 
@@ -145,6 +147,35 @@ def _check_options(body: Mapping[str, Any]) -> ApiError | None:
     return None
 
 
+def _check_text(value: Any) -> ApiError | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return _invalid("'text' must be an object.", "text")
+    fmt = value.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in _FORMATS:
+        return _invalid(
+            "'text.format.type' must be one of: " + ", ".join(_FORMATS) + ".", "text.format.type"
+        )
+    if fmt["type"] != "json_schema":
+        return None
+    if "schema" not in fmt:
+        return _invalid(
+            "'text.format.schema' is required when the format is json_schema.",
+            "text.format.schema",
+            "missing_required",
+        )
+    if not isinstance(fmt["schema"], dict):
+        return _invalid("'text.format.schema' must be a JSON schema object.", "text.format.schema")
+    if not isinstance(fmt.get("name", ""), str):
+        return _invalid("'text.format.name' must be a string.", "text.format.name")
+    if not isinstance(fmt.get("strict", False), bool):
+        return _invalid("'text.format.strict' must be a boolean.", "text.format.strict")
+    return None
+
+
 def validate_create(body: Any, models: tuple[str, ...]) -> ApiError | None:
     """Check a create body against the contract.
 
@@ -172,6 +203,7 @@ def validate_create(body: Any, models: tuple[str, ...]) -> ApiError | None:
         _check_input(body["input"])
         or _check_metadata(body.get("metadata"), model)
         or _check_options(body)
+        or _check_text(body.get("text"))
     )
 
 
