@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
 from ._config import DEFAULT_BASE_URL, ValarClient
 from ._errors import ConfigError, RowErrors
 from ._estimate import Estimate, estimate
 from ._loop import run_sync
-from ._merge import merge
+from ._merge import attach, outcome_columns
 from ._models import Outcome
 from ._options import RunOptions, validate_options
 from ._plan import Plan, plan_requests
@@ -29,6 +30,8 @@ from ._prices import Price, resolve_price
 from ._prompt import Row, compile_template
 from ._rows import render_rows
 from ._run import RunReport, prepare_work, run_plan
+from ._score import instructions_hint, make_spec, parse, text_format
+from ._score_merge import row_errors, to_columns
 from ._store import RunStore
 
 __all__ = ["ValarAccessor"]
@@ -57,23 +60,38 @@ class _Call:
     plan: Plan
     price: Price | None
 
-    def finish(self, report: RunReport) -> pd.DataFrame:
-        out = merge(self.frame, report.outcomes, self.options.into, self.options.details)
+    def finish(
+        self,
+        report: RunReport,
+        values: Mapping[str, ExtensionArray] | None = None,
+        errors: list[str | None] | None = None,
+        **totals: int,
+    ) -> pd.DataFrame:
+        """Merge a report into a new frame; ``values``/``errors`` replace text and errors."""
+        columns = outcome_columns(
+            report.outcomes, self.options.into, self.options.details, values=values, errors=errors
+        )
+        out = attach(self.frame, columns)
         tally = report.tally
+        failed = [
+            e
+            for e, o in zip(columns[f"{self.options.into}_error"], report.outcomes, strict=True)
+            if isinstance(e, str) and o.status != "skipped"
+        ]
         out.attrs["valar"] = {
             "rows": len(self.plan.rows),
             "requests": len(self.plan.requests),
             "cached": tally.cached,
             "http_requests": report.http_requests,
-            "failed": tally.failed,
+            "failed": len(failed),
             "input_tokens": tally.input_tokens,
             "output_tokens": tally.output_tokens,
             "spent_usd": tally.spent if self.price is not None else None,
+            **totals,
         }
-        failed = [o for o in report.outcomes if not o.ok and o.status != "skipped"]
         if failed and self.options.errors == "raise":
             raise RowErrors(
-                f"{len(failed)} of {len(report.outcomes)} rows failed (first: {failed[0].error}); "
+                f"{len(failed)} of {len(report.outcomes)} rows failed (first: {failed[0]}); "
                 "the complete result is on this exception's .frame",
                 frame=out,
                 failed=len(failed),
@@ -88,14 +106,16 @@ class ValarAccessor:
     def __init__(self, pandas_obj: pd.DataFrame) -> None:
         self._obj = pandas_obj
 
-    def _prepare(self, template: Template, price: PriceArg, **kwargs: Any) -> _Call:
+    def _prepare(
+        self, template: Template, price: PriceArg, frame: pd.DataFrame | None = None, **kwargs: Any
+    ) -> _Call:
         options = validate_options(**kwargs)
         if not options.cache:
             # Fresh answers: a nonce no earlier call can have used.
             nonce = uuid.uuid4().hex
             salt = nonce if options.salt is None else f"{options.salt}:{nonce}"
             options = validate_options(**{**kwargs, "salt": salt})
-        frame = self._obj.copy(deep=False)
+        frame = (self._obj if frame is None else frame).copy(deep=False)
         compiled = compile_template(template, list(frame.columns))
         plan = plan_requests(render_rows(frame, compiled, options.on_missing), options)
         resolved = resolve_price(options.model, options.completion_window, price)
@@ -259,6 +279,140 @@ class ValarAccessor:
             if opened is not None:
                 opened.close()
         return call.finish(report)
+
+    def score(
+        self,
+        template: Template,
+        *,
+        model: str,
+        labels: Sequence[str] | None = None,
+        scale: Sequence[float] | None = None,
+        schema: Mapping[str, Any] | type | None = None,
+        reasons: bool = False,
+        retries_on_invalid: int = 0,
+        into: str = "score",
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        completion_window: Literal["standard", "asap"] | None = None,
+        mode: Literal["background", "realtime"] = "background",
+        concurrency: int = 200,
+        errors: Literal["column", "raise"] = "column",
+        progress: Literal["auto", "tqdm"] | None = "auto",
+        details: bool = False,
+        on_missing: Literal["empty", "skip"] = "empty",
+        salt: str | None = None,
+        cache: bool = True,
+        retry_failed: bool = True,
+        store: StoreArg = None,
+        budget: float | None = None,
+        price: PriceArg = None,
+        client: ValarClient | None = None,
+    ) -> pd.DataFrame:
+        """Ask for a label, a score or a JSON object per row, and return typed columns.
+
+        Give exactly one of ``labels``, ``scale`` or ``schema``. Requests ask for structured
+        output (``text.format`` of type ``json_schema``) and carry a one-line answer hint in
+        the instructions; replies are read as JSON or, for labels and scores, as plain text
+        (see ``docs/scoring.md``). A reply that cannot be read leaves the value missing and
+        quotes the reply in ``<into>_error``. Every other argument is as in :meth:`run`.
+
+        Args:
+            template: As in :meth:`run`.
+            model: The model id.
+            labels: The allowed labels: ``<into>`` is a ``category`` column with exactly
+                these categories.
+            scale: ``(lo, hi)``: ``<into>`` is ``Int64`` for integer bounds, else
+                ``Float64``; values outside the range are errors, not clipped.
+            schema: A JSON schema (top level an object with ``properties``) or a pydantic
+                model class: one typed ``<into>_<property>`` column per top-level property.
+            reasons: Also ask for a short justification, in ``<into>_reason``.
+            retries_on_invalid: Re-ask a row whose reply could not be read up to this many
+                times, each under a fresh salt (a new inference, billed).
+            into: The column (or column prefix) for the values.
+            instructions: As in :meth:`run`; the answer hint is appended.
+            max_output_tokens: As in :meth:`run`.
+            temperature: As in :meth:`run`.
+            completion_window: As in :meth:`run`.
+            mode: As in :meth:`run`.
+            concurrency: As in :meth:`run`.
+            errors: As in :meth:`run`; unreadable replies count as failures.
+            progress: As in :meth:`run`.
+            details: As in :meth:`run`.
+            on_missing: As in :meth:`run`.
+            salt: As in :meth:`run`.
+            cache: As in :meth:`run`; a re-run re-reads stored replies, no request.
+            retry_failed: As in :meth:`run`.
+            store: As in :meth:`run`.
+            budget: As in :meth:`run`.
+            price: As in :meth:`run`.
+            client: As in :meth:`run`.
+
+        Returns:
+            A new frame: ``df`` plus the typed value columns, ``<into>_reason`` (with
+            ``reasons=True``) and ``<into>_error``. ``out.attrs["valar"]["invalid_retries"]``
+            counts the re-asked rows.
+
+        Raises:
+            ConfigError: Bad labels, scale, schema or any :meth:`run` option; raised before
+                any request.
+
+        Example:
+            >>> out = df.valar.score(  # doctest: +SKIP
+            ...     "Classify the sentiment of this review. Review: {review}",
+            ...     labels=["positive", "negative", "neutral"],
+            ...     model="zai-org/GLM-5.1-FP8",
+            ...     into="sentiment",
+            ... )
+        """
+        spec = make_spec(labels=labels, scale=scale, schema=schema, reasons=reasons)
+        if (
+            not isinstance(retries_on_invalid, int)
+            or isinstance(retries_on_invalid, bool)
+            or retries_on_invalid < 0
+        ):
+            raise ConfigError("retries_on_invalid must be a whole number, 0 or more")
+        hint = instructions_hint(spec)
+        full_instructions = f"{instructions}\n\n{hint}" if instructions else hint
+        options: dict[str, Any] = dict(
+            model=model, into=into, instructions=full_instructions,
+            max_output_tokens=max_output_tokens, temperature=temperature,
+            completion_window=completion_window, mode=mode, concurrency=concurrency,
+            errors=errors, progress=progress, details=details, on_missing=on_missing,
+            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget,
+            text=text_format(spec),
+        )  # fmt: skip
+        call, client, opened = self._start(template, client, store, price, **options)
+        try:
+            report = run_sync(run_plan(call.plan, call.options, client, opened, call.price))
+            outcomes = list(report.outcomes)
+            parsed = [parse(spec, o.text) if o.ok else None for o in outcomes]
+            asked_again, http_requests = 0, report.http_requests
+            for attempt in range(1, retries_on_invalid + 1):
+                invalid = [i for i, p in enumerate(parsed) if p is not None and p.error]
+                if not invalid:
+                    break
+                asked_again += len(invalid)
+                again_salt = f"{salt or ''}#invalid-{attempt}"
+                retry = self._prepare(
+                    template, price, call.frame.iloc[invalid], **{**options, "salt": again_salt}
+                )
+                redo = run_sync(run_plan(retry.plan, retry.options, client, opened, retry.price))
+                http_requests += redo.http_requests
+                for i, outcome in zip(invalid, redo.outcomes, strict=True):
+                    outcomes[i] = outcome
+                    parsed[i] = parse(spec, outcome.text) if outcome.ok else None
+        finally:
+            if opened is not None:
+                opened.close()
+        report = RunReport(outcomes, report.tally, http_requests)
+        upstream = [None if o.ok else o.error for o in outcomes]
+        return call.finish(
+            report,
+            values=to_columns(spec, parsed, call.options.into),
+            errors=row_errors(upstream, parsed),
+            invalid_retries=asked_again,
+        )
 
     def requests(
         self,

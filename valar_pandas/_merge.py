@@ -7,21 +7,14 @@ modified. Output columns that already exist are replaced, as ``DataFrame.assign`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
 from ._models import Outcome
 
-__all__ = ["merge", "output_columns"]
-
-
-def output_columns(into: str, details: bool) -> list[str]:
-    """The names of the columns a run adds, in order."""
-    names = [into, f"{into}_error"]
-    if details:
-        names += [f"{into}_{s}" for s in ("response_id", "status", "input_tokens", "output_tokens")]
-    return names
+__all__ = ["attach", "merge", "outcome_columns"]
 
 
 def merge(df: pd.DataFrame, outcomes: Sequence[Outcome], into: str, details: bool) -> pd.DataFrame:
@@ -38,23 +31,62 @@ def merge(df: pd.DataFrame, outcomes: Sequence[Outcome], into: str, details: boo
     """
     if len(outcomes) != len(df):
         raise ValueError(f"{len(outcomes)} outcomes for {len(df)} rows")
-    out = df.copy(deep=False)
-    names = output_columns(into, details)
-    columns: list[pd.Series] = [
-        _text([o.text for o in outcomes]),
-        _text([o.error for o in outcomes]),
-    ]
+    return attach(df, outcome_columns(outcomes, into, details))
+
+
+def outcome_columns(
+    outcomes: Sequence[Outcome],
+    into: str,
+    details: bool,
+    *,
+    values: Mapping[str, ExtensionArray] | None = None,
+    errors: Sequence[str | None] | None = None,
+) -> dict[str, ExtensionArray]:
+    """The output columns of a run, in order.
+
+    Args:
+        outcomes: One outcome per row.
+        into: The column prefix.
+        details: Add response id, status and token columns.
+        values: Typed value columns replacing the text column (a scoring run).
+        errors: Per-row errors replacing the outcomes' own (a scoring run adds parse errors).
+
+    Returns:
+        Column name → array.
+    """
+    columns: dict[str, ExtensionArray] = (
+        dict(values) if values is not None else {into: _text([o.text for o in outcomes])}
+    )
+    columns[f"{into}_error"] = _text(
+        list(errors) if errors is not None else [o.error for o in outcomes]
+    )
     if details:
-        columns += [
-            _text([o.response_id for o in outcomes]),
-            _text([o.status for o in outcomes]),
-            pd.Series(pd.array([o.input_tokens for o in outcomes], dtype="Int64")),
-            pd.Series(pd.array([o.output_tokens for o in outcomes], dtype="Int64")),
-        ]
-    for name, column in zip(names, columns, strict=True):
-        out[name] = column.array
+        columns[f"{into}_response_id"] = _text([o.response_id for o in outcomes])
+        columns[f"{into}_status"] = _text([o.status for o in outcomes])
+        columns[f"{into}_input_tokens"] = pd.array(
+            [o.input_tokens for o in outcomes], dtype="Int64"
+        )
+        columns[f"{into}_output_tokens"] = pd.array(
+            [o.output_tokens for o in outcomes], dtype="Int64"
+        )
+    return columns
+
+
+def attach(df: pd.DataFrame, columns: Mapping[str, ExtensionArray]) -> pd.DataFrame:
+    """Add (or replace) columns positionally on a shallow copy of ``df``.
+
+    Args:
+        df: The frame; left untouched.
+        columns: Name → array of ``len(df)`` values, in the order they should appear.
+
+    Returns:
+        The new frame.
+    """
+    out = df.copy(deep=False)
+    for name, values in columns.items():
+        out[name] = values
     return out
 
 
-def _text(values: list[str | None]) -> pd.Series:
-    return pd.Series(pd.array(values, dtype="str"))
+def _text(values: list[str | None]) -> ExtensionArray:
+    return pd.array(values, dtype="str")

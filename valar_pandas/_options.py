@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ._errors import ConfigError
 
@@ -36,6 +36,8 @@ class RunOptions:
     cache: bool = True
     retry_failed: bool = True
     budget: float | None = None
+    text: dict[str, Any] | None = None
+    """The ``text`` field of every request (structured output), set by ``score()``."""
 
     @property
     def background(self) -> bool:
@@ -67,6 +69,7 @@ def validate_options(
     cache: object = True,
     retry_failed: object = True,
     budget: object = None,
+    text: dict[str, Any] | None = None,
 ) -> RunOptions:
     """Check every option and fill defaults.
 
@@ -134,4 +137,5 @@ def validate_options(
         cache=bool(cache),
         retry_failed=bool(retry_failed),
         budget=None if budget is None else float(budget),
+        text=text,
     )

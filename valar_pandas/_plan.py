@@ -85,6 +85,7 @@ def plan_requests(inputs: Iterable[str | list[dict[str, Any]] | Skip], options: 
             temperature=options.temperature,
             completion_window=options.completion_window,
             background=options.background,
+            text=options.text,
         )
         try:
             request = make_request(body, options.salt)

@@ -58,6 +58,7 @@ def response_body(
     temperature: float | None = None,
     completion_window: str = "standard",
     background: bool = True,
+    text: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the JSON body of ``POST /v1/responses``.
 
@@ -73,6 +74,7 @@ def response_body(
         temperature: Optional sampling temperature (0–2).
         completion_window: ``"standard"`` or ``"asap"``, sent as ``metadata.completion_window``.
         background: Whether to ask for background (asynchronous) processing.
+        text: The ``text`` field (``{"format": ...}``) asking for structured output.
 
     Returns:
         The request body, with keys in a fixed order.
@@ -85,6 +87,8 @@ def response_body(
         body["max_output_tokens"] = max_output_tokens
     if temperature is not None:
         body["temperature"] = temperature
+    if text is not None:
+        body["text"] = dict(text)
     if background:
         body["background"] = True
     body["metadata"] = {"completion_window": completion_window}
