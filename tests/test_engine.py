@@ -201,3 +201,68 @@ def test_auth_failure_while_polling_stops_the_run(status):
 
     with pytest.raises(AuthenticationError):
         run({"POST /v1/responses": created, "GET /v1/responses/{id}": denied})
+
+
+def test_overload_answers_shrink_concurrency_and_successes_restore_it():
+    """A burst of 429s halves the live limit (AIMD); the rows still all complete."""
+    state = {"now": 0, "peak_after_storm": 0, "calls": 0}
+
+    async def crowded(request):
+        state["calls"] += 1
+        if state["calls"] <= 40:
+            return web.json_response(
+                {"error": {"message": "busy"}}, status=429, headers={"Retry-After": "0.05"}
+            )
+        state["now"] += 1
+        state["peak_after_storm"] = max(state["peak_after_storm"], state["now"])
+        await asyncio.sleep(0.01)
+        state["now"] -= 1
+        return web.json_response({"id": "r", "status": "completed", "output": [_message("ok")]})
+
+    retry = RetryPolicy(attempts=20, base=0.01, cap=0.05)
+    outcomes, _, _ = run({"POST /v1/responses": crowded}, n=60, concurrency=16, retry=retry)
+    assert all(o.text == "ok" for o in outcomes)
+    assert state["peak_after_storm"] < 16  # the limit had been cut and was still recovering
+
+
+def test_max_rps_paces_requests():
+    stamps: list[float] = []
+
+    async def fast(request):
+        stamps.append(asyncio.get_running_loop().time())
+        return web.json_response({"id": "r", "status": "completed", "output": [_message("ok")]})
+
+    run({"POST /v1/responses": fast}, n=80, concurrency=50, max_rps=100.0)
+    # the bucket allows a burst of 50, then 100 a second: 80 requests take >= 0.3 s
+    assert stamps[-1] - stamps[0] >= 0.28
+
+
+def test_gate_follows_a_changing_limit():
+    from valar_pandas._gate import Gate
+
+    async def go():
+        limit = {"n": 2}
+        gate = Gate(lambda: limit["n"])
+        await gate.acquire()
+        await gate.acquire()
+        waiter = asyncio.ensure_future(gate.acquire())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        limit["n"] = 3
+        gate.poke()
+        await asyncio.sleep(0)
+        assert waiter.done() and gate.busy == 3
+        limit["n"] = 1
+        gate.release()
+        gate.release()
+        blocked = asyncio.ensure_future(gate.acquire())
+        await asyncio.sleep(0)
+        assert not blocked.done()  # 1 busy, limit 1
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        gate.release()
+        await gate.acquire()
+        assert gate.busy == 1
+
+    asyncio.run(go())

@@ -90,3 +90,129 @@ def test_standard_window_polls_far_less_than_once_a_second():
         elapsed += s.next_delay(polls, 0.5)
         polls += 1
     assert polls <= 20  # the vendor's recipe asks ~300 times
+
+
+# -- the learnt poll planner, AIMD and the rate budget --------------------------------------
+
+from valar_pandas._policy import Aimd, LatencyModel, PollPlanner, TokenBucket  # noqa: E402
+
+
+def _model(latencies, created=0.0, now=100.0, pending_created=()):
+    model = LatencyModel()
+    for latency in latencies:
+        model.started(created)
+        model.finished(created, latency, latency)
+    for c in pending_created:
+        model.started(c)
+    return model
+
+
+def test_model_quantiles_of_complete_data():
+    model = _model([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    assert model.fraction_done(5, now=100) == pytest.approx(0.5)
+    assert model.quantile(0.5, now=100) == 5
+    assert model.quantile(0.95, now=100) == 10
+    assert model.quantile(0.5, now=100) is not None
+
+
+def test_model_corrects_for_pending_rows_older_than_the_age():
+    # 5 done quickly, 5 still pending at age 50: only half are done by age 5, not all.
+    model = _model([1, 2, 3, 4, 5], pending_created=[50.0] * 5, now=100.0)
+    assert model.fraction_done(5, now=100.0) == pytest.approx(0.5)
+    assert model.quantile(0.9, now=100.0) is None  # not enough known yet
+
+
+def test_model_ignores_pending_rows_too_young_to_say():
+    model = _model([1, 2, 3, 4, 5], pending_created=[99.0] * 5, now=100.0)
+    assert model.fraction_done(5, now=100.0) == 1.0  # they are only 1 s old
+
+
+def test_model_records_three_quarters_along_the_interval():
+    model = LatencyModel()
+    model.started(0.0)
+    model.finished(0.0, 4.0, 8.0)
+    assert model.quantile(1.0, now=10.0) == 7.0
+
+
+PLANNER = PollPlanner.from_schedule(PollSchedule(first=3.0, growth=1.5, cap=30.0, deadline=1e4))
+
+
+def _plan(model, age, scout=False, outstanding=1000, now=1000.0, polls=1):
+    return PLANNER.plan(
+        age=age, polls=polls, scout=scout, model=model, now=now, outstanding=outstanding, rand=0.5
+    )
+
+
+def test_scouts_poll_geometrically_by_age():
+    cold = LatencyModel()
+    assert _plan(cold, 0.0, scout=True, polls=0) == (pytest.approx(3.0), True)
+    assert _plan(cold, 10.0, scout=True) == (pytest.approx(2.5), True)  # 25 % of the age
+    assert _plan(cold, 1000.0, scout=True) == (pytest.approx(30.0), True)  # the cap
+    assert PLANNER.is_scout(40, 5000) and not PLANNER.is_scout(41, 5000)
+    assert all(PLANNER.is_scout(i, 100) for i in range(100))
+
+
+def test_other_rows_wait_for_free_until_the_model_is_warm():
+    assert _plan(LatencyModel(), 0.0) == (pytest.approx(3.0), False)
+    assert _plan(_model([1.0] * 5), 10.0) == (pytest.approx(5.0), False)
+
+
+UNIFORM = [float(x) for x in range(1, 101)]  # scouts done uniformly over 1..100 s
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        (0.0, 30.0),  # 70 % are done by 70 s, but no gap exceeds the 30 s cap
+        (50.0, 30.0),  # 70 % of the rest by 85 s: capped
+        (80.0, 14.0),  # 70 % of the 20 % left are done by 94 s
+        (92.0, 6.0),  # late (past 90 %): 70 % of the rest by 98 s, under 25 % of the age
+        (150.0, 30.0),  # overdue (older than any completion): a late row, capped
+    ],
+)
+def test_warm_planner_polls_when_most_of_the_rest_should_be_done(age, expected):
+    assert _plan(_model(UNIFORM), age) == (pytest.approx(expected), True)
+
+
+def test_endgame_tightens_gaps():
+    assert _plan(_model(UNIFORM), 60.0, outstanding=3) == (pytest.approx(4.8), True)
+
+
+def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():
+    ten = [float(x) for x in range(1, 11)]
+    waiting = _model(ten, pending_created=[50.0] * 10, now=100.0)
+    assert _plan(waiting, 10.0, now=100.0) == (pytest.approx(1.0), False)
+    young = _model(ten, pending_created=[95.0] * 10, now=100.0)
+    assert _plan(young, 60.0, now=100.0) == (pytest.approx(15.0), True)
+
+
+def test_gaps_never_go_under_the_minimum():
+    assert _plan(_model([0.1] * 20, now=5.0), 0.1, now=5.0) == (pytest.approx(1.0), True)
+
+
+def test_aimd_halves_on_overload_once_per_cooldown_and_recovers():
+    aimd = Aimd(cap=200)
+    aimd.overloaded(now=10.0)
+    assert aimd.slots == 100
+    aimd.overloaded(now=10.5)  # same burst
+    assert aimd.slots == 100
+    aimd.overloaded(now=11.5)
+    assert aimd.slots == 50
+    for _ in range(52):  # one slot back per window of successes
+        aimd.success()
+    assert aimd.slots == 51
+    for _ in range(100_000):
+        aimd.success()
+    assert aimd.slots == 200  # never above the cap
+    for t in range(20):
+        aimd.overloaded(now=100.0 + 2 * t)
+    assert aimd.slots == 1
+
+
+def test_token_bucket_never_exceeds_the_rate():
+    bucket = TokenBucket(rate=10.0, burst=5.0)
+    waits = [bucket.reserve(now=0.0) for _ in range(25)]
+    assert waits[:5] == [0.0] * 5
+    assert waits[5] == pytest.approx(0.1) and waits[-1] == pytest.approx(2.0)
+    # after a quiet spell the burst is back, but no more
+    assert bucket.reserve(now=100.0) == 0.0

@@ -27,9 +27,19 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from ._errors import APIError, AuthenticationError
+from ._gate import Gate
 from ._http import Http, Reply, Unreachable
 from ._models import Event, Finished, Outcome, Request, Retrying, Submitted
-from ._policy import RETRYABLE, PollSchedule, RetryPolicy, parse_retry_after
+from ._policy import (
+    RETRYABLE,
+    Aimd,
+    LatencyModel,
+    PollPlanner,
+    PollSchedule,
+    RetryPolicy,
+    TokenBucket,
+    parse_retry_after,
+)
 from ._wire import Parsed, error_summary, parse_response
 
 __all__ = ["EngineConfig", "execute"]
@@ -44,12 +54,23 @@ _MAX_404 = 3
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How to run: concurrency, background or realtime, retry and poll policies."""
+    """How to run.
+
+    Attributes:
+        concurrency: The most HTTP requests in flight; overload answers lower the live
+            limit (AIMD) and successes raise it back, never above this.
+        background: Create in background mode and poll, or wait for each answer.
+        poll: The cold-start schedule, gap cap and deadline of the poll planner.
+        retry: Retry policy for each HTTP exchange.
+        max_rps: The most HTTP requests a second, creates and polls together; None for no
+            limit.
+    """
 
     concurrency: int
     background: bool
     poll: PollSchedule
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_rps: float | None = None
 
 
 @dataclass(slots=True)
@@ -60,6 +81,9 @@ class _Watch:
     response_id: str
     created: float
     request: Request | None = None
+    scout: bool = True
+    probe: bool = True
+    last_age: float = 0.0
     polls: int = 0
     failures: int = 0
     misses: int = 0
@@ -90,7 +114,13 @@ class _Run:
         self.now = now
         self.rand = rand
         self.results: dict[str, Outcome] = {}
-        self.slots = asyncio.Semaphore(config.concurrency)
+        self.aimd = Aimd(config.concurrency)
+        self.slots = Gate(lambda: self.aimd.slots)
+        self.bucket = TokenBucket(config.max_rps) if config.max_rps else None
+        self.model = LatencyModel()
+        self.planner = PollPlanner.from_schedule(config.poll)
+        self.total = len({r.fingerprint for r in requests})
+        self.watched = 0
         self.heap: list[tuple[float, int, _Watch]] = []
         self.seq = itertools.count()
         self.wake = asyncio.Event()
@@ -113,14 +143,32 @@ class _Run:
             self.wake.set()
 
     async def exchange(self, method: str, path: str, request: Request | None = None) -> Reply:
-        async with self.slots:
-            return await self.http.request(
-                method,
-                path,
-                payload=request.payload if request else None,
-                idempotency_key=request.idempotency_key if request else None,
-                realtime=request is not None and not self.config.background,
-            )
+        """One HTTP exchange within the concurrency limit and the rate budget."""
+        await self.slots.acquire()
+        try:
+            return await self.send(method, path, request)
+        finally:
+            self.slots.release()
+
+    async def send(self, method: str, path: str, request: Request | None) -> Reply:
+        """Send holding a slot: wait for the rate budget, then feed the answer to AIMD."""
+        if self.bucket is not None:
+            wait = self.bucket.reserve(self.now())
+            if wait > 0:
+                await asyncio.sleep(wait)
+        reply = await self.http.request(
+            method,
+            path,
+            payload=request.payload if request else None,
+            idempotency_key=request.idempotency_key if request else None,
+            realtime=request is not None and not self.config.background,
+        )
+        if reply.status in (429, 503):
+            self.aimd.overloaded(self.now())
+        elif reply.status < 400:
+            self.aimd.success()
+            self.slots.poke()
+        return reply
 
     @staticmethod
     def fatal_auth(reply: Reply) -> AuthenticationError:
@@ -147,7 +195,9 @@ class _Run:
         for request in self.requests:
             response_id = self.attach.get(request.fingerprint)
             if response_id is not None:
-                self.watch(_Watch(request.fingerprint, response_id, created, request), 0.0)
+                self.watch(
+                    _Watch(request.fingerprint, response_id, created, request, scout=False), 0.0
+                )
 
     async def create(self, request: Request) -> None:
         retry = self.config.retry
@@ -208,10 +258,15 @@ class _Run:
                 ),
             )
         else:
+            now = self.now()
+            scout = self.planner.is_scout(self.watched, self.total)
+            self.watched += 1
             watch = _Watch(
-                fingerprint, parsed.response_id, self.now(), last_status=parsed.raw_status
+                fingerprint, parsed.response_id, now, scout=scout, last_status=parsed.raw_status
             )
-            self.watch(watch, self.config.poll.next_delay(0, self.rand()))
+            if scout:
+                self.model.started(now)
+            self.plan_next(watch)
 
     def rejected(self, status: int, code: str | None, reason: str) -> None:
         """Stop the run when every create so far failed with the same client error."""
@@ -231,8 +286,7 @@ class _Run:
     # -- polling --------------------------------------------------------------------------
 
     async def dispatcher(self, group: asyncio.TaskGroup) -> None:
-        total = len({r.fingerprint for r in self.requests})
-        while len(self.results) < total:
+        while len(self.results) < self.total:
             if not self.heap:
                 self.wake.clear()
                 await self.wake.wait()
@@ -247,18 +301,21 @@ class _Run:
                         await self.wake.wait()
                 continue
             _, _, watch = heapq.heappop(self.heap)
+            if not watch.probe:  # a cold-start non-scout: decide again, at no cost
+                self.plan_next(watch)
+                continue
             await self.slots.acquire()
             group.create_task(self.poll(watch))
 
     async def poll(self, watch: _Watch) -> None:
+        """GET one response (the dispatcher already took its slot)."""
         try:
-            path = f"/responses/{quote(watch.response_id, safe='')}"
-            reply = await self.http.request("GET", path)
+            reply = await self.send("GET", f"/responses/{quote(watch.response_id, safe='')}", None)
         except Unreachable as exc:
-            self.slots.release()
             self.poll_failed(watch, None, str(exc), None)
             return
-        self.slots.release()
+        finally:
+            self.slots.release()
         watch.polls += 1
         if reply.status == 200:
             parsed = _decode(reply)
@@ -266,11 +323,15 @@ class _Run:
                 self.poll_failed(watch, None, "HTTP 200 with an unreadable body", None)
                 return
             watch.failures = 0
+            age = self.now() - watch.created
             if parsed.outcome is not None:
+                if watch.scout:
+                    self.model.finished(watch.created, watch.last_age, age)
                 self.finish(watch.fingerprint, parsed.outcome)
                 return
             watch.last_status = parsed.raw_status
-            self.reschedule(watch)
+            watch.last_age = age
+            self.plan_next(watch)
         elif reply.status in (401, 403):
             raise self.fatal_auth(reply)
         elif reply.status == 404 and watch.misses < _MAX_404:
@@ -291,6 +352,8 @@ class _Run:
         watch.failures += 1
         retry = self.config.retry
         if not retry.should_retry(status, watch.failures):
+            if watch.scout:
+                self.model.forget(watch.created)
             self.finish(
                 watch.fingerprint,
                 Outcome(
@@ -304,10 +367,14 @@ class _Run:
         self.emit(Retrying(reason, delay))
         self.watch(watch, delay)
 
-    def reschedule(self, watch: _Watch) -> None:
-        age = self.now() - watch.created
+    def plan_next(self, watch: _Watch) -> None:
+        """Put a response back on the heap at the planner's next look, or give up on it."""
+        now = self.now()
+        age = now - watch.created
         schedule = self.config.poll
         if age >= schedule.deadline:
+            if watch.scout:
+                self.model.forget(watch.created)
             self.finish(
                 watch.fingerprint,
                 Outcome(
@@ -318,7 +385,15 @@ class _Run:
                 ),
             )
             return
-        delay = schedule.next_delay(watch.polls, self.rand())
+        delay, watch.probe = self.planner.plan(
+            age=age,
+            polls=watch.polls,
+            scout=watch.scout,
+            model=self.model,
+            now=now,
+            outstanding=self.total - len(self.results),
+            rand=self.rand(),
+        )
         self.watch(watch, min(delay, max(schedule.deadline - age, 0.0)))
 
 

@@ -9,11 +9,21 @@ Other 4xx are never retried.
 
 from __future__ import annotations
 
+import bisect
 import email.utils
 import math
 from dataclasses import dataclass
 
-__all__ = ["RETRYABLE", "PollSchedule", "RetryPolicy", "parse_retry_after"]
+__all__ = [
+    "RETRYABLE",
+    "Aimd",
+    "LatencyModel",
+    "PollPlanner",
+    "PollSchedule",
+    "RetryPolicy",
+    "TokenBucket",
+    "parse_retry_after",
+]
 
 RETRYABLE: frozenset[int] = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -144,3 +154,239 @@ class PollSchedule:
         """
         nominal = min(self.cap, self.first * self.growth**polls)
         return nominal * (0.9 + 0.2 * rand)
+
+
+class LatencyModel:
+    """What the run has learnt about how long its responses take. Pure: time is passed in.
+
+    Every response is known to have finished somewhere between the poll before and the poll
+    that found it done (it is recorded three quarters of the way along: completions bunch
+    towards the later poll), and every pending response is known to take longer than its
+    current age. The fraction done by age ``t`` is estimated among the
+    responses observed up to ``t`` only:
+
+        F(t) = D(t) / (D(t) + (done later than t) + (pending and older than t))
+
+    which corrects for the fast responses being the first ones seen. All state is sorted
+    append-mostly lists, so an estimate costs a few bisections whatever the run's size.
+    """
+
+    def __init__(self) -> None:
+        self._done: list[float] = []  # completion ages, sorted
+        self._created: list[float] = []  # create times of every watched response, sorted
+        self._done_created: list[float] = []  # create times of the finished ones, sorted
+
+    @property
+    def observed(self) -> int:
+        """How many completions have been recorded."""
+        return len(self._done)
+
+    def started(self, created: float) -> None:
+        """A response began to be watched (created at ``created``)."""
+        if self._created and created < self._created[-1]:
+            bisect.insort(self._created, created)
+        else:
+            self._created.append(created)
+
+    def finished(self, created: float, low: float, high: float) -> None:
+        """A response was found done at age ``high``; the poll before was at age ``low``."""
+        bisect.insort(self._done, low + 0.75 * (high - low))
+        bisect.insort(self._done_created, created)
+
+    def forget(self, created: float) -> None:
+        """A response stopped being watched without a completion (an error)."""
+        bisect.insort(self._done_created, created)
+
+    @property
+    def longest(self) -> float:
+        """The longest recorded completion age (0 when none)."""
+        return self._done[-1] if self._done else 0.0
+
+    def pending_older(self, age: float, now: float) -> int:
+        """How many watched responses are still running at an age above ``age``."""
+        cutoff = now - age
+        return bisect.bisect_left(self._created, cutoff) - bisect.bisect_left(
+            self._done_created, cutoff
+        )
+
+    def fraction_done(self, age: float, now: float) -> float:
+        """Estimated share of responses finished by ``age`` (0 when nothing is known)."""
+        done = bisect.bisect_right(self._done, age)
+        later = len(self._done) - done
+        seen = done + later + max(self.pending_older(age, now), 0)
+        return done / seen if seen else 0.0
+
+    def quantile(self, q: float, now: float) -> float | None:
+        """The smallest recorded completion age by which a share ``q`` is done, if known."""
+        done = self._done
+        if not done or self.fraction_done(done[-1], now) < q:
+            return None
+        lo, hi = 0, len(done) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.fraction_done(done[mid], now) >= q:
+                hi = mid
+            else:
+                lo = mid + 1
+        return done[lo]
+
+
+@dataclass(frozen=True)
+class PollPlanner:
+    """When each outstanding response is next worth a GET, learnt from the run itself.
+
+    Scouts (every ``scout_every``-th response, or all in a small run) are polled on a dense
+    geometric schedule (each poll at ``scout_growth`` times the previous age) and are what
+    the latency model learns from. The others wait, at no cost, until the model is warm and
+    speaks for their age; then a response of age ``a`` is polled when the share ``target``
+    of the responses still running at ``a`` is expected to have finished, so most rows need
+    one poll. A row older than every running scout, or past the learnt nine-in-ten point,
+    keeps gaps under ``tail`` times its age (a late row is noticed soon after it is ready);
+    when only a few rows remain, under ``endgame`` times its age; always within
+    ``[min_gap, cold.cap]``.
+
+    Attributes:
+        cold: Gives the first scout poll, the longest gap and the deadline.
+        min_gap: Shortest gap between two polls of one response.
+        target: Share of the remaining responses expected done at the next poll.
+        tail: Longest gap, as a share of the response's age.
+        endgame: Longest gap as a share of age once few responses are left.
+        warm: Completions needed before the learnt model is trusted.
+        scout_every: One scout per this many responses.
+        scout_growth: Each scout poll comes at this multiple of the previous one's age.
+        recheck: A row waiting on the scouts is reconsidered after this share of its age.
+    """
+
+    cold: PollSchedule
+    min_gap: float
+    target: float = 0.7
+    tail: float = 0.25
+    endgame: float = 0.08
+    warm: int = 10
+    scout_every: int = 20
+    scout_growth: float = 1.25
+    recheck: float = 0.1
+
+    @classmethod
+    def from_schedule(cls, schedule: PollSchedule) -> PollPlanner:
+        """A planner whose cold start, caps and deadline are ``schedule``'s.
+
+        The shortest gap is a third of the schedule's first poll (1 s on the standard window).
+        """
+        return cls(cold=schedule, min_gap=schedule.first / 3.0)
+
+    def is_scout(self, index: int, total: int) -> bool:
+        """Whether the ``index``-th response of ``total`` polls during the cold start."""
+        return total <= 10 * self.scout_every or index % self.scout_every == 0
+
+    def plan(
+        self,
+        *,
+        age: float,
+        polls: int,
+        scout: bool,
+        model: LatencyModel,
+        now: float,
+        outstanding: int,
+        rand: float,
+    ) -> tuple[float, bool]:
+        """Decide the next look at one response.
+
+        Args:
+            age: Seconds since the response was created.
+            polls: Polls made so far for it.
+            scout: Whether it is a cold-start scout.
+            model: What the run has learnt.
+            now: The current time (the model's clock).
+            outstanding: Responses not yet finished in the run.
+            rand: Uniform random number in [0, 1) for ±10 % jitter.
+
+        Returns:
+            ``(delay, poll)``: after ``delay`` seconds, poll it (True) or just decide again
+            (False: a cold-start non-scout, which costs no request).
+        """
+        jitter = 0.9 + 0.2 * rand
+        if scout:
+            # Dense enough that what scouts report keeps up with the rows waiting on them.
+            gap = max(self.min_gap, (self.scout_growth - 1.0) * age, self.cold.first * (polls == 0))
+            return min(gap, self.cold.cap) * jitter, True
+        if model.observed < self.warm:
+            return max(self.cold.first, age * 0.5) * jitter, False
+        done = model.fraction_done(age, now)
+        when = model.quantile(done + (1.0 - done) * self.target, now)
+        if when is not None:
+            gap = when - age if when > age else self.tail * age  # overdue: a late row
+        elif model.pending_older(age, now) > 0:
+            # Scouts older than this row are still running: they will tell, for free.
+            return max(self.min_gap, self.recheck * age) * jitter, False
+        else:
+            gap = self.tail * age  # older than every running scout: a late row
+        if outstanding <= max(20, model.observed // 100):
+            gap = min(gap, max(self.min_gap, self.endgame * age))
+        else:
+            late = model.quantile(0.9, now)
+            if late is None or age >= late:
+                gap = min(gap, max(self.min_gap, self.tail * age))
+        gap = min(gap, self.cold.cap)
+        return max(gap, self.min_gap) * jitter, True
+
+
+@dataclass
+class Aimd:
+    """Additive-increase, multiplicative-decrease concurrency. Pure: time is passed in.
+
+    Starts at ``cap`` (the user's ``concurrency``); an overload answer (429, 503) halves the
+    limit, at most once per ``cooldown`` seconds so one burst of rejections counts once; each
+    success adds ``1 / limit``, so the limit regains one slot per window of successes. The
+    limit never exceeds ``cap`` nor drops below 1.
+    """
+
+    cap: int
+    cooldown: float = 1.0
+    limit: float = 0.0
+    _last_cut: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self.limit = float(self.cap)
+
+    @property
+    def slots(self) -> int:
+        """Requests allowed in flight now."""
+        return max(1, int(self.limit))
+
+    def success(self) -> None:
+        """A request succeeded."""
+        self.limit = min(float(self.cap), self.limit + 1.0 / max(self.limit, 1.0))
+
+    def overloaded(self, now: float) -> None:
+        """The server answered 429 or 503."""
+        if now - self._last_cut >= self.cooldown:
+            self.limit = max(1.0, self.limit / 2.0)
+            self._last_cut = now
+
+
+@dataclass
+class TokenBucket:
+    """A request-rate budget: never more than ``rate`` requests a second over time.
+
+    :meth:`reserve` books the next request and says how long to wait before sending it;
+    bookings may run ahead of the bucket, so concurrent callers queue in order.
+
+    Attributes:
+        rate: Requests per second.
+        burst: Requests that may go at once after a quiet spell.
+    """
+
+    rate: float
+    burst: float = 50.0
+    _tokens: float | None = None
+    _stamp: float = 0.0
+
+    def reserve(self, now: float) -> float:
+        """Book one request at time ``now``; return the seconds to wait before sending it."""
+        if self._tokens is None:
+            self._tokens, self._stamp = self.burst, now
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._tokens -= 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
