@@ -181,7 +181,7 @@ def test_endgame_tightens_gaps():
 def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():
     ten = [float(x) for x in range(1, 11)]
     waiting = _model(ten, pending_created=[50.0] * 10, now=100.0)
-    assert _plan(waiting, 10.0, now=100.0) == (pytest.approx(1.0), False)
+    assert _plan(waiting, 10.0, now=100.0) == (pytest.approx(5.0), False)  # re-check at 50 %
     young = _model(ten, pending_created=[95.0] * 10, now=100.0)
     assert _plan(young, 60.0, now=100.0) == (pytest.approx(15.0), True)
 
@@ -216,3 +216,16 @@ def test_token_bucket_never_exceeds_the_rate():
     assert waits[5] == pytest.approx(0.1) and waits[-1] == pytest.approx(2.0)
     # after a quiet spell the burst is back, but no more
     assert bucket.reserve(now=100.0) == 0.0
+
+
+def test_a_late_row_does_not_wait_on_a_slow_scout():
+    ten = [float(x) for x in range(1, 11)]
+    model = _model(ten, pending_created=[50.0], now=100.0)  # one scout still running, age 50
+    assert _plan(model, 20.0, now=100.0) == (pytest.approx(5.0), True)  # past the 90 % point
+
+
+def test_the_curve_is_cached_between_refreshes():
+    model = _model([1.0, 2.0, 3.0], now=0.0)
+    assert model.fraction_done(2.0, now=10.0) == pytest.approx(2 / 3)
+    model.started(9.9)  # a new scout: the cached curve stands until the refresh interval
+    assert model.fraction_done(2.0, now=10.1) == pytest.approx(2 / 3)

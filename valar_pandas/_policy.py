@@ -167,14 +167,18 @@ class LatencyModel:
 
         F(t) = D(t) / (D(t) + (done later than t) + (pending and older than t))
 
-    which corrects for the fast responses being the first ones seen. All state is sorted
-    append-mostly lists, so an estimate costs a few bisections whatever the run's size.
+    which corrects for the fast responses being the first ones seen. The curve is
+    recomputed at most every ``refresh`` seconds (and when a completion arrives), so a
+    decision costs two bisections whatever the run's size.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, refresh: float = 0.5) -> None:
         self._done: list[float] = []  # completion ages, sorted
         self._created: list[float] = []  # create times of every watched response, sorted
         self._done_created: list[float] = []  # create times of the finished ones, sorted
+        self._refresh = refresh
+        self._curve_at: float | None = None
+        self._curve: list[float] = []  # running maximum of F at each completion age
 
     @property
     def observed(self) -> int:
@@ -192,15 +196,12 @@ class LatencyModel:
         """A response was found done at age ``high``; the poll before was at age ``low``."""
         bisect.insort(self._done, low + 0.75 * (high - low))
         bisect.insort(self._done_created, created)
+        self._curve_at = None
 
     def forget(self, created: float) -> None:
         """A response stopped being watched without a completion (an error)."""
         bisect.insort(self._done_created, created)
-
-    @property
-    def longest(self) -> float:
-        """The longest recorded completion age (0 when none)."""
-        return self._done[-1] if self._done else 0.0
+        self._curve_at = None
 
     def pending_older(self, age: float, now: float) -> int:
         """How many watched responses are still running at an age above ``age``."""
@@ -209,26 +210,32 @@ class LatencyModel:
             self._done_created, cutoff
         )
 
-    def fraction_done(self, age: float, now: float) -> float:
-        """Estimated share of responses finished by ``age`` (0 when nothing is known)."""
+    def _exact(self, age: float, now: float) -> float:
         done = bisect.bisect_right(self._done, age)
         later = len(self._done) - done
         seen = done + later + max(self.pending_older(age, now), 0)
         return done / seen if seen else 0.0
 
+    def _fresh_curve(self, now: float) -> list[float]:
+        if self._curve_at is None or now - self._curve_at >= self._refresh:
+            curve: list[float] = []
+            peak = 0.0
+            for age in self._done:
+                peak = max(peak, self._exact(age, now))
+                curve.append(peak)
+            self._curve, self._curve_at = curve, now
+        return self._curve
+
+    def fraction_done(self, age: float, now: float) -> float:
+        """Estimated share of responses finished by ``age`` (0 when nothing is known)."""
+        index = bisect.bisect_right(self._done, age)
+        return self._fresh_curve(now)[index - 1] if index else 0.0
+
     def quantile(self, q: float, now: float) -> float | None:
         """The smallest recorded completion age by which a share ``q`` is done, if known."""
-        done = self._done
-        if not done or self.fraction_done(done[-1], now) < q:
-            return None
-        lo, hi = 0, len(done) - 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.fraction_done(done[mid], now) >= q:
-                hi = mid
-            else:
-                lo = mid + 1
-        return done[lo]
+        curve = self._fresh_curve(now)
+        index = bisect.bisect_left(curve, q - 1e-12)
+        return self._done[index] if index < len(curve) else None
 
 
 @dataclass(frozen=True)
@@ -265,7 +272,7 @@ class PollPlanner:
     warm: int = 10
     scout_every: int = 20
     scout_growth: float = 1.25
-    recheck: float = 0.1
+    recheck: float = 0.5
 
     @classmethod
     def from_schedule(cls, schedule: PollSchedule) -> PollPlanner:
@@ -314,19 +321,20 @@ class PollPlanner:
             return max(self.cold.first, age * 0.5) * jitter, False
         done = model.fraction_done(age, now)
         when = model.quantile(done + (1.0 - done) * self.target, now)
+        endgame = outstanding <= max(20, model.observed // 100)
+        late_from = model.quantile(0.9, now)
+        late = late_from is not None and age >= late_from
         if when is not None:
             gap = when - age if when > age else self.tail * age  # overdue: a late row
-        elif model.pending_older(age, now) > 0:
+        elif model.pending_older(age, now) > 0 and not (late or endgame):
             # Scouts older than this row are still running: they will tell, for free.
             return max(self.min_gap, self.recheck * age) * jitter, False
         else:
-            gap = self.tail * age  # older than every running scout: a late row
-        if outstanding <= max(20, model.observed // 100):
+            gap = self.tail * age  # beyond what the scouts have shown: a late row
+        if endgame:
             gap = min(gap, max(self.min_gap, self.endgame * age))
-        else:
-            late = model.quantile(0.9, now)
-            if late is None or age >= late:
-                gap = min(gap, max(self.min_gap, self.tail * age))
+        elif late or late_from is None:
+            gap = min(gap, max(self.min_gap, self.tail * age))
         gap = min(gap, self.cold.cap)
         return max(gap, self.min_gap) * jitter, True
 
