@@ -50,6 +50,7 @@ _BUG = (
 )
 _SAME_ERROR_LIMIT = 5
 _MAX_404 = 3
+_COALESCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,7 @@ class _Run:
                 await self.wake.wait()
                 continue
             delay = self.heap[0][0] - self.now()
-            if delay > 0:
+            if delay > _COALESCE:  # entries due within it go together: fewer loop wake-ups
                 self.wake.clear()
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that coincides with the wake-up, and the dispatcher would outlive its group.
