@@ -153,8 +153,12 @@ def test_scouts_poll_geometrically_by_age():
 
 
 def test_other_rows_wait_for_free_until_the_model_is_warm():
-    assert _plan(LatencyModel(), 0.0) == (pytest.approx(3.0), False)
-    assert _plan(_model([1.0] * 5), 10.0) == (pytest.approx(5.0), False)
+    watching = LatencyModel()
+    watching.started(0.0)
+    assert _plan(watching, 0.0, polls=0) == (pytest.approx(3.0), False)
+    # with no scout to learn from, a row polls as a scout instead of waiting forever
+    assert _plan(LatencyModel(), 0.0, polls=0) == (pytest.approx(3.0), True)
+    assert _plan(_model([1.0] * 5, pending_created=[0.0]), 10.0) == (pytest.approx(5.0), False)
 
 
 UNIFORM = [float(x) for x in range(1, 101)]  # scouts done uniformly over 1..100 s

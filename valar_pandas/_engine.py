@@ -196,9 +196,10 @@ class _Run:
         for request in self.requests:
             response_id = self.attach.get(request.fingerprint)
             if response_id is not None:
-                self.watch(
-                    _Watch(request.fingerprint, response_id, created, request, scout=False), 0.0
-                )
+                # Polled on the scout schedule: long-running already, and with every row
+                # re-attached there would be no scout to learn from otherwise.
+                self.model.started(created)
+                self.watch(_Watch(request.fingerprint, response_id, created, request), 0.0)
 
     async def create(self, request: Request) -> None:
         retry = self.config.retry

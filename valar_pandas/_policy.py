@@ -203,6 +203,11 @@ class LatencyModel:
         bisect.insort(self._done_created, created)
         self._curve_at = None
 
+    @property
+    def watching(self) -> int:
+        """Responses the model is watching that have not finished."""
+        return len(self._created) - len(self._done_created)
+
     def pending_older(self, age: float, now: float) -> int:
         """How many watched responses are still running at an age above ``age``."""
         cutoff = now - age
@@ -313,6 +318,8 @@ class PollPlanner:
             (False: a cold-start non-scout, which costs no request).
         """
         jitter = 0.9 + 0.2 * rand
+        if not scout and model.observed < self.warm and model.watching == 0:
+            scout = True  # nothing to learn from: poll as a scout rather than wait forever
         if scout:
             # Dense enough that what scouts report keeps up with the rows waiting on them.
             gap = max(self.min_gap, (self.scout_growth - 1.0) * age, self.cold.first * (polls == 0))
