@@ -143,3 +143,94 @@ def test_two_processes_writing_one_store_do_not_corrupt_it(tmp_path):
         assert len(found) == 600 and all(s.outcome and s.outcome.text for s in found.values())
         with sqlite3.connect(path) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
+    from valar_pandas._schema import _MIGRATIONS
+
+    path = tmp_path / "v1.sqlite3"
+    with sqlite3.connect(path) as db:
+        for statement in _MIGRATIONS[1].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO requests (endpoint, fingerprint, idempotency_key, attempt, state, model,"
+            " response_id, status, text, input_tokens, output_tokens, cached_tokens, created_at,"
+            " updated_at) VALUES (?, 'done1', 'k1', 0, 'done', 'm', 'resp_1', 'completed', 'yes',"
+            " 10, 1, 0, 1.0, 2.0)",
+            (EP,),
+        )
+        db.execute(
+            "INSERT INTO requests (endpoint, fingerprint, idempotency_key, attempt, state,"
+            " response_id, created_at, updated_at) VALUES (?, 'sub1', 'k2', 0, 'submitted',"
+            " 'resp_2', 1.0, 2.0)",
+            (EP,),
+        )
+    with RunStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        found = store.lookup(EP, ["done1", "sub1"])
+        assert found["done1"].outcome == DONE
+        assert (found["sub1"].state, found["sub1"].response_id) == ("submitted", "resp_2")
+        assert (found["sub1"].batch_id, found["sub1"].custom_id) == (None, None)
+        assert store.info()["batches"] == 0
+        store.batch_planned(EP, "bk", None, [("sub1", "r000001")])  # the new table works
+    with RunStore(path) as store:  # and a second open is a no-op
+        assert store.schema_version == 2 and store.lookup(EP, ["sub1"])["sub1"].custom_id
+
+
+def test_batch_lifecycle_key_before_the_create_id_after(tmp_path):
+    with RunStore(tmp_path / "s.sqlite3") as store:
+        store.plan(EP, "m", {"a": ("ka", 0), "b": ("kb", 0), "c": ("kc", 0)})
+        store.batch_planned(EP, "bk", "lbl", [("a", "r000000"), ("b", "r000001")])
+        found = store.lookup(EP, ["a", "b", "c"])
+        assert (found["a"].custom_id, found["a"].batch_id) == ("r000000", None)
+        assert found["c"].custom_id is None
+        store.batch_created(EP, "bk", "batch_1")
+        for fp in ("a", "b"):
+            store.submitted(EP, fp, None)
+        store.finished(EP, "a", DONE)
+        found = store.lookup(EP, ["a", "b"])
+        assert (found["b"].state, found["b"].batch_id, found["b"].custom_id) == (
+            "submitted",
+            "batch_1",
+            "r000001",
+        )
+        # re-planning under the same key keeps the batch; a new key (a re-ask) drops it
+        store.plan(EP, "m", {"b": ("kb", 0)})
+        assert store.lookup(EP, ["b"])["b"].batch_id == "batch_1"
+        store.plan(EP, "m", {"b": ("kb-1", 1)})
+        assert store.lookup(EP, ["b"])["b"].batch_id is None
+        assert store.info()["batches"] == 1
+
+
+def test_a_lost_batch_releases_its_unfinished_rows(tmp_path):
+    with RunStore(tmp_path / "s.sqlite3") as store:
+        store.plan(EP, "m", {"a": ("ka", 0), "b": ("kb", 0)})
+        store.batch_planned(EP, "bk", None, [("a", "r000000"), ("b", "r000001")])
+        store.batch_created(EP, "bk", "batch_1")
+        store.submitted(EP, "a", None)
+        store.submitted(EP, "b", None)
+        store.finished(EP, "a", DONE)
+        store.batch_lost(EP, "bk")
+        found = store.lookup(EP, ["a", "b"])
+        assert found["a"].outcome == DONE and found["a"].idempotency_key == "ka"
+        assert (found["b"].state, found["b"].batch_id, found["b"].custom_id) == (
+            "planned",
+            None,
+            None,
+        )
+        assert (found["b"].idempotency_key, found["b"].attempt) == ("vp1-b-1", 1)
+        assert store.info()["batches"] == 0
+        store.batch_planned(EP, "bk2", None, [("b", "r000001")])
+        store.batch_lost(EP, "bk2", rekey=False)  # never created: keep the key
+        assert store.lookup(EP, ["b"])["b"].idempotency_key == "vp1-b-1"
+
+
+def test_clear_drops_batches_with_no_rows_left(tmp_path):
+    with RunStore(tmp_path / "s.sqlite3") as store:
+        store.plan(EP, "m", {"a": ("ka", 0)})
+        store.batch_planned(EP, "bk", None, [("a", "r000000")])
+        assert store.info()["batches"] == 1
+        store.clear()
+        assert store.info()["batches"] == 0

@@ -12,7 +12,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._accessor import ValarAccessor
 from ._config import DEFAULT_BASE_URL, ValarClient
-from ._errors import APIError, AuthenticationError, ConfigError, RowErrors, ValarError
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BatchUnavailable,
+    ConfigError,
+    RowErrors,
+    ValarError,
+)
 from ._estimate import Estimate
 from ._prices import PRICES, PRICES_AS_OF, Price
 from ._store import RunStore, default_store_path
@@ -28,6 +35,7 @@ __all__ = [
     "PRICES_AS_OF",
     "APIError",
     "AuthenticationError",
+    "BatchUnavailable",
     "ConfigError",
     "Estimate",
     "Price",

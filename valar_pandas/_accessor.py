@@ -39,6 +39,7 @@ __all__ = ["ValarAccessor"]
 Template = str | Callable[[Row], Any]
 StoreArg = str | os.PathLike[str] | bool | None
 PriceArg = Price | Mapping[str, float] | None
+Mode = Literal["background", "realtime", "batch", "auto"]
 
 
 def _open_store(store: StoreArg, options: RunOptions) -> RunStore | None:
@@ -146,7 +147,7 @@ class ValarAccessor:
         max_output_tokens: int | None = None,
         temperature: float | None = None,
         completion_window: Literal["standard", "asap"] | None = None,
-        mode: Literal["background", "realtime"] = "background",
+        mode: Mode = "background",
         concurrency: int = 200,
         errors: Literal["column", "raise"] = "column",
         progress: Literal["auto", "tqdm"] | None = "auto",
@@ -158,6 +159,7 @@ class ValarAccessor:
         store: StoreArg = None,
         budget: float | None = None,
         price: PriceArg = None,
+        label: str | None = None,
         client: ValarClient | None = None,
     ) -> pd.DataFrame:
         """Ask the model once per row and return the answers as new columns.
@@ -172,10 +174,13 @@ class ValarAccessor:
             instructions: System instructions sent ahead of every row's prompt.
             max_output_tokens: Cap on each answer's length, in tokens.
             temperature: Sampling temperature, 0 to 2.
-            completion_window: ``"standard"`` (cheaper, minutes; the default in background
-                mode) or ``"asap"`` (the default in realtime mode).
-            mode: ``"background"`` (create, then poll; the default) or ``"realtime"`` (one
-                request that waits for the answer).
+            completion_window: ``"standard"`` (cheaper, minutes; the default except in
+                realtime mode) or ``"asap"`` (the default in realtime mode; not for batch).
+            mode: ``"background"`` (create, then poll; the default), ``"realtime"`` (one
+                request that waits for the answer), ``"batch"`` (the Batch API; raises
+                :class:`BatchUnavailable` where it is absent) or ``"auto"`` (the Batch API
+                for 1,000 or more requests to send on the standard window, else background;
+                background also where the Batch API is absent). See ``docs/batch.md``.
             concurrency: Most HTTP requests in flight at once.
             errors: ``"column"`` puts failures in ``<into>_error``; ``"raise"`` raises
                 :class:`RowErrors` (carrying the full frame) when any row failed.
@@ -195,6 +200,8 @@ class ValarAccessor:
                 column.
             price: USD per million tokens (``Price`` or ``{"input", "output",
                 "cached_input"}``) replacing the shipped table for this call.
+            label: A name for the batches a batch run creates (letters, digits, ``-``,
+                ``_``; at most 128); only with ``mode="batch"`` or ``"auto"``.
             client: Connection settings; default reads ``VALAR_API_KEY`` and
                 ``VALAR_BASE_URL``.
 
@@ -207,7 +214,9 @@ class ValarAccessor:
             ConfigError: Bad option, template, column, key, store or price; raised before
                 any request.
             AuthenticationError: The server rejected the key.
-            APIError: The first requests were all rejected with the same error.
+            APIError: The first requests (or the first batch) were all rejected with the
+                same error.
+            BatchUnavailable: ``mode="batch"`` and the server has no Batch API.
             RowErrors: ``errors="raise"`` and at least one row failed.
 
         Example:
@@ -223,7 +232,7 @@ class ValarAccessor:
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, concurrency=concurrency,
             errors=errors, progress=progress, details=details, on_missing=on_missing,
-            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget,
+            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget, label=label,
         )  # fmt: skip
         try:
             report = run_sync(run_plan(call.plan, call.options, client, opened, call.price))
@@ -242,7 +251,7 @@ class ValarAccessor:
         max_output_tokens: int | None = None,
         temperature: float | None = None,
         completion_window: Literal["standard", "asap"] | None = None,
-        mode: Literal["background", "realtime"] = "background",
+        mode: Mode = "background",
         concurrency: int = 200,
         errors: Literal["column", "raise"] = "column",
         progress: Literal["auto", "tqdm"] | None = "auto",
@@ -254,6 +263,7 @@ class ValarAccessor:
         store: StoreArg = None,
         budget: float | None = None,
         price: PriceArg = None,
+        label: str | None = None,
         client: ValarClient | None = None,
     ) -> pd.DataFrame:
         """The coroutine form of :meth:`run`, for code already inside an event loop.
@@ -271,7 +281,7 @@ class ValarAccessor:
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, concurrency=concurrency,
             errors=errors, progress=progress, details=details, on_missing=on_missing,
-            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget,
+            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget, label=label,
         )  # fmt: skip
         try:
             report = await run_plan(call.plan, call.options, client, opened, call.price)
@@ -295,7 +305,7 @@ class ValarAccessor:
         max_output_tokens: int | None = None,
         temperature: float | None = None,
         completion_window: Literal["standard", "asap"] | None = None,
-        mode: Literal["background", "realtime"] = "background",
+        mode: Mode = "background",
         concurrency: int = 200,
         errors: Literal["column", "raise"] = "column",
         progress: Literal["auto", "tqdm"] | None = "auto",
@@ -307,6 +317,7 @@ class ValarAccessor:
         store: StoreArg = None,
         budget: float | None = None,
         price: PriceArg = None,
+        label: str | None = None,
         client: ValarClient | None = None,
     ) -> pd.DataFrame:
         """Ask for a label, a score or a JSON object per row, and return typed columns.
@@ -346,6 +357,7 @@ class ValarAccessor:
             store: As in :meth:`run`.
             budget: As in :meth:`run`.
             price: As in :meth:`run`.
+            label: As in :meth:`run`.
             client: As in :meth:`run`.
 
         Returns:
@@ -379,7 +391,7 @@ class ValarAccessor:
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, concurrency=concurrency,
             errors=errors, progress=progress, details=details, on_missing=on_missing,
-            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget,
+            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget, label=label,
             text=text_format(spec),
         )  # fmt: skip
         call, client, opened = self._start(template, client, store, price, **options)
@@ -423,7 +435,7 @@ class ValarAccessor:
         max_output_tokens: int | None = None,
         temperature: float | None = None,
         completion_window: Literal["standard", "asap"] | None = None,
-        mode: Literal["background", "realtime"] = "background",
+        mode: Mode = "background",
         on_missing: Literal["empty", "skip"] = "empty",
         salt: str | None = None,
     ) -> pd.DataFrame:
@@ -480,7 +492,7 @@ class ValarAccessor:
         max_output_tokens: int | None = None,
         temperature: float | None = None,
         completion_window: Literal["standard", "asap"] | None = None,
-        mode: Literal["background", "realtime"] = "background",
+        mode: Mode = "background",
         on_missing: Literal["empty", "skip"] = "empty",
         salt: str | None = None,
         cache: bool = True,

@@ -42,9 +42,14 @@ class Budget:
     def admit(self, request: Request) -> str | None:
         """Reserve a request's estimated cost, or say why it may not be sent.
 
+        A request already admitted (a batch run handing its requests to background mode)
+        is admitted again without a second reservation.
+
         Returns:
             None when admitted; otherwise the reason, for the row's error column.
         """
+        if request.fingerprint in self._reserved:
+            return None
         cost = estimated_cost(request, self.price)
         if self.spent + self.in_flight + cost > self.limit:
             return (

@@ -98,6 +98,7 @@ def _store_command(action: str, path: Path | None, limit: int, older_than: float
             print(f"size:           {info['bytes']:,} bytes")
             print(f"rows:           {info['rows']:,}  by state: {info['by_state'] or {}}")
             print(f"finished:       {info['by_status'] or {}}")
+            print(f"batches:        {info['batches']:,}")
             print(f"tokens:         {info['input_tokens']:,} in, {info['output_tokens']:,} out")
             print(f"oldest, newest: {_when(info['oldest'])}, {_when(info['newest'])}")
         elif action == "list":

@@ -4,7 +4,8 @@
 ValarError
 ├── ConfigError        bad template, column, option or key: raised before any request
 ├── APIError           the server refused the run as a whole (status_code, code, plain message)
-│   └── AuthenticationError   401/403: the key was rejected
+│   ├── AuthenticationError   401/403: the key was rejected
+│   └── BatchUnavailable      mode="batch", but this server has no Batch API
 └── RowErrors          errors="raise" and rows failed; carries the merged frame
 ```
 
@@ -17,7 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["APIError", "AuthenticationError", "ConfigError", "RowErrors", "ValarError"]
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BatchUnavailable",
+    "ConfigError",
+    "RowErrors",
+    "ValarError",
+]
 
 
 class ValarError(Exception):
@@ -44,6 +52,14 @@ class APIError(ValarError):
 
 class AuthenticationError(APIError):
     """The server answered 401 or 403: the API key is missing, wrong or lacks access."""
+
+
+class BatchUnavailable(APIError):
+    """``mode="batch"`` was asked for, but the server's Batch API is absent or disabled.
+
+    Raised before any batch is created. ``mode="auto"`` falls back to background mode
+    instead of raising.
+    """
 
 
 class RowErrors(ValarError):

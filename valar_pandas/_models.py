@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "BatchCreated",
+    "BatchLost",
+    "BatchPlanned",
     "Event",
     "Finished",
     "Outcome",
@@ -109,4 +112,38 @@ class Finished:
     cached: bool = False
 
 
-Event = Started | Submitted | Retrying | Finished
+@dataclass(frozen=True, slots=True)
+class BatchPlanned:
+    """A batch is about to be created under ``key``; ``items`` are (fingerprint, custom_id).
+
+    Emitted before the create is sent, so the run store holds the key if the process dies
+    while the request is on the wire.
+    """
+
+    key: str
+    label: str | None
+    items: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCreated:
+    """The server accepted the batch created under ``key`` and named it ``batch_id``."""
+
+    key: str
+    batch_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLost:
+    """The batch created under ``key`` is gone (unknown to the server, or never created).
+
+    Its unfinished items are no longer attached to it: a later run sends them again, under
+    new keys when ``rekey`` (the server may still hold the old batch key's reservation,
+    which would only replay the batch it lost).
+    """
+
+    key: str
+    rekey: bool = True
+
+
+Event = Started | Submitted | Retrying | Finished | BatchPlanned | BatchCreated | BatchLost

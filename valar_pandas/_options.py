@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._batchplan import check_label
 from ._errors import ConfigError
 
 __all__ = ["MODES", "RunOptions", "validate_options"]
 
-MODES = ("background", "realtime")
+MODES = ("background", "realtime", "batch", "auto")
 WINDOWS = ("standard", "asap")
 ERRORS = ("column", "raise")
 PROGRESS = ("auto", "tqdm", None)
@@ -26,7 +27,7 @@ class RunOptions:
     max_output_tokens: int | None
     temperature: float | None
     completion_window: str
-    mode: Literal["background", "realtime"]
+    mode: Literal["background", "realtime", "batch", "auto"]
     concurrency: int
     errors: Literal["column", "raise"]
     progress: Literal["auto", "tqdm"] | None
@@ -38,11 +39,18 @@ class RunOptions:
     budget: float | None = None
     text: dict[str, Any] | None = None
     """The ``text`` field of every request (structured output), set by ``score()``."""
+    label: str | None = None
+    """The label of the batches a batch run creates."""
 
     @property
     def background(self) -> bool:
-        """Whether requests go in background mode."""
-        return self.mode == "background"
+        """Whether requests are planned as background requests.
+
+        True in every mode but realtime: batch items are the same requests (the Batch API
+        path strips the ``background`` flag from each item), so the run store serves a row
+        to either mode.
+        """
+        return self.mode != "realtime"
 
 
 def _choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
@@ -70,12 +78,14 @@ def validate_options(
     retry_failed: object = True,
     budget: object = None,
     text: dict[str, Any] | None = None,
+    label: object = None,
 ) -> RunOptions:
     """Check every option and fill defaults.
 
-    ``completion_window`` defaults to ``"standard"`` in background mode and to ``"asap"``
-    in realtime mode: a foreground call on the standard window would hold a connection open
-    for minutes.
+    ``completion_window`` defaults to ``"asap"`` in realtime mode (a foreground call on the
+    standard window would hold a connection open for minutes) and to ``"standard"`` in every
+    other mode. The Batch API runs only on the standard window, so ``mode="batch"`` with
+    ``"asap"`` is refused; ``label`` names batches and needs ``mode="batch"`` or ``"auto"``.
 
     Returns:
         The validated options.
@@ -90,8 +100,17 @@ def validate_options(
     _choice("mode", mode, MODES)
     window = completion_window
     if window is None:
-        window = "standard" if mode == "background" else "asap"
+        window = "asap" if mode == "realtime" else "standard"
     _choice("completion_window", window, WINDOWS)
+    if mode == "batch" and window == "asap":
+        raise ConfigError(
+            "the Batch API runs on the standard window only: use mode='batch' with "
+            "completion_window='standard' (the default), or mode='background' or "
+            "'realtime' for the asap window"
+        )
+    label = check_label(label)
+    if label is not None and mode not in ("batch", "auto"):
+        raise ConfigError("label names a batch: it applies only with mode='batch' or 'auto'")
     _choice("errors", errors, ERRORS)
     _choice("progress", progress, PROGRESS)
     _choice("on_missing", on_missing, ON_MISSING)
@@ -138,4 +157,5 @@ def validate_options(
         retry_failed=bool(retry_failed),
         budget=None if budget is None else float(budget),
         text=text,
+        label=label,
     )

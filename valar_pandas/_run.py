@@ -1,22 +1,38 @@
 """The composition root: a planned run → outcomes, wiring store, transport, engine, display.
 
 It consults the run store (finished rows come from disk; rows an earlier run created are
-re-attached by id; rows it only planned are re-sent under the same key), records each
-request before it is sent, fans engine events out to the store, the budget and the display,
-and closes everything whatever happens. It decides nothing a pure module could decide.
+re-attached by id, or by their batch; rows it only planned are re-sent under the same key),
+picks the path (the background engine, or the Batch API for ``mode="batch"`` and large
+``mode="auto"`` runs, falling back to the engine when the Batch API is absent), records each
+request before it is sent, fans events out to the store, the budget and the display, and
+closes everything whatever happens. It decides nothing a pure module could decide.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+from . import _batchplan
+from ._batch import BatchConfig, execute_batches
 from ._budget import Budget
 from ._config import ValarClient
 from ._engine import EngineConfig, execute
 from ._http import Http
-from ._models import Event, Finished, Outcome, Request, Started, Submitted
+from ._models import (
+    BatchCreated,
+    BatchLost,
+    BatchPlanned,
+    Event,
+    Finished,
+    Outcome,
+    Request,
+    Started,
+    Submitted,
+)
 from ._options import RunOptions
 from ._plan import Plan
 from ._policy import PollSchedule
@@ -57,12 +73,15 @@ class Work:
         send: Requests to send (with the key each must carry).
         attach: Fingerprint → response id of requests an earlier run created.
         entries: Fingerprint → (key, attempt), to record before anything is sent.
+        batches: Fingerprint → (batch key, batch id, custom_id) of requests an earlier run
+            put in a batch the server accepted.
     """
 
     cached: dict[str, Outcome]
     send: list[Request]
     attach: dict[str, str]
     entries: dict[str, tuple[str, int]]
+    batches: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
 def prepare_work(plan: Plan, options: RunOptions, store: RunStore | None, endpoint: str) -> Work:
@@ -93,7 +112,9 @@ def prepare_work(plan: Plan, options: RunOptions, store: RunStore | None, endpoi
         key = attempt_key(fingerprint, attempt) if outcome is not None else stored.idempotency_key
         work.send.append(dataclasses.replace(request, idempotency_key=key))
         work.entries[fingerprint] = (key, attempt)
-        if outcome is None and stored.state == "submitted" and stored.response_id:
+        if outcome is None and stored.batch_key and stored.batch_id and stored.custom_id:
+            work.batches[fingerprint] = (stored.batch_key, stored.batch_id, stored.custom_id)
+        elif outcome is None and stored.state == "submitted" and stored.response_id:
             work.attach[fingerprint] = stored.response_id
     return work
 
@@ -109,8 +130,80 @@ def _recorder(store: RunStore, endpoint: str) -> Callable[[Event], None]:
             and event.outcome.status in SERVER_VERDICTS
         ):
             store.finished(endpoint, event.fingerprint, event.outcome)
+        elif isinstance(event, BatchPlanned):
+            store.batch_planned(endpoint, event.key, event.label, event.items)
+        elif isinstance(event, BatchCreated):
+            store.batch_created(endpoint, event.key, event.batch_id)
+        elif isinstance(event, BatchLost):
+            store.batch_lost(endpoint, event.key, rekey=event.rekey)
 
     return record
+
+
+async def _send(
+    plan: Plan,
+    work: Work,
+    options: RunOptions,
+    http: Http,
+    emit: Callable[[Event], None],
+    gate: Callable[[Request], str | None] | None,
+) -> dict[str, Outcome]:
+    """Send the work down the engine, the Batch API, or both (rows resumed from a batch)."""
+    engine = EngineConfig(
+        concurrency=options.concurrency,
+        background=options.background,
+        poll=PollSchedule.for_window(options.completion_window),
+    )
+
+    async def background(requests: Sequence[Request]) -> dict[str, Outcome]:
+        return await execute(
+            requests, plan.shares, http, engine, emit, attach=work.attach, gate=gate
+        )
+
+    resumed = work.attach.keys() | work.batches.keys()
+    to_create = sum(1 for r in work.send if r.fingerprint not in resumed)
+    chosen = _batchplan.choose_mode(options.mode, options.completion_window, to_create)
+    batched = [
+        r
+        for r in work.send
+        if r.fingerprint in work.batches or (chosen == "batch" and r.fingerprint not in work.attach)
+    ]
+    if not batched:
+        return await background(work.send)
+    config = BatchConfig(
+        concurrency=options.concurrency,
+        label=options.label,
+        poll=_batchplan.BATCH_POLL,
+        limits=_batchplan.LIMITS,
+    )
+    batches = execute_batches(
+        batched, plan.shares, http, config, emit,
+        positions=_batchplan.first_positions(plan.rows), attach=work.batches, gate=gate,
+        fallback=None if options.mode == "batch" else background,
+    )  # fmt: skip
+    chosen_set = {r.fingerprint for r in batched}
+    rest = [r for r in work.send if r.fingerprint not in chosen_set]
+    if not rest:
+        return await batches
+    return await _together(batches, background(rest))
+
+
+async def _together(
+    *coroutines: Coroutine[Any, Any, dict[str, Outcome]],
+) -> dict[str, Outcome]:
+    """Run both paths at once; the first failure stops both and is raised alone."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coroutines]
+    except BaseExceptionGroup as group_error:
+        errors = [e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)]
+        if len(errors) == 1:
+            raise errors[0] from None
+        raise
+    results: dict[str, Outcome] = {}
+    for task in tasks:
+        results |= task.result()
+    return results
 
 
 async def run_plan(
@@ -131,6 +224,11 @@ async def run_plan(
 
     Returns:
         The report; rows the run could not finish carry an ``error`` outcome.
+
+    Raises:
+        AuthenticationError: The server rejected the API key.
+        APIError: The first requests, or the first batch, were rejected.
+        BatchUnavailable: ``mode="batch"`` and the server has no Batch API.
     """
     endpoint = client.base_url
     work = prepare_work(plan, options, store, endpoint)
@@ -158,15 +256,8 @@ async def run_plan(
     try:
         if work.send:
             http = Http(client, options.concurrency)
-            config = EngineConfig(
-                concurrency=options.concurrency,
-                background=options.background,
-                poll=PollSchedule.for_window(options.completion_window),
-            )
-            results |= await execute(
-                work.send, plan.shares, http, config, emit, attach=work.attach,
-                gate=budget.admit if budget is not None else None,
-            )  # fmt: skip
+            gate = budget.admit if budget is not None else None
+            results |= await _send(plan, work, options, http, emit, gate)
     finally:
         if http is not None:
             await http.close()

@@ -2,10 +2,14 @@
 
 For each (endpoint, fingerprint) it keeps the ``Idempotency-Key`` in use, the state
 (``planned`` → ``submitted`` with a response id → ``done`` with the parsed result) and
-timestamps. The key is written before the create is sent and the response id as soon as
-it arrives, each in its own transaction, so a process killed at any instant leaves a record
-a re-run can resume from: finished rows come from disk, submitted rows are re-attached by
-polling their id, planned rows are re-sent with the same key (which the server replays).
+timestamps. Rows sent through the Batch API also keep their batch's key and their
+``custom_id``; the ``batches`` table maps each batch key to the server's batch id, written
+right after the create, so a re-run polls the batch instead of creating it again.
+
+Keys are written before the create is sent and ids as soon as they arrive, each in its own
+transaction, so a process killed at any instant leaves a record a re-run can resume from:
+finished rows come from disk, submitted rows are re-attached by polling their id (or their
+batch), planned rows are re-sent with the same key (which the server replays).
 
 Rows are namespaced by the API base URL, so answers from the emulator never leak into a run
 against the real API. The file uses WAL journaling and a busy timeout, so several processes
@@ -25,33 +29,11 @@ from pathlib import Path
 
 from ._errors import ConfigError
 from ._models import Outcome
+from ._schema import SCHEMA_VERSION, migrate
+from ._wire import attempt_key
 
 __all__ = ["SCHEMA_VERSION", "RunStore", "Stored", "default_store_path"]
 
-SCHEMA_VERSION = 1
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE requests (
-        endpoint        TEXT    NOT NULL,
-        fingerprint     TEXT    NOT NULL,
-        idempotency_key TEXT    NOT NULL,
-        attempt         INTEGER NOT NULL DEFAULT 0,
-        state           TEXT    NOT NULL CHECK (state IN ('planned', 'submitted', 'done')),
-        model           TEXT,
-        response_id     TEXT,
-        status          TEXT,
-        text            TEXT,
-        error           TEXT,
-        input_tokens    INTEGER,
-        output_tokens   INTEGER,
-        cached_tokens   INTEGER,
-        created_at      REAL    NOT NULL,
-        updated_at      REAL    NOT NULL,
-        PRIMARY KEY (endpoint, fingerprint)
-    ) WITHOUT ROWID;
-    CREATE INDEX requests_updated ON requests (updated_at);
-    """,
-}
 _CHUNK = 500
 
 
@@ -84,6 +66,9 @@ class Stored:
         attempt: How many times the request was re-asked after failing.
         response_id: The server's id, once the create was accepted.
         outcome: The result, once ``done``.
+        batch_id: The batch it was sent in, once the server accepted that batch.
+        custom_id: Its wire id in that batch.
+        batch_key: That batch's ``Idempotency-Key`` (recorded before the create).
     """
 
     state: str
@@ -91,6 +76,9 @@ class Stored:
     attempt: int
     response_id: str | None
     outcome: Outcome | None
+    batch_id: str | None = None
+    custom_id: str | None = None
+    batch_key: str | None = None
 
 
 class RunStore:
@@ -119,7 +107,7 @@ class RunStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            migrate(self._db, self.path)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"cannot use {self.path} as a run store: {exc}") from exc
         except OSError as exc:
@@ -139,29 +127,6 @@ class RunStore:
         self.close()
 
     # -- schema ------------------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"the run store {self.path} has schema version {version}, written by a newer "
-                f"valar_pandas (this one reads up to {SCHEMA_VERSION}); upgrade valar_pandas "
-                "or pass another store="
-            )
-        if version == SCHEMA_VERSION:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {target}")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     @property
     def schema_version(self) -> int:
@@ -186,18 +151,21 @@ class RunStore:
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
-                "SELECT fingerprint, state, idempotency_key, attempt, response_id, status, text,"
-                " error, input_tokens, output_tokens, cached_tokens FROM requests"
-                f" WHERE endpoint = ? AND fingerprint IN ({marks})",
+                "SELECT r.fingerprint, r.state, r.idempotency_key, r.attempt, r.response_id,"
+                " r.status, r.text, r.error, r.input_tokens, r.output_tokens, r.cached_tokens,"
+                " b.batch_id, r.custom_id, r.batch_key FROM requests r LEFT JOIN batches b"
+                " ON b.endpoint = r.endpoint AND b.batch_key = r.batch_key"
+                f" WHERE r.endpoint = ? AND r.fingerprint IN ({marks})",
                 (endpoint, *chunk),
             )
-            for fp, state, key, attempt, rid, status, text, error, t_in, t_out, t_cached in rows:
+            for fp, state, key, attempt, rid, status, text, error, *rest in rows:
+                t_in, t_out, t_cached, batch_id, cid, batch_key = rest
                 outcome = (
                     Outcome(status, text, error, rid, t_in, t_out, t_cached)
                     if state == "done"
                     else None
                 )
-                found[fp] = Stored(state, key, attempt, rid, outcome)
+                found[fp] = Stored(state, key, attempt, rid, outcome, batch_id, cid, batch_key)
         return found
 
     def plan(self, endpoint: str, model: str, entries: Mapping[str, tuple[str, int]]) -> None:
@@ -208,7 +176,7 @@ class RunStore:
             model: The model id (for listings).
             entries: Fingerprint → (Idempotency-Key, attempt). An entry that exists is reset
                 to ``planned`` with this key (a failed row being asked again); one already
-                ``submitted`` under the same key keeps its response id.
+                ``submitted`` under the same key keeps its response id and its batch.
         """
         now = time.time()
         rows = [
@@ -223,6 +191,10 @@ class RunStore:
                 "   AND state = 'submitted' THEN 'submitted' ELSE 'planned' END,"
                 " response_id = CASE WHEN idempotency_key = excluded.idempotency_key"
                 "   THEN response_id END,"
+                " batch_key = CASE WHEN idempotency_key = excluded.idempotency_key"
+                "   THEN batch_key END,"
+                " custom_id = CASE WHEN idempotency_key = excluded.idempotency_key"
+                "   THEN custom_id END,"
                 " idempotency_key = excluded.idempotency_key, attempt = excluded.attempt,"
                 " status = NULL, text = NULL, error = NULL, input_tokens = NULL,"
                 " output_tokens = NULL, cached_tokens = NULL, updated_at = excluded.updated_at",
@@ -250,10 +222,73 @@ class RunStore:
             ),
         )  # fmt: skip
 
+    def batch_planned(
+        self, endpoint: str, key: str, label: str | None, items: Iterable[tuple[str, str]]
+    ) -> None:
+        """Record, before its create is sent, which requests go into the batch ``key``.
+
+        Args:
+            endpoint: The API base URL.
+            key: The batch create's ``Idempotency-Key``.
+            label: The batch label, if any.
+            items: (fingerprint, custom_id) of each item.
+        """
+        now = time.time()
+        rows = [(key, cid, now, endpoint, fp) for fp, cid in items]
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO batches (endpoint, batch_key, label, items, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, batch_key) DO UPDATE SET"
+                " updated_at = excluded.updated_at",
+                (endpoint, key, label, len(rows), now, now),
+            )
+            self._db.executemany(
+                "UPDATE requests SET batch_key = ?, custom_id = ?, updated_at = ?"
+                " WHERE endpoint = ? AND fingerprint = ? AND state != 'done'",
+                rows,
+            )
+
+    def batch_created(self, endpoint: str, key: str, batch_id: str) -> None:
+        """Record the id the server gave the batch created under ``key``."""
+        self._db.execute(
+            "UPDATE batches SET batch_id = ?, updated_at = ? WHERE endpoint = ? AND batch_key = ?",
+            (batch_id, time.time(), endpoint, key),
+        )
+
+    def batch_lost(self, endpoint: str, key: str, *, rekey: bool = True) -> None:
+        """Forget the batch ``key``: its unfinished rows go back to ``planned``.
+
+        Args:
+            endpoint: The API base URL.
+            key: The batch's ``Idempotency-Key``.
+            rekey: Also move those rows to their next attempt's key, so the batch they go
+                into next is a new one (the old key would replay the batch that was lost).
+        """
+        with self._transaction():
+            if rekey:
+                rows = self._db.execute(
+                    "SELECT fingerprint, attempt FROM requests"
+                    " WHERE endpoint = ? AND batch_key = ? AND state != 'done'",
+                    (endpoint, key),
+                ).fetchall()
+                self._db.executemany(
+                    "UPDATE requests SET idempotency_key = ?, attempt = ?"
+                    " WHERE endpoint = ? AND fingerprint = ?",
+                    [(attempt_key(fp, n + 1), n + 1, endpoint, fp) for fp, n in rows],
+                )
+            self._db.execute(
+                "UPDATE requests SET batch_key = NULL, custom_id = NULL, state = 'planned',"
+                " updated_at = ? WHERE endpoint = ? AND batch_key = ? AND state != 'done'",
+                (time.time(), endpoint, key),
+            )
+            self._db.execute(
+                "DELETE FROM batches WHERE endpoint = ? AND batch_key = ?", (endpoint, key)
+            )
+
     # -- hygiene -----------------------------------------------------------------------------
 
     def info(self) -> dict[str, object]:
-        """Summary: path, schema, size, rows by state and status, tokens, oldest and newest."""
+        """Summary: path, schema, size, rows by state and status, batches, tokens, dates."""
         counts = dict(self._db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"))
         statuses = dict(
             self._db.execute(
@@ -265,6 +300,7 @@ class RunStore:
             " MIN(created_at), MAX(updated_at) FROM requests"
         ).fetchone()
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        batches = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
         return {
             "path": str(self.path),
             "schema_version": self.schema_version,
@@ -272,6 +308,7 @@ class RunStore:
             "rows": sum(counts.values()),
             "by_state": counts,
             "by_status": statuses,
+            "batches": batches,
             "input_tokens": t_in,
             "output_tokens": t_out,
             "oldest": oldest,
@@ -321,6 +358,10 @@ class RunStore:
                 deleted = self._db.execute(
                     "DELETE FROM requests WHERE updated_at < ?", (cutoff,)
                 ).rowcount
+            self._db.execute(
+                "DELETE FROM batches WHERE NOT EXISTS (SELECT 1 FROM requests r"
+                " WHERE r.endpoint = batches.endpoint AND r.batch_key = batches.batch_key)"
+            )
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return int(deleted)
 

@@ -23,7 +23,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Serve a local emulator of the Valar Responses API (background mode, "
-        "Idempotency-Key replays, scripted faults). Nothing leaves this machine.",
+        "Idempotency-Key replays, the Batch API, scripted faults). Nothing leaves this machine.",
     )
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -65,6 +65,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     add("--seed", type=int, default=0, help="seed for latency and faults")
     add("--no-cancel", action="store_true", help="answer 404 to POST /v1/responses/{id}/cancel")
+    add(
+        "--no-batch-api",
+        action="store_true",
+        help="answer 404 on the /v1/batches endpoints, as a server without the Batch API",
+    )
     return parser  # fmt: skip
 
 
@@ -88,6 +93,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         ),
         seed=args.seed,
         cancel_supported=not args.no_cancel,
+        batch_api=not args.no_batch_api,
     )
 
 

@@ -133,6 +133,10 @@ class EmulatorConfig:
         seed: Seeds latency and transient faults, and salts the deterministic ``failed`` draw.
         models: Model ids served by ``GET /v1/models`` and accepted on create.
         cancel_supported: Whether ``POST /v1/responses/{id}/cancel`` exists (else 404).
+        batch_api: Whether the four ``/v1/batches`` endpoints exist (else they answer 404,
+            as on a server where the Batch API is not available).
+        batch_max_requests: Most items one batch may hold (the contract's 100,000).
+        batch_max_bytes: A batch create body must stay under this many bytes (256 MB).
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -143,6 +147,9 @@ class EmulatorConfig:
     seed: int = 0
     models: tuple[str, ...] = DEFAULT_MODELS
     cancel_supported: bool = True
+    batch_api: bool = True
+    batch_max_requests: int = 100_000
+    batch_max_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -166,3 +173,7 @@ class EmulatorConfig:
         if not models or not all(isinstance(m, str) and m for m in models):
             raise ValueError("EmulatorConfig.models must be a non-empty sequence of model ids")
         object.__setattr__(self, "models", models)
+        for name in ("batch_max_requests", "batch_max_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"EmulatorConfig.{name} must be a positive int, got {value!r}")

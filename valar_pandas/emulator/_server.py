@@ -1,5 +1,7 @@
 """The HTTP surface: aiohttp routes for ``/v1/models`` and ``/v1/responses``.
 
+The batch routes live in ``_batch_server`` and share this module's auth and fault gate.
+
 Owns request handling only — auth, fault injection, body validation, idempotency replay,
 waiting for realtime answers, dropping connections — and turns results into JSON. State
 and decisions live on the :class:`~valar_pandas.emulator.Emulator`.
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ._answers import canonical_json
+from ._batch_server import add_batch_routes
 from ._config import STATUS_WORDS
 from ._state import TERMINAL, Record, render, status_of
 from ._validate import ApiError, validate_create, validate_idempotency_key
@@ -59,18 +62,18 @@ def _not_found(what: str) -> web.Response:
     return _error(ApiError(404, f"{what} not found.", "invalid_request_error", "not_found"))
 
 
-class _Routes:
+class Routes:
     """Request handlers bound to one emulator."""
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
 
-    def _count(self, route: str) -> None:
+    def count(self, route: str) -> None:
         stats = self.emulator.stats
         stats.total_requests += 1
         stats.requests[route] += 1
 
-    def _gate(self, request: web.Request, faulted: bool = True) -> web.Response | None:
+    def gate(self, request: web.Request, faulted: bool = True) -> web.Response | None:
         """Inject a transient fault or reject a bad key; None lets the request through."""
         emulator = self.emulator
         kind = emulator.draw_fault() if faulted else None
@@ -96,8 +99,8 @@ class _Routes:
         return record
 
     async def models(self, request: web.Request) -> web.Response:
-        self._count(_MODELS)
-        rejected = self._gate(request, faulted=False)
+        self.count(_MODELS)
+        rejected = self.gate(request, faulted=False)
         if rejected is not None:
             return rejected
         data = [
@@ -107,8 +110,8 @@ class _Routes:
         return web.json_response({"object": "list", "data": data})
 
     async def create(self, request: web.Request) -> web.Response:
-        self._count(_CREATE)
-        rejected = self._gate(request)
+        self.count(_CREATE)
+        rejected = self.gate(request)
         if rejected is not None:
             return rejected
         emulator = self.emulator
@@ -167,8 +170,8 @@ class _Routes:
         return web.json_response(render(record, status))
 
     async def retrieve(self, request: web.Request) -> web.Response:
-        self._count(_RETRIEVE)
-        rejected = self._gate(request)
+        self.count(_RETRIEVE)
+        rejected = self.gate(request)
         if rejected is not None:
             return rejected
         record = self._owned(request)
@@ -179,11 +182,11 @@ class _Routes:
         return web.json_response(render(record, status_of(record, emulator.clock(), words)))
 
     async def cancel(self, request: web.Request) -> web.Response:
-        self._count(_CANCEL)
+        self.count(_CANCEL)
         emulator = self.emulator
         if not emulator.config.cancel_supported:
             return _not_found(f"Route {request.method} {request.path}")
-        rejected = self._gate(request)
+        rejected = self.gate(request)
         if rejected is not None:
             return rejected
         record = self._owned(request)
@@ -196,7 +199,7 @@ class _Routes:
         return web.json_response(render(record, status))
 
     async def unmatched(self, request: web.Request) -> web.Response:
-        self._count(f"{request.method} {request.path}")
+        self.count(f"{request.method} {request.path}")
         return _not_found(f"Route {request.method} {request.path}")
 
 
@@ -209,11 +212,12 @@ def build_app(emulator: Emulator) -> web.Application:
     Returns:
         The application, with routes under ``/v1`` and a JSON 404 for anything else.
     """
-    routes = _Routes(emulator)
+    routes = Routes(emulator)
     app = web.Application()
     app.router.add_get("/v1/models", routes.models)
     app.router.add_post("/v1/responses", routes.create)
     app.router.add_get("/v1/responses/{id}", routes.retrieve)
     app.router.add_post("/v1/responses/{id}/cancel", routes.cancel)
+    add_batch_routes(app, routes)
     app.router.add_route("*", "/{tail:.*}", routes.unmatched)
     return app

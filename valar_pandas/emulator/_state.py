@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TERMINAL", "Record", "Stats", "Store", "render", "status_of"]
+__all__ = ["TERMINAL", "Batch", "Record", "Stats", "Store", "render", "status_of"]
 
 TERMINAL = frozenset(("completed", "failed", "incomplete", "cancelled"))
 _TEXT_FORMAT: dict[str, Any] = {"type": "text"}
@@ -150,6 +150,8 @@ class Stats:
             ``"GET /v1/responses/{id}"``, ``"GET /v1/models"``.
         total_requests: Every HTTP request received, including faulted and rejected ones.
         faults: Injected faults by kind: ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"drop"``.
+        batch_creates: Batches created (replays of a batch create are not counted); each
+            item is also one of ``inferences``.
     """
 
     inferences: int = 0
@@ -157,6 +159,7 @@ class Stats:
     requests: Counter[str] = field(default_factory=Counter)
     total_requests: int = 0
     faults: Counter[str] = field(default_factory=Counter)
+    batch_creates: int = 0
 
     def reset(self) -> None:
         """Set every counter back to zero (records and reservations are kept)."""
@@ -165,16 +168,40 @@ class Stats:
         self.requests.clear()
         self.total_requests = 0
         self.faults.clear()
+        self.batch_creates = 0
+
+
+@dataclass(slots=True)
+class Batch:
+    """One batch: its items are ordinary response records, keyed by ``custom_id``.
+
+    Attributes:
+        id: ``batch_<hex>``.
+        owner: API key the batch was created under.
+        created_at: Unix time of creation (seconds).
+        label: The label, if one was given.
+        items: custom_id → record, in the order submitted.
+    """
+
+    id: str
+    owner: str
+    created_at: int
+    label: str | None
+    items: dict[str, Record]
 
 
 @dataclass
 class Store:
-    """Every record by id, and idempotency reservations by (api key, Idempotency-Key).
+    """Every record and batch by id, and idempotency reservations.
 
     Attributes:
-        records: Response id → record.
+        records: Response id → record (batch items included).
         reservations: (api key, Idempotency-Key) → (body digest, record).
+        batches: Batch id → batch, oldest first.
+        batch_reservations: (api key, Idempotency-Key) → (body digest, batch).
     """
 
     records: dict[str, Record] = field(default_factory=dict)
     reservations: dict[tuple[str, str], tuple[str, Record]] = field(default_factory=dict)
+    batches: dict[str, Batch] = field(default_factory=dict)
+    batch_reservations: dict[tuple[str, str], tuple[str, Batch]] = field(default_factory=dict)

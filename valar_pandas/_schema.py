@@ -1,0 +1,89 @@
+"""The run store's schema: one migration per version, applied in order on open.
+
+``PRAGMA user_version`` holds the version. Version 1 is the ``requests`` table; version 2
+adds what the Batch API path needs: each row's batch key and ``custom_id``, and a
+``batches`` table mapping a batch's ``Idempotency-Key`` to the server's batch id. An older
+file is migrated in one transaction; a newer one is refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ._errors import ConfigError
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+SCHEMA_VERSION = 2
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE requests (
+        endpoint        TEXT    NOT NULL,
+        fingerprint     TEXT    NOT NULL,
+        idempotency_key TEXT    NOT NULL,
+        attempt         INTEGER NOT NULL DEFAULT 0,
+        state           TEXT    NOT NULL CHECK (state IN ('planned', 'submitted', 'done')),
+        model           TEXT,
+        response_id     TEXT,
+        status          TEXT,
+        text            TEXT,
+        error           TEXT,
+        input_tokens    INTEGER,
+        output_tokens   INTEGER,
+        cached_tokens   INTEGER,
+        created_at      REAL    NOT NULL,
+        updated_at      REAL    NOT NULL,
+        PRIMARY KEY (endpoint, fingerprint)
+    ) WITHOUT ROWID;
+    CREATE INDEX requests_updated ON requests (updated_at);
+    """,
+    2: """
+    ALTER TABLE requests ADD COLUMN batch_key TEXT;
+    ALTER TABLE requests ADD COLUMN custom_id TEXT;
+    CREATE TABLE batches (
+        endpoint    TEXT    NOT NULL,
+        batch_key   TEXT    NOT NULL,
+        batch_id    TEXT,
+        label       TEXT,
+        items       INTEGER NOT NULL,
+        created_at  REAL    NOT NULL,
+        updated_at  REAL    NOT NULL,
+        PRIMARY KEY (endpoint, batch_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX requests_batch ON requests (endpoint, batch_key);
+    """,
+}
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring an open store up to :data:`SCHEMA_VERSION`.
+
+    Args:
+        db: The connection (autocommit mode).
+        path: The file, for error messages.
+
+    Raises:
+        ConfigError: The file was written by a newer valar_pandas.
+    """
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"the run store {path} has schema version {version}, written by a newer "
+            f"valar_pandas (this one reads up to {SCHEMA_VERSION}); upgrade valar_pandas "
+            "or pass another store="
+        )
+    if version == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {target}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
