@@ -40,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=[*SCENARIOS, "all"],
         help="scenario to run; repeat for several (default: all)",
     )
-    add("--quick", action="store_true", help="shrink rows and latency ~10x for a smoke run")
+    add(
+        "--quick",
+        action="store_true",
+        help="smoke run, under two minutes: rows /10 (memory100k /20), latency /10",
+    )
     add("--rows", type=int, help="override the number of rows")
     add("--latency-median", type=float, help="override the median latency, seconds")
     add("--latency-sigma", type=float, help="override the lognormal sigma")
