@@ -342,6 +342,8 @@ class _Run:
         elif reply.status == 404 and watch.request is not None:
             # An id from an earlier run that the server no longer knows: create again under
             # the same key, which replays the reservation if the server still holds it.
+            if watch.scout:
+                self.model.forget(watch.created)
             await self.create(watch.request)
         else:
             _, reason = error_summary(reply.status, reply.body)
@@ -354,20 +356,19 @@ class _Run:
         watch.failures += 1
         retry = self.config.retry
         if not retry.should_retry(status, watch.failures):
-            if watch.scout:
-                self.model.forget(watch.created)
-            self.finish(
-                watch.fingerprint,
-                Outcome(
-                    "error",
-                    error=f"lost track of response {watch.response_id} while polling: {reason}",
-                    response_id=watch.response_id,
-                ),
+            self.abandon(
+                watch, f"lost track of response {watch.response_id} while polling: {reason}"
             )
             return
         delay = retry.delay(watch.failures, after, self.rand())
         self.emit(Retrying(reason, delay))
         self.watch(watch, delay)
+
+    def abandon(self, watch: _Watch, error: str) -> None:
+        """Stop watching a response without a verdict; the row ends as a client error."""
+        if watch.scout:
+            self.model.forget(watch.created)
+        self.finish(watch.fingerprint, Outcome("error", error=error, response_id=watch.response_id))
 
     def plan_next(self, watch: _Watch) -> None:
         """Put a response back on the heap at the planner's next look, or give up on it."""
@@ -375,16 +376,10 @@ class _Run:
         age = now - watch.created
         schedule = self.config.poll
         if age >= schedule.deadline:
-            if watch.scout:
-                self.model.forget(watch.created)
-            self.finish(
-                watch.fingerprint,
-                Outcome(
-                    "error",
-                    error=f"no final status after {age:.0f} s (last status "
-                    f"{watch.last_status!r}); response id {watch.response_id}",
-                    response_id=watch.response_id,
-                ),
+            self.abandon(
+                watch,
+                f"no final status after {age:.0f} s (last status {watch.last_status!r}); "
+                f"response id {watch.response_id}",
             )
             return
         delay, watch.probe = self.planner.plan(

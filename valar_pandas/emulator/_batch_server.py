@@ -104,11 +104,7 @@ class _BatchRoutes:
         batch = self._make(body)
         if key is not None:
             emulator.store.batch_reservations[(config.api_key, key)] = (digest, batch)
-        if emulator.draw_drop():
-            emulator.stats.faults["drop"] += 1
-            transport = request.transport
-            if transport is not None:
-                transport.close()
+        if emulator.drop_connection(request):
             return web.Response()  # never sent: writing to the closed transport fails quietly
         return web.json_response(summary(batch))
 

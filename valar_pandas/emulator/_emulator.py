@@ -159,6 +159,22 @@ class Emulator:
         rate = self._config.faults.drop_after_create
         return rate > 0.0 and self._fault_rng.random() < rate
 
+    def drop_connection(self, request: web.BaseRequest) -> bool:
+        """Maybe drop a create's connection after it made something new (a configured fault).
+
+        Args:
+            request: The create whose connection to close.
+
+        Returns:
+            True when the connection was closed and no answer must be sent.
+        """
+        if not self.draw_drop():
+            return False
+        self.stats.faults["drop"] += 1
+        if request.transport is not None:
+            request.transport.close()
+        return True
+
     def create_record(self, body: dict[str, Any], canonical: bytes, digest: str) -> Record:
         """Create (and bill) a new response record for a validated body.
 

@@ -145,11 +145,7 @@ class Routes:
         record = emulator.create_record(body, canonical, digest)
         if key is not None:
             emulator.store.reservations[(config.api_key, key)] = (digest, record)
-        if emulator.draw_drop():
-            emulator.stats.faults["drop"] += 1
-            transport = request.transport
-            if transport is not None:
-                transport.close()
+        if emulator.drop_connection(request):
             return web.Response()  # never sent: writing to the closed transport fails quietly
         return await self._answer(record, fresh=True)
 
