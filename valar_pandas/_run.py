@@ -37,7 +37,7 @@ from ._options import RunOptions
 from ._plan import Plan
 from ._policy import PollSchedule
 from ._prices import Price
-from ._progress import Tally, make_display
+from ._progress import Display, Tally, make_display
 from ._store import RunStore
 from ._wire import attempt_key
 
@@ -212,6 +212,7 @@ async def run_plan(
     client: ValarClient,
     store: RunStore | None,
     price: Price | None,
+    display: Display | None = None,
 ) -> RunReport:
     """Send a plan's requests, resuming from the store, and gather every row's outcome.
 
@@ -221,6 +222,8 @@ async def run_plan(
         client: Where to send, with which key.
         store: The run store, or None to keep nothing.
         price: The price of the call's model and window, for spend and the budget.
+        display: A display the caller made (and closes), e.g. one drawn across several
+            runs; None makes one for ``options.progress`` and closes it at the end.
 
     Returns:
         The report; rows the run could not finish carry an ``error`` outcome.
@@ -232,8 +235,10 @@ async def run_plan(
     """
     endpoint = client.base_url
     work = prepare_work(plan, options, store, endpoint)
-    display = make_display(options.progress, price)
-    listeners: list[Callable[[Event], None]] = [display]
+    tally = Tally(price)
+    owned = display is None
+    shown = make_display(options.progress, price) if display is None else display
+    listeners: list[Callable[[Event], None]] = [tally.add, shown]
     budget = Budget(options.budget, price) if options.budget is not None and price else None
     if budget is not None:
         listeners.append(budget)
@@ -261,5 +266,6 @@ async def run_plan(
     finally:
         if http is not None:
             await http.close()
-        display.close()
-    return RunReport(plan.outcomes(results), display.tally, http.sent if http else 0)
+        if owned:
+            shown.close()
+    return RunReport(plan.outcomes(results), tally, http.sent if http else 0)
