@@ -407,7 +407,13 @@ class Check:
             CheckFailed: The notebook or an idle kernel was not seen in time.
         """
         url = f"{self.lab.base}/lab/tree/{self.nb.name}?token={self.lab.token}"
-        self.page.goto(url, timeout=self.budget.wait(60) * 1000, wait_until="domcontentloaded")
+        timeout = self.budget.wait(60)
+        try:
+            self.page.goto(url, timeout=timeout * 1000, wait_until="domcontentloaded")
+        except PlaywrightError as exc:
+            raise CheckFailed(
+                f"the JupyterLab page did not load within {timeout:.0f} s: {exc}"
+            ) from None
         self.wait_js(
             "([sel, n]) => document.querySelectorAll(sel).length === n",
             [CELLS, len(self.nb.kinds)],
@@ -468,7 +474,9 @@ class Check:
         )
         # A press that JupyterLab takes marks the cell as queued ("[*]") at once; one that
         # comes while the kernel connection is still settling is dropped, so press again.
-        for _ in range(3):
+        for attempt in range(3):
+            if attempt:
+                log(f"pressing Ctrl+Enter again in {what}: the last press did not queue it")
             self.page.keyboard.press("Control+Enter")
             with contextlib.suppress(CheckFailed):
                 self.wait_js(
@@ -762,13 +770,17 @@ def main(argv: list[str] | None = None) -> int:
                     page = browser.new_page(viewport={"width": 1280, "height": 900})
                     errors: list[str] = []
                     page.on("pageerror", lambda exc: errors.append(str(exc)))
+                    page.on(
+                        "console",
+                        lambda msg: errors.append(msg.text) if msg.type == "error" else None,
+                    )
                     try:
                         run_check(page, lab, nb, copy, shot, budget)
                     except (CheckFailed, PlaywrightError) as exc:
                         with contextlib.suppress(PlaywrightError):
                             page.screenshot(path=str(failure_shot), full_page=True)
                         if errors:
-                            log("page errors: " + " | ".join(errors[-5:]))
+                            log("errors in the page's console: " + " | ".join(errors[-5:]))
                         raise CheckFailed(str(exc)) from exc
                 finally:
                     browser.close()
