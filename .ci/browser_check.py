@@ -106,6 +106,14 @@ SAMPLE_JS = """
 }
 """
 
+# Text of every stderr or error output shown, by cell: what went wrong in the notebook itself.
+STDERR_JS = """
+(cells) => Array.from(document.querySelectorAll(cells)).flatMap((cell, index) =>
+  Array.from(cell.querySelectorAll(
+    '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+  )).map((out) => `cell ${index}: ${out.innerText.trim().slice(-400)}`))
+"""
+
 PROMPT_JS = """
 ([cells, index]) => {
   const cell = document.querySelectorAll(cells)[index];
@@ -526,8 +534,9 @@ class Check:
     def watch(self, index: int, shot: Path, seconds: float = 90) -> list[Sample]:
         """Sample the widget of cell ``index`` until it is done; screenshot it mid-run.
 
-        The screenshot is taken at the first moment the kernel is idle, the widget not done
-        and its bar between 15 % and 85 %.
+        The screenshot is taken at the first moment the kernel is idle, the widget visible and
+        not done, and its bar between 15 % and 85 %; failing that, at the first such moment
+        with the bar past 0 % (written beside ``shot`` as ``early-<name>``).
 
         Returns:
             Every sample, the last one done.
@@ -551,10 +560,13 @@ class Check:
             samples.append(sample)
             if sample.done:
                 return samples
-            middle = sample.percent is not None and 15 <= sample.percent <= 85
-            if sample.idle and sample.visible and middle and not shot.exists():
-                self.page.locator(PANEL).screenshot(path=str(shot))
-                log(f"screenshot at {sample.describe()}")
+            if sample.idle and sample.visible and sample.percent:
+                middle = 15 <= sample.percent <= 85
+                for path, wanted in ((shot, middle), (early_shot(shot), True)):
+                    if wanted and not shot.exists() and not path.exists():
+                        self.page.locator(PANEL).screenshot(path=str(path))
+                        log(f"screenshot ({path.name}) at {sample.describe()}")
+                        break
             time.sleep(0.2)
         last = samples[-1].describe() if samples else "nothing"
         raise CheckFailed(
@@ -590,7 +602,6 @@ class Check:
             CheckFailed: The file was not written in time.
         """
         before = path.stat().st_mtime_ns
-        self.page.locator(CELLS).nth(0).click(position={"x": 2, "y": 2})
         self.page.keyboard.press("Control+s")
         timeout = self.budget.wait(seconds)
         deadline = time.monotonic() + timeout
@@ -605,6 +616,11 @@ class Check:
         )
 
 
+def early_shot(shot: Path) -> Path:
+    """Where the screenshot goes when the bar was not (yet) seen mid-way."""
+    return shot.with_name(f"early-{shot.name}")
+
+
 def assert_moved_while_idle(samples: list[Sample], prompt_after: str) -> None:
     """The bar grew while the kernel was idle and the submit cell had finished.
 
@@ -613,8 +629,14 @@ def assert_moved_while_idle(samples: list[Sample], prompt_after: str) -> None:
     """
     running = [s for s in samples if not s.done]
     idle = [s for s in running if s.idle and s.prompt == prompt_after and s.visible]
+    if not running:
+        raise CheckFailed(
+            "the progress widget was already done when the submit() cell finished, so it was "
+            "never seen moving while the kernel was idle (did submit() wait for the run?); "
+            f"first sample: {samples[0].describe()}"
+        )
     if not idle:
-        seen = "; ".join(s.describe() for s in running[:5]) or "the widget was done at once"
+        seen = "; ".join(s.describe() for s in running[:5])
         raise CheckFailed(
             "never saw the kernel idle (page and server) with the submit cell finished while "
             f"the progress widget was visible and still running; first samples: {seen}"
@@ -693,10 +715,8 @@ def run_check(
     samples = check.watch(submit, shot)
     assert_moved_while_idle(samples, prompt_after)
     assert_finished(samples[-1])
-    if not shot.exists():
-        raise CheckFailed(
-            "never saw the bar between 15 % and 85 % while the kernel was idle, for the screenshot"
-        )
+    if not shot.exists():  # the bar was never seen mid-way: the first moment it moved
+        early_shot(shot).rename(shot)
 
     for index in nb.code(submit + 1, len(nb.kinds)):
         check.run_cell(index)
@@ -779,6 +799,9 @@ def main(argv: list[str] | None = None) -> int:
                     except (CheckFailed, PlaywrightError) as exc:
                         with contextlib.suppress(PlaywrightError):
                             page.screenshot(path=str(failure_shot), full_page=True)
+                        with contextlib.suppress(PlaywrightError):
+                            for text in page.evaluate(STDERR_JS, CELLS):
+                                log(f"stderr or error output in the page, {text}")
                         if errors:
                             log("errors in the page's console: " + " | ".join(errors[-5:]))
                         raise CheckFailed(str(exc)) from exc
