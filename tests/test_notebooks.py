@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -71,3 +73,57 @@ def test_evals_notebook_scores_and_reports(tmp_path):
     scored = int(printed.split("scored=")[1].split()[0])
     errors = int(printed.split("errors=")[1].split()[0])
     assert scored + errors == 300 and errors > 0
+
+
+INTERRUPTED = """
+import warnings
+import pandas as pd
+import valar_pandas
+from valar_pandas import ValarClient
+from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
+
+emulator = Emulator(EmulatorConfig(latency=Latency(median=2.0, sigma=1.5, minimum=0.05)))
+client = ValarClient(api_key=emulator.config.api_key, base_url=emulator.start())
+df = pd.DataFrame({"q": [f"row {i}" for i in range(80)]})
+print("running", flush=True)
+out = df.valar.run("say {q}", model="zai-org/GLM-5.1-FP8", client=client,
+                   completion_window="asap")
+print("answered", int(out["output"].notna().sum()), "of", len(out))
+"""
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_kernel_interrupt_returns_the_rows_answered_so_far(tmp_path):
+    """The stop button during a blocking run(): the cell ends normally, with the frame."""
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(tmp_path))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        msg_id = client.execute(INTERRUPTED)
+        outputs: list[dict[str, Any]] = []
+        interrupted = False
+        while True:
+            msg = client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream" and "running" in content["text"] and not interrupted:
+                time.sleep(3.0)  # some rows answered, most still running
+                manager.interrupt_kernel()
+                interrupted = True
+            if kind in ("stream", "error", "display_data", "execute_result"):
+                outputs.append(content)
+            if kind == "status" and content["execution_state"] == "idle":
+                break
+        reply = client.get_shell_msg(timeout=10)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    text = "".join(o.get("text", "") for o in outputs)
+    assert reply["content"]["status"] == "ok", text  # no KeyboardInterrupt traceback
+    assert not any("ename" in o for o in outputs) and "Traceback" not in text, text
+    assert "interrupted:" in text and "Run the same call again to resume" in text, text
+    answered = int(text.split("answered ")[1].split()[0])
+    assert 0 < answered < 80, text

@@ -106,6 +106,15 @@ def test_a_stopped_run_leaves_the_widget_amber_not_green(capsys):
     assert (value, top, style) == (1, 4, "warning") and text.startswith("stopped: 1 of 4")
 
 
+def test_a_run_that_ended_without_its_rows_is_red_not_green(capsys):
+    display = WidgetDisplay("valar", None)
+    for event in [Started(4, 4), Finished("a", OK, 1)]:
+        display(event)
+    display.close()  # the run raised (a rejected key, say) with three rows outstanding
+    _, _, style, text, _ = widget_state(display)
+    assert style == "danger" and text.startswith("ended early: 1 of 4 rows done")
+
+
 def test_on_a_loop_the_widget_redraws_on_a_timer_not_per_event(capsys):
     display = WidgetDisplay("valar", None)
     draws = []

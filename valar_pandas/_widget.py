@@ -52,7 +52,9 @@ def status_line(tally: Tally, now: float, *, final: bool = False, errors_hint: s
     elapsed = now - tally.started_at
     parts = [f"{tally.done:,}/{tally.total:,} rows"]
     if final:
-        if tally.cancelled:
+        if tally.done + tally.cancelled < tally.total:
+            parts[0] = f"ended early: {tally.done:,} of {tally.total:,} rows done"
+        elif tally.cancelled:
             parts[0] = (
                 f"stopped: {tally.done:,} of {tally.total:,} rows done, "
                 f"{tally.cancelled:,} cancelled (run the same call again to resume)"
@@ -159,10 +161,10 @@ class WidgetDisplay:
         now = time.monotonic()
         self._bar.max = max(tally.total, 1)
         self._bar.value = min(tally.done, self._bar.max)
-        if tally.cancelled:
+        if tally.done + tally.cancelled < tally.total or tally.failed:
+            self._bar.bar_style = "danger"  # the run raised, or rows failed
+        elif tally.cancelled:
             self._bar.bar_style = "warning"
-        elif tally.failed:
-            self._bar.bar_style = "danger"
         else:
             self._bar.bar_style = "success"
         line = status_line(tally, now, final=True, errors_hint=self._hint)
