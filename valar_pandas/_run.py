@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,6 +235,19 @@ async def _unless_stopped(
     return None
 
 
+def _wind_down(
+    left: list[str],
+    shares: Mapping[str, int],
+    running: Mapping[str, str],
+    stop: StopSignal,
+    emit: Callable[[Event], None],
+) -> dict[str, Outcome]:
+    """The outcomes of the requests a stopped run left unanswered, and the event saying so."""
+    error = f"{stop.reason} before an answer arrived; run the same call again to resume"
+    emit(Stopped(sum(shares[f] for f in left), stop.reason))
+    return {f: Outcome("cancelled", error=error, response_id=running.get(f)) for f in left}
+
+
 async def run_plan(
     plan: Plan,
     options: RunOptions,
@@ -307,17 +320,10 @@ async def run_plan(
                 results |= await sending
             else:
                 sent = await _unless_stopped(sending, stop)
-                if sent is not None:
-                    results |= sent
-                else:
-                    results |= answered
+                results |= sent if sent is not None else answered
+                if sent is None:
                     left = [f for f in plan.requests if f not in results]
-                    error = (
-                        f"{stop.reason} before an answer arrived; run the same call again to resume"
-                    )
-                    for fingerprint in left:
-                        results[fingerprint] = Outcome("cancelled", error=error)
-                    emit(Stopped(sum(plan.shares[f] for f in left), stop.reason))
+                    results |= _wind_down(left, plan.shares, running, stop, emit)
                     _cancel.spawn(
                         client,
                         {f: running[f] for f in left if f in running},
