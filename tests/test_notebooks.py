@@ -3,29 +3,61 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
+def widget_models(nb: nbformat.NotebookNode) -> dict[str, dict[str, Any]]:
+    """The widget states the kernel left, as stored in the notebook's metadata."""
+    stored = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    return {model_id: entry["state"] for model_id, entry in stored.items()}
+
+
+def result_of(cell: nbformat.NotebookNode, kind: str = "text/plain") -> str:
+    return next(o["data"][kind] for o in cell["outputs"] if o["output_type"] == "execute_result")
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_quickstart_runs_in_a_kernel(tmp_path):
-    """run() blocks inside the kernel's own running event loop and returns every row."""
+    """run() blocks inside the kernel's running loop; submit() returns and its bar finishes."""
     nb = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
     NotebookClient(
-        nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(tmp_path)}}
+        nb,
+        kernel_name="python3",
+        timeout=180,
+        resources={"metadata": {"path": str(tmp_path)}},
+        store_widget_state=True,
     ).execute()
-    outputs = {i: cell.get("outputs", []) for i, cell in enumerate(nb.cells)}
-    totals = next(
-        o["data"]["text/plain"] for o in outputs[6] if o.get("output_type") == "execute_result"
-    )
+    cells = nb.cells
+    totals = result_of(cells[6])
     assert "'rows': 300" in totals and "'failed': 0" in totals
-    counts = json.dumps(outputs[4])
+    counts = json.dumps(cells[4]["outputs"])
     assert "positive" in counts and "negative" in counts
+    # Both the blocking run and the background job drew a widget, and both ended green,
+    # full and marked done.
+    models = widget_models(nb)
+    bars = [m for m in models.values() if m["_model_name"] == "IntProgressModel"]
+    assert len(bars) == 2
+    assert all(b["value"] == b["max"] == 300 and b["bar_style"] == "success" for b in bars)
+    boxes = [m for m in models.values() if "valar-progress" in m.get("_dom_classes", [])]
+    assert len(boxes) == 2 and all("valar-done" in b["_dom_classes"] for b in boxes)
+    texts = [m["value"] for m in models.values() if m["_model_name"] == "HTMLModel"]
+    assert sum(t.startswith("done: 300 rows") for t in texts) == 2, texts
+    widget_outputs = [
+        o for o in cells[8]["outputs"] if "application/vnd.jupyter.widget-view+json" in o["data"]
+    ]
+    assert len(widget_outputs) == 1  # the submit cell shows its bar
+    assert "'state': 'running'" in result_of(cells[9])  # the cell after submit ran meanwhile
+    summaries = result_of(cells[10], "text/html")
+    assert "summary_error" in summaries and "Echo: Summarise this product review" in summaries
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -41,3 +73,57 @@ def test_evals_notebook_scores_and_reports(tmp_path):
     scored = int(printed.split("scored=")[1].split()[0])
     errors = int(printed.split("errors=")[1].split()[0])
     assert scored + errors == 300 and errors > 0
+
+
+INTERRUPTED = """
+import warnings
+import pandas as pd
+import valar_pandas
+from valar_pandas import ValarClient
+from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
+
+emulator = Emulator(EmulatorConfig(latency=Latency(median=2.0, sigma=1.5, minimum=0.05)))
+client = ValarClient(api_key=emulator.config.api_key, base_url=emulator.start())
+df = pd.DataFrame({"q": [f"row {i}" for i in range(80)]})
+print("running", flush=True)
+out = df.valar.run("say {q}", model="zai-org/GLM-5.1-FP8", client=client,
+                   completion_window="asap")
+print("answered", int(out["output"].notna().sum()), "of", len(out))
+"""
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_kernel_interrupt_returns_the_rows_answered_so_far(tmp_path):
+    """The stop button during a blocking run(): the cell ends normally, with the frame."""
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(tmp_path))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        msg_id = client.execute(INTERRUPTED)
+        outputs: list[dict[str, Any]] = []
+        interrupted = False
+        while True:
+            msg = client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream" and "running" in content["text"] and not interrupted:
+                time.sleep(3.0)  # some rows answered, most still running
+                manager.interrupt_kernel()
+                interrupted = True
+            if kind in ("stream", "error", "display_data", "execute_result"):
+                outputs.append(content)
+            if kind == "status" and content["execution_state"] == "idle":
+                break
+        reply = client.get_shell_msg(timeout=10)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    text = "".join(o.get("text", "") for o in outputs)
+    assert reply["content"]["status"] == "ok", text  # no KeyboardInterrupt traceback
+    assert not any("ename" in o for o in outputs) and "Traceback" not in text, text
+    assert "interrupted:" in text and "Run the same call again to resume" in text, text
+    answered = int(text.split("answered ")[1].split()[0])
+    assert 0 < answered < 80, text

@@ -39,7 +39,7 @@ def test_realtime_defaults_to_asap_window():
         ),
         ({"model": "m", "completion_window": "flex"}, "unknown completion_window 'flex'"),
         ({"model": "m", "errors": "ignore"}, "unknown errors 'ignore'"),
-        ({"model": "m", "progress": "widget"}, "unknown progress 'widget'"),
+        ({"model": "m", "progress": "rich"}, "unknown progress 'rich'"),
         ({"model": "m", "on_missing": "drop"}, "unknown on_missing 'drop'"),
         ({"model": "m", "into": ""}, "into must be"),
         ({"model": "m", "max_output_tokens": 0}, "max_output_tokens"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,12 +22,14 @@ from pandas.api.extensions import ExtensionArray
 from ._config import DEFAULT_BASE_URL, ValarClient
 from ._errors import ConfigError, RowErrors
 from ._estimate import Estimate, estimate
-from ._loop import run_sync
+from ._job import Job
+from ._loop import StopSignal, run_sync
 from ._merge import attach, outcome_columns
 from ._models import Outcome
 from ._options import RunOptions, validate_options
 from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
+from ._progress import Display, make_display
 from ._prompt import Row, compile_template
 from ._rows import render_rows
 from ._run import RunReport, prepare_work, run_plan
@@ -40,6 +43,7 @@ Template = str | Callable[[Row], Any]
 StoreArg = str | os.PathLike[str] | bool | None
 PriceArg = Price | Mapping[str, float] | None
 Mode = Literal["background", "realtime", "batch", "auto"]
+Progress = Literal["auto", "tqdm", "widget"] | None
 
 
 def _open_store(store: StoreArg, options: RunOptions) -> RunStore | None:
@@ -85,6 +89,7 @@ class _Call:
             "cached": tally.cached,
             "http_requests": report.http_requests,
             "failed": len(failed),
+            "cancelled": tally.cancelled,
             "input_tokens": tally.input_tokens,
             "output_tokens": tally.output_tokens,
             "spent_usd": tally.spent if self.price is not None else None,
@@ -129,13 +134,48 @@ class ValarAccessor:
 
     def _start(
         self, template: Template, client: ValarClient | None, store: StoreArg, price: PriceArg,
-        **kwargs: Any,
-    ) -> tuple[_Call, ValarClient, RunStore | None]:  # fmt: skip
+        frame: pd.DataFrame | None = None, **kwargs: Any,
+    ) -> tuple[_Call, ValarClient, RunStore | None, Display]:  # fmt: skip
+        """Check everything, plan every request, open the store and show the display."""
         if client is not None and not isinstance(client, ValarClient):
             raise ConfigError("client must be a valar_pandas.ValarClient")
-        call = self._prepare(template, price, **kwargs)
+        call = self._prepare(template, price, frame, **kwargs)
         client = client or ValarClient()
-        return call, client, _open_store(store, call.options)
+        opened = _open_store(store, call.options)
+        try:
+            # Made here, on the caller's thread: a notebook widget shows in the caller's cell.
+            display = make_display(
+                call.options.progress,
+                call.price,
+                errors_hint=f"the {call.options.into}_error column",
+            )
+        except BaseException:
+            if opened is not None:
+                opened.close()
+            raise
+        return call, client, opened, display
+
+    @staticmethod
+    def _blocking(
+        call: _Call, client: ValarClient, opened: RunStore | None, display: Display
+    ) -> tuple[RunReport, StopSignal]:
+        """Run on the library's loop until done; Ctrl-C stops it and keeps what arrived."""
+        stop = StopSignal()
+        try:
+            report = run_sync(
+                run_plan(call.plan, call.options, client, opened, call.price, display, stop), stop
+            )
+        finally:
+            display.close()
+        if stop.stopped:
+            tally = report.tally
+            warnings.warn(
+                f"interrupted: {tally.done - tally.skipped - tally.cached:,} rows were answered "
+                f"and are in the frame; {tally.cancelled:,} rows are marked cancelled in "
+                f"{call.options.into}_error. Run the same call again to resume them.",
+                stacklevel=3,
+            )
+        return report, stop
 
     def run(
         self,
@@ -150,7 +190,7 @@ class ValarAccessor:
         mode: Mode = "background",
         concurrency: int = 200,
         errors: Literal["column", "raise"] = "column",
-        progress: Literal["auto", "tqdm"] | None = "auto",
+        progress: Progress = "auto",
         details: bool = False,
         on_missing: Literal["empty", "skip"] = "empty",
         salt: str | None = None,
@@ -227,7 +267,7 @@ class ValarAccessor:
             ...     into="sentiment",
             ... )
         """
-        call, client, opened = self._start(
+        call, client, opened, display = self._start(
             template, client, store, price, model=model, into=into, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, concurrency=concurrency,
@@ -235,7 +275,7 @@ class ValarAccessor:
             salt=salt, cache=cache, retry_failed=retry_failed, budget=budget, label=label,
         )  # fmt: skip
         try:
-            report = run_sync(run_plan(call.plan, call.options, client, opened, call.price))
+            report, _ = self._blocking(call, client, opened, display)
         finally:
             if opened is not None:
                 opened.close()
@@ -254,7 +294,7 @@ class ValarAccessor:
         mode: Mode = "background",
         concurrency: int = 200,
         errors: Literal["column", "raise"] = "column",
-        progress: Literal["auto", "tqdm"] | None = "auto",
+        progress: Progress = "auto",
         details: bool = False,
         on_missing: Literal["empty", "skip"] = "empty",
         salt: str | None = None,
@@ -276,7 +316,7 @@ class ValarAccessor:
             ...     "Review: {review}", model="zai-org/GLM-5.1-FP8"
             ... )
         """
-        call, client, opened = self._start(
+        call, client, opened, display = self._start(
             template, client, store, price, model=model, into=into, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, concurrency=concurrency,
@@ -284,11 +324,76 @@ class ValarAccessor:
             salt=salt, cache=cache, retry_failed=retry_failed, budget=budget, label=label,
         )  # fmt: skip
         try:
-            report = await run_plan(call.plan, call.options, client, opened, call.price)
+            report = await run_plan(call.plan, call.options, client, opened, call.price, display)
         finally:
+            display.close()
             if opened is not None:
                 opened.close()
         return call.finish(report)
+
+    def submit(
+        self,
+        template: Template,
+        *,
+        model: str,
+        into: str = "output",
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        completion_window: Literal["standard", "asap"] | None = None,
+        mode: Mode = "background",
+        concurrency: int = 200,
+        errors: Literal["column", "raise"] = "column",
+        progress: Progress = "auto",
+        details: bool = False,
+        on_missing: Literal["empty", "skip"] = "empty",
+        salt: str | None = None,
+        cache: bool = True,
+        retry_failed: bool = True,
+        store: StoreArg = None,
+        budget: float | None = None,
+        price: PriceArg = None,
+        label: str | None = None,
+        client: ValarClient | None = None,
+    ) -> Job:
+        """Start :meth:`run` in the background and return at once with a :class:`Job`.
+
+        Takes the same arguments as :meth:`run` and checks them the same way, before any
+        request. The frame is taken as it is now: later edits to ``df`` do not reach the
+        job. In a notebook the progress widget appears in this cell and keeps moving while
+        the kernel does other work; several jobs can run at once.
+
+        Returns:
+            The job: ``job.status()``, ``job.done()``, ``job.result(timeout=None)`` (the
+            frame :meth:`run` would return) and ``job.cancel()``.
+
+        Raises:
+            ConfigError: Bad option, template, column, key, store or price.
+
+        Example:
+            >>> job = df.valar.submit(  # doctest: +SKIP
+            ...     "Review: {review}", model="zai-org/GLM-5.1-FP8"
+            ... )
+            >>> out = job.result()  # doctest: +SKIP
+        """
+        # pandas 3 copies on write: a shallow copy is a snapshot that later edits to df
+        # do not change, at no cost until someone writes.
+        call, client, opened, display = self._start(
+            template, client, store, price, self._obj.copy(deep=False), model=model,
+            into=into, instructions=instructions, max_output_tokens=max_output_tokens,
+            temperature=temperature, completion_window=completion_window, mode=mode,
+            concurrency=concurrency, errors=errors, progress=progress, details=details,
+            on_missing=on_missing, salt=salt, cache=cache, retry_failed=retry_failed,
+            budget=budget, label=label,
+        )  # fmt: skip
+        stop = StopSignal()
+
+        def cleanup() -> None:
+            if opened is not None:
+                opened.close()
+
+        run = run_plan(call.plan, call.options, client, opened, call.price, display, stop)
+        return Job(run, call.finish, display, stop, cleanup)
 
     def score(
         self,
@@ -308,7 +413,7 @@ class ValarAccessor:
         mode: Mode = "background",
         concurrency: int = 200,
         errors: Literal["column", "raise"] = "column",
-        progress: Literal["auto", "tqdm"] | None = "auto",
+        progress: Progress = "auto",
         details: bool = False,
         on_missing: Literal["empty", "skip"] = "empty",
         salt: str | None = None,
@@ -394,13 +499,13 @@ class ValarAccessor:
             salt=salt, cache=cache, retry_failed=retry_failed, budget=budget, label=label,
             text=text_format(spec),
         )  # fmt: skip
-        call, client, opened = self._start(template, client, store, price, **options)
+        call, client, opened, display = self._start(template, client, store, price, **options)
         try:
-            report = run_sync(run_plan(call.plan, call.options, client, opened, call.price))
+            report, stop = self._blocking(call, client, opened, display)
             outcomes = list(report.outcomes)
             parsed = [parse(spec, o.text) if o.ok else None for o in outcomes]
             asked_again, http_requests = 0, report.http_requests
-            for attempt in range(1, retries_on_invalid + 1):
+            for attempt in range(1, 0 if stop.stopped else retries_on_invalid + 1):
                 invalid = [i for i, p in enumerate(parsed) if p is not None and p.error]
                 if not invalid:
                     break
@@ -409,11 +514,14 @@ class ValarAccessor:
                 retry = self._prepare(
                     template, price, call.frame.iloc[invalid], **{**options, "salt": again_salt}
                 )
-                redo = run_sync(run_plan(retry.plan, retry.options, client, opened, retry.price))
+                shown = make_display(retry.options.progress, retry.price, desc="valar re-ask")
+                redo, stop = self._blocking(retry, client, opened, shown)
                 http_requests += redo.http_requests
                 for i, outcome in zip(invalid, redo.outcomes, strict=True):
                     outcomes[i] = outcome
                     parsed[i] = parse(spec, outcome.text) if outcome.ok else None
+                if stop.stopped:
+                    break
         finally:
             if opened is not None:
                 opened.close()

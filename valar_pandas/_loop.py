@@ -6,21 +6,24 @@ is unmaintained, breaks on Python 3.12+ and makes a fast call wait behind a slow
 A private loop on a thread works the same in scripts, notebooks and inside other loops
 (``jupyter_core.utils.run_sync`` and fsspec do the same).
 
-The caller waits in short slices so Ctrl-C (or a kernel interrupt) is noticed at once; it then
-cancels the coroutine on the loop thread, waits briefly for it to unwind, and re-raises
-``KeyboardInterrupt`` in the caller: no traceback from the loop thread.
+The caller waits in short slices so Ctrl-C (or a kernel interrupt) is noticed at once. Given
+a :class:`StopSignal`, the interrupt asks the run to stop and the caller gets what it
+returns (the rows finished so far); otherwise, or on a second interrupt, the coroutine is
+cancelled on the loop thread, allowed briefly to unwind, and ``KeyboardInterrupt`` is
+re-raised in the caller: no traceback from the loop thread either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["get_loop", "run_sync"]
+__all__ = ["StopSignal", "get_loop", "run_sync"]
 
 T = TypeVar("T")
 
@@ -29,6 +32,53 @@ _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _WAIT_SLICE = 0.1
 _UNWIND_SECONDS = 5.0
+
+
+class StopSignal:
+    """A request to stop a run, made from any thread and awaited on the run's loop.
+
+    Attributes:
+        reason: Why the run stopped, put in the error of every row it left unanswered.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self.reason = "cancelled"
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._stopped
+
+    def stop(self, reason: str) -> bool:
+        """Ask the run to stop; only the first call counts.
+
+        Args:
+            reason: Why, for the rows left unanswered.
+
+        Returns:
+            True if this call made the request, False if one was made before.
+        """
+        with self._lock:
+            if self._stopped:
+                return False
+            self._stopped, self.reason = True, reason
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(event.set)
+        return True
+
+    async def wait(self) -> None:
+        """Return once a stop is asked for."""
+        event = asyncio.Event()
+        with self._lock:
+            if self._stopped:
+                return
+            self._waiters.append((asyncio.get_running_loop(), event))
+        await event.wait()
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -54,17 +104,20 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+def run_sync(coro: Coroutine[Any, Any, T], stop: StopSignal | None = None) -> T:
     """Run a coroutine on the library's loop and block until it returns.
 
     Args:
         coro: The coroutine to run.
+        stop: Set on Ctrl-C (or a kernel interrupt) instead of cancelling: the coroutine
+            is expected to notice it, wind down and return what it has, which is then
+            returned here. A second interrupt, or no return within a few seconds, cancels.
 
     Returns:
         What the coroutine returned.
 
     Raises:
-        KeyboardInterrupt: The caller was interrupted; the coroutine has been cancelled.
+        KeyboardInterrupt: The caller was interrupted and the coroutine has been cancelled.
         RuntimeError: Called from the library's own loop thread (that would deadlock).
     """
     loop = get_loop()
@@ -82,11 +135,16 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
     future = asyncio.run_coroutine_threadsafe(tracked(), loop)
     try:
-        while True:
-            try:
-                return future.result(timeout=_WAIT_SLICE)
-            except concurrent.futures.TimeoutError:
-                continue
+        try:
+            return _wait(future)
+        except KeyboardInterrupt:
+            if stop is None or not stop.stop("interrupted"):
+                raise
+        # Asked to stop: the run hands back what it has, normally within milliseconds.
+        try:
+            return future.result(timeout=_UNWIND_SECONDS)
+        except concurrent.futures.TimeoutError:
+            raise KeyboardInterrupt from None
     except BaseException:
         # Interrupted (Ctrl-C, a timeout, an exit): cancel the run and let it close its
         # connections and displays before the caller moves on. The future reports
@@ -97,3 +155,12 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         else:
             coro.close()
         raise
+
+
+def _wait(future: concurrent.futures.Future[T]) -> T:
+    """Wait in short slices, so a signal reaches the waiting thread at once."""
+    while True:
+        try:
+            return future.result(timeout=_WAIT_SLICE)
+        except concurrent.futures.TimeoutError:
+            continue

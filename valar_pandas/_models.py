@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "SERVER_VERDICTS",
     "BatchCreated",
     "BatchLost",
     "BatchPlanned",
@@ -20,12 +21,18 @@ __all__ = [
     "Retrying",
     "RowStatus",
     "Started",
+    "Stopped",
     "Submitted",
 ]
 
 RowStatus = Literal["completed", "failed", "cancelled", "incomplete", "skipped", "error"]
 """How a row ended. ``error`` means the client gave up (HTTP error, deadline, bad response);
 the others are the server's own terminal states, plus ``skipped`` for rows never sent."""
+
+SERVER_VERDICTS = frozenset({"completed", "failed", "cancelled", "incomplete"})
+"""Outcomes the server decided. Only these are recorded as done: a row the client gave up
+on (a connection that kept failing, a run stopped midway) keeps its key and response id, so
+a re-run resumes it instead of paying for it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,4 +153,18 @@ class BatchLost:
     rekey: bool = True
 
 
-Event = Started | Submitted | Retrying | Finished | BatchPlanned | BatchCreated | BatchLost
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The run was stopped (cancelled or interrupted) with ``rows`` rows still unanswered.
+
+    Those rows end ``cancelled`` with ``reason`` in their error; nothing about them is
+    recorded as finished, so a later run resumes them.
+    """
+
+    rows: int
+    reason: str
+
+
+Event = (
+    Started | Submitted | Retrying | Finished | Stopped | BatchPlanned | BatchCreated | BatchLost
+)

@@ -13,7 +13,7 @@ __all__ = ["MODES", "RunOptions", "validate_options"]
 MODES = ("background", "realtime", "batch", "auto")
 WINDOWS = ("standard", "asap")
 ERRORS = ("column", "raise")
-PROGRESS = ("auto", "tqdm", None)
+PROGRESS = ("auto", "tqdm", "widget", None)
 ON_MISSING = ("empty", "skip")
 
 
@@ -30,7 +30,7 @@ class RunOptions:
     mode: Literal["background", "realtime", "batch", "auto"]
     concurrency: int
     errors: Literal["column", "raise"]
-    progress: Literal["auto", "tqdm"] | None
+    progress: Literal["auto", "tqdm", "widget"] | None
     details: bool
     on_missing: Literal["empty", "skip"]
     salt: str | None

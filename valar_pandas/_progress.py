@@ -1,20 +1,22 @@
-"""Progress: a pure tally of engine events, and the terminal bar that draws it.
+"""Progress: a pure tally of engine events, and the choice of display that draws it.
 
-Displays subscribe to events; they never steer the run. The tally is a plain fold so any
-display (tqdm now, a notebook widget later) draws the same numbers.
+Displays subscribe to events; they never steer the run. The tally is a plain fold so every
+display (the tqdm bar here, the notebook widget in ``_widget``) draws the same numbers.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._models import Event, Finished, Retrying, Started, Submitted
+from ._errors import ConfigError
+from ._models import Event, Finished, Retrying, Started, Stopped, Submitted
 from ._prices import Price
 
-__all__ = ["Display", "Tally", "make_display"]
+__all__ = ["Display", "Tally", "in_kernel", "make_display"]
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Tally:
     skipped: int = 0
     cached: int = 0
     retries: int = 0
+    cancelled: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     spent: float = 0.0
@@ -63,11 +66,40 @@ class Tally:
         elif isinstance(event, Retrying):
             self.retries += 1
             self.last_retry = event.reason
+        elif isinstance(event, Stopped):
+            self.cancelled += event.rows
 
     @property
     def running(self) -> int:
         """Rows accepted by the server and not yet finished."""
         return max(self.submitted - (self.done - self.skipped - self.cached), 0)
+
+    def rate(self, now: float) -> float | None:
+        """Rows answered per second by requests (cached and skipped rows excluded)."""
+        answered = self.done - self.cached - self.skipped
+        elapsed = now - self.started_at
+        return answered / elapsed if answered > 0 and elapsed > 0 else None
+
+    def eta(self, now: float) -> float | None:
+        """Seconds until every row is done at the current rate; None before any answer."""
+        rate = self.rate(now)
+        left = self.total - self.done - self.cancelled
+        if left <= 0:
+            return 0.0
+        return left / rate if rate else None
+
+    def counts(self) -> dict[str, int]:
+        """The row counts by state, as plain numbers."""
+        return {
+            "total": self.total,
+            "submitted": self.submitted,
+            "running": self.running,
+            "done": self.done,
+            "failed": self.failed,
+            "cached": self.cached,
+            "skipped": self.skipped,
+            "cancelled": self.cancelled,
+        }
 
     def summary(self) -> str:
         """A one-line status: failures, retries and tokens so far."""
@@ -78,6 +110,8 @@ class Tally:
             parts.append(f"skipped={self.skipped}")
         if self.cached:
             parts.append(f"cached={self.cached}")
+        if self.cancelled:
+            parts.append(f"cancelled={self.cancelled}")
         if self.retries:
             parts.append(f"retries={self.retries}")
         parts.append(f"tokens={_si(self.input_tokens + self.output_tokens)}")
@@ -144,19 +178,79 @@ class _TqdmDisplay:
             self._bar.close()
 
 
-def make_display(progress: str | None, price: Price | None, desc: str = "valar") -> Display:
-    """Choose the display for ``progress``.
+_NO_WIDGETS = (
+    "progress='widget' needs ipywidgets 8: pip install 'valar-pandas[notebook]' "
+    "(then restart the kernel)"
+)
+
+
+def in_kernel() -> bool:
+    """Whether this code runs in a Jupyter kernel (the test ``tqdm.autonotebook`` makes).
+
+    A terminal IPython shell is not a kernel: it cannot draw widgets.
+    """
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except AttributeError:
+        return False
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _widgets_available() -> bool:
+    try:
+        import ipywidgets
+    except ImportError:
+        return False
+    return int(str(ipywidgets.__version__).split(".")[0]) >= 8
+
+
+def make_display(
+    progress: str | None, price: Price | None, desc: str = "valar", errors_hint: str = ""
+) -> Display:
+    """Choose the display for ``progress``; call it on the thread that owns the output.
+
+    In a notebook the widget is shown in the output of the cell that makes it, so make the
+    display in the caller's thread, before handing the run to the library's loop.
 
     Args:
-        progress: ``"auto"`` or ``"tqdm"`` for a tqdm bar, None for silence.
+        progress: ``"auto"`` (the widget in a Jupyter kernel, else tqdm), ``"tqdm"``,
+            ``"widget"``, or None for silence.
         price: Prices usage into spend for the display; None shows no spend.
         desc: The bar's label.
+        errors_hint: Where failed rows' reasons can be read, named when rows fail.
 
     Returns:
         A display: call it with events, read ``.tally``, ``close()`` it at the end.
+
+    Raises:
+        ConfigError: ``progress="widget"`` outside a Jupyter kernel, or without ipywidgets 8.
     """
     if progress is None:
         return _Silent(price)
+    if progress == "widget":
+        if not in_kernel():
+            raise ConfigError(
+                "progress='widget' draws in a Jupyter notebook, and this is not a Jupyter "
+                "kernel; use progress='auto' or 'tqdm'"
+            )
+        if not _widgets_available():
+            raise ConfigError(_NO_WIDGETS)
+    elif progress == "auto" and in_kernel():
+        if _widgets_available():
+            progress = "widget"
+        else:
+            warnings.warn(
+                "install ipywidgets 8 for a live progress widget in notebooks: "
+                "pip install 'valar-pandas[notebook]'; showing a text bar instead",
+                stacklevel=3,
+            )
+    if progress == "widget":
+        from ._widget import WidgetDisplay
+
+        return WidgetDisplay(desc, price, errors_hint)
     return _TqdmDisplay(desc, price)
 
 

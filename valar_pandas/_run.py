@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _batchplan
+from . import _batchplan, _cancel
 from ._batch import BatchConfig, execute_batches
 from ._budget import Budget
 from ._config import ValarClient
 from ._engine import EngineConfig, execute
 from ._http import Http
+from ._loop import StopSignal
 from ._models import (
+    SERVER_VERDICTS,
     BatchCreated,
     BatchLost,
     BatchPlanned,
@@ -31,6 +33,7 @@ from ._models import (
     Outcome,
     Request,
     Started,
+    Stopped,
     Submitted,
 )
 from ._options import RunOptions
@@ -42,11 +45,6 @@ from ._store import RunStore
 from ._wire import attempt_key
 
 __all__ = ["RunReport", "Work", "prepare_work", "run_plan"]
-
-SERVER_VERDICTS = frozenset({"completed", "failed", "cancelled", "incomplete"})
-"""Outcomes the server decided. Only these are recorded as done: a row the client gave up
-on (a connection that kept failing, a run stopped midway) keeps its key and response id, so
-a re-run resumes it instead of paying for it again."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +204,50 @@ async def _together(
     return results
 
 
+def _follower(answered: dict[str, Outcome], running: dict[str, str]) -> Callable[[Event], None]:
+    def follow(event: Event) -> None:
+        if isinstance(event, Submitted) and event.response_id is not None:
+            running[event.fingerprint] = event.response_id
+        elif isinstance(event, Finished) and event.fingerprint is not None:
+            answered[event.fingerprint] = event.outcome
+            running.pop(event.fingerprint, None)
+
+    return follow
+
+
+async def _unless_stopped(
+    sending: Coroutine[Any, Any, dict[str, Outcome]], stop: StopSignal
+) -> dict[str, Outcome] | None:
+    """Await the sending, or cancel it (and wait for it to unwind) once a stop is asked."""
+    task = asyncio.ensure_future(sending)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return None
+
+
+def _wind_down(
+    left: list[str],
+    shares: Mapping[str, int],
+    running: Mapping[str, str],
+    stop: StopSignal,
+    emit: Callable[[Event], None],
+) -> dict[str, Outcome]:
+    """The outcomes of the requests a stopped run left unanswered, and the event saying so."""
+    error = f"{stop.reason} before an answer arrived; run the same call again to resume"
+    emit(Stopped(sum(shares[f] for f in left), stop.reason))
+    return {f: Outcome("cancelled", error=error, response_id=running.get(f)) for f in left}
+
+
 async def run_plan(
     plan: Plan,
     options: RunOptions,
@@ -213,6 +255,7 @@ async def run_plan(
     store: RunStore | None,
     price: Price | None,
     display: Display | None = None,
+    stop: StopSignal | None = None,
 ) -> RunReport:
     """Send a plan's requests, resuming from the store, and gather every row's outcome.
 
@@ -224,6 +267,9 @@ async def run_plan(
         price: The price of the call's model and window, for spend and the budget.
         display: A display the caller made (and closes), e.g. one drawn across several
             runs; None makes one for ``options.progress`` and closes it at the end.
+        stop: When it is set, nothing more is sent or polled: the rows answered so far keep
+            their outcomes, the rest end ``cancelled`` with the stop's reason, and the
+            responses left running are cancelled on the server, best effort, detached.
 
     Returns:
         The report; rows the run could not finish carry an ``error`` outcome.
@@ -246,6 +292,13 @@ async def run_plan(
         store.plan(endpoint, options.model, work.entries)
         listeners.append(_recorder(store, endpoint))
 
+    # With a stop possible, follow what is answered and what is running, to keep the one and
+    # cancel the other when the run is cut short.
+    answered: dict[str, Outcome] = {}
+    running: dict[str, str] = dict(work.attach)
+    if stop is not None:
+        listeners.append(_follower(answered, running))
+
     def emit(event: Event) -> None:
         for listener in listeners:
             listener(event)
@@ -262,7 +315,21 @@ async def run_plan(
         if work.send:
             http = Http(client, options.concurrency)
             gate = budget.admit if budget is not None else None
-            results |= await _send(plan, work, options, http, emit, gate)
+            sending = _send(plan, work, options, http, emit, gate)
+            if stop is None:
+                results |= await sending
+            else:
+                sent = await _unless_stopped(sending, stop)
+                results |= sent if sent is not None else answered
+                if sent is None:
+                    left = [f for f in plan.requests if f not in results]
+                    results |= _wind_down(left, plan.shares, running, stop, emit)
+                    _cancel.spawn(
+                        client,
+                        {f: running[f] for f in left if f in running},
+                        store=store.path if store is not None else None,
+                        endpoint=endpoint,
+                    )
     finally:
         if http is not None:
             await http.close()
