@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -39,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,7 +86,7 @@ SAMPLE_JS = """
   const out = {
     status: status ? status.getAttribute('data-status') : null,
     prompt: cell ? (cell.querySelector('.jp-InputPrompt') || {}).textContent || '' : '',
-    present: Boolean(box), visible: false, done: false, percent: null, barClass: '', text: '',
+    visible: false, done: false, percent: null, barClass: '', text: '',
   };
   if (!box) return out;
   const rect = box.getBoundingClientRect();
@@ -121,8 +119,6 @@ PROMPT_JS = """
   return prompt ? prompt.textContent.trim() : null;
 }
 """
-
-COUNT = re.compile(r"^\[(\d+)\]:?$")
 
 
 class CheckFailed(Exception):
@@ -169,7 +165,6 @@ class Sample:
     status: str | None
     server: str | None
     prompt: str
-    present: bool
     visible: bool
     done: bool
     percent: float | None
@@ -453,21 +448,20 @@ class Check:
         text: str | None = self.page.evaluate(PROMPT_JS, [CELLS, index])
         return text or ""
 
-    def run_cell(self, index: int, seconds: float = 60) -> None:
-        """Run one code cell as a person would (click into it, Ctrl+Enter) and wait for it.
+    def focus_editor(self, index: int, what: str) -> None:
+        """Click into a cell's editor and wait until the notebook is in edit mode on it.
+
+        Keys sent before that go to the bare editor, which takes Ctrl+Enter as text editing
+        rather than as "run".
 
         Raises:
-            CheckFailed: The cell did not start, or did not finish, in time.
+            CheckFailed: The click or edit mode was not seen in time.
         """
-        before = self.prompt(index)
-        cell = self.page.locator(CELLS).nth(index)
-        what = f"cell {index} ({self.nb.first_line(index)!r})"
+        editor = self.page.locator(CELLS).nth(index).locator(".jp-InputArea-editor")
         try:
-            cell.locator(".jp-InputArea-editor").click(timeout=self.budget.wait(10) * 1000)
+            editor.click(timeout=self.budget.wait(10) * 1000)
         except PlaywrightTimeout:
             raise CheckFailed(f"could not click into {what}") from None
-        # Keys sent before the notebook is in edit mode on this cell go to the bare editor,
-        # which takes Ctrl+Enter as text editing rather than as "run".
         self.wait_js(
             """([cells, index]) => {
                  const cell = document.querySelectorAll(cells)[index];
@@ -480,11 +474,21 @@ class Check:
             10,
             f"{what} was not in edit mode with its editor focused after a click into it",
         )
+
+    def run_cell(self, index: int, seconds: float = 60) -> None:
+        """Run one code cell as a person would (click into it, Ctrl+Enter) and wait for it.
+
+        Raises:
+            CheckFailed: The cell did not start, or did not finish, in time.
+        """
+        before = self.prompt(index)
+        what = f"cell {index} ({self.nb.first_line(index)!r})"
         # A press that JupyterLab takes marks the cell as queued ("[*]") at once; one that
         # comes while the kernel connection is still settling is dropped, so press again.
         for attempt in range(3):
             if attempt:
                 log(f"pressing Ctrl+Enter again in {what}: the last press did not queue it")
+            self.focus_editor(index, what)
             self.page.keyboard.press("Control+Enter")
             with contextlib.suppress(CheckFailed):
                 self.wait_js(
@@ -523,7 +527,6 @@ class Check:
             status=seen["status"],
             server=self.lab.kernel_state(self.nb.name),
             prompt=seen["prompt"],
-            present=seen["present"],
             visible=seen["visible"],
             done=seen["done"],
             percent=seen["percent"],
