@@ -739,6 +739,7 @@ def terminated_as_exit() -> Iterator[None]:
     """Turn SIGTERM (e.g. from ``timeout``) into SystemExit, so every cleanup path runs."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        log(f"stopped by signal {signum}: stopping JupyterLab and Chromium")
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
