@@ -43,7 +43,9 @@ class Tally:
     def add(self, event: Event) -> None:
         """Fold one event into the counts."""
         if isinstance(event, Started):
-            self.total, self.unique = event.total, event.unique
+            # Adds up, so a tally shared by several runs (a file read in windows) counts all.
+            self.total += event.total
+            self.unique += event.unique
         elif isinstance(event, Submitted):
             self.submitted += event.rows
         elif isinstance(event, Finished):
@@ -110,21 +112,28 @@ class _Silent:
 
 
 class _TqdmDisplay:
-    """A tqdm bar in rows; the postfix shows running, failed, retries and tokens."""
+    """A tqdm bar in rows; the postfix shows running, failed, retries and tokens.
 
-    def __init__(self, desc: str, price: Price | None) -> None:
+    With a ``total``, one bar is drawn across every run that reports to this display (the
+    ``Started`` event of each run does not start a new bar).
+    """
+
+    def __init__(self, desc: str, price: Price | None, total: int | None = None) -> None:
         from tqdm.std import tqdm
 
         self.tally = Tally(price)
         self._bar: Any = None
         self._tqdm = tqdm
         self._desc = desc
+        self._total = total
 
     def __call__(self, event: Event) -> None:
         self.tally.add(event)
         if isinstance(event, Started):
+            if self._bar is not None and self._total is not None:
+                return
             self._bar = self._tqdm(
-                total=event.total,
+                total=event.total if self._total is None else self._total,
                 desc=self._desc,
                 unit="row",
                 file=sys.stderr,
@@ -144,20 +153,24 @@ class _TqdmDisplay:
             self._bar.close()
 
 
-def make_display(progress: str | None, price: Price | None, desc: str = "valar") -> Display:
+def make_display(
+    progress: str | None, price: Price | None, desc: str = "valar", total: int | None = None
+) -> Display:
     """Choose the display for ``progress``.
 
     Args:
         progress: ``"auto"`` or ``"tqdm"`` for a tqdm bar, None for silence.
         price: Prices usage into spend for the display; None shows no spend.
         desc: The bar's label.
+        total: Rows of all the runs this display will be handed to (one bar across them
+            all); None draws a bar per run, sized by its ``Started`` event.
 
     Returns:
         A display: call it with events, read ``.tally``, ``close()`` it at the end.
     """
     if progress is None:
         return _Silent(price)
-    return _TqdmDisplay(desc, price)
+    return _TqdmDisplay(desc, price, total)
 
 
 def _si(n: int) -> str:
