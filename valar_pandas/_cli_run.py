@@ -297,20 +297,22 @@ def _tables(setup: _Setup, args: argparse.Namespace) -> Iterator[pa.Table]:
     return windows(batches, schema, args.window_rows, args.limit)
 
 
-def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run ``valar-pandas run``.
 
     Args:
         args: The parsed command line.
-        out: Where the summary goes.
+        out: Where the summary goes; default standard output.
 
     Returns:
-        The exit code: 0 all rows answered, 1 some failed, 130 interrupted.
+        The exit code: 0 every row answered, 1 some failed or were held back by the budget,
+        130 interrupted.
 
     Raises:
         ValarError: A usage or configuration error (before any request), or the server
             refused the run as a whole; the caller reports it and exits with 2.
     """
+    out = sys.stdout if out is None else out
     if args.dry_run and args.estimate:
         raise ConfigError("give --dry-run or --estimate, not both")
     setup = _setup(args)
@@ -362,7 +364,7 @@ def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(json.dumps(summary), file=out)
     elif not args.quiet:
         _print_summary(summary, out)
-    return 1 if totals.failed else 0
+    return 0 if summary["answered"] == summary["rows"] else 1
 
 
 def _summary(
@@ -400,7 +402,7 @@ def _print_summary(s: dict[str, Any], out: TextIO) -> None:
     )
     lines = [
         f"Rows: {s['rows']:,}   answered: {s['answered']:,}   failed: {s['failed']:,}"
-        + (f"   skipped: {s['skipped']:,}" if s["skipped"] else "")
+        + (f"   not sent (budget): {s['skipped']:,}" if s["skipped"] else "")
         + f"   from the run store: {s['cached']:,}",
         f"Tokens: {s['input_tokens']:,} in, {s['output_tokens']:,} out   cost: {spent}",
         f"HTTP requests: {s['http_requests']:,} ({s['requests_per_row']:.2f} per row)   "

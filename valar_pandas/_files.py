@@ -289,6 +289,7 @@ class _FileOutput:
         self.path = path
         if not path.parent.is_dir():
             raise ConfigError(f"cannot write the output {path}: {path.parent} is not a directory")
+        _sweep(path.parent, f".{path.name}.")
         self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self._tmp.touch()  # fails now, not after the run, when the folder is not writable
         self._writer: pq.ParquetWriter | None = None
@@ -327,6 +328,7 @@ class _PartsOutput:
             (path / MANIFEST).unlink()
         for old in path.glob("part-*.parquet"):
             old.unlink()
+        _sweep(path, ".")
         probe = path / f".probe.{os.getpid()}.tmp"
         probe.touch()
         probe.unlink()
@@ -356,6 +358,25 @@ class _PartsOutput:
 
     def abort(self) -> None:
         return None
+
+
+def _sweep(folder: Path, prefix: str) -> None:
+    """Delete temporary files ``<prefix>*.<pid>.tmp`` left by runs that were killed."""
+    for stale in folder.glob(f"{prefix}*.tmp"):
+        pid = stale.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync(path: Path) -> None:
