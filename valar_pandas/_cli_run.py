@@ -66,7 +66,8 @@ rows already sent are picked up by id, nothing is paid for twice.
 
 exit codes:
   0    every row answered
-  1    some rows failed; the output is still written, reasons in <into>_error
+  1    some rows failed (or --budget held them back); the output is still
+       written, with the reasons in <into>_error
   2    usage or configuration error, reported before any request (or the server
        refused the run as a whole: rejected key, unknown model)
   130  interrupted; re-run the same command to resume
@@ -111,9 +112,10 @@ def add_run_parser(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         help="run a model over every row of a parquet, CSV or JSONL file",
-        description="Run a language model over every row of INPUT and write OUTPUT: every "
-        "input column (or those --columns selects), in order, plus the answers. Streams in "
-        "windows with bounded memory; re-running the same command resumes.",
+        description="Run a language model over every row of INPUT and write OUTPUT: every\n"
+        "input column (or those --columns selects), in order, plus the answers. The input\n"
+        "is streamed in windows, so memory stays bounded at any file size; everything is\n"
+        "checked before the first request; re-running the same command resumes.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -154,7 +156,8 @@ def add_run_parser(commands: Any) -> None:
         "--columns",
         type=_names,
         metavar="A,B",
-        help="input columns to carry into the output, in this order (default: all)",
+        help="input columns to carry into the output, in this order (default: all); "
+        "the template may still name others",
     )
     add(
         "--concurrency",
