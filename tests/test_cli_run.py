@@ -16,8 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
+from valar_pandas import ConfigError
 from valar_pandas._cli import main
 from valar_pandas._files import MANIFEST, windows
+from valar_pandas._stream import Job, prepare_window
 from valar_pandas.emulator import Faults, Latency
 
 RUN = ["--model", MODEL, "--template", TEMPLATE, "--completion-window", "asap", "--quiet"]
@@ -226,6 +228,13 @@ def test_errors_exit_2_before_any_request(env, tmp_path, monkeypatch, capsys, ar
     assert message in err, err
     assert env.stats.total_requests == 0
     assert not (tmp_path / "o.parquet").exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_row_that_cannot_be_rendered_is_named_by_its_place_in_the_file():
+    job = Job("price {price:.2f}", {"model": MODEL}, None, None, ("price",), ("price",), 5)
+    table = pa.table({"price": ["n/a", "2.5"]})  # text: ':.2f' cannot format it
+    with pytest.raises(ConfigError, match=r"row 0 \(index 10\)"):
+        prepare_window(job, 2, table)  # the third window: rows 10 to 14 of the file
 
 
 def test_no_key_is_an_error_before_anything_and_the_key_never_shows(

@@ -288,7 +288,7 @@ def _setup(args: argparse.Namespace) -> _Setup:
         options["instructions"] = instructions
     else:
         options |= score_request_options(spec, instructions)
-    job = Job(template, options, None, spec, keep, render)
+    job = Job(template, options, None, spec, keep, render, args.window_rows)
     empty = source.schema.empty_table().select(list(render)).to_pandas()
     checked = prepare_call(empty, template, None, budget=args.budget, **options)
     return _Setup(source, job, rows, count, in_flight, checked.options, checked.price)

@@ -50,6 +50,7 @@ class Job:
         spec: The scoring spec of a scoring run, else None.
         keep: The input columns carried into the output, in order.
         render: The input columns the template reads.
+        window_rows: Rows per window (every window but the last is full).
     """
 
     template: str
@@ -58,6 +59,7 @@ class Job:
     spec: ScoreSpec | None
     keep: tuple[str, ...]
     render: tuple[str, ...]
+    window_rows: int
 
     @property
     def read(self) -> list[str]:
@@ -114,6 +116,8 @@ def prepare_window(job: Job, index: int, table: pa.Table) -> Window:
         ConfigError: A row cannot be rendered (the error names the row within the window).
     """
     frame = table.select(list(job.render)).to_pandas()
+    first = index * job.window_rows
+    frame.index = pd.RangeIndex(first, first + len(frame))  # errors name the file's row
     call = prepare_call(frame, job.template, job.price, **job.options)
     return Window(index, table.select(list(job.keep)), call)
 
