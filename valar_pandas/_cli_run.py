@@ -35,7 +35,7 @@ from ._files import Input, open_input, open_output, windows
 from ._loop import run_sync
 from ._options import MODES, RunOptions
 from ._prices import Price
-from ._progress import make_display
+from ._progress import Tally, make_display
 from ._prompt import compile_template
 from ._run import prepare_work
 from ._score import ScoreSpec, make_spec
@@ -374,7 +374,7 @@ def _summary(
     setup: _Setup,
     args: argparse.Namespace,
     totals: Totals,
-    tally: Any,
+    tally: Tally,
     started: float,
     cpu: float,
 ) -> dict[str, Any]:
