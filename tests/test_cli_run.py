@@ -114,6 +114,14 @@ def test_columns_limit_into_and_replacing_a_column(env, tmp_path):
     assert env.stats.inferences == 9
 
 
+def test_an_empty_input_gives_an_empty_output_with_the_new_columns(env, tmp_path):
+    words(0).to_parquet(tmp_path / "in.parquet")
+    assert main(["run", str(tmp_path / "in.parquet"), str(tmp_path / "o.parquet"), *RUN]) == 0
+    got = pd.read_parquet(tmp_path / "o.parquet")
+    assert list(got.columns) == ["i", "word", "output", "output_error"] and got.empty
+    assert env.stats.total_requests == 0
+
+
 def test_score_labels_give_a_category_column(env, tmp_path):
     df = pd.DataFrame({"review": ["great", "awful", "fine"] * 4})
     df.to_parquet(tmp_path / "in.parquet")
