@@ -122,6 +122,17 @@ def test_an_empty_input_gives_an_empty_output_with_the_new_columns(env, tmp_path
     assert env.stats.total_requests == 0
 
 
+def test_batch_mode_sends_one_batch_per_window(env, tmp_path, capsys):
+    words(60).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    argv = ["run", str(tmp_path / "in.parquet"), str(out), "--model", MODEL, "--template",
+            TEMPLATE, "--mode", "batch", "--window-rows", "20", "--quiet", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["requests_per_row"] < 1.2
+    assert env.stats.requests["POST /v1/batches"] == 3
+    assert pd.read_parquet(out)["output"].tolist() == echo(words(60))
+
+
 def test_score_labels_give_a_category_column(env, tmp_path):
     df = pd.DataFrame({"review": ["great", "awful", "fine"] * 4})
     df.to_parquet(tmp_path / "in.parquet")
