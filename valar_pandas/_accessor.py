@@ -33,11 +33,17 @@ from ._progress import Display, make_display
 from ._prompt import Row, compile_template
 from ._rows import render_rows
 from ._run import RunReport, prepare_work, run_plan
-from ._score import instructions_hint, make_spec, parse, text_format
+from ._score import ScoreSpec, instructions_hint, make_spec, parse, text_format
 from ._score_merge import row_errors, to_columns
 from ._store import RunStore
 
-__all__ = ["ValarAccessor"]
+__all__ = [
+    "ValarAccessor",
+    "open_store",
+    "prepare_call",
+    "score_columns",
+    "score_request_options",
+]
 
 Template = str | Callable[[Row], Any]
 StoreArg = str | os.PathLike[str] | bool | None
@@ -46,7 +52,8 @@ Mode = Literal["background", "realtime", "batch", "auto"]
 Progress = Literal["auto", "tqdm", "widget"] | None
 
 
-def _open_store(store: StoreArg, options: RunOptions) -> RunStore | None:
+def open_store(store: StoreArg, options: RunOptions) -> RunStore | None:
+    """Open the run store a call asked for: None for ``store=False`` or ``cache=False``."""
     if store is False or not options.cache:
         return None
     if store is None or store is True:
@@ -65,6 +72,33 @@ class _Call:
     plan: Plan
     price: Price | None
 
+    def columns(
+        self,
+        report: RunReport,
+        values: Mapping[str, ExtensionArray] | None = None,
+        errors: list[str | None] | None = None,
+    ) -> tuple[dict[str, ExtensionArray], list[str]]:
+        """The new columns of a report, and the errors of the rows that failed.
+
+        Args:
+            report: The run's report.
+            values: Typed value columns replacing the text column (a scoring run).
+            errors: Per-row errors replacing the outcomes' own (a scoring run).
+
+        Returns:
+            Column name → array, in order; and each failed row's error (skipped rows are
+            not failures).
+        """
+        columns = outcome_columns(
+            report.outcomes, self.options.into, self.options.details, values=values, errors=errors
+        )
+        failed = [
+            e
+            for e, o in zip(columns[f"{self.options.into}_error"], report.outcomes, strict=True)
+            if isinstance(e, str) and o.status != "skipped"
+        ]
+        return columns, failed
+
     def finish(
         self,
         report: RunReport,
@@ -73,16 +107,9 @@ class _Call:
         **totals: int,
     ) -> pd.DataFrame:
         """Merge a report into a new frame; ``values``/``errors`` replace text and errors."""
-        columns = outcome_columns(
-            report.outcomes, self.options.into, self.options.details, values=values, errors=errors
-        )
+        columns, failed = self.columns(report, values, errors)
         out = attach(self.frame, columns)
         tally = report.tally
-        failed = [
-            e
-            for e, o in zip(columns[f"{self.options.into}_error"], report.outcomes, strict=True)
-            if isinstance(e, str) and o.status != "skipped"
-        ]
         out.attrs["valar"] = {
             "rows": len(self.plan.rows),
             "requests": len(self.plan.requests),
@@ -92,7 +119,7 @@ class _Call:
             "cancelled": tally.cancelled,
             "input_tokens": tally.input_tokens,
             "output_tokens": tally.output_tokens,
-            "spent_usd": tally.spent if self.price is not None else None,
+            "spent_usd": round(tally.spent, 9) if self.price is not None else None,
             **totals,
         }
         if failed and self.options.errors == "raise":
@@ -105,6 +132,74 @@ class _Call:
         return out
 
 
+def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **kwargs: Any) -> _Call:
+    """Check a call and build every request: the shared first step of every entry point.
+
+    Args:
+        frame: The rows (copied shallowly; never modified).
+        template: A format string naming columns, or a callable.
+        price: A price override, or None for the shipped table.
+        **kwargs: The run options (see :func:`~valar_pandas._options.validate_options`).
+
+    Returns:
+        The prepared call; nothing has been sent.
+
+    Raises:
+        ConfigError: A bad option, template, column, row value or price.
+    """
+    options = validate_options(**kwargs)
+    if not options.cache:
+        # Fresh answers: a nonce no earlier call can have used.
+        nonce = uuid.uuid4().hex
+        salt = nonce if options.salt is None else f"{options.salt}:{nonce}"
+        options = validate_options(**{**kwargs, "salt": salt})
+    frame = frame.copy(deep=False)
+    compiled = compile_template(template, list(frame.columns))
+    plan = plan_requests(render_rows(frame, compiled, options.on_missing), options)
+    resolved = resolve_price(options.model, options.completion_window, price)
+    if options.budget is not None and resolved is None:
+        raise ConfigError(
+            f"budget= needs a price for {options.model!r}, which is not in the price "
+            "table; pass price={'input': ..., 'output': ...} in USD per million tokens"
+        )
+    return _Call(frame, options, plan, resolved)
+
+
+def score_request_options(spec: ScoreSpec, instructions: str | None) -> dict[str, Any]:
+    """The request options a scoring run adds: the answer hint and the structured format.
+
+    Args:
+        spec: The scoring spec.
+        instructions: The caller's own instructions, if any (the hint is appended).
+
+    Returns:
+        ``{"instructions": ..., "text": ...}`` for :func:`prepare_call`.
+    """
+    hint = instructions_hint(spec)
+    return {
+        "instructions": f"{instructions}\n\n{hint}" if instructions else hint,
+        "text": text_format(spec),
+    }
+
+
+def score_columns(
+    spec: ScoreSpec, outcomes: Sequence[Outcome], into: str
+) -> tuple[dict[str, ExtensionArray], list[str | None]]:
+    """Read every reply of a scoring run into typed columns and per-row errors.
+
+    Args:
+        spec: The scoring spec.
+        outcomes: One outcome per row.
+        into: The column prefix.
+
+    Returns:
+        The typed value columns, and each row's error (the request's, else the reply's).
+    """
+    parsed = [parse(spec, o.text) if o.ok else None for o in outcomes]
+    upstream = [None if o.ok else o.error for o in outcomes]
+    return to_columns(spec, parsed, into), row_errors(upstream, parsed)
+
+
 @pd.api.extensions.register_dataframe_accessor("valar")
 class ValarAccessor:
     """Run a language model over every row: ``df.valar.run(template, model=...)``."""
@@ -115,22 +210,7 @@ class ValarAccessor:
     def _prepare(
         self, template: Template, price: PriceArg, frame: pd.DataFrame | None = None, **kwargs: Any
     ) -> _Call:
-        options = validate_options(**kwargs)
-        if not options.cache:
-            # Fresh answers: a nonce no earlier call can have used.
-            nonce = uuid.uuid4().hex
-            salt = nonce if options.salt is None else f"{options.salt}:{nonce}"
-            options = validate_options(**{**kwargs, "salt": salt})
-        frame = (self._obj if frame is None else frame).copy(deep=False)
-        compiled = compile_template(template, list(frame.columns))
-        plan = plan_requests(render_rows(frame, compiled, options.on_missing), options)
-        resolved = resolve_price(options.model, options.completion_window, price)
-        if options.budget is not None and resolved is None:
-            raise ConfigError(
-                f"budget= needs a price for {options.model!r}, which is not in the price "
-                "table; pass price={'input': ..., 'output': ...} in USD per million tokens"
-            )
-        return _Call(frame, options, plan, resolved)
+        return prepare_call(self._obj if frame is None else frame, template, price, **kwargs)
 
     def _start(
         self, template: Template, client: ValarClient | None, store: StoreArg, price: PriceArg,
@@ -141,7 +221,7 @@ class ValarAccessor:
             raise ConfigError("client must be a valar_pandas.ValarClient")
         call = self._prepare(template, price, frame, **kwargs)
         client = client or ValarClient()
-        opened = _open_store(store, call.options)
+        opened = open_store(store, call.options)
         try:
             # Made here, on the caller's thread: a notebook widget shows in the caller's cell.
             display = make_display(
@@ -163,7 +243,8 @@ class ValarAccessor:
         stop = StopSignal()
         try:
             report = run_sync(
-                run_plan(call.plan, call.options, client, opened, call.price, display, stop), stop
+                run_plan(call.plan, call.options, client, opened, call.price, display, stop=stop),
+                stop,
             )
         finally:
             display.close()
@@ -392,7 +473,7 @@ class ValarAccessor:
             if opened is not None:
                 opened.close()
 
-        run = run_plan(call.plan, call.options, client, opened, call.price, display, stop)
+        run = run_plan(call.plan, call.options, client, opened, call.price, display, stop=stop)
         return Job(run, call.finish, display, stop, cleanup)
 
     def score(
@@ -489,15 +570,12 @@ class ValarAccessor:
             or retries_on_invalid < 0
         ):
             raise ConfigError("retries_on_invalid must be a whole number, 0 or more")
-        hint = instructions_hint(spec)
-        full_instructions = f"{instructions}\n\n{hint}" if instructions else hint
         options: dict[str, Any] = dict(
-            model=model, into=into, instructions=full_instructions,
-            max_output_tokens=max_output_tokens, temperature=temperature,
-            completion_window=completion_window, mode=mode, concurrency=concurrency,
-            errors=errors, progress=progress, details=details, on_missing=on_missing,
-            salt=salt, cache=cache, retry_failed=retry_failed, budget=budget, label=label,
-            text=text_format(spec),
+            model=model, into=into, max_output_tokens=max_output_tokens,
+            temperature=temperature, completion_window=completion_window, mode=mode,
+            concurrency=concurrency, errors=errors, progress=progress, details=details,
+            on_missing=on_missing, salt=salt, cache=cache, retry_failed=retry_failed,
+            budget=budget, label=label, **score_request_options(spec, instructions),
         )  # fmt: skip
         call, client, opened, display = self._start(template, client, store, price, **options)
         try:
@@ -526,13 +604,8 @@ class ValarAccessor:
             if opened is not None:
                 opened.close()
         report = RunReport(outcomes, report.tally, http_requests)
-        upstream = [None if o.ok else o.error for o in outcomes]
-        return call.finish(
-            report,
-            values=to_columns(spec, parsed, call.options.into),
-            errors=row_errors(upstream, parsed),
-            invalid_retries=asked_again,
-        )
+        values, row_errs = score_columns(spec, outcomes, call.options.into)
+        return call.finish(report, values=values, errors=row_errs, invalid_retries=asked_again)
 
     def requests(
         self,
@@ -630,7 +703,7 @@ class ValarAccessor:
             cache=cache, retry_failed=retry_failed,
         )  # fmt: skip
         endpoint = (base_url or os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        opened = _open_store(store, call.options)
+        opened = open_store(store, call.options)
         try:
             work = prepare_work(call.plan, call.options, opened, endpoint)
         finally:

@@ -1,4 +1,4 @@
-"""The ``valar-pandas`` command: ``demo``, ``store`` and ``emulator``.
+"""The ``valar-pandas`` command: ``run``, ``demo``, ``store`` and ``emulator``.
 
 Exit codes: 0 success, 1 the run finished with failed rows, 2 usage or configuration error
 (raised before any request).
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from ._cli_run import add_run_parser, run_command
 from ._errors import ValarError
 
 __all__ = ["main"]
@@ -23,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a language model over every row of a table through Valar.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_parser(commands)
 
     demo = commands.add_parser(
         "demo",
@@ -132,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(args_list[1:], prog="valar-pandas emulator")
     args = _parser().parse_args(args_list)
     try:
+        if args.command == "run":
+            return run_command(args)
         if args.command == "demo":
             from ._demo import DemoSettings, run_demo
 

@@ -46,7 +46,9 @@ class Tally:
     def add(self, event: Event) -> None:
         """Fold one event into the counts."""
         if isinstance(event, Started):
-            self.total, self.unique = event.total, event.unique
+            # Adds up, so a tally shared by several runs (a file read in windows) counts all.
+            self.total += event.total
+            self.unique += event.unique
         elif isinstance(event, Submitted):
             self.submitted += event.rows
         elif isinstance(event, Finished):
@@ -144,21 +146,28 @@ class _Silent:
 
 
 class _TqdmDisplay:
-    """A tqdm bar in rows; the postfix shows running, failed, retries and tokens."""
+    """A tqdm bar in rows; the postfix shows running, failed, retries and tokens.
 
-    def __init__(self, desc: str, price: Price | None) -> None:
+    With a ``total``, one bar is drawn across every run that reports to this display (the
+    ``Started`` event of each run does not start a new bar).
+    """
+
+    def __init__(self, desc: str, price: Price | None, total: int | None = None) -> None:
         from tqdm.std import tqdm
 
         self.tally = Tally(price)
         self._bar: Any = None
         self._tqdm = tqdm
         self._desc = desc
+        self._total = total
 
     def __call__(self, event: Event) -> None:
         self.tally.add(event)
         if isinstance(event, Started):
+            if self._bar is not None and self._total is not None:
+                return
             self._bar = self._tqdm(
-                total=event.total,
+                total=event.total if self._total is None else self._total,
                 desc=self._desc,
                 unit="row",
                 file=sys.stderr,
@@ -208,7 +217,11 @@ def _widgets_available() -> bool:
 
 
 def make_display(
-    progress: str | None, price: Price | None, desc: str = "valar", errors_hint: str = ""
+    progress: str | None,
+    price: Price | None,
+    desc: str = "valar",
+    errors_hint: str = "",
+    total: int | None = None,
 ) -> Display:
     """Choose the display for ``progress``; call it on the thread that owns the output.
 
@@ -221,6 +234,9 @@ def make_display(
         price: Prices usage into spend for the display; None shows no spend.
         desc: The bar's label.
         errors_hint: Where failed rows' reasons can be read, named when rows fail.
+        total: Rows of all the runs this display will be handed to (one bar across them
+            all); None draws a bar per run, sized by its ``Started`` event. The terminal bar
+            only: the command line is its one user.
 
     Returns:
         A display: call it with events, read ``.tally``, ``close()`` it at the end.
@@ -251,7 +267,7 @@ def make_display(
         from ._widget import WidgetDisplay
 
         return WidgetDisplay(desc, price, errors_hint)
-    return _TqdmDisplay(desc, price)
+    return _TqdmDisplay(desc, price, total)
 
 
 def _si(n: int) -> str:

@@ -255,6 +255,7 @@ async def run_plan(
     store: RunStore | None,
     price: Price | None,
     display: Display | None = None,
+    budget: Budget | None = None,
     stop: StopSignal | None = None,
 ) -> RunReport:
     """Send a plan's requests, resuming from the store, and gather every row's outcome.
@@ -267,6 +268,8 @@ async def run_plan(
         price: The price of the call's model and window, for spend and the budget.
         display: A display the caller made (and closes), e.g. one drawn across several
             runs; None makes one for ``options.progress`` and closes it at the end.
+        budget: A budget the caller shares across several runs (it must see their events
+            and admits their creates); None makes one for ``options.budget``, if set.
         stop: When it is set, nothing more is sent or polled: the rows answered so far keep
             their outcomes, the rest end ``cancelled`` with the stop's reason, and the
             responses left running are cancelled on the server, best effort, detached.
@@ -285,7 +288,8 @@ async def run_plan(
     owned = display is None
     shown = make_display(options.progress, price) if display is None else display
     listeners: list[Callable[[Event], None]] = [tally.add, shown]
-    budget = Budget(options.budget, price) if options.budget is not None and price else None
+    if budget is None and options.budget is not None and price is not None:
+        budget = Budget(options.budget, price)
     if budget is not None:
         listeners.append(budget)
     if store is not None:
