@@ -38,7 +38,7 @@ from ._plan import Plan
 from ._policy import PollSchedule
 from ._prices import Price
 from ._progress import Display, Tally, make_display
-from ._store import RunStore
+from ._store import Journal, RunStore
 from ._wire import attempt_key
 
 __all__ = ["RunReport", "Work", "prepare_work", "run_plan"]
@@ -119,23 +119,23 @@ def prepare_work(plan: Plan, options: RunOptions, store: RunStore | None, endpoi
     return work
 
 
-def _recorder(store: RunStore, endpoint: str) -> Callable[[Event], None]:
+def _recorder(journal: Journal) -> Callable[[Event], None]:
     def record(event: Event) -> None:
         if isinstance(event, Submitted):
-            store.submitted(endpoint, event.fingerprint, event.response_id)
+            journal.submitted(event.fingerprint, event.response_id)
         elif (
             isinstance(event, Finished)
             and not event.cached
             and event.fingerprint is not None
             and event.outcome.status in SERVER_VERDICTS
         ):
-            store.finished(endpoint, event.fingerprint, event.outcome)
+            journal.finished(event.fingerprint, event.outcome)
         elif isinstance(event, BatchPlanned):
-            store.batch_planned(endpoint, event.key, event.label, event.items)
+            journal.batch_planned(event.key, event.label, event.items)
         elif isinstance(event, BatchCreated):
-            store.batch_created(endpoint, event.key, event.batch_id)
+            journal.batch_created(event.key, event.batch_id)
         elif isinstance(event, BatchLost):
-            store.batch_lost(endpoint, event.key, rekey=event.rekey)
+            journal.batch_lost(event.key, rekey=event.rekey)
 
     return record
 
@@ -242,9 +242,11 @@ async def run_plan(
     budget = Budget(options.budget, price) if options.budget is not None and price else None
     if budget is not None:
         listeners.append(budget)
+    journal: Journal | None = None
     if store is not None:
         store.plan(endpoint, options.model, work.entries)
-        listeners.append(_recorder(store, endpoint))
+        journal = store.journal(endpoint)
+        listeners.append(_recorder(journal))
 
     def emit(event: Event) -> None:
         for listener in listeners:
@@ -264,8 +266,12 @@ async def run_plan(
             gate = budget.admit if budget is not None else None
             results |= await _send(plan, work, options, http, emit, gate)
     finally:
-        if http is not None:
-            await http.close()
-        if owned:
-            shown.close()
+        try:
+            if journal is not None:
+                journal.close()  # what the last tick holds, also when the run is cancelled
+        finally:
+            if http is not None:
+                await http.close()
+            if owned:
+                shown.close()
     return RunReport(plan.outcomes(results), tally, http.sent if http else 0)
