@@ -169,7 +169,7 @@ def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
             (EP,),
         )
     with RunStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         found = store.lookup(EP, ["done1", "sub1"])
         assert found["done1"].outcome == DONE
         assert (found["sub1"].state, found["sub1"].response_id) == ("submitted", "resp_2")
@@ -177,7 +177,42 @@ def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
         assert store.info()["batches"] == 0
         store.batch_planned(EP, "bk", None, [("sub1", "r000001")])  # the new table works
     with RunStore(path) as store:  # and a second open is a no-op
-        assert store.schema_version == 2 and store.lookup(EP, ["sub1"])["sub1"].custom_id
+        assert store.schema_version == 3 and store.lookup(EP, ["sub1"])["sub1"].custom_id
+
+
+def _indexes(path):
+    with sqlite3.connect(path) as db:
+        return {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+
+
+def test_a_version_2_store_loses_its_updated_at_index_and_keeps_its_rows(tmp_path):
+    from valar_pandas._schema import _MIGRATIONS
+
+    path = tmp_path / "v2.sqlite3"
+    with sqlite3.connect(path) as db:
+        for version in (1, 2):
+            for statement in _MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute("PRAGMA user_version = 2")
+        db.executemany(
+            "INSERT INTO requests (endpoint, fingerprint, idempotency_key, state, response_id,"
+            " created_at, updated_at) VALUES (?, ?, ?, 'submitted', ?, 1.0, ?)",
+            [(EP, "old", "k1", "resp_1", 1.0), (EP, "new", "k2", "resp_2", time.time())],
+        )
+    assert "requests_updated" in _indexes(path)
+    with RunStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 3
+        assert [r["fingerprint"] for r in store.rows()] == ["new", "old"]
+        assert store.lookup(EP, ["old"])["old"].response_id == "resp_1"
+        assert store.clear(older_than=86400) == 1
+        assert list(store.lookup(EP, ["old", "new"])) == ["new"]
+    assert _indexes(path) >= {"requests_batch"} and "requests_updated" not in _indexes(path)
+    fresh = tmp_path / "fresh.sqlite3"
+    RunStore(fresh).close()
+    assert _indexes(fresh) == _indexes(path)
 
 
 def test_batch_lifecycle_key_before_the_create_id_after(tmp_path):
