@@ -36,7 +36,8 @@ async def _engine(routes: dict[str, Handler], n: int = 1, **config):
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    http = Http(ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1"), 4)
+    max_rps = config.pop("max_rps", None)
+    http = Http(ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1"), 4, max_rps)
     events: list[Event] = []
     requests = [make_request(response_body("m", f"row {i}")) for i in range(n)]
     settings = {"concurrency": 4, "background": True, "poll": FAST_POLL, "retry": FAST_RETRY}

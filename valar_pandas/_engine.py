@@ -37,7 +37,6 @@ from ._policy import (
     PollPlanner,
     PollSchedule,
     RetryPolicy,
-    TokenBucket,
     parse_retry_after,
 )
 from ._wire import Parsed, error_summary, parse_response
@@ -63,15 +62,15 @@ class EngineConfig:
         background: Create in background mode and poll, or wait for each answer.
         poll: The cold-start schedule, gap cap and deadline of the poll planner.
         retry: Retry policy for each HTTP exchange.
-        max_rps: The most HTTP requests a second, creates and polls together; None for no
-            limit.
+
+    The request budget (requests a second) is the transport's: see
+    :class:`~valar_pandas._http.Http`.
     """
 
     concurrency: int
     background: bool
     poll: PollSchedule
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    max_rps: float | None = None
 
 
 @dataclass(slots=True)
@@ -117,7 +116,6 @@ class _Run:
         self.results: dict[str, Outcome] = {}
         self.aimd = Aimd(config.concurrency)
         self.slots = Gate(lambda: self.aimd.slots)
-        self.bucket = TokenBucket(config.max_rps) if config.max_rps else None
         self.model = LatencyModel()
         self.planner = PollPlanner.from_schedule(config.poll)
         self.total = len({r.fingerprint for r in requests})
@@ -144,7 +142,7 @@ class _Run:
             self.wake.set()
 
     async def exchange(self, method: str, path: str, request: Request | None = None) -> Reply:
-        """One HTTP exchange within the concurrency limit and the rate budget."""
+        """One HTTP exchange within the concurrency limit."""
         await self.slots.acquire()
         try:
             return await self.send(method, path, request)
@@ -152,11 +150,7 @@ class _Run:
             self.slots.release()
 
     async def send(self, method: str, path: str, request: Request | None) -> Reply:
-        """Send holding a slot: wait for the rate budget, then feed the answer to AIMD."""
-        if self.bucket is not None:
-            wait = self.bucket.reserve(self.now())
-            if wait > 0:
-                await asyncio.sleep(wait)
+        """Send holding a slot, then feed the answer to AIMD."""
         reply = await self.http.request(
             method,
             path,

@@ -262,7 +262,7 @@ async def run_plan(
     http: Http | None = None
     try:
         if work.send:
-            http = Http(client, options.concurrency)
+            http = Http(client, options.concurrency, options.max_rps)
             gate = budget.admit if budget is not None else None
             results |= await _send(plan, work, options, http, emit, gate)
     finally:
