@@ -148,8 +148,9 @@ def test_scouts_poll_geometrically_by_age():
     assert _plan(cold, 0.0, scout=True, polls=0) == (pytest.approx(3.0), True)
     assert _plan(cold, 10.0, scout=True) == (pytest.approx(2.5), True)  # 25 % of the age
     assert _plan(cold, 1000.0, scout=True) == (pytest.approx(30.0), True)  # the cap
-    assert PLANNER.is_scout(40, 5000) and not PLANNER.is_scout(41, 5000)
-    assert all(PLANNER.is_scout(i, 100) for i in range(100))
+    assert PLANNER.is_scout(40, 5000) and PLANNER.is_scout(80, 5000)
+    assert not PLANNER.is_scout(20, 5000) and not PLANNER.is_scout(41, 5000)
+    assert all(PLANNER.is_scout(i, 400) for i in range(400))
 
 
 def test_other_rows_wait_for_free_until_the_model_is_warm():
@@ -179,7 +180,7 @@ def test_warm_planner_polls_when_most_of_the_rest_should_be_done(age, expected):
 
 
 def test_endgame_tightens_gaps():
-    assert _plan(_model(UNIFORM), 60.0, outstanding=3) == (pytest.approx(4.8), True)
+    assert _plan(_model(UNIFORM), 60.0, outstanding=3) == (pytest.approx(2.4), True)  # 4 %
 
 
 def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():

@@ -273,9 +273,9 @@ class PollPlanner:
     min_gap: float
     target: float = 0.7
     tail: float = 0.25
-    endgame: float = 0.08
+    endgame: float = 0.04
     warm: int = 10
-    scout_every: int = 20
+    scout_every: int = 40
     scout_growth: float = 1.25
     recheck: float = 0.5
 
