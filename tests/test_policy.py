@@ -6,27 +6,37 @@ from valar_pandas._policy import PollSchedule, RetryPolicy, parse_retry_after
 
 
 @pytest.mark.parametrize(
-    ("status", "attempt", "expected"),
+    ("status", "attempt", "overloads", "expected"),
     [
-        (None, 1, True),
-        (408, 1, True),
-        (429, 1, True),
-        (500, 1, True),
-        (502, 1, True),
-        (503, 1, True),
-        (504, 1, True),
-        (400, 1, False),
-        (401, 1, False),
-        (404, 1, False),
-        (409, 1, True),
-        (422, 1, False),
-        (501, 1, False),
-        (503, 7, True),
-        (503, 8, False),
+        (None, 1, 0, True),
+        (408, 1, 0, True),
+        (429, 0, 1, True),
+        (500, 1, 0, True),
+        (502, 1, 0, True),
+        (503, 0, 1, True),
+        (504, 1, 0, True),
+        (400, 1, 0, False),
+        (401, 1, 0, False),
+        (404, 1, 0, False),
+        (409, 1, 0, True),
+        (422, 1, 0, False),
+        (501, 1, 0, False),
+        (502, 7, 0, True),
+        (502, 8, 0, False),
+        (None, 8, 0, False),
+        # overload answers have their own budget: other failures do not use it up, nor
+        # do they use up the other failures' budget
+        (429, 7, 19, True),
+        (503, 7, 19, True),
+        (429, 0, 20, False),
+        (503, 8, 1, True),
+        (500, 7, 19, True),
+        (500, 8, 0, False),
     ],
 )
-def test_should_retry(status, attempt, expected):
-    assert RetryPolicy(attempts=8).should_retry(status, attempt) is expected
+def test_should_retry(status, attempt, overloads, expected):
+    policy = RetryPolicy(attempts=8, overload_attempts=20)
+    assert policy.should_retry(status, attempt, overloads) is expected
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from ._gate import Gate
 from ._http import Http, Reply, Unreachable
 from ._models import Event, Finished, Outcome, Request, Retrying, Submitted
 from ._policy import (
+    OVERLOAD,
     RETRYABLE,
     Aimd,
     LatencyModel,
@@ -86,6 +87,7 @@ class _Watch:
     last_age: float = 0.0
     polls: int = 0
     failures: int = 0
+    overloads: int = 0
     misses: int = 0
     last_status: str = "queued"
 
@@ -197,9 +199,8 @@ class _Run:
 
     async def create(self, request: Request) -> None:
         retry = self.config.retry
-        attempt = 0
+        attempt = overloads = 0
         while True:
-            attempt += 1
             status: int | None
             try:
                 reply = await self.exchange("POST", "/responses", request)
@@ -229,13 +230,17 @@ class _Run:
                         self.rejected(status, code, reason)
                         self.finish(request.fingerprint, Outcome("error", error=reason))
                         return
-            if not retry.should_retry(status, attempt):
+            overloaded = status in OVERLOAD
+            overloads += overloaded
+            attempt += not overloaded
+            if not retry.should_retry(status, attempt, overloads):
+                tries = attempt + overloads
                 self.finish(
                     request.fingerprint,
-                    Outcome("error", error=f"gave up after {attempt} attempts: {reason}"),
+                    Outcome("error", error=f"gave up after {tries} attempts: {reason}"),
                 )
                 return
-            delay = retry.delay(attempt, after, self.rand())
+            delay = retry.delay(overloads if overloaded else attempt, after, self.rand())
             self.emit(Retrying(reason, delay))
             await asyncio.sleep(delay)
 
@@ -318,7 +323,7 @@ class _Run:
             if parsed is None:
                 self.poll_failed(watch, None, "HTTP 200 with an unreadable body", None)
                 return
-            watch.failures = 0
+            watch.failures = watch.overloads = 0
             age = self.now() - watch.created
             if parsed.outcome is not None:
                 if watch.scout:
@@ -347,14 +352,16 @@ class _Run:
     def poll_failed(
         self, watch: _Watch, status: int | None, reason: str, after: float | None
     ) -> None:
-        watch.failures += 1
+        overloaded = status in OVERLOAD
+        watch.overloads += overloaded
+        watch.failures += not overloaded
         retry = self.config.retry
-        if not retry.should_retry(status, watch.failures):
+        if not retry.should_retry(status, watch.failures, watch.overloads):
             self.abandon(
                 watch, f"lost track of response {watch.response_id} while polling: {reason}"
             )
             return
-        delay = retry.delay(watch.failures, after, self.rand())
+        delay = retry.delay(watch.overloads if overloaded else watch.failures, after, self.rand())
         self.emit(Retrying(reason, delay))
         self.watch(watch, delay)
 
