@@ -178,10 +178,10 @@ UNIFORM = [float(x) for x in range(1, 101)]  # scouts done uniformly over 1..100
 @pytest.mark.parametrize(
     ("age", "expected"),
     [
-        (0.0, 30.0),  # 70 % are done by 70 s, but no gap exceeds the 30 s cap
-        (50.0, 30.0),  # 70 % of the rest by 85 s: capped
-        (80.0, 14.0),  # 70 % of the 20 % left are done by 94 s
-        (92.0, 6.0),  # late (past 90 %): 70 % of the rest by 98 s, under 25 % of the age
+        (0.0, 30.0),  # 80 % are done by 80 s, but no gap exceeds the 30 s cap
+        (50.0, 30.0),  # 80 % of the rest by 90 s: capped
+        (80.0, 16.0),  # 80 % of the 20 % left are done by 96 s
+        (92.0, 7.0),  # late (past 90 %): 80 % of the rest by 99 s, under 25 % of the age
         (150.0, 30.0),  # overdue (older than any completion): a late row, capped
     ],
 )

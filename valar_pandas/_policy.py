@@ -284,7 +284,7 @@ class PollPlanner:
 
     cold: PollSchedule
     min_gap: float
-    target: float = 0.7
+    target: float = 0.8
     tail: float = 0.25
     endgame: float = 0.04
     warm: int = 10
