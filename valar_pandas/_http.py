@@ -59,6 +59,7 @@ class Http:
                 "User-Agent": "valar-pandas",
             },
             raise_for_status=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # the API sets none: skip the jar per request
         )
         # Bursts of up to 50 requests, never more than one second's worth.
         self._bucket = (
