@@ -36,7 +36,8 @@ async def _engine(routes: dict[str, Handler], n: int = 1, **config):
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    http = Http(ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1"), 4)
+    max_rps = config.pop("max_rps", None)
+    http = Http(ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1"), 4, max_rps)
     events: list[Event] = []
     requests = [make_request(response_body("m", f"row {i}")) for i in range(n)]
     settings = {"concurrency": 4, "background": True, "poll": FAST_POLL, "retry": FAST_RETRY}
@@ -219,10 +220,49 @@ def test_overload_answers_shrink_concurrency_and_successes_restore_it():
         state["now"] -= 1
         return web.json_response({"id": "r", "status": "completed", "output": [_message("ok")]})
 
-    retry = RetryPolicy(attempts=20, base=0.01, cap=0.05)
+    retry = RetryPolicy(attempts=2, base=0.01, cap=0.05)  # 429s do not use these up
     outcomes, _, _ = run({"POST /v1/responses": crowded}, n=60, concurrency=16, retry=retry)
     assert all(o.text == "ok" for o in outcomes)
     assert state["peak_after_storm"] < 16  # the limit had been cut and was still recovering
+
+
+def test_overload_answers_do_not_use_up_a_rows_tries():
+    """More 429s and 503s than ``attempts`` allows: the row still completes, on every path."""
+    calls = {"POST": 0, "GET": 0}
+
+    def busy_then(method, answer):
+        async def handler(request):
+            calls[method] += 1
+            if calls[method] <= 6:
+                status = 429 if calls[method] % 2 else 503
+                return web.json_response(
+                    {"error": {"message": "busy"}}, status=status, headers={"Retry-After": "0"}
+                )
+            return web.json_response(answer, status=202 if method == "POST" else 200)
+
+        return handler
+
+    routes = {
+        "POST /v1/responses": busy_then("POST", {"id": "resp_1", "status": "queued"}),
+        "GET /v1/responses/{id}": busy_then(
+            "GET", {"id": "resp_1", "status": "completed", "output": [_message("ok")]}
+        ),
+    }
+    (outcome,), events, sent = run(routes)  # FAST_RETRY: 3 tries for other failures
+    assert outcome.text == "ok" and sent == 14
+    assert sum(isinstance(e, Retrying) for e in events) == 12
+
+
+def test_overload_answers_have_a_budget_of_their_own():
+    async def always_busy(request):
+        return web.json_response(
+            {"error": {"message": "busy"}}, status=429, headers={"Retry-After": "0"}
+        )
+
+    retry = RetryPolicy(attempts=2, base=0.01, cap=0.01, overload_attempts=5)
+    (outcome,), _, sent = run({"POST /v1/responses": always_busy}, retry=retry)
+    assert sent == 5
+    assert outcome.error == "gave up after 5 attempts: HTTP 429: busy"
 
 
 def test_max_rps_paces_requests():

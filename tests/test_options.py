@@ -17,6 +17,7 @@ def test_defaults():
     )
     assert (o.errors, o.progress, o.details, o.on_missing) == ("column", "auto", False, "empty")
     assert o.background
+    assert o.max_rps == 2000.0
 
 
 def test_realtime_defaults_to_asap_window():
@@ -50,9 +51,20 @@ def test_realtime_defaults_to_asap_window():
         ({"model": "m", "details": "yes"}, "details"),
         ({"model": "m", "salt": 3}, "salt"),
         ({"model": "m", "instructions": ["x"]}, "instructions"),
+        ({"model": "m", "max_rps": 0}, "max_rps must be a positive number"),
+        ({"model": "m", "max_rps": -5.0}, "max_rps must be a positive number"),
+        ({"model": "m", "max_rps": float("nan")}, "max_rps must be a positive number"),
+        ({"model": "m", "max_rps": float("inf")}, "max_rps must be a positive number"),
+        ({"model": "m", "max_rps": True}, "max_rps must be a positive number"),
+        ({"model": "m", "max_rps": "fast"}, "max_rps must be a positive number"),
     ],
 )
 def test_bad_options(kwargs, message):
     with pytest.raises(ConfigError, match=None) as info:
         validate_options(**kwargs)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("given", "kept"), [(1, 1.0), (0.5, 0.5), (250, 250.0), (None, None)])
+def test_max_rps_accepts_positive_numbers_and_none(given, kept):
+    assert validate_options(model="m", max_rps=given).max_rps == kept

@@ -6,27 +6,37 @@ from valar_pandas._policy import PollSchedule, RetryPolicy, parse_retry_after
 
 
 @pytest.mark.parametrize(
-    ("status", "attempt", "expected"),
+    ("status", "attempt", "overloads", "expected"),
     [
-        (None, 1, True),
-        (408, 1, True),
-        (429, 1, True),
-        (500, 1, True),
-        (502, 1, True),
-        (503, 1, True),
-        (504, 1, True),
-        (400, 1, False),
-        (401, 1, False),
-        (404, 1, False),
-        (409, 1, True),
-        (422, 1, False),
-        (501, 1, False),
-        (503, 7, True),
-        (503, 8, False),
+        (None, 1, 0, True),
+        (408, 1, 0, True),
+        (429, 0, 1, True),
+        (500, 1, 0, True),
+        (502, 1, 0, True),
+        (503, 0, 1, True),
+        (504, 1, 0, True),
+        (400, 1, 0, False),
+        (401, 1, 0, False),
+        (404, 1, 0, False),
+        (409, 1, 0, True),
+        (422, 1, 0, False),
+        (501, 1, 0, False),
+        (502, 7, 0, True),
+        (502, 8, 0, False),
+        (None, 8, 0, False),
+        # overload answers have their own budget: other failures do not use it up, nor
+        # do they use up the other failures' budget
+        (429, 7, 19, True),
+        (503, 7, 19, True),
+        (429, 0, 20, False),
+        (503, 8, 1, True),
+        (500, 7, 19, True),
+        (500, 8, 0, False),
     ],
 )
-def test_should_retry(status, attempt, expected):
-    assert RetryPolicy(attempts=8).should_retry(status, attempt) is expected
+def test_should_retry(status, attempt, overloads, expected):
+    policy = RetryPolicy(attempts=8, overload_attempts=20)
+    assert policy.should_retry(status, attempt, overloads) is expected
 
 
 @pytest.mark.parametrize(
@@ -148,8 +158,9 @@ def test_scouts_poll_geometrically_by_age():
     assert _plan(cold, 0.0, scout=True, polls=0) == (pytest.approx(3.0), True)
     assert _plan(cold, 10.0, scout=True) == (pytest.approx(2.5), True)  # 25 % of the age
     assert _plan(cold, 1000.0, scout=True) == (pytest.approx(30.0), True)  # the cap
-    assert PLANNER.is_scout(40, 5000) and not PLANNER.is_scout(41, 5000)
-    assert all(PLANNER.is_scout(i, 100) for i in range(100))
+    assert PLANNER.is_scout(40, 5000) and PLANNER.is_scout(80, 5000)
+    assert not PLANNER.is_scout(20, 5000) and not PLANNER.is_scout(41, 5000)
+    assert all(PLANNER.is_scout(i, 400) for i in range(400))
 
 
 def test_other_rows_wait_for_free_until_the_model_is_warm():
@@ -167,10 +178,10 @@ UNIFORM = [float(x) for x in range(1, 101)]  # scouts done uniformly over 1..100
 @pytest.mark.parametrize(
     ("age", "expected"),
     [
-        (0.0, 30.0),  # 70 % are done by 70 s, but no gap exceeds the 30 s cap
-        (50.0, 30.0),  # 70 % of the rest by 85 s: capped
-        (80.0, 14.0),  # 70 % of the 20 % left are done by 94 s
-        (92.0, 6.0),  # late (past 90 %): 70 % of the rest by 98 s, under 25 % of the age
+        (0.0, 30.0),  # 80 % are done by 80 s, but no gap exceeds the 30 s cap
+        (50.0, 30.0),  # 80 % of the rest by 90 s: capped
+        (80.0, 16.0),  # 80 % of the 20 % left are done by 96 s
+        (92.0, 7.0),  # late (past 90 %): 80 % of the rest by 99 s, under 25 % of the age
         (150.0, 30.0),  # overdue (older than any completion): a late row, capped
     ],
 )
@@ -179,7 +190,7 @@ def test_warm_planner_polls_when_most_of_the_rest_should_be_done(age, expected):
 
 
 def test_endgame_tightens_gaps():
-    assert _plan(_model(UNIFORM), 60.0, outstanding=3) == (pytest.approx(4.8), True)
+    assert _plan(_model(UNIFORM), 60.0, outstanding=3) == (pytest.approx(2.4), True)  # 4 %
 
 
 def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():

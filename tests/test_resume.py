@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -15,6 +16,12 @@ import pytest
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
 from valar_pandas import ConfigError, Price, RunStore
+from valar_pandas._models import Submitted
+from valar_pandas._options import validate_options
+from valar_pandas._plan import plan_requests
+from valar_pandas._progress import Tally
+from valar_pandas._run import run_plan
+from valar_pandas._store import Journal
 from valar_pandas.emulator import Faults, Latency
 
 
@@ -227,3 +234,51 @@ def test_a_stale_response_id_falls_back_to_the_same_key(serve, tmp_path):
     out = df.valar.run(TEMPLATE, client=client, store=path, **FAST)
     assert out["output"].tolist() == echo(df)
     assert emulator.stats.inferences == 5
+
+
+class _Recording:
+    """A display that keeps every event."""
+
+    def __init__(self):
+        self.tally = Tally()
+        self.events = []
+
+    def __call__(self, event):
+        self.tally.add(event)
+        self.events.append(event)
+
+    def close(self):
+        pass
+
+
+def test_a_cancelled_run_writes_every_response_id_it_received(serve, tmp_path, monkeypatch):
+    """Ids wait in memory for a tick; cancelling the run writes them before it ends."""
+    # A tick no test outlives: only the run's own unwinding can write the ids.
+    monkeypatch.setattr(
+        RunStore, "journal", lambda self, ep: Journal(self, ep, tick=3600, limit=10**6)
+    )
+    emulator, client = serve(latency=Latency(median=60.0, sigma=0.1), seed=1)
+    path = tmp_path / "s.sqlite3"
+    options = validate_options(**FAST, concurrency=10)
+    plan = plan_requests([f"item {i}" for i in range(200)], options)
+    display = _Recording()
+
+    async def cancel_midway():
+        with RunStore(path) as store:
+            task = asyncio.ensure_future(
+                run_plan(plan, options, client, store, None, display=display)
+            )
+            while sum(isinstance(e, Submitted) for e in display.events) < 30:
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(cancel_midway())
+    ids = {e.fingerprint: e.response_id for e in display.events if isinstance(e, Submitted)}
+    assert 30 <= len(ids) < 200
+    with RunStore(path) as store:
+        found = store.lookup(client.base_url, plan.requests)
+    assert {fp: s.response_id for fp, s in found.items() if s.state == "submitted"} == ids
+    assert {s.state for fp, s in found.items() if fp not in ids} == {"planned"}
+    assert len(found) == 200 and emulator.stats.inferences >= len(ids)

@@ -201,3 +201,23 @@ def test_progress_bar_draws_to_stderr(serve, capsys):
     err = capsys.readouterr().err
     assert "5/5" in err and "valar" in err
     assert client.api_key.reveal() not in err
+
+
+def test_max_rps_reaches_the_transport(serve, monkeypatch):
+    from valar_pandas import _run
+    from valar_pandas._http import Http
+
+    _, client = serve()
+    budgets = []
+
+    class Recording(Http):
+        def __init__(self, client, connections, max_rps=None):
+            budgets.append(max_rps)
+            super().__init__(client, connections, max_rps)
+
+    monkeypatch.setattr(_run, "Http", Recording)
+    out = words(3).valar.run(TEMPLATE, client=client, max_rps=7, **FAST)
+    words(3).valar.score(TEMPLATE, client=client, labels=["a", "b"], max_rps=None, **FAST)
+    words(3).valar.run(TEMPLATE, client=client, salt="again", **FAST)
+    assert out["output"].tolist() == echo(words(3))
+    assert budgets == [7.0, None, 2000.0]

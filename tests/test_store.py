@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import sqlite3
 import time
@@ -168,7 +169,7 @@ def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
             (EP,),
         )
     with RunStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         found = store.lookup(EP, ["done1", "sub1"])
         assert found["done1"].outcome == DONE
         assert (found["sub1"].state, found["sub1"].response_id) == ("submitted", "resp_2")
@@ -176,7 +177,42 @@ def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
         assert store.info()["batches"] == 0
         store.batch_planned(EP, "bk", None, [("sub1", "r000001")])  # the new table works
     with RunStore(path) as store:  # and a second open is a no-op
-        assert store.schema_version == 2 and store.lookup(EP, ["sub1"])["sub1"].custom_id
+        assert store.schema_version == 3 and store.lookup(EP, ["sub1"])["sub1"].custom_id
+
+
+def _indexes(path):
+    with sqlite3.connect(path) as db:
+        return {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+
+
+def test_a_version_2_store_loses_its_updated_at_index_and_keeps_its_rows(tmp_path):
+    from valar_pandas._schema import _MIGRATIONS
+
+    path = tmp_path / "v2.sqlite3"
+    with sqlite3.connect(path) as db:
+        for version in (1, 2):
+            for statement in _MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute("PRAGMA user_version = 2")
+        db.executemany(
+            "INSERT INTO requests (endpoint, fingerprint, idempotency_key, state, response_id,"
+            " created_at, updated_at) VALUES (?, ?, ?, 'submitted', ?, 1.0, ?)",
+            [(EP, "old", "k1", "resp_1", 1.0), (EP, "new", "k2", "resp_2", time.time())],
+        )
+    assert "requests_updated" in _indexes(path)
+    with RunStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 3
+        assert [r["fingerprint"] for r in store.rows()] == ["new", "old"]
+        assert store.lookup(EP, ["old"])["old"].response_id == "resp_1"
+        assert store.clear(older_than=86400) == 1
+        assert list(store.lookup(EP, ["old", "new"])) == ["new"]
+    assert _indexes(path) >= {"requests_batch"} and "requests_updated" not in _indexes(path)
+    fresh = tmp_path / "fresh.sqlite3"
+    RunStore(fresh).close()
+    assert _indexes(fresh) == _indexes(path)
 
 
 def test_batch_lifecycle_key_before_the_create_id_after(tmp_path):
@@ -234,3 +270,125 @@ def test_clear_drops_batches_with_no_rows_left(tmp_path):
         assert store.info()["batches"] == 1
         store.clear()
         assert store.info()["batches"] == 0
+
+
+def _states(path):
+    with sqlite3.connect(path) as db:  # a second connection sees only what was committed
+        return dict(db.execute("SELECT fingerprint, state FROM requests"))
+
+
+def test_journal_holds_records_until_its_tick_then_writes_them_together(tmp_path):
+    path = tmp_path / "s.sqlite3"
+
+    async def run():
+        with RunStore(path) as store:
+            store.plan(EP, "m", {"a": ("ka", 0), "b": ("kb", 0)})
+            journal = store.journal(EP, tick=0.01)
+            journal.submitted("a", "resp_a")
+            journal.finished("a", DONE)
+            journal.submitted("b", "resp_b")
+            waiting = (_states(path), journal.waiting)
+            await asyncio.sleep(0.2)  # the journal's timer (due first) fires while we sleep
+            written = (_states(path), journal.waiting)
+            journal.close()
+            return waiting, written
+
+    waiting, written = asyncio.run(run())
+    assert waiting == ({"a": "planned", "b": "planned"}, 3)
+    assert written == ({"a": "done", "b": "submitted"}, 0)
+    with RunStore(path) as store:
+        found = store.lookup(EP, ["a", "b"])
+    assert found["a"].outcome == DONE and found["b"].response_id == "resp_b"
+
+
+@pytest.mark.parametrize(
+    ("limit", "records", "waiting"),
+    [(3, 2, 2), (3, 3, 0), (3, 4, 1), (1, 1, 0)],
+)
+def test_journal_writes_at_once_when_its_limit_is_reached(tmp_path, limit, records, waiting):
+    path = tmp_path / "s.sqlite3"
+
+    async def run():
+        with RunStore(path) as store:
+            store.plan(EP, "m", {f"fp{i}": (f"k{i}", 0) for i in range(records)})
+            journal = store.journal(EP, tick=3600.0, limit=limit)
+            for i in range(records):
+                journal.submitted(f"fp{i}", f"resp_{i}")
+            seen = (journal.waiting, sorted(_states(path).values()).count("submitted"))
+            journal.close()
+            return seen
+
+    assert asyncio.run(run()) == (waiting, records - waiting)
+
+
+def test_journal_without_an_event_loop_writes_every_record_at_once(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    with RunStore(path) as store:
+        store.plan(EP, "m", {"a": ("ka", 0)})
+        journal = store.journal(EP)
+        journal.submitted("a", "resp_a")
+        assert journal.waiting == 0 and _states(path) == {"a": "submitted"}
+
+
+def test_journal_close_writes_what_waits_and_later_records_at_once(tmp_path):
+    path = tmp_path / "s.sqlite3"
+
+    async def run():
+        with RunStore(path) as store:
+            store.plan(EP, "m", {"a": ("ka", 0), "b": ("kb", 0)})
+            journal = store.journal(EP, tick=3600.0)
+            journal.submitted("a", "resp_a")
+            journal.close()
+            closed = _states(path)
+            journal.finished("b", DONE)
+            return closed, _states(path)
+
+    closed, later = asyncio.run(run())
+    assert closed == {"a": "submitted", "b": "planned"}
+    assert later == {"a": "submitted", "b": "done"}
+
+
+def test_journal_writes_batch_records_in_order_with_what_waits(tmp_path):
+    path = tmp_path / "s.sqlite3"
+
+    async def run():
+        with RunStore(path) as store:
+            store.plan(EP, "m", {"a": ("ka", 0), "b": ("kb", 0)})
+            journal = store.journal(EP, tick=3600.0)
+            journal.batch_planned("bk", None, [("a", "r0"), ("b", "r1")])
+            journal.batch_created("bk", "batch_1")
+            journal.submitted("a", None)
+            journal.submitted("b", None)
+            journal.finished("a", DONE)
+            journal.batch_lost("bk")  # after the rows were submitted: b goes back to planned
+            found = store.lookup(EP, ["a", "b"])
+            journal.close()
+            return found
+
+    found = asyncio.run(run())
+    assert found["a"].outcome == DONE
+    assert (found["b"].state, found["b"].batch_id, found["b"].attempt) == ("planned", None, 1)
+
+
+def test_a_failed_tick_is_raised_by_the_next_record_and_keeps_the_records(tmp_path):
+    path = tmp_path / "s.sqlite3"
+
+    async def run():
+        store = RunStore(path)
+        store.plan(EP, "m", {"a": ("ka", 0)})
+        journal = store.journal(EP, tick=0.01)
+        blocker = sqlite3.connect(path, timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
+        store._db.execute("PRAGMA busy_timeout = 0")
+        journal.submitted("a", "resp_a")
+        await asyncio.sleep(0.2)  # the tick fails while we sleep
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            journal.finished("a", DONE)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        journal.close()  # the writer has gone: the records kept are written now
+        found = store.lookup(EP, ["a"])["a"]
+        store.close()
+        return found
+
+    assert asyncio.run(run()).outcome == DONE

@@ -26,7 +26,7 @@ from ._job import Job
 from ._loop import StopSignal, run_sync
 from ._merge import attach, outcome_columns
 from ._models import Outcome
-from ._options import RunOptions, validate_options
+from ._options import DEFAULT_MAX_RPS, RunOptions, validate_options
 from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
 from ._progress import Display, make_display
@@ -270,6 +270,7 @@ class ValarAccessor:
         completion_window: Literal["standard", "asap"] | None = None,
         mode: Mode = "background",
         concurrency: int = 200,
+        max_rps: float | None = DEFAULT_MAX_RPS,
         errors: Literal["column", "raise"] = "column",
         progress: Progress = "auto",
         details: bool = False,
@@ -303,6 +304,10 @@ class ValarAccessor:
                 for 1,000 or more requests to send on the standard window, else background;
                 background also where the Batch API is absent). See ``docs/batch.md``.
             concurrency: Most HTTP requests in flight at once.
+            max_rps: Most HTTP requests a second, creates, polls and retries together
+                (bursts of up to 50, never more than one second's worth); None for no limit.
+                The default, 2,000, is what 200 connections make at 100 ms round trips: it
+                holds back only a client whose server answers faster than that.
             errors: ``"column"`` puts failures in ``<into>_error``; ``"raise"`` raises
                 :class:`RowErrors` (carrying the full frame) when any row failed.
             progress: ``"auto"`` or ``"tqdm"`` for a progress bar, None for none.
@@ -352,6 +357,7 @@ class ValarAccessor:
             template, client, store, price, model=model, into=into, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, concurrency=concurrency,
+            max_rps=max_rps,
             errors=errors, progress=progress, details=details, on_missing=on_missing,
             salt=salt, cache=cache, retry_failed=retry_failed, budget=budget, label=label,
         )  # fmt: skip
@@ -374,6 +380,7 @@ class ValarAccessor:
         completion_window: Literal["standard", "asap"] | None = None,
         mode: Mode = "background",
         concurrency: int = 200,
+        max_rps: float | None = DEFAULT_MAX_RPS,
         errors: Literal["column", "raise"] = "column",
         progress: Progress = "auto",
         details: bool = False,
@@ -401,6 +408,7 @@ class ValarAccessor:
             template, client, store, price, model=model, into=into, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, concurrency=concurrency,
+            max_rps=max_rps,
             errors=errors, progress=progress, details=details, on_missing=on_missing,
             salt=salt, cache=cache, retry_failed=retry_failed, budget=budget, label=label,
         )  # fmt: skip
@@ -424,6 +432,7 @@ class ValarAccessor:
         completion_window: Literal["standard", "asap"] | None = None,
         mode: Mode = "background",
         concurrency: int = 200,
+        max_rps: float | None = DEFAULT_MAX_RPS,
         errors: Literal["column", "raise"] = "column",
         progress: Progress = "auto",
         details: bool = False,
@@ -463,9 +472,9 @@ class ValarAccessor:
             template, client, store, price, self._obj.copy(deep=False), model=model,
             into=into, instructions=instructions, max_output_tokens=max_output_tokens,
             temperature=temperature, completion_window=completion_window, mode=mode,
-            concurrency=concurrency, errors=errors, progress=progress, details=details,
-            on_missing=on_missing, salt=salt, cache=cache, retry_failed=retry_failed,
-            budget=budget, label=label,
+            concurrency=concurrency, max_rps=max_rps, errors=errors, progress=progress,
+            details=details, on_missing=on_missing, salt=salt, cache=cache,
+            retry_failed=retry_failed, budget=budget, label=label,
         )  # fmt: skip
         stop = StopSignal()
 
@@ -493,6 +502,7 @@ class ValarAccessor:
         completion_window: Literal["standard", "asap"] | None = None,
         mode: Mode = "background",
         concurrency: int = 200,
+        max_rps: float | None = DEFAULT_MAX_RPS,
         errors: Literal["column", "raise"] = "column",
         progress: Progress = "auto",
         details: bool = False,
@@ -533,6 +543,7 @@ class ValarAccessor:
             completion_window: As in :meth:`run`.
             mode: As in :meth:`run`.
             concurrency: As in :meth:`run`.
+            max_rps: As in :meth:`run`.
             errors: As in :meth:`run`; unreadable replies count as failures.
             progress: As in :meth:`run`.
             details: As in :meth:`run`.
@@ -573,9 +584,10 @@ class ValarAccessor:
         options: dict[str, Any] = dict(
             model=model, into=into, max_output_tokens=max_output_tokens,
             temperature=temperature, completion_window=completion_window, mode=mode,
-            concurrency=concurrency, errors=errors, progress=progress, details=details,
-            on_missing=on_missing, salt=salt, cache=cache, retry_failed=retry_failed,
-            budget=budget, label=label, **score_request_options(spec, instructions),
+            concurrency=concurrency, max_rps=max_rps, errors=errors, progress=progress,
+            details=details, on_missing=on_missing, salt=salt, cache=cache,
+            retry_failed=retry_failed, budget=budget, label=label,
+            **score_request_options(spec, instructions),
         )  # fmt: skip
         call, client, opened, display = self._start(template, client, store, price, **options)
         try:

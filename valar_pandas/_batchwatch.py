@@ -23,7 +23,7 @@ from ._batchplan import BATCH_POLL, LIMITS, BatchLimits, BatchPoll, item_status,
 from ._errors import AuthenticationError
 from ._http import Http, Reply, Unreachable
 from ._models import BatchLost, Event, Finished, Outcome, Retrying
-from ._policy import RETRYABLE, RetryPolicy, parse_retry_after
+from ._policy import OVERLOAD, RETRYABLE, RetryPolicy, parse_retry_after
 from ._wire import error_summary, parse_response
 
 __all__ = ["Answer", "BatchConfig", "Session", "Watch"]
@@ -155,9 +155,8 @@ class Session:
     ) -> Answer | str:
         """Send until an answer that is not transient; the reason for giving up otherwise."""
         retry = self.config.retry
-        attempt = 0
+        attempt = overloads = 0
         while True:
-            attempt += 1
             status: int | None
             after: float | None = None
             async with self.slots:
@@ -172,9 +171,12 @@ class Session:
                     if answer is not None:
                         return answer
                     after = parse_retry_after(reply.retry_after, time.time())
-            if not retry.should_retry(status, attempt):
-                return f"gave up after {attempt} attempts: {reason}"
-            delay = retry.delay(attempt, after, self.rand())
+            overloaded = status in OVERLOAD
+            overloads += overloaded
+            attempt += not overloaded
+            if not retry.should_retry(status, attempt, overloads):
+                return f"gave up after {attempt + overloads} attempts: {reason}"
+            delay = retry.delay(overloads if overloaded else attempt, after, self.rand())
             self.emit(Retrying(reason, delay))
             await asyncio.sleep(delay)
 

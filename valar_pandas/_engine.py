@@ -31,13 +31,13 @@ from ._gate import Gate
 from ._http import Http, Reply, Unreachable
 from ._models import Event, Finished, Outcome, Request, Retrying, Submitted
 from ._policy import (
+    OVERLOAD,
     RETRYABLE,
     Aimd,
     LatencyModel,
     PollPlanner,
     PollSchedule,
     RetryPolicy,
-    TokenBucket,
     parse_retry_after,
 )
 from ._wire import Parsed, error_summary, parse_response
@@ -63,15 +63,15 @@ class EngineConfig:
         background: Create in background mode and poll, or wait for each answer.
         poll: The cold-start schedule, gap cap and deadline of the poll planner.
         retry: Retry policy for each HTTP exchange.
-        max_rps: The most HTTP requests a second, creates and polls together; None for no
-            limit.
+
+    The request budget (requests a second) is the transport's: see
+    :class:`~valar_pandas._http.Http`.
     """
 
     concurrency: int
     background: bool
     poll: PollSchedule
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    max_rps: float | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +87,7 @@ class _Watch:
     last_age: float = 0.0
     polls: int = 0
     failures: int = 0
+    overloads: int = 0
     misses: int = 0
     last_status: str = "queued"
 
@@ -117,7 +118,6 @@ class _Run:
         self.results: dict[str, Outcome] = {}
         self.aimd = Aimd(config.concurrency)
         self.slots = Gate(lambda: self.aimd.slots)
-        self.bucket = TokenBucket(config.max_rps) if config.max_rps else None
         self.model = LatencyModel()
         self.planner = PollPlanner.from_schedule(config.poll)
         self.total = len({r.fingerprint for r in requests})
@@ -144,7 +144,7 @@ class _Run:
             self.wake.set()
 
     async def exchange(self, method: str, path: str, request: Request | None = None) -> Reply:
-        """One HTTP exchange within the concurrency limit and the rate budget."""
+        """One HTTP exchange within the concurrency limit."""
         await self.slots.acquire()
         try:
             return await self.send(method, path, request)
@@ -152,11 +152,7 @@ class _Run:
             self.slots.release()
 
     async def send(self, method: str, path: str, request: Request | None) -> Reply:
-        """Send holding a slot: wait for the rate budget, then feed the answer to AIMD."""
-        if self.bucket is not None:
-            wait = self.bucket.reserve(self.now())
-            if wait > 0:
-                await asyncio.sleep(wait)
+        """Send holding a slot, then feed the answer to AIMD."""
         reply = await self.http.request(
             method,
             path,
@@ -203,9 +199,8 @@ class _Run:
 
     async def create(self, request: Request) -> None:
         retry = self.config.retry
-        attempt = 0
+        attempt = overloads = 0
         while True:
-            attempt += 1
             status: int | None
             try:
                 reply = await self.exchange("POST", "/responses", request)
@@ -235,13 +230,17 @@ class _Run:
                         self.rejected(status, code, reason)
                         self.finish(request.fingerprint, Outcome("error", error=reason))
                         return
-            if not retry.should_retry(status, attempt):
+            overloaded = status in OVERLOAD
+            overloads += overloaded
+            attempt += not overloaded
+            if not retry.should_retry(status, attempt, overloads):
+                tries = attempt + overloads
                 self.finish(
                     request.fingerprint,
-                    Outcome("error", error=f"gave up after {attempt} attempts: {reason}"),
+                    Outcome("error", error=f"gave up after {tries} attempts: {reason}"),
                 )
                 return
-            delay = retry.delay(attempt, after, self.rand())
+            delay = retry.delay(overloads if overloaded else attempt, after, self.rand())
             self.emit(Retrying(reason, delay))
             await asyncio.sleep(delay)
 
@@ -324,7 +323,7 @@ class _Run:
             if parsed is None:
                 self.poll_failed(watch, None, "HTTP 200 with an unreadable body", None)
                 return
-            watch.failures = 0
+            watch.failures = watch.overloads = 0
             age = self.now() - watch.created
             if parsed.outcome is not None:
                 if watch.scout:
@@ -353,14 +352,16 @@ class _Run:
     def poll_failed(
         self, watch: _Watch, status: int | None, reason: str, after: float | None
     ) -> None:
-        watch.failures += 1
+        overloaded = status in OVERLOAD
+        watch.overloads += overloaded
+        watch.failures += not overloaded
         retry = self.config.retry
-        if not retry.should_retry(status, watch.failures):
+        if not retry.should_retry(status, watch.failures, watch.overloads):
             self.abandon(
                 watch, f"lost track of response {watch.response_id} while polling: {reason}"
             )
             return
-        delay = retry.delay(watch.failures, after, self.rand())
+        delay = retry.delay(watch.overloads if overloaded else watch.failures, after, self.rand())
         self.emit(Retrying(reason, delay))
         self.watch(watch, delay)
 

@@ -1,19 +1,22 @@
 """The one place that speaks HTTP: a thin aiohttp wrapper that counts what it sends.
 
 It turns every transport failure (refused, reset, dropped, timed out, unreadable) into
-:class:`Unreachable` and hands back status, ``Retry-After`` and body bytes; it makes no
-decisions. The ``Authorization`` header is attached here from the client's secret and never
-logged or echoed.
+:class:`Unreachable` and hands back status, ``Retry-After`` and body bytes. Every request of a
+run goes through it (creates, polls, batch calls, retries), so it also holds the run's request
+budget: never more than ``max_rps`` requests a second. It makes no other decisions. The
+``Authorization`` header is attached here from the client's secret and never logged or echoed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import aiohttp
 
 from ._config import ValarClient
+from ._policy import TokenBucket
 
 __all__ = ["Http", "Reply", "Unreachable"]
 
@@ -37,12 +40,14 @@ class Http:
     Args:
         client: Where to connect and with which key.
         connections: Size of the connection pool (the run's concurrency).
+        max_rps: The most requests a second (a token bucket: bursts of up to 50 requests,
+            never more than one second's worth); None for no limit.
 
     Attributes:
         sent: HTTP requests sent so far, retries included.
     """
 
-    def __init__(self, client: ValarClient, connections: int) -> None:
+    def __init__(self, client: ValarClient, connections: int, max_rps: float | None = None) -> None:
         self._base = client.base_url
         self._timeout = aiohttp.ClientTimeout(total=client.timeout, sock_connect=30.0)
         self._realtime = aiohttp.ClientTimeout(total=client.realtime_timeout, sock_connect=30.0)
@@ -54,6 +59,13 @@ class Http:
                 "User-Agent": "valar-pandas",
             },
             raise_for_status=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # the API sets none: skip the jar per request
+        )
+        # Bursts of up to 50 requests, never more than one second's worth.
+        self._bucket = (
+            TokenBucket(max_rps, burst=min(50.0, max(1.0, max_rps)))
+            if max_rps is not None
+            else None
         )
         self.sent = 0
 
@@ -85,6 +97,10 @@ class Http:
         Raises:
             Unreachable: No complete HTTP answer arrived.
         """
+        if self._bucket is not None:
+            wait = self._bucket.reserve(time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         self.sent += 1
         try:

@@ -8,13 +8,18 @@ from typing import Any, Literal
 from ._batchplan import check_label
 from ._errors import ConfigError
 
-__all__ = ["MODES", "RunOptions", "validate_options"]
+__all__ = ["DEFAULT_MAX_RPS", "MODES", "RunOptions", "validate_options"]
 
 MODES = ("background", "realtime", "batch", "auto")
 WINDOWS = ("standard", "asap")
 ERRORS = ("column", "raise")
 PROGRESS = ("auto", "tqdm", "widget", None)
 ON_MISSING = ("empty", "skip")
+DEFAULT_MAX_RPS = 2000.0
+"""The default request budget, requests a second. Valar publishes no rate limit; 200
+connections (the default concurrency) at 100 ms round trips make 2,000 requests a second, so
+the budget holds back only a client whose server answers faster than that (a local emulator,
+a nearby proxy), where one process could otherwise send several thousand a second."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class RunOptions:
     """The ``text`` field of every request (structured output), set by ``score()``."""
     label: str | None = None
     """The label of the batches a batch run creates."""
+    max_rps: float | None = DEFAULT_MAX_RPS
+    """The most HTTP requests a second, every kind together; None for no limit."""
 
     @property
     def background(self) -> bool:
@@ -79,6 +86,7 @@ def validate_options(
     budget: object = None,
     text: dict[str, Any] | None = None,
     label: object = None,
+    max_rps: object = DEFAULT_MAX_RPS,
 ) -> RunOptions:
     """Check every option and fill defaults.
 
@@ -139,6 +147,12 @@ def validate_options(
         not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0
     ):
         raise ConfigError("budget must be a positive number of US dollars")
+    if max_rps is not None and (
+        not isinstance(max_rps, int | float)
+        or isinstance(max_rps, bool)
+        or not 0 < max_rps < float("inf")
+    ):
+        raise ConfigError("max_rps must be a positive number of requests a second, or None")
     return RunOptions(
         model=model.strip(),
         into=into,
@@ -158,4 +172,5 @@ def validate_options(
         budget=None if budget is None else float(budget),
         text=text,
         label=label,
+        max_rps=None if max_rps is None else float(max_rps),
     )

@@ -4,7 +4,9 @@ Retry rules follow the contract (``valar-api.md`` §6): connection errors, timeo
 500, 502, 503 and 504 are retried, always with the same ``Idempotency-Key``, so a retried
 create replays instead of billing twice. 409 is retried too: OpenAI-style servers answer it
 when a retry arrives while the first request under the same key is still being processed.
-Other 4xx are never retried.
+Other 4xx are never retried. Overload answers (429, 503: the server asks the client to slow
+down, and the run's concurrency is cut) are counted apart from other failures, so a busy
+server does not use up a row's tries.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = [
+    "OVERLOAD",
     "RETRYABLE",
     "Aimd",
     "LatencyModel",
@@ -26,6 +29,8 @@ __all__ = [
 ]
 
 RETRYABLE: frozenset[int] = frozenset({408, 409, 429, 500, 502, 503, 504})
+OVERLOAD: frozenset[int] = frozenset({429, 503})
+"""Statuses that say the server is busy: they cut concurrency and have their own budget of tries."""
 
 
 @dataclass(frozen=True)
@@ -33,27 +38,35 @@ class RetryPolicy:
     """Retry decisions for one HTTP exchange.
 
     Attributes:
-        attempts: Tries in total, the first included.
+        attempts: Tries that may fail for other reasons than overload, the first included.
         base: Backoff before the second try, in seconds; doubles each try.
         cap: Longest backoff without a ``Retry-After``.
         retry_after_cap: Longest wait a server's ``Retry-After`` may impose.
+        overload_attempts: Tries that may be answered 429 or 503, on top of ``attempts``.
     """
 
     attempts: int = 8
     base: float = 0.5
     cap: float = 30.0
     retry_after_cap: float = 120.0
+    overload_attempts: int = 20
 
-    def should_retry(self, status: int | None, attempt: int) -> bool:
-        """Decide whether try number ``attempt`` (1-based) deserves another.
+    def should_retry(self, status: int | None, attempt: int, overloads: int = 0) -> bool:
+        """Decide whether a failed try deserves another.
 
         Args:
-            status: The HTTP status, or None for a connection error or timeout.
-            attempt: How many tries have been made so far.
+            status: The HTTP status of the failed try, or None for a connection error or
+                timeout.
+            attempt: Tries so far that failed for other reasons than overload (the failed
+                one included when it did).
+            overloads: Tries so far answered 429 or 503 (the failed one included when it
+                was).
 
         Returns:
-            True when the failure is transient and tries remain.
+            True when the failure is transient and tries of its kind remain.
         """
+        if status in OVERLOAD:
+            return overloads < self.overload_attempts
         transient = status is None or status in RETRYABLE
         return transient and attempt < self.attempts
 
@@ -271,11 +284,11 @@ class PollPlanner:
 
     cold: PollSchedule
     min_gap: float
-    target: float = 0.7
+    target: float = 0.8
     tail: float = 0.25
-    endgame: float = 0.08
+    endgame: float = 0.04
     warm: int = 10
-    scout_every: int = 20
+    scout_every: int = 40
     scout_growth: float = 1.25
     recheck: float = 0.5
 

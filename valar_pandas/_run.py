@@ -41,7 +41,7 @@ from ._plan import Plan
 from ._policy import PollSchedule
 from ._prices import Price
 from ._progress import Display, Tally, make_display
-from ._store import RunStore
+from ._store import Journal, RunStore
 from ._wire import attempt_key
 
 __all__ = ["RunReport", "Work", "prepare_work", "run_plan"]
@@ -117,23 +117,23 @@ def prepare_work(plan: Plan, options: RunOptions, store: RunStore | None, endpoi
     return work
 
 
-def _recorder(store: RunStore, endpoint: str) -> Callable[[Event], None]:
+def _recorder(journal: Journal) -> Callable[[Event], None]:
     def record(event: Event) -> None:
         if isinstance(event, Submitted):
-            store.submitted(endpoint, event.fingerprint, event.response_id)
+            journal.submitted(event.fingerprint, event.response_id)
         elif (
             isinstance(event, Finished)
             and not event.cached
             and event.fingerprint is not None
             and event.outcome.status in SERVER_VERDICTS
         ):
-            store.finished(endpoint, event.fingerprint, event.outcome)
+            journal.finished(event.fingerprint, event.outcome)
         elif isinstance(event, BatchPlanned):
-            store.batch_planned(endpoint, event.key, event.label, event.items)
+            journal.batch_planned(event.key, event.label, event.items)
         elif isinstance(event, BatchCreated):
-            store.batch_created(endpoint, event.key, event.batch_id)
+            journal.batch_created(event.key, event.batch_id)
         elif isinstance(event, BatchLost):
-            store.batch_lost(endpoint, event.key, rekey=event.rekey)
+            journal.batch_lost(event.key, rekey=event.rekey)
 
     return record
 
@@ -292,9 +292,11 @@ async def run_plan(
         budget = Budget(options.budget, price)
     if budget is not None:
         listeners.append(budget)
+    journal: Journal | None = None
     if store is not None:
         store.plan(endpoint, options.model, work.entries)
-        listeners.append(_recorder(store, endpoint))
+        journal = store.journal(endpoint)
+        listeners.append(_recorder(journal))
 
     # With a stop possible, follow what is answered and what is running, to keep the one and
     # cancel the other when the run is cut short.
@@ -317,7 +319,7 @@ async def run_plan(
     http: Http | None = None
     try:
         if work.send:
-            http = Http(client, options.concurrency)
+            http = Http(client, options.concurrency, options.max_rps)
             gate = budget.admit if budget is not None else None
             sending = _send(plan, work, options, http, emit, gate)
             if stop is None:
@@ -328,6 +330,8 @@ async def run_plan(
                 if sent is None:
                     left = [f for f in plan.requests if f not in results]
                     results |= _wind_down(left, plan.shares, running, stop, emit)
+                    if journal is not None:
+                        journal.flush()  # the detached cancels write verdicts after these ids
                     _cancel.spawn(
                         client,
                         {f: running[f] for f in left if f in running},
@@ -335,8 +339,12 @@ async def run_plan(
                         endpoint=endpoint,
                     )
     finally:
-        if http is not None:
-            await http.close()
-        if owned:
-            shown.close()
+        try:
+            if journal is not None:
+                journal.close()  # what the last tick holds, also when the run is cancelled
+        finally:
+            if http is not None:
+                await http.close()
+            if owned:
+                shown.close()
     return RunReport(plan.outcomes(results), tally, http.sent if http else 0)

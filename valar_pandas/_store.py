@@ -6,10 +6,14 @@ timestamps. Rows sent through the Batch API also keep their batch's key and thei
 ``custom_id``; the ``batches`` table maps each batch key to the server's batch id, written
 right after the create, so a re-run polls the batch instead of creating it again.
 
-Keys are written before the create is sent and ids as soon as they arrive, each in its own
-transaction, so a process killed at any instant leaves a record a re-run can resume from:
-finished rows come from disk, submitted rows are re-attached by polling their id (or their
-batch), planned rows are re-sent with the same key (which the server replays).
+Keys are written, all in one transaction, before the first create is sent. During a run,
+response ids and results go through a :class:`Journal`, which writes what arrived in one
+transaction per short tick (50 ms) instead of one per row: per-row commits cost more CPU than
+the HTTP exchanges they record. A process killed at any instant loses at most the last tick,
+and every state it can leave resumes without a second inference: finished rows come from
+disk, submitted rows are re-attached by polling their id (or their batch), planned rows
+(including those whose id was lost) are re-sent with the same key, which the server replays.
+Batch keys and ids are written at once, in order with what the journal holds.
 
 Rows are namespaced by the API base URL, so answers from the emulator never leak into a run
 against the real API. The file uses WAL journaling and a busy timeout, so several processes
@@ -19,11 +23,12 @@ older store is migrated on open, a newer one is refused with a clear error.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +37,18 @@ from ._models import Outcome
 from ._schema import SCHEMA_VERSION, migrate
 from ._wire import attempt_key
 
-__all__ = ["SCHEMA_VERSION", "RunStore", "Stored", "default_store_path"]
+__all__ = ["SCHEMA_VERSION", "Journal", "RunStore", "Stored", "default_store_path"]
 
 _CHUNK = 500
+_SUBMITTED = (
+    "UPDATE requests SET state = 'submitted', response_id = ?, updated_at = ?"
+    " WHERE endpoint = ? AND fingerprint = ? AND state != 'done'"
+)
+_FINISHED = (
+    "UPDATE requests SET state = 'done', response_id = COALESCE(?, response_id),"
+    " status = ?, text = ?, error = ?, input_tokens = ?, output_tokens = ?,"
+    " cached_tokens = ?, updated_at = ? WHERE endpoint = ? AND fingerprint = ?"
+)
 
 
 def default_store_path() -> Path:
@@ -203,24 +217,58 @@ class RunStore:
 
     def submitted(self, endpoint: str, fingerprint: str, response_id: str | None) -> None:
         """Record that the server accepted a request under ``response_id``."""
-        self._db.execute(
-            "UPDATE requests SET state = 'submitted', response_id = ?, updated_at = ?"
-            " WHERE endpoint = ? AND fingerprint = ? AND state != 'done'",
-            (response_id, time.time(), endpoint, fingerprint),
-        )
+        self.record(endpoint, [(fingerprint, response_id)], [])
 
     def finished(self, endpoint: str, fingerprint: str, outcome: Outcome) -> None:
         """Record a request's result."""
-        self._db.execute(
-            "UPDATE requests SET state = 'done', response_id = COALESCE(?, response_id),"
-            " status = ?, text = ?, error = ?, input_tokens = ?, output_tokens = ?,"
-            " cached_tokens = ?, updated_at = ? WHERE endpoint = ? AND fingerprint = ?",
-            (
-                outcome.response_id, outcome.status, outcome.text, outcome.error,
-                outcome.input_tokens, outcome.output_tokens, outcome.cached_tokens,
-                time.time(), endpoint, fingerprint,
-            ),
-        )  # fmt: skip
+        self.record(endpoint, [], [(fingerprint, outcome)])
+
+    def record(
+        self,
+        endpoint: str,
+        submitted: Sequence[tuple[str, str | None]],
+        finished: Sequence[tuple[str, Outcome]],
+    ) -> None:
+        """Record accepted requests and results, all in one transaction.
+
+        Accepted requests are written first; a request already ``done`` stays done, so the
+        result is the same as writing the records in the order they happened.
+
+        Args:
+            endpoint: The API base URL.
+            submitted: (fingerprint, response id) of requests the server accepted.
+            finished: (fingerprint, outcome) of requests the server decided.
+        """
+        now = time.time()
+        with self._transaction():
+            if submitted:
+                self._db.executemany(
+                    _SUBMITTED, [(rid, now, endpoint, fp) for fp, rid in submitted]
+                )
+            if finished:
+                self._db.executemany(
+                    _FINISHED,
+                    [
+                        (
+                            o.response_id, o.status, o.text, o.error, o.input_tokens,
+                            o.output_tokens, o.cached_tokens, now, endpoint, fp,
+                        )
+                        for fp, o in finished
+                    ],
+                )  # fmt: skip
+
+    def journal(self, endpoint: str, *, tick: float = 0.05, limit: int = 1000) -> Journal:
+        """A buffered writer for one run's records (see :class:`Journal`).
+
+        Args:
+            endpoint: The API base URL the run's rows are namespaced by.
+            tick: Most seconds a record waits in memory before it is written.
+            limit: Records that are written at once, without waiting for the tick.
+
+        Returns:
+            The journal; close it when the run ends.
+        """
+        return Journal(self, endpoint, tick=tick, limit=limit)
 
     def batch_planned(
         self, endpoint: str, key: str, label: str | None, items: Iterable[tuple[str, str]]
@@ -367,6 +415,106 @@ class RunStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+class Journal:
+    """Writes a run's response ids and results in one transaction per tick.
+
+    Records wait in memory for at most ``tick`` seconds (or until ``limit`` of them are
+    waiting) and are then written together, so a run commits a few times a second instead
+    of twice per row. Batch records are written at once, after whatever is waiting, so the
+    file always holds them in the order they happened. Without a running event loop every
+    record is written at once.
+
+    Args:
+        store: The run store.
+        endpoint: The API base URL the run's rows are namespaced by.
+        tick: Most seconds a record waits before it is written.
+        limit: Records that are written at once, without waiting for the tick.
+    """
+
+    def __init__(self, store: RunStore, endpoint: str, *, tick: float, limit: int) -> None:
+        self._store = store
+        self._endpoint = endpoint
+        self._tick = tick
+        self._limit = limit
+        self._submitted: list[tuple[str, str | None]] = []
+        self._finished: list[tuple[str, Outcome]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._failure: Exception | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Records in memory, not yet written."""
+        return len(self._submitted) + len(self._finished)
+
+    def submitted(self, fingerprint: str, response_id: str | None) -> None:
+        """The server accepted a request under ``response_id``."""
+        self._submitted.append((fingerprint, response_id))
+        self._later()
+
+    def finished(self, fingerprint: str, outcome: Outcome) -> None:
+        """The server decided a request."""
+        self._finished.append((fingerprint, outcome))
+        self._later()
+
+    def batch_planned(self, key: str, label: str | None, items: Iterable[tuple[str, str]]) -> None:
+        """See :meth:`RunStore.batch_planned`; written before this returns."""
+        self.flush()
+        self._store.batch_planned(self._endpoint, key, label, items)
+
+    def batch_created(self, key: str, batch_id: str) -> None:
+        """See :meth:`RunStore.batch_created`; written before this returns."""
+        self.flush()
+        self._store.batch_created(self._endpoint, key, batch_id)
+
+    def batch_lost(self, key: str, *, rekey: bool = True) -> None:
+        """See :meth:`RunStore.batch_lost`; written before this returns."""
+        self.flush()
+        self._store.batch_lost(self._endpoint, key, rekey=rekey)
+
+    def flush(self) -> None:
+        """Write every waiting record now, in one transaction.
+
+        Raises:
+            sqlite3.Error: The store could not be written (now, or on an earlier tick); the
+                records stay waiting.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+        if not (self._submitted or self._finished):
+            return
+        self._store.record(self._endpoint, self._submitted, self._finished)
+        self._submitted, self._finished = [], []
+
+    def close(self) -> None:
+        """Write what is waiting; later records are written at once."""
+        self.flush()
+        self._tick = 0.0
+
+    def _later(self) -> None:
+        if self._failure is not None or self._tick <= 0 or self.waiting >= self._limit:
+            self.flush()
+            return
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._timer = loop.call_later(self._tick, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._timer = None
+        try:
+            self.flush()
+        except sqlite3.Error as exc:  # raised to the run by the next record or the close
+            self._failure = exc
 
 
 class _Transaction:
