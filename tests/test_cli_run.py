@@ -57,7 +57,8 @@ def test_parquet_round_trip_keeps_every_column_row_and_type(env, tmp_path, capsy
     df = frame(50)
     df.to_parquet(tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
-    args = ["run", str(tmp_path / "in.parquet"), str(out), *RUN, "--window-rows", "7", "--json"]
+    args = ["run", str(tmp_path / "in.parquet"), str(out), *RUN, "--window-rows", "7", "--json",
+            "--max-rps", "500"]  # fmt: skip
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == 50 and summary["failed"] == 0 and summary["windows"] == 8
@@ -247,6 +248,17 @@ def test_errors_exit_2_before_any_request(env, tmp_path, monkeypatch, capsys, ar
     assert message in err, err
     assert env.stats.total_requests == 0
     assert not (tmp_path / "o.parquet").exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_bad_numbers_are_usage_errors(env, tmp_path, capsys):
+    _bad_inputs(tmp_path)
+    for option, value in (("--max-rps", "0"), ("--concurrency", "-1"), ("--budget", "inf")):
+        argv = [str(tmp_path / "in.parquet"), str(tmp_path / "o.parquet"), option, value]
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", *argv, "--template", TEMPLATE, "--model", MODEL])
+        assert exit_info.value.code == 2
+        assert f"{value!r} must be" in capsys.readouterr().err
+    assert env.stats.total_requests == 0
 
 
 def test_a_row_that_cannot_be_rendered_is_named_by_its_place_in_the_file():

@@ -33,7 +33,7 @@ from ._errors import ConfigError
 from ._estimate import Estimate, estimate
 from ._files import Input, open_input, open_output, windows
 from ._loop import run_sync
-from ._options import MODES, RunOptions
+from ._options import DEFAULT_MAX_RPS, MODES, RunOptions
 from ._prices import Price
 from ._progress import Tally, make_display
 from ._prompt import compile_template
@@ -167,6 +167,14 @@ def add_run_parser(commands: Any) -> None:
         help="most HTTP requests in flight, shared by the windows running (default 200)",
     )
     add(
+        "--max-rps",
+        type=_positive_float,
+        default=DEFAULT_MAX_RPS,
+        metavar="N",
+        help="most HTTP requests a second, shared by the windows running "
+        f"(default {DEFAULT_MAX_RPS:,.0f})",
+    )
+    add(
         "--budget",
         type=_positive_float,
         metavar="USD",
@@ -282,6 +290,7 @@ def _setup(args: argparse.Namespace) -> _Setup:
         "completion_window": args.completion_window,
         "mode": args.mode,
         "concurrency": max(1, args.concurrency // in_flight),
+        "max_rps": args.max_rps / in_flight,
         "progress": None,
     }
     if spec is None:
