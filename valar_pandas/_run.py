@@ -284,10 +284,15 @@ async def run_plan(
     """
     endpoint = client.base_url
     work = prepare_work(plan, options, store, endpoint)
-    tally = Tally(price)
     owned = display is None
-    shown = make_display(options.progress, price) if display is None else display
-    listeners: list[Callable[[Event], None]] = [tally.add, shown]
+    listeners: list[Callable[[Event], None]]
+    if display is None:  # the run's own display: its tally is the run's
+        shown = make_display(options.progress, price)
+        tally = shown.tally
+        listeners = [shown]
+    else:  # a caller's display may span several runs: keep this run's counts apart
+        shown, tally = display, Tally(price)
+        listeners = [tally.add, shown]
     if budget is None and options.budget is not None and price is not None:
         budget = Budget(options.budget, price)
     if budget is not None:
