@@ -32,7 +32,7 @@ from ._prices import Price, resolve_price
 from ._progress import Display, make_display
 from ._prompt import Row, compile_template
 from ._rows import render_rows
-from ._run import RunReport, prepare_work, run_plan
+from ._run import RunReport, Work, prepare_work, run_plan
 from ._score import ScoreSpec, instructions_hint, make_spec, parse, text_format
 from ._score_merge import row_errors, to_columns
 from ._store import RunStore
@@ -71,6 +71,20 @@ class _Call:
     options: RunOptions
     plan: Plan
     price: Price | None
+
+    def estimate(self, work: Work) -> Estimate:
+        """What sending ``work`` (this call's plan split against the store) would cost."""
+        return estimate(
+            rows=len(self.plan.rows),
+            requests=len(self.plan.requests),
+            cache_hits=len(work.cached),
+            skipped=self.plan.skipped,
+            to_send=work.send,
+            max_output_tokens=self.options.max_output_tokens,
+            model=self.options.model,
+            completion_window=self.options.completion_window,
+            price=self.price,
+        )
 
     def columns(
         self,
@@ -721,14 +735,4 @@ class ValarAccessor:
         finally:
             if opened is not None:
                 opened.close()
-        return estimate(
-            rows=len(call.plan.rows),
-            requests=len(call.plan.requests),
-            cache_hits=len(work.cached),
-            skipped=call.plan.skipped,
-            to_send=work.send,
-            max_output_tokens=call.options.max_output_tokens,
-            model=call.options.model,
-            completion_window=call.options.completion_window,
-            price=call.price,
-        )
+        return call.estimate(work)

@@ -30,7 +30,7 @@ from ._accessor import open_store, prepare_call, score_request_options
 from ._budget import Budget
 from ._config import DEFAULT_BASE_URL, ValarClient
 from ._errors import ConfigError
-from ._estimate import Estimate, estimate
+from ._estimate import Estimate
 from ._files import Input, open_input, open_output, windows
 from ._loop import run_sync
 from ._options import DEFAULT_MAX_RPS, MODES, RunOptions
@@ -472,17 +472,7 @@ def _estimate(setup: _Setup, args: argparse.Namespace, out: TextIO) -> int:
             if store is None:
                 store = open_store(args.store, setup.options)
             work = prepare_work(call.plan, call.options, store, endpoint)
-            part = estimate(
-                rows=len(call.plan.rows),
-                requests=len(call.plan.requests),
-                cache_hits=len(work.cached),
-                skipped=call.plan.skipped,
-                to_send=work.send,
-                max_output_tokens=call.options.max_output_tokens,
-                model=call.options.model,
-                completion_window=call.options.completion_window,
-                price=call.price,
-            )
+            part = call.estimate(work)
             total = part if total is None else _add(total, part)
     finally:
         if store is not None:
