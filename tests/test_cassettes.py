@@ -1,7 +1,8 @@
 """Recorded HTTP exchanges pin the wire format: bodies, headers, paths and parsing.
 
-By default the cassettes in ``tests/cassettes/`` are replayed with no server: if the request
-bodies the library sends ever change, replay finds no match and the test fails. To re-record:
+By default the cassettes in ``tests/cassettes/`` are replayed by a local server
+(``tests/cassette.py``): if the request bodies the library sends ever change, the server finds
+no recorded answer and the test fails. To re-record:
 
 - against the built-in emulator: ``VALAR_RECORD=emulator python -m pytest tests/test_cassettes.py``
 - against the real API: ``VALAR_RECORD=live VALAR_API_KEY=... python -m pytest
@@ -16,49 +17,49 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
-import vcr
+from cassette import Cassette, serve
 
 from valar_pandas import ValarClient
+from valar_pandas._config import DEFAULT_BASE_URL
 from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
 
 CASSETTES = Path(__file__).parent / "cassettes"
 MODE = os.environ.get("VALAR_RECORD", "replay")
 LIVE_KEY = os.environ.get("VALAR_API_KEY", "")
-LIVE_URL = os.environ.get("VALAR_BASE_URL")
-SECRET_HEADERS = ["authorization", "x-api-key", "cookie"]
+LIVE_URL = os.environ.get("VALAR_BASE_URL", DEFAULT_BASE_URL)
+REPLAY_KEY = "sk-replay-placeholder"
 
 
-def _scrub_response(response: dict) -> dict:
-    response["headers"].pop("Set-Cookie", None)
-    response["headers"].pop("set-cookie", None)
-    return response
-
-
-RECORDER = vcr.VCR(
-    cassette_library_dir=str(CASSETTES),
-    match_on=["method", "path", "query", "body"],
-    filter_headers=[(name, "REDACTED") for name in SECRET_HEADERS],
-    before_record_response=_scrub_response,
-    record_mode="none" if MODE == "replay" else "all",
-    decode_compressed_response=True,
-)
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @contextlib.contextmanager
-def _client() -> Iterator[ValarClient]:
+def _client(cassette: Cassette) -> Iterator[ValarClient]:
+    """A client pointed at the cassette server, which replays or records from upstream."""
     if MODE == "replay":
-        yield ValarClient(api_key="sk-replay-placeholder", base_url="http://127.0.0.1:9/v1")
-    elif MODE == "live":
+        cassette.load()
+        with serve(cassette) as origin:
+            yield ValarClient(api_key=REPLAY_KEY, base_url=origin + "/v1")
+        return
+    if MODE == "live":
         if not LIVE_KEY:
             pytest.skip("VALAR_RECORD=live needs VALAR_API_KEY")
-        yield ValarClient(api_key=LIVE_KEY, base_url=LIVE_URL)
+        with serve(cassette, upstream=_origin(LIVE_URL)) as origin:
+            yield ValarClient(api_key=LIVE_KEY, base_url=origin + urlsplit(LIVE_URL).path)
     else:
         emulator = Emulator(EmulatorConfig(latency=Latency(median=0.5, sigma=0.2)))
-        with emulator.run_in_thread(host="127.0.0.1", port=0) as url:
-            yield ValarClient(api_key=emulator.config.api_key, base_url=url)
+        with (
+            emulator.run_in_thread(host="127.0.0.1", port=0) as url,
+            serve(cassette, upstream=_origin(url)) as origin,
+        ):
+            yield ValarClient(api_key=emulator.config.api_key, base_url=origin + "/v1")
+    cassette.save()
 
 
 FRAME = pd.DataFrame({"review": ["Love it, works perfectly.", "Broke after two days."]})
@@ -76,7 +77,8 @@ TEMPLATE = (
     ],
 )
 def test_cassette(name, options):
-    with _client() as client, RECORDER.use_cassette(f"{name}.yaml") as cassette:
+    cassette = Cassette(CASSETTES / f"{name}.json")
+    with _client(cassette) as client:
         out = FRAME.valar.run(
             TEMPLATE,
             model="zai-org/GLM-5.1-FP8",
@@ -86,14 +88,22 @@ def test_cassette(name, options):
             client=client,
             **options,
         )
+    assert not cassette.unmatched, cassette.unmatched
     assert out["sentiment_error"].isna().all(), out["sentiment_error"].tolist()
     assert out["sentiment"].str.strip().str.lower().isin(["positive", "negative", "neutral"]).all()
-    posts = [r for r in cassette.requests if r.method == "POST"]
+    posts = [r for r in cassette.seen if r["method"] == "POST"]
     assert len(posts) == len(FRAME)
-    assert all(r.headers["Idempotency-Key"].startswith("vp1-") for r in posts)
+    for request in cassette.seen:
+        assert request["headers"]["Authorization"].startswith("Bearer ")
+        assert request["headers"]["User-Agent"] == "valar-pandas"
+        assert request["path"].startswith("/v1/responses")
+    for request in posts:
+        assert request["headers"]["Idempotency-Key"].startswith("vp1-")
+        assert request["headers"]["Content-Type"] == "application/json"
+        assert int(request["headers"]["Content-Length"]) == len(request["body"].encode())
     if MODE == "replay":
         assert cassette.all_played
-    text = (CASSETTES / f"{name}.yaml").read_text()
+    text = cassette.path.read_text()
     assert "REDACTED" in text
-    for secret in (LIVE_KEY, "sk-emulator", "sk-replay-placeholder"):
+    for secret in (LIVE_KEY, "sk-emulator", REPLAY_KEY):
         assert not secret or secret not in text

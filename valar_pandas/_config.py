@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ._conn import Endpoint
 from ._errors import ConfigError
 
 __all__ = ["DEFAULT_BASE_URL", "Secret", "ValarClient"]
@@ -82,6 +83,13 @@ class ValarClient:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             # The value is not echoed: a key passed in the base URL's place must not show.
             raise ConfigError("the base URL must start with http:// or https://")
+        try:
+            Endpoint.parse(url)
+        except ValueError:
+            raise ConfigError(
+                "the base URL must be http:// or https:// followed by a host and an optional "
+                "port between 1 and 65535"
+            ) from None
         if timeout <= 0 or realtime_timeout <= 0:
             raise ConfigError("timeouts must be positive numbers of seconds")
         secret = api_key if isinstance(api_key, Secret) else None
@@ -93,6 +101,12 @@ class ValarClient:
             raise ConfigError(
                 "No Valar API key: set the VALAR_API_KEY environment variable or pass "
                 "client=ValarClient(api_key=...)."
+            )
+        if not all("!" <= char <= "~" for char in secret.reveal()):
+            # Not echoed either: the key travels in a header, which allows no spaces or controls.
+            raise ConfigError(
+                "the API key contains spaces, control or non-ASCII characters; "
+                "check that it was copied whole and alone"
             )
         object.__setattr__(self, "api_key", secret)
         object.__setattr__(self, "base_url", url.rstrip("/"))

@@ -1,10 +1,11 @@
-"""The one place that speaks HTTP: a thin aiohttp wrapper that counts what it sends.
+"""The one place that speaks HTTP: a thin wrapper over the connection pool that counts requests.
 
 It turns every transport failure (refused, reset, dropped, timed out, unreadable) into
 :class:`Unreachable` and hands back status, ``Retry-After`` and body bytes. Every request of a
 run goes through it (creates, polls, batch calls, retries), so it also holds the run's request
 budget: never more than ``max_rps`` requests a second. It makes no other decisions. The
 ``Authorization`` header is attached here from the client's secret and never logged or echoed.
+The wire itself is :mod:`valar_pandas._conn` (why not aiohttp's client is explained there).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import aiohttp
-
 from ._config import ValarClient
+from ._conn import ConnectionFailed, Endpoint, Pool
 from ._policy import TokenBucket
 
 __all__ = ["Http", "Reply", "Unreachable"]
@@ -35,7 +35,7 @@ class Reply:
 
 
 class Http:
-    """Send requests to the Valar API over one pooled aiohttp session.
+    """Send requests to the Valar API over one pool of keep-alive connections.
 
     Args:
         client: Where to connect and with which key.
@@ -48,19 +48,15 @@ class Http:
     """
 
     def __init__(self, client: ValarClient, connections: int, max_rps: float | None = None) -> None:
-        self._base = client.base_url
-        self._timeout = aiohttp.ClientTimeout(total=client.timeout, sock_connect=30.0)
-        self._realtime = aiohttp.ClientTimeout(total=client.realtime_timeout, sock_connect=30.0)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections),
-            headers={
-                "Authorization": f"Bearer {client.api_key.reveal()}",
-                "Content-Type": "application/json",
-                "User-Agent": "valar-pandas",
-            },
-            raise_for_status=False,
-            cookie_jar=aiohttp.DummyCookieJar(),  # the API sets none: skip the jar per request
+        self._timeout = client.timeout
+        self._realtime = client.realtime_timeout
+        headers = (
+            b"Authorization: Bearer " + client.api_key.reveal().encode("latin-1") + b"\r\n"
+            b"User-Agent: valar-pandas\r\n"
+            b"Accept: application/json\r\n"
+            b"Accept-Encoding: gzip, deflate\r\n"
         )
+        self._pool = Pool(Endpoint.parse(client.base_url), headers, connections)
         # Bursts of up to 50 requests, never more than one second's worth.
         self._bucket = (
             TokenBucket(max_rps, burst=min(50.0, max(1.0, max_rps)))
@@ -69,9 +65,12 @@ class Http:
         )
         self.sent = 0
 
+    def __repr__(self) -> str:
+        return f"Http({self._pool!r}, sent={self.sent})"
+
     async def close(self) -> None:
         """Close the pool."""
-        await self._session.close()
+        await self._pool.close()
 
     async def request(
         self,
@@ -86,7 +85,7 @@ class Http:
 
         Args:
             method: ``"GET"`` or ``"POST"``.
-            path: Path below the base URL, e.g. ``"/responses"``.
+            path: Path below the base URL, e.g. ``"/responses"``, already URL-quoted.
             payload: JSON bytes to send, if any.
             idempotency_key: Value of the ``Idempotency-Key`` header, if any.
             realtime: Use the long realtime timeout (the call waits for the model).
@@ -101,26 +100,18 @@ class Http:
             wait = self._bucket.reserve(time.monotonic())
             if wait > 0:
                 await asyncio.sleep(wait)
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        extra = (
+            b"Idempotency-Key: %s\r\n" % idempotency_key.encode("ascii") if idempotency_key else b""
+        )
         self.sent += 1
         try:
-            async with self._session.request(
-                method,
-                self._base + path,
-                data=payload,
-                headers=headers,
-                timeout=self._realtime if realtime else self._timeout,
-            ) as response:
-                body = await response.read()
-                return Reply(response.status, response.headers.get("Retry-After"), body)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise Unreachable(_describe(exc)) from None
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    name = type(exc).__name__
-    text = str(exc)
-    # aiohttp messages name host and port only; never headers.
-    return f"{name}: {text}" if text else name
+            status, retry_after, body = await self._pool.request(
+                method.encode("ascii"),
+                path,
+                payload,
+                extra,
+                self._realtime if realtime else self._timeout,
+            )
+        except ConnectionFailed as exc:
+            raise Unreachable(str(exc)) from None
+        return Reply(status, retry_after, body)

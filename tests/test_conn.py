@@ -1,0 +1,354 @@
+"""The connection pool against scripted raw servers: framing, keep-alive, failures, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import zlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from valar_pandas import ValarClient
+from valar_pandas._conn import ConnectionFailed, Endpoint, Pool
+from valar_pandas._errors import ConfigError
+from valar_pandas._http import Http, Unreachable
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One whole request (head and Content-Length body), or b"" at end of stream."""
+    head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+def ok(body: bytes = b"{}", extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+async def serving(
+    handler: Handler, work: Callable[[Pool], Awaitable[None]], limit: int = 4
+) -> None:
+    """Run ``work`` against a pool connected to a server running ``handler``."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await handler(reader, writer)
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(Endpoint.parse(f"http://127.0.0.1:{port}/v1"), b"X-Test: 1\r\n", limit)
+    try:
+        await work(pool)
+    finally:
+        await pool.close()
+        for writer in writers:
+            writer.close()
+        await asyncio.sleep(0.05)  # let the handlers see their connections end
+        server.close()
+        await server.wait_closed()
+
+
+def keep_answering(answers: list[bytes], seen: list[bytes], connections: list[int]) -> Handler:
+    """A server that answers each request on each connection with the next canned answer."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while request := await read_request(reader):
+                seen.append(request)
+                writer.write(answers.pop(0))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    return handler
+
+
+def test_request_bytes_and_keep_alive():
+    seen: list[bytes] = []
+    connections: list[int] = []
+
+    async def work(pool: Pool) -> None:
+        first = await pool.request(
+            b"POST", "/responses", b'{"a":1}', b"Idempotency-Key: vp1-x\r\n", 5.0
+        )
+        second = await pool.request(b"GET", "/responses/resp_1", None, b"", 5.0)
+        assert first == (200, None, b'{"n":1}')
+        assert second == (200, "7", b'{"n":2}')
+
+    answers = [ok(b'{"n":1}'), ok(b'{"n":2}', b"Retry-After: 7\r\n")]
+    asyncio.run(serving(keep_answering(answers, seen, connections), work))
+    port_line = seen[0].split(b"\r\n")[1]
+    assert seen[0] == (
+        b"POST /v1/responses HTTP/1.1\r\n"
+        + port_line
+        + b"\r\nX-Test: 1\r\nIdempotency-Key: vp1-x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 7\r\n\r\n"
+        b'{"a":1}'
+    )
+    assert port_line.startswith(b"Host: 127.0.0.1:")
+    assert (
+        seen[1] == b"GET /v1/responses/resp_1 HTTP/1.1\r\n" + port_line + b"\r\nX-Test: 1\r\n\r\n"
+    )
+    assert connections == [1]  # the second request reused the first connection
+
+
+@pytest.mark.parametrize(
+    ("answer", "body"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b'4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n',
+            b'{"a":1}',
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(gzip.compress(b"zipped")), gzip.compress(b"zipped")),
+            b"zipped",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(zlib.compress(b"deflated")), zlib.compress(b"deflated")),
+            b"deflated",
+        ),
+        (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + ok(b"after hints"), b"after hints"),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+    ],
+    ids=["chunked", "gzip", "deflate", "interim-103", "no-content"],
+)
+def test_answer_framing(answer, body):
+    async def work(pool: Pool) -> None:
+        for _ in range(2):  # twice: the connection stays usable after each framing
+            assert (await pool.request(b"GET", "/x", None, b"", 5.0))[2] == body
+
+    asyncio.run(serving(keep_answering([answer, answer], [], []), work))
+
+
+def test_close_delimited_answer_and_connection_close():
+    connections: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+        writer.close()
+
+    async def work(pool: Pool) -> None:
+        for _ in range(2):
+            assert await pool.request(b"GET", "/x", None, b"", 5.0) == (200, None, b"until the end")
+
+    asyncio.run(serving(handler, work))
+    assert len(connections) == 2
+
+
+def idle_closer(count: list[int]) -> Handler:
+    """Answers one request per connection with keep-alive, then closes the connection."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        count.append(1)
+        await read_request(reader)
+        writer.write(ok(b"once"))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+
+    return handler
+
+
+def closes_on_second_request(count: list[int]) -> Handler:
+    """Answers the first request of a connection; closes it unanswered on the second."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        count.append(1)
+        await read_request(reader)
+        writer.write(ok(b"once"))
+        await writer.drain()
+        await read_request(reader)
+        writer.close()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("method", "extra", "resent"),
+    [(b"GET", b"", True), (b"POST", b"Idempotency-Key: k\r\n", True), (b"POST", b"", False)],
+    ids=["get", "post-with-key", "post-without-key"],
+)
+def test_request_on_a_connection_the_server_closes_is_resent_when_safe(method, extra, resent):
+    count: list[int] = []
+
+    async def work(pool: Pool) -> None:
+        assert (await pool.request(method, "/x", None, extra, 5.0))[2] == b"once"
+        if resent:
+            assert (await pool.request(method, "/x", None, extra, 5.0))[2] == b"once"
+        else:
+            with pytest.raises(ConnectionFailed, match="closed the connection") as caught:
+                await pool.request(method, "/x", None, extra, 5.0)
+            assert caught.value.untouched
+
+    asyncio.run(serving(closes_on_second_request(count), work))
+    assert len(count) == (2 if resent else 1)
+
+
+def test_closed_idle_connection_is_not_reused():
+    count: list[int] = []
+
+    async def work(pool: Pool) -> None:
+        await pool.request(b"POST", "/x", None, b"", 5.0)
+        await asyncio.sleep(0.2)
+        assert pool._idle[0].closed
+        assert (await pool.request(b"POST", "/x", None, b"", 5.0))[2] == b"once"
+
+    asyncio.run(serving(idle_closer(count), work))
+    assert len(count) == 2
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", "cut off"),
+        (b"SMTP ready\r\n\r\n", "unreadable HTTP answer"),
+        (b"", "closed the connection"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\nxx",
+            "unsupported content encoding 'br'",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nxx",
+            "undecodable answer body",
+        ),
+    ],
+    ids=["cut-off", "garbage", "closed", "brotli", "bad-gzip"],
+)
+def test_broken_answers_fail_the_request(script, message):
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(script)
+        await writer.drain()
+        writer.close()
+
+    async def work(pool: Pool) -> None:
+        with pytest.raises(ConnectionFailed, match=message):
+            await pool.request(b"GET", "/x", None, b"", 5.0)
+        assert not pool._open or all(conn.closed for conn in pool._open)
+
+    asyncio.run(serving(handler, work))
+
+
+def test_timeout_and_cancellation_drop_the_connection():
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers
+
+    async def work(pool: Pool) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ConnectionFailed, match="timed out"):
+            await pool.request(b"GET", "/x", None, b"", 0.2)
+        assert 0.15 < loop.time() - started < 2.0
+        task = asyncio.create_task(pool.request(b"GET", "/x", None, b"", 5.0))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        assert not pool._idle and not pool._open
+
+    asyncio.run(serving(silent, work))
+
+
+def test_limit_bounds_open_connections_and_close_fails_running_requests():
+    open_now = [0, 0]  # open connections now, most at once
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        open_now[0] += 1
+        open_now[1] = max(open_now)
+        try:
+            while request := await read_request(reader):
+                if b"/never" in request:
+                    await reader.read()
+                await asyncio.sleep(0.05)
+                writer.write(ok())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        open_now[0] -= 1
+        writer.close()
+
+    async def work(pool: Pool) -> None:
+        answers = await asyncio.gather(
+            *(pool.request(b"GET", "/x", None, b"", 5.0) for _ in range(6))
+        )
+        assert [status for status, _, _ in answers] == [200] * 6
+        assert open_now[1] == 2
+        running = asyncio.create_task(pool.request(b"GET", "/never", None, b"", 5.0))
+        await asyncio.sleep(0.05)
+        await pool.close()
+        with pytest.raises(ConnectionFailed):
+            await running
+        with pytest.raises(ConnectionFailed, match="pool is closed"):
+            await pool.request(b"GET", "/x", None, b"", 5.0)
+
+    asyncio.run(serving(slow, work, limit=2))
+
+
+def test_connection_refused_names_only_host_and_port():
+    async def work() -> None:
+        pool = Pool(Endpoint.parse("http://127.0.0.1:9/v1"), b"Authorization: Bearer sk-s\r\n", 2)
+        with pytest.raises(ConnectionFailed, match=r"cannot connect to 127\.0\.0\.1:9") as caught:
+            await pool.request(b"GET", "/x", None, b"", 5.0)
+        assert "sk-s" not in str(caught.value)
+
+    asyncio.run(work())
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://api.valarhq.ai/v1", ("api.valarhq.ai", 443, True, "/v1", "api.valarhq.ai")),
+        ("http://127.0.0.1:8080/v1/", ("127.0.0.1", 8080, False, "/v1", "127.0.0.1:8080")),
+        ("http://localhost", ("localhost", 80, False, "", "localhost")),
+        ("https://h.example:8443/a/b", ("h.example", 8443, True, "/a/b", "h.example:8443")),
+        ("http://[::1]:9000/v1", ("::1", 9000, False, "/v1", "[::1]:9000")),
+    ],
+)
+def test_endpoint_parse(url, expected):
+    endpoint = Endpoint.parse(url)
+    assert (endpoint.host, endpoint.port, endpoint.tls, endpoint.prefix, endpoint.authority) == (
+        expected
+    )
+
+
+@pytest.mark.parametrize("url", ["ftp://h/v1", "http:///v1", "http://h:99999/v1"])
+def test_endpoint_parse_rejects(url):
+    with pytest.raises(ValueError, match="base URL"):
+        Endpoint.parse(url)
+
+
+def test_client_checks_url_and_key_before_any_request():
+    with pytest.raises(ConfigError, match="port between 1 and 65535"):
+        ValarClient(api_key="sk-x", base_url="http://h:99999/v1")
+    with pytest.raises(ConfigError, match="API key contains") as caught:
+        ValarClient(api_key="sk-bad key\n", base_url="http://h/v1")
+    assert "sk-bad" not in str(caught.value)
+
+
+def test_http_maps_failures_and_never_shows_the_key():
+    async def work() -> None:
+        http = Http(ValarClient(api_key="sk-hidden", base_url="http://127.0.0.1:9/v1"), 2)
+        assert "sk-hidden" not in repr(http)
+        with pytest.raises(Unreachable, match="cannot connect") as caught:
+            await http.request("GET", "/responses/x")
+        assert "sk-hidden" not in str(caught.value)
+        assert http.sent == 1
+        await http.close()
+
+    asyncio.run(work())
