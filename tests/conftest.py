@@ -9,6 +9,8 @@ import pytest
 
 import valar_pandas  # noqa: F401  (registers df.valar)
 from valar_pandas import ValarClient
+from valar_pandas._cancel import drain
+from valar_pandas._loop import run_sync
 from valar_pandas.emulator import Emulator, EmulatorConfig
 
 Serve = Callable[..., tuple[Emulator, ValarClient]]
@@ -26,6 +28,9 @@ def serve() -> Iterator[Serve]:
 
     with stack:
         yield start
+        # A cancelled job asks the server to cancel in the background; let those calls end
+        # before their server stops, or it would be stopped while they still connect.
+        run_sync(drain())
 
 
 @pytest.fixture(autouse=True)
