@@ -189,8 +189,20 @@ def test_warm_planner_polls_when_most_of_the_rest_should_be_done(age, expected):
     assert _plan(_model(UNIFORM), age) == (pytest.approx(expected), True)
 
 
-def test_endgame_tightens_gaps():
-    assert _plan(_model(UNIFORM), 60.0, outstanding=3) == (pytest.approx(2.4), True)  # 4 %
+@pytest.mark.parametrize(
+    ("outstanding", "age", "expected"),
+    [
+        (20, 60.0, 2.4),  # the endgame begins (20 rows left): 4 % of the age
+        (10, 60.0, 1.2),  # half the rows left: half the share
+        (3, 60.0, 0.5),  # 0.36 s would be under the floor, half the shortest gap
+        (1, 600.0, 1.2),  # the last row of a slow run: 0.2 % of its age
+        (1, 1e6, 30.0),  # never beyond the cap
+        (21, 60.0, 30.0),  # not yet the endgame: the planner's usual gap (capped)
+    ],
+)
+def test_endgame_tightens_gaps_as_rows_run_out(outstanding, age, expected):
+    got = _plan(_model(UNIFORM), age, outstanding=outstanding)
+    assert got == (pytest.approx(expected), True)
 
 
 def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():

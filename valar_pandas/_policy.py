@@ -266,16 +266,19 @@ class PollPlanner:
     speaks for their age; then a response of age ``a`` is polled when the share ``target``
     of the responses still running at ``a`` is expected to have finished, so most rows need
     one poll. A row older than every running scout, or past the learnt nine-in-ten point,
-    keeps gaps under ``tail`` times its age (a late row is noticed soon after it is ready);
-    when only a few rows remain, under ``endgame`` times its age; always within
-    ``[min_gap, cold.cap]``.
+    keeps gaps under ``tail`` times its age (a late row is noticed soon after it is ready).
+    In the endgame (the last 1 % of the rows seen done, at least 20) the share shrinks with the
+    rows left, from ``endgame`` times the age down to a floor of half ``min_gap``: the run's
+    end waits on exactly these rows, and tight polls of a handful of rows are cheap. Otherwise
+    gaps stay within ``[min_gap, cold.cap]``.
 
     Attributes:
         cold: Gives the first scout poll, the longest gap and the deadline.
         min_gap: Shortest gap between two polls of one response.
         target: Share of the remaining responses expected done at the next poll.
         tail: Longest gap, as a share of the response's age.
-        endgame: Longest gap as a share of age once few responses are left.
+        endgame: Longest gap as a share of age when the endgame begins; it shrinks in
+            proportion to the rows left.
         warm: Completions needed before the learnt model is trusted.
         scout_every: One scout per this many responses.
         scout_growth: Each scout poll comes at this multiple of the previous one's age.
@@ -341,7 +344,8 @@ class PollPlanner:
             return max(self.cold.first, age * 0.5) * jitter, False
         done = model.fraction_done(age, now)
         when = model.quantile(done + (1.0 - done) * self.target, now)
-        endgame = outstanding <= max(20, model.observed // 100)
+        endgame_rows = max(20, model.observed // 100)
+        endgame = outstanding <= endgame_rows
         late_from = model.quantile(0.9, now)
         late = late_from is not None and age >= late_from
         if when is not None:
@@ -352,8 +356,10 @@ class PollPlanner:
         else:
             gap = self.tail * age  # beyond what the scouts have shown: a late row
         if endgame:
-            gap = min(gap, max(self.min_gap, self.endgame * age))
-        elif late or late_from is None:
+            share = self.endgame * max(outstanding, 1) / endgame_rows
+            gap = min(gap, self.cold.cap, max(self.min_gap / 2.0, share * age))
+            return gap * jitter, True
+        if late or late_from is None:
             gap = min(gap, max(self.min_gap, self.tail * age))
         gap = min(gap, self.cold.cap)
         return max(gap, self.min_gap) * jitter, True
