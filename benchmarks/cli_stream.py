@@ -8,8 +8,8 @@ in input order. Several sizes in one invocation show whether peak RSS stays flat
 
     python -m benchmarks.cli_stream --rows 100000 --rows 1000000
 
-Everything is written to a fresh temporary directory (``--workdir`` to choose where: the
-run store of a million rows takes several hundred MB).
+Everything is written to a fresh temporary directory (``--workdir`` to choose where, created
+if missing: the run store of a million rows takes several hundred MB).
 """
 
 from __future__ import annotations
@@ -115,10 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-sigma", type=float, default=0.5)
     parser.add_argument("--window", choices=("standard", "asap"), default="standard")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path, help="where to put input, output and store")
+    parser.add_argument(
+        "--workdir", type=Path, help="where to put input, output and store (created if missing)"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures")
     args = parser.parse_args(argv)
     sizes = args.rows or [100_000]
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     results = []
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="valar-cli-", dir=args.workdir) as tmp:
