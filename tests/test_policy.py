@@ -1,5 +1,8 @@
 """Retry and poll arithmetic. Pure: time and randomness are passed in."""
 
+import bisect
+import itertools
+
 import pytest
 
 from valar_pandas._policy import PollSchedule, RetryPolicy, parse_retry_after
@@ -243,6 +246,30 @@ def test_token_bucket_never_exceeds_the_rate():
     assert waits[5] == pytest.approx(0.1) and waits[-1] == pytest.approx(2.0)
     # after a quiet spell the burst is back, but no more
     assert bucket.reserve(now=100.0) == 0.0
+
+
+@pytest.mark.parametrize("start", [0.0, 0.0031, 7.25, 1234.5678])
+def test_token_bucket_releases_on_a_grid_without_exceeding_the_rate(start):
+    rate, burst, tick = 2000.0, 50.0, 0.01
+    bucket = TokenBucket(rate=rate, burst=burst, tick=tick)
+    sends = []
+    for i in range(3000):
+        now = start + i * 0.0001  # booked faster (10,000 a second) than the rate allows
+        sends.append(now + bucket.reserve(now=now))
+    waited = [t for t in sends if t > start + 3000 * 0.0001]
+    # every delayed send lands on the grid, so many go in one wake-up
+    assert all(abs(t / tick - round(t / tick)) < 1e-6 for t in waited)
+    assert len(set(round(t / tick) for t in sends)) < len(sends) / 10
+    # in order, and never more than the rate allows over any window (plus burst and a tick)
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(sends))
+    for i, t in enumerate(sends):
+        in_window = bisect.bisect_left(sends, t + 0.5 - 1e-9) - i
+        assert in_window <= rate * 0.5 + burst + rate * tick + 1
+    # the grid only ever delays: nothing leaves before the plain bucket would send it
+    plain = TokenBucket(rate=rate, burst=burst, tick=1e-9)
+    for i, t in enumerate(sends):
+        now = start + i * 0.0001
+        assert t >= now + plain.reserve(now=now) - 1e-6
 
 
 def test_a_late_row_does_not_wait_on_a_slow_scout():

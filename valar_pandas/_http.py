@@ -11,7 +11,6 @@ The wire itself is :mod:`valar_pandas._conn` (why not aiohttp's client is explai
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
 from ._config import ValarClient
@@ -97,7 +96,7 @@ class Http:
             Unreachable: No complete HTTP answer arrived.
         """
         if self._bucket is not None:
-            wait = self._bucket.reserve(time.monotonic())
+            wait = self._bucket.reserve(asyncio.get_running_loop().time())
             if wait > 0:
                 await asyncio.sleep(wait)
         extra = (
