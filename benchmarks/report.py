@@ -69,6 +69,7 @@ def machine(git_at_start: str) -> dict[str, Any]:
         "git": git_commit(),
         "git_at_start": git_at_start,
         "aiohttp": _version("aiohttp"),
+        "httptools": _version("httptools"),
         "pandas": _version("pandas"),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
@@ -162,7 +163,7 @@ def markdown(results: list[ScenarioResult], meta: dict[str, Any], command: str) 
         "",
         f"Machine: {meta['platform']}, {meta['cpus']} CPUs, Python {meta['python']}, "
         f"valar_pandas {meta['valar_pandas']} (git {_git_span(meta)}), aiohttp {meta['aiohttp']}, "
-        f"pandas {meta['pandas']}"
+        f"httptools {meta.get('httptools', '?')}, pandas {meta['pandas']}"
         + (f"; load average at the end {load[0]:.2f}" if load else "")
         + ".",
         f"Command: `{command}`",
