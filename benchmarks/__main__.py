@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shlex
 import signal
 import sys
@@ -56,10 +57,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SCENARIO",
         help="do not run the baseline for these scenarios (all selected ones if none named)",
     )
+    add(
+        "--max-rps",
+        type=_max_rps,
+        metavar="N|none",
+        help="valar_pandas's max_rps (default: the library's); 'none' for no request budget",
+    )
     add("--child-timeout", type=float, help="seconds before a client process is killed")
     add("--output", type=Path, help="also write the markdown report to this file")
     add("--json", type=Path, metavar="FILE", help="also write every figure as JSON ('-': stdout)")
     return parser
+
+
+def _max_rps(text: str) -> str:
+    if text == "none":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError("a positive number of requests a second, or 'none'")
+    return text
 
 
 def _selected(args: argparse.Namespace) -> list[Scenario]:
@@ -111,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             skip_baseline=skip is not None and (not skip or scenario.name in skip),
             child_timeout=args.child_timeout,
+            valar_max_rps=args.max_rps,
         )
         try:
             results.append(run_scenario(scenario, options))

@@ -31,6 +31,8 @@ class ChildArgs:
         rows: Number of rows to send.
         window: The completion window (used by valar_pandas only; the recipe sends none).
         result: Where to write the JSON result.
+        max_rps: valar_pandas's request budget as given (``"none"`` or a number); None keeps
+            the library's default. The recipe has no such budget and ignores it.
     """
 
     base_url: str
@@ -38,6 +40,7 @@ class ChildArgs:
     rows: int
     window: str
     result: Path
+    max_rps: str | None = None
 
 
 def parse_child_args(prog: str, argv: Sequence[str] | None = None) -> ChildArgs:
@@ -56,8 +59,9 @@ def parse_child_args(prog: str, argv: Sequence[str] | None = None) -> ChildArgs:
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--window", default="standard", choices=("standard", "asap"))
     parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--max-rps")
     args = parser.parse_args(argv)
-    return ChildArgs(args.base_url, args.api_key, args.rows, args.window, args.result)
+    return ChildArgs(args.base_url, args.api_key, args.rows, args.window, args.result, args.max_rps)
 
 
 def _cpu() -> float:

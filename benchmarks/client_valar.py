@@ -3,7 +3,8 @@
 Run as a child of the harness: ``python -m benchmarks.client_valar --base-url ... --rows N
 --result FILE``. The frame is built before the clock starts (it is the user's input); the
 measured phase is the ``run`` call itself: rendering, planning, every HTTP exchange and the
-merge into the result frame. The call uses the library's defaults; the harness points
+merge into the result frame. The call uses the library's defaults (``--max-rps`` aside, when
+the harness is given one); the harness points
 ``VALAR_PANDAS_STORE`` at an empty file in a fresh temporary directory, so a library version
 with a run store keeps its default behaviour (writing every request down) but can never answer
 from an earlier run, nor touch the user's own store.
@@ -36,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_child_args("python -m benchmarks.client_valar", argv)
     frame = pd.DataFrame({"i": range(args.rows), "phrase": [phrase(i) for i in range(args.rows)]})
     client = ValarClient(api_key=args.api_key, base_url=args.base_url)
+    budget: dict[str, float | None] = {}
+    if args.max_rps is not None:
+        budget["max_rps"] = None if args.max_rps == "none" else float(args.max_rps)
     with Stopwatch() as watch:
         out = frame.valar.run(
             PROMPT_TEMPLATE,
@@ -44,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             completion_window=args.window,
             progress=None,
             client=client,
+            **budget,
         )
     outputs = [None if pd.isna(text) else str(text) for text in out["output"]]
     totals = dict(out.attrs["valar"])

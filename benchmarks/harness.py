@@ -36,11 +36,14 @@ class HarnessOptions:
         skip_baseline: Do not run the baseline.
         child_timeout: Seconds before a client process is killed; None picks one from the
             scenario's size.
+        valar_max_rps: valar_pandas's ``max_rps`` (``"none"`` or a number); None keeps the
+            library's default.
     """
 
     seed: int = 0
     skip_baseline: bool = False
     child_timeout: float | None = None
+    valar_max_rps: str | None = None
 
 
 @dataclass
@@ -239,6 +242,8 @@ def _run_side(
             "--window": scenario.completion_window,
             "--result": str(result_path),
         }
+        if module == "benchmarks.client_valar" and options.valar_max_rps is not None:
+            flags["--max-rps"] = options.valar_max_rps
         argv = [sys.executable, "-m", module, *(item for pair in flags.items() for item in pair)]
         store = workdir / f"store-{result_path.stem}" / "store.sqlite3"
         store.parent.mkdir()
