@@ -101,6 +101,9 @@ async def _serve(emulator: Emulator, host: str, port: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
+        # Where the loop cannot take signals (Windows: NotImplementedError; off the main
+        # thread: RuntimeError) the defaults stay: Ctrl-C raises KeyboardInterrupt, which
+        # main() turns into a clean exit, and SIGTERM ends the process as usual.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     async with emulator.serve(host, port) as base_url:
