@@ -133,6 +133,11 @@ def add_run_parser(commands: Any) -> None:
         help="a .parquet file, or a directory for parquet parts (any other name)",
     )
     add(
+        "--encoding",
+        metavar="CODEC",
+        help="text encoding of a CSV or JSONL input, e.g. cp1252 (default: strict UTF-8)",
+    )
+    add(
         "--template",
         required=True,
         metavar="TEXT|@FILE",
@@ -267,10 +272,11 @@ def _setup(args: argparse.Namespace) -> _Setup:
     template = _text(args.template, "template")
     instructions = _text(args.instructions, "instructions") if args.instructions else None
     spec = _spec(args)
-    source = open_input(args.input)
+    source = open_input(args.input, args.encoding)
     names = list(source.schema.names)
     compiled = compile_template(template, names)
     render = tuple(str(c) for c in compiled.columns)
+    source.check_text(render)
     keep = tuple(args.columns) if args.columns is not None else tuple(names)
     unknown = [c for c in keep if c not in names]
     if unknown:

@@ -2,27 +2,36 @@
 
 An input is a parquet file, a directory of parquet files, a CSV file or a JSON Lines file,
 chosen by extension. :func:`open_input` checks it before anything is sent: the file opens,
-the columns asked for exist, and every CSV or JSON Lines record parses (a first streaming
-pass, which also counts the rows). :func:`windows` then reads it in record batches and cuts
-them into tables of a fixed number of rows, so memory holds one window at a time however
-large the file is.
+a CSV or JSON Lines file is text in its encoding (strict UTF-8 unless told otherwise; the
+first bad byte is named by line and offset), and every record parses (a streaming pass,
+which also counts the rows). :func:`windows` then reads it in record batches and cuts them
+into tables of a fixed number of rows, so memory holds one window at a time however large
+the file is.
 
 An output is either one parquet file (``*.parquet``, ``*.pq``), written as row groups to a
 temporary file beside it and renamed over the target only when complete, or a directory of
 parts (``part-00000.parquet`` …), each written to a temporary name and renamed, plus a
 ``_manifest.json`` written last. A directory without the manifest is incomplete; a crash
 never leaves a truncated file under the final name.
+
+Nothing is touched that this module did not write. A directory output is taken only when it
+is empty or holds our own record (``_manifest.json``, or ``_manifest.partial.json`` while a
+run is writing), and only the parts that record lists are replaced; temporary files carry
+``valar-pandas`` and a process id in their name, and only those of dead processes are swept.
+An output inside a directory input is refused: it would be read as input by the next run.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
@@ -33,6 +42,7 @@ from ._errors import ConfigError
 
 __all__ = [
     "MANIFEST",
+    "PARTIAL",
     "Input",
     "Output",
     "open_input",
@@ -42,11 +52,19 @@ __all__ = [
 
 MANIFEST = "_manifest.json"
 """Written last into a directory output: its parts, their rows and the total."""
+PARTIAL = "_manifest.partial.json"
+"""Kept in a directory output while a run writes it: every part name it may have written."""
+WRITER = "valar-pandas"
+"""Names this project in its manifests and temporary files."""
 
 _PARQUET = (".parquet", ".pq")
 _CSV = (".csv",)
 _JSONL = (".jsonl", ".ndjson", ".json")
 _READ_BLOCK = 1 << 22  # bytes per CSV / JSON Lines block (4 MiB)
+_CHECK_BLOCK = 1 << 20  # bytes decoded at a time by the encoding check (1 MiB)
+_PART = re.compile(r"part-\d{5}\.parquet")
+_TEMP = re.compile(rf"\..+\.{WRITER}-(\d+)\.tmp")
+_SHOWN = 10  # foreign files named in an error
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,7 @@ class Input:
         schema: Its columns and types.
         rows: How many rows it holds.
         files: The parquet files of a directory input, in the order they are read.
+        encoding: The text encoding of a CSV or JSON Lines input.
     """
 
     path: Path
@@ -66,6 +85,7 @@ class Input:
     schema: pa.Schema
     rows: int
     files: tuple[Path, ...] = ()
+    encoding: str = "utf-8"
 
     def batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
         """Read ``columns`` in record batches, in file order.
@@ -86,21 +106,140 @@ class Input:
                     with pq.ParquetFile(path) as reader:
                         yield from reader.iter_batches(batch_size=8192, columns=names)
             else:
-                with _text_reader(self.path, self.kind, names) as reader:
+                with _text_reader(self.path, self.kind, names, self.encoding) as reader:
                     yield from reader
         except (OSError, pa.ArrowException) as exc:
             raise ConfigError(f"cannot read {self.path}: {exc}") from exc
 
+    def check_text(self, columns: Sequence[str]) -> None:
+        """Check that every value of the binary ``columns`` among ``columns`` is UTF-8 text.
+
+        A parquet file may hold text as a binary column; it is sent decoded, so a value
+        that is not UTF-8 is refused here, before any request, rather than window by window.
+
+        Args:
+            columns: The columns the template reads.
+
+        Raises:
+            ConfigError: A value is not UTF-8; the error names the column and the row.
+        """
+        binary = [c for c in columns if _is_binary(self.schema.field(c).type)]
+        if not binary:
+            return
+        first = 0
+        for batch in self.batches(binary):
+            for name in binary:
+                column = batch.column(name)
+                try:
+                    column.cast(pa.large_string())
+                except pa.ArrowInvalid:
+                    _name_bad_value(self.path, name, column, first)
+            first += batch.num_rows
+
+
+def _is_binary(kind: pa.DataType) -> bool:
+    types = pa.types
+    return bool(types.is_binary(kind) or types.is_large_binary(kind) or types.is_binary_view(kind))
+
+
+def _name_bad_value(path: Path, name: str, column: pa.Array, first: int) -> None:
+    for i, value in enumerate(column.to_pylist()):
+        if value is None:
+            continue
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: column {name!r}, row {first + i}: bytes that are not UTF-8 text "
+                f"(byte {exc.start}: {value[exc.start : exc.end]!r}); write the column as "
+                "text, decoded from its encoding"
+            ) from None
+
+
+def check_encoding(encoding: str) -> str:
+    """The canonical name of a text encoding Python knows.
+
+    Args:
+        encoding: Any codec name Python accepts, e.g. ``"cp1252"`` or ``"latin-1"``.
+
+    Returns:
+        Its canonical name, e.g. ``"cp1252"`` or ``"iso8859-1"``.
+
+    Raises:
+        ConfigError: Python knows no such codec, or it is not a text encoding.
+    """
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError(
+            f"unknown encoding {encoding!r}; name one Python knows, e.g. utf-8, cp1252, "
+            "latin-1, utf-16"
+        ) from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ConfigError(f"{encoding!r} is not a text encoding; name one such as cp1252")
+    return info.name
+
+
+def _check_decodes(path: Path, encoding: str) -> None:
+    """Decode the whole file strictly, a block at a time; name the first bad byte."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    offset = 0
+    with path.open("rb") as file:
+        while True:
+            block = file.read(_CHECK_BLOCK)
+            held = len(decoder.getstate()[0])  # bytes of a character the last block began
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                raise ConfigError(_not_text(path, encoding, offset - held, exc)) from None
+            if not block:
+                return
+            offset += len(block)
+
+
+def _not_text(path: Path, encoding: str, start: int, exc: UnicodeDecodeError) -> str:
+    at = start + exc.start
+    bad = exc.object[exc.start : exc.end]
+    name = "UTF-8" if encoding == "utf-8" else encoding
+    hint = (
+        "if the file was saved in another encoding, name it with --encoding "
+        "(e.g. --encoding cp1252 for a file saved by Excel on Windows)"
+        if encoding == "utf-8"
+        else "name the file's encoding with --encoding"
+    )
+    return (
+        f"{path}: line {_line_of(path, encoding, at)}, byte {at}: {bytes(bad)!r} is not "
+        f"{name} text ({exc.reason}); {hint}"
+    )
+
+
+def _line_of(path: Path, encoding: str, at: int) -> int:
+    """The 1-based line holding byte ``at`` (only the bytes before it are decoded)."""
+    decoder = codecs.getincrementaldecoder(encoding)("replace")
+    lines = 1
+    with path.open("rb") as file:
+        left = at
+        while left > 0:
+            block = file.read(min(_CHECK_BLOCK, left))
+            if not block:
+                break
+            left -= len(block)
+            lines += decoder.decode(block, final=left <= 0).count("\n")
+    return lines
+
 
 def _text_reader(
-    path: Path, kind: str, columns: list[str] | None
+    path: Path, kind: str, columns: list[str] | None, encoding: str
 ) -> pa.RecordBatchReader | _Projected:
+    utf8 = encoding == "utf-8"
     if kind == "csv":
         convert = pa_csv.ConvertOptions(include_columns=columns) if columns is not None else None
-        return pa_csv.open_csv(
-            path, read_options=pa_csv.ReadOptions(block_size=_READ_BLOCK), convert_options=convert
-        )
-    reader = pa_json.open_json(path, read_options=pa_json.ReadOptions(block_size=_READ_BLOCK))
+        read = pa_csv.ReadOptions(block_size=_READ_BLOCK, encoding="utf8" if utf8 else encoding)
+        return pa_csv.open_csv(path, read_options=read, convert_options=convert)
+    source: Any = (
+        path if utf8 else pa.transcoding_input_stream(pa.OSFile(str(path)), encoding, "utf-8")
+    )
+    reader = pa_json.open_json(source, read_options=pa_json.ReadOptions(block_size=_READ_BLOCK))
     if columns is None:
         return reader
     return _Projected(reader, columns)
@@ -128,36 +267,48 @@ class _Projected:
             yield batch.select(self._columns)
 
 
-def open_input(path: Path) -> Input:
+def open_input(path: Path, encoding: str | None = None) -> Input:
     """Open and check an input file or directory; no request depends on it yet.
 
     Args:
         path: A ``.parquet``/``.pq`` file, a directory of them, a ``.csv`` file, or a
             ``.jsonl``/``.ndjson``/``.json`` (JSON Lines) file.
+        encoding: The text encoding of a CSV or JSON Lines file (any codec name Python
+            knows); None is UTF-8. Decoding is strict: a byte that is not text in it is an
+            error. Not for parquet, whose text is always UTF-8.
 
     Returns:
         The checked input, with its schema and row count.
 
     Raises:
-        ConfigError: It does not exist, its kind is unknown, or it cannot be read.
+        ConfigError: It does not exist, its kind is unknown, it is not text in its encoding
+            (the error names the line and the byte offset), or it cannot be read.
     """
+    codec = check_encoding("utf-8" if encoding is None else encoding)
     if not path.exists():
         raise ConfigError(f"input {path} does not exist")
+    suffix = path.suffix.lower()
+    text = path.is_file() and (suffix in _CSV or suffix in _JSONL)
+    if encoding is not None and not text:
+        raise ConfigError(
+            f"--encoding applies to CSV and JSON Lines inputs; {path} is parquet, whose text "
+            "is always UTF-8"
+        )
     try:
         if path.is_dir():
             return _parquet_dir(path)
-        suffix = path.suffix.lower()
         if suffix in _PARQUET:
             with pq.ParquetFile(path) as reader:
                 return Input(path, "parquet", reader.schema_arrow, reader.metadata.num_rows)
-        if suffix in _CSV or suffix in _JSONL:
+        if text:
             kind = "csv" if suffix in _CSV else "jsonl"
+            _check_decodes(path, codec)  # every byte is text before any record is parsed
             rows = 0
-            with _text_reader(path, kind, None) as reader:
+            with _text_reader(path, kind, None, codec) as reader:
                 schema = reader.schema
                 for batch in reader:  # every record parses before anything is sent
                     rows += batch.num_rows
-            return Input(path, kind, schema, rows)
+            return Input(path, kind, schema, rows, encoding=codec)
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     raise ConfigError(
@@ -251,22 +402,31 @@ class Output(Protocol):
 
 
 def open_output(path: Path, source: Path) -> Output:
-    """Check that the output can be written, before anything is sent.
+    """Check that the output can be written, before anything is sent; nothing is changed yet.
 
-    ``*.parquet``/``*.pq`` gives one file; any other name a directory of parts.
+    ``*.parquet``/``*.pq`` gives one file (an existing file of that name is replaced when
+    the run completes); any other name a directory of parts, taken only when it is missing,
+    empty, or holds this project's own record of its parts.
 
     Args:
         path: The output file or directory.
-        source: The input, which must not be overwritten.
+        source: The input, which must not be overwritten nor contain the output.
 
     Returns:
         The output, ready for :meth:`Output.write`.
 
     Raises:
-        ConfigError: The output is the input, or cannot be created or written.
+        ConfigError: The output is the input or inside a directory input, holds files this
+            project did not write, or cannot be created or written.
     """
-    if path.resolve() == source.resolve():
+    target, origin = path.resolve(), source.resolve()
+    if target == origin:
         raise ConfigError(f"output {path} is the input; choose another output path")
+    if origin.is_dir() and target.is_relative_to(origin):
+        raise ConfigError(
+            f"output {path} is inside the input directory {source}: every later run would read "
+            f"it as input. Choose an output outside {source}"
+        )
     try:
         if path.suffix.lower() in _PARQUET:
             if path.is_dir():
@@ -282,6 +442,11 @@ def open_output(path: Path, source: Path) -> Output:
         raise ConfigError(f"cannot write the output {path}: {exc}") from exc
 
 
+def _temp(path: Path) -> Path:
+    """This process's temporary name for ``path``: hidden, beside it, ours by its name."""
+    return path.with_name(f".{path.name}.{WRITER}-{os.getpid()}.tmp")
+
+
 class _FileOutput:
     """One parquet file: row groups go to a hidden temporary file, renamed at the end."""
 
@@ -289,8 +454,8 @@ class _FileOutput:
         self.path = path
         if not path.parent.is_dir():
             raise ConfigError(f"cannot write the output {path}: {path.parent} is not a directory")
-        _sweep(path.parent, f".{path.name}.")
-        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        _sweep(path.parent, path.name)
+        self._tmp = _temp(path)
         self._tmp.touch()  # fails now, not after the run, when the folder is not writable
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
@@ -317,54 +482,147 @@ class _FileOutput:
 
 
 class _PartsOutput:
-    """A directory of parts, each renamed into place whole, and a manifest written last."""
+    """A directory of parts, each renamed into place whole, and a manifest written last.
+
+    Which parts are ours is recorded in the directory itself: ``_manifest.json`` lists a
+    complete result's parts; ``_manifest.partial.json``, written before the first change and
+    extended before each part is renamed into place, lists every part a run may have left.
+    Nothing else in the directory is ever touched.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._made = _missing_folders(path)
         path.mkdir(parents=True, exist_ok=True)
-        # The directory no longer holds a complete result from here on: drop the marker
-        # first, then any parts of an earlier run (only our own names are touched).
-        with contextlib.suppress(FileNotFoundError):
-            (path / MANIFEST).unlink()
-        for old in path.glob("part-*.parquet"):
-            old.unlink()
-        _sweep(path, ".")
-        probe = path / f".probe.{os.getpid()}.tmp"
-        probe.touch()
+        own = _own_parts(path)
+        if own is None:
+            foreign = sorted(p.name for p in path.iterdir() if not _TEMP.fullmatch(p.name))
+            if foreign:
+                shown = ", ".join(foreign[:_SHOWN]) + (" …" if len(foreign) > _SHOWN else "")
+                raise ConfigError(
+                    f"output directory {path} holds files not written by {WRITER} "
+                    f"({len(foreign)}: {shown}); nothing was changed. Choose a new or empty "
+                    "directory, or a .parquet file name"
+                )
+        self._old = own or set()
+        probe = _temp(path / "probe")
+        probe.touch()  # fails now, not after the run, when the folder is not writable
         probe.unlink()
+        self._recorded: set[str] | None = None  # None until the first change
         self._parts: list[dict[str, object]] = []
         self._schema: pa.Schema | None = None
 
+    def _begin(self) -> None:
+        # Record every part of ours first, so a run killed from here on leaves a directory
+        # the next run still knows as ours; then drop the old result, marker first.
+        self._recorded = set(self._old)
+        _write_json(self.path / PARTIAL, _record(sorted(self._recorded), complete=False))
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / MANIFEST).unlink()
+        for name in sorted(self._old):
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / name).unlink()
+        _sweep(self.path, None)
+
     def write(self, table: pa.Table) -> None:
+        if self._recorded is None:
+            self._begin()
+        assert self._recorded is not None
         if self._schema is None:
             self._schema = table.schema
         name = f"part-{len(self._parts):05d}.parquet"
-        tmp = self.path / f".{name}.{os.getpid()}.tmp"
+        if name not in self._recorded:
+            self._recorded.add(name)
+            _write_json(self.path / PARTIAL, _record(sorted(self._recorded), complete=False))
+        tmp = _temp(self.path / name)
         pq.write_table(table.cast(self._schema), tmp)
         _fsync(tmp)
         os.replace(tmp, self.path / name)
         self._parts.append({"file": name, "rows": table.num_rows})
 
     def commit(self) -> None:
-        manifest = {
-            "complete": True,
-            "rows": sum(int(str(p["rows"])) for p in self._parts),
-            "parts": self._parts,
-        }
-        tmp = self.path / f".{MANIFEST}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        _fsync(tmp)
-        os.replace(tmp, self.path / MANIFEST)
+        if self._recorded is None:
+            self._begin()
+        manifest = _record(self._parts, complete=True)
+        manifest["rows"] = sum(int(str(p["rows"])) for p in self._parts)
+        _write_json(self.path / MANIFEST, manifest)
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / PARTIAL).unlink()
 
     def abort(self) -> None:
+        if self._recorded is None:  # nothing changed: remove only folders made for it
+            for folder in self._made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders ``mkdir(parents=True)`` would create for ``path``, deepest first."""
+    made: list[Path] = []
+    while not path.exists() and path != path.parent:
+        made.append(path)
+        path = path.parent
+    return made
+
+
+def _record(parts: list[Any], *, complete: bool) -> dict[str, Any]:
+    return {"writer": WRITER, "complete": complete, "parts": parts}
+
+
+def _own_parts(folder: Path) -> set[str] | None:
+    """The part names our records in ``folder`` list; None when it holds no record of ours.
+
+    A record file that is not ours (another tool's ``_manifest.json``) makes the whole
+    folder not ours.
+    """
+    own: set[str] = set()
+    found = False
+    for name in (MANIFEST, PARTIAL):
+        try:
+            record = json.loads((folder / name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        parts = _listed(record)
+        if parts is None:
+            return None
+        own |= parts
+        found = True
+    return own if found else None
+
+
+def _listed(record: Any) -> set[str] | None:
+    """The parts a manifest of ours lists, or None when it is not one of ours."""
+    if not isinstance(record, dict) or not isinstance(record.get("complete"), bool):
         return None
+    parts = record.get("parts")
+    if not isinstance(parts, list):
+        return None
+    names: set[str] = set()
+    for part in parts:
+        name = part.get("file") if isinstance(part, dict) else part
+        if not isinstance(name, str) or not _PART.fullmatch(name):
+            return None
+        names.add(name)
+    return names
 
 
-def _sweep(folder: Path, prefix: str) -> None:
-    """Delete temporary files ``<prefix>*.<pid>.tmp`` left by runs that were killed."""
-    for stale in folder.glob(f"{prefix}*.tmp"):
-        pid = stale.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+def _write_json(path: Path, value: Any) -> None:
+    tmp = _temp(path)
+    tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
+    _fsync(tmp)
+    os.replace(tmp, path)
+
+
+def _sweep(folder: Path, name: str | None) -> None:
+    """Delete our temporary files (of ``name``, or any) left by processes that are gone."""
+    for stale in folder.iterdir():
+        match = _TEMP.fullmatch(stale.name)
+        if match is None or (name is not None and not stale.name.startswith(f".{name}.")):
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and not _alive(pid):
             with contextlib.suppress(OSError):
                 stale.unlink()
 
@@ -374,7 +632,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
 
