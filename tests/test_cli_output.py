@@ -161,3 +161,14 @@ def test_an_output_inside_the_input_folder_is_refused_from_python(tmp_path):
     os.symlink(data, link)
     with pytest.raises(ConfigError, match="inside the input directory"):
         open_output(link / "out.parquet", data)
+
+
+def test_an_input_inside_the_output_folder_is_refused(env, tmp_path, capsys):
+    words(6).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "in.parquet"), str(out), *RUN]) == 0
+    before = _snapshot(out)
+    # One of our own parts as the input of a run into the same folder: it would be replaced.
+    assert main(["run", str(out / "part-00000.parquet"), str(out), *RUN]) == 2
+    assert "inside the output directory" in capsys.readouterr().err
+    assert _snapshot(out) == before

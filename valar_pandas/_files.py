@@ -416,8 +416,9 @@ def open_output(path: Path, source: Path) -> Output:
         The output, ready for :meth:`Output.write`.
 
     Raises:
-        ConfigError: The output is the input or inside a directory input, holds files this
-            project did not write, or cannot be created or written.
+        ConfigError: The output is the input, inside a directory input or a directory
+            holding the input, holds files this project did not write, or cannot be created
+            or written.
     """
     target, origin = path.resolve(), source.resolve()
     if target == origin:
@@ -426,6 +427,11 @@ def open_output(path: Path, source: Path) -> Output:
         raise ConfigError(
             f"output {path} is inside the input directory {source}: every later run would read "
             f"it as input. Choose an output outside {source}"
+        )
+    if path.suffix.lower() not in _PARQUET and origin.is_relative_to(target):
+        raise ConfigError(
+            f"the input {source} is inside the output directory {path}, whose parts a run "
+            "replaces; choose another output"
         )
     try:
         if path.suffix.lower() in _PARQUET:
