@@ -45,6 +45,7 @@ __all__ = [
     "PARTIAL",
     "Input",
     "Output",
+    "check_encoding",
     "open_input",
     "open_output",
     "windows",
@@ -112,7 +113,7 @@ class Input:
             raise ConfigError(f"cannot read {self.path}: {exc}") from exc
 
     def check_text(self, columns: Sequence[str]) -> None:
-        """Check that every value of the binary ``columns`` among ``columns`` is UTF-8 text.
+        """Check that every value of the binary ones among ``columns`` is UTF-8 text.
 
         A parquet file may hold text as a binary column; it is sent decoded, so a value
         that is not UTF-8 is refused here, before any request, rather than window by window.
