@@ -26,7 +26,7 @@ from ._job import Job
 from ._loop import StopSignal, run_sync
 from ._merge import attach, outcome_columns
 from ._models import Outcome
-from ._options import DEFAULT_MAX_RPS, RunOptions, validate_options
+from ._options import DEFAULT_MAX_RPS, RunOptions, as_int, validate_options
 from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
 from ._progress import Display, make_display
@@ -589,11 +589,8 @@ class ValarAccessor:
             ... )
         """
         spec = make_spec(labels=labels, scale=scale, schema=schema, reasons=reasons)
-        if (
-            not isinstance(retries_on_invalid, int)
-            or isinstance(retries_on_invalid, bool)
-            or retries_on_invalid < 0
-        ):
+        again = as_int(retries_on_invalid)
+        if again is None or again < 0:
             raise ConfigError("retries_on_invalid must be a whole number, 0 or more")
         options: dict[str, Any] = dict(
             model=model, into=into, max_output_tokens=max_output_tokens,
@@ -609,7 +606,7 @@ class ValarAccessor:
             outcomes = list(report.outcomes)
             parsed = [parse(spec, o.text) if o.ok else None for o in outcomes]
             asked_again, http_requests = 0, report.http_requests
-            for attempt in range(1, 0 if stop.stopped else retries_on_invalid + 1):
+            for attempt in range(1, 0 if stop.stopped else again + 1):
                 invalid = [i for i, p in enumerate(parsed) if p is not None and p.error]
                 if not invalid:
                     break

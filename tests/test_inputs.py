@@ -1,0 +1,71 @@
+"""Inputs a user can get wrong: each is a ConfigError before any request, and nothing leaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import FAST, MODEL, TEMPLATE, echo, words
+
+from valar_pandas import ConfigError
+from valar_pandas._cli import main
+
+
+def test_numpy_integers_are_taken_wherever_integers_are(serve):
+    _, client = serve()
+    df = words(4)
+    sent = df.valar.requests(TEMPLATE, model=MODEL, max_output_tokens=np.int64(16))
+    assert sent["body"][0]["max_output_tokens"] == 16
+    out = df.valar.run(
+        TEMPLATE,
+        client=client,
+        max_output_tokens=np.int64(64),
+        concurrency=np.int64(2),
+        temperature=np.float32(0.5),
+        max_rps=np.int64(500),
+        **FAST,
+    )
+    assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
+    scored = df.valar.score(
+        TEMPLATE,
+        client=client,
+        scale=(np.int64(1), np.int64(5)),
+        retries_on_invalid=np.int64(1),
+        **FAST,
+    )
+    assert scored["score"].between(1, 5).all() and scored["score_error"].isna().all()
+
+
+def test_a_request_budget_that_would_never_end_is_refused_before_any_request(serve):
+    emulator, client = serve()
+    with pytest.raises(ConfigError, match=r"max_rps .* at least 0\.1"):
+        words(1).valar.run(TEMPLATE, client=client, mode="realtime", max_rps=1e-6, **FAST)
+    assert emulator.stats.total_requests == 0
+
+
+@pytest.fixture
+def cli_env(serve, monkeypatch, tmp_path):
+    """An emulator the CLI's environment points at, and a five-row parquet file."""
+    emulator, client = serve()
+    monkeypatch.setenv("VALAR_API_KEY", client.api_key.reveal())
+    monkeypatch.setenv("VALAR_BASE_URL", client.base_url)
+    monkeypatch.chdir(tmp_path)
+    words(5).to_parquet(tmp_path / "in.parquet")
+    return emulator, client
+
+
+RUN = ["run", "in.parquet", "out.parquet", "--model", MODEL, "--template", TEMPLATE, "--quiet"]
+
+
+def test_the_cli_refuses_a_request_budget_below_the_floor(cli_env, capsys):
+    emulator, _ = cli_env
+    with pytest.raises(SystemExit) as exit_info:
+        main([*RUN, "--max-rps", "0.01"])
+    assert exit_info.value.code == 2
+    assert "'0.01' must be at least 0.1" in capsys.readouterr().err
+    assert emulator.stats.total_requests == 0
+
+
+def test_the_cli_splits_a_budget_at_the_floor_over_fewer_windows(cli_env, capsys):
+    """--max-rps 0.1 over five one-row windows: one window at a time, at 0.1 a second."""
+    assert main([*RUN, "--max-rps", "0.1", "--window-rows", "1", "--estimate"]) == 0
+    assert "to send" in capsys.readouterr().out
