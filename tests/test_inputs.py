@@ -2,12 +2,84 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+
 import numpy as np
 import pytest
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
-from valar_pandas import ConfigError
+from valar_pandas import ConfigError, ValarClient
+from valar_pandas._accessor import ValarAccessor
 from valar_pandas._cli import main
+
+PUBLIC = ("run", "arun", "submit", "score", "requests", "estimate")
+
+
+def _call(method: str, client: ValarClient, **kwargs: object) -> object:
+    """Call one public accessor method the way a user would; arun is awaited."""
+    df = words(3)
+    if method in ("requests", "estimate"):
+        kwargs.pop("client", None)
+        kwargs.pop("progress", None)
+        kwargs.setdefault("completion_window", "asap")
+    else:
+        kwargs = {"client": client, "progress": None, "completion_window": "asap", **kwargs}
+    if method == "score":
+        kwargs["labels"] = ["pear", "plum"]
+    if method == "arun":
+        return asyncio.run(df.valar.arun(TEMPLATE, **kwargs))  # type: ignore[arg-type]
+    return getattr(df.valar, method)(TEMPLATE, **kwargs)
+
+
+@pytest.mark.parametrize("method", PUBLIC)
+def test_an_unknown_option_names_its_close_match_before_any_request(serve, method):
+    emulator, client = serve()
+    with pytest.raises(ConfigError) as info:
+        _call(method, client, model=MODEL, temprature=0.2)
+    assert f"{method}() has no option 'temprature' (did you mean 'temperature'?)" in str(info.value)
+    assert not isinstance(info.value, TypeError)
+    assert emulator.stats.total_requests == 0
+
+
+@pytest.mark.parametrize("method", PUBLIC)
+def test_a_missing_model_is_a_config_error(serve, method):
+    emulator, client = serve()
+    with pytest.raises(ConfigError, match=rf"{method}\(\) is missing the required option 'model'"):
+        _call(method, client)
+    assert emulator.stats.total_requests == 0
+
+
+def test_an_unknown_option_with_no_close_match_lists_the_options(serve):
+    emulator, client = serve()
+    with pytest.raises(ConfigError) as info:
+        words(2).valar.run(TEMPLATE, client=client, colour="blue", **FAST)
+    message = str(info.value)
+    assert "run() has no option 'colour' (the options are template, model, into," in message
+    assert emulator.stats.total_requests == 0
+
+
+def test_options_given_by_position_or_twice_are_config_errors():
+    df = words(2)
+    with pytest.raises(ConfigError, match=r"takes only template by position.*model=\.\.\."):
+        df.valar.requests(TEMPLATE, MODEL)  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="got 'template' twice"):
+        df.valar.requests(TEMPLATE, template=TEMPLATE, model=MODEL)  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="is missing the required argument 'template'"):
+        df.valar.requests(model=MODEL)  # type: ignore[call-arg]
+
+
+def test_the_check_keeps_signatures_and_leaves_errors_inside_alone():
+    assert "temperature" in inspect.signature(ValarAccessor.run).parameters
+    assert inspect.iscoroutinefunction(ValarAccessor.arun)
+    # A callable template that raises TypeError is the template's fault, reported as such.
+    with pytest.raises(ConfigError, match="raised on row 0"):
+        words(1).valar.requests(lambda row: len(None), model=MODEL)  # type: ignore[arg-type]
+
+
+def test_a_misspelt_client_argument_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"ValarClient\(\) has no option 'apikey' \(did you"):
+        ValarClient(apikey="sk-x")  # type: ignore[call-arg]
 
 
 def test_numpy_integers_are_taken_wherever_integers_are(serve):

@@ -26,7 +26,7 @@ from ._job import Job
 from ._loop import StopSignal, run_sync
 from ._merge import attach, outcome_columns
 from ._models import Outcome
-from ._options import DEFAULT_MAX_RPS, RunOptions, as_int, validate_options
+from ._options import DEFAULT_MAX_RPS, RunOptions, as_int, checked_arguments, validate_options
 from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
 from ._progress import Display, make_display
@@ -272,6 +272,7 @@ class ValarAccessor:
             )
         return report, stop
 
+    @checked_arguments
     def run(
         self,
         template: Template,
@@ -382,6 +383,7 @@ class ValarAccessor:
                 opened.close()
         return call.finish(report)
 
+    @checked_arguments
     async def arun(
         self,
         template: Template,
@@ -434,6 +436,7 @@ class ValarAccessor:
                 opened.close()
         return call.finish(report)
 
+    @checked_arguments
     def submit(
         self,
         template: Template,
@@ -499,6 +502,7 @@ class ValarAccessor:
         run = run_plan(call.plan, call.options, client, opened, call.price, display, stop=stop)
         return Job(run, call.finish, display, stop, cleanup)
 
+    @checked_arguments
     def score(
         self,
         template: Template,
@@ -630,6 +634,7 @@ class ValarAccessor:
         values, row_errs = score_columns(spec, outcomes, call.options.into)
         return call.finish(report, values=values, errors=row_errs, invalid_retries=asked_again)
 
+    @checked_arguments
     def requests(
         self,
         template: Template,
@@ -687,6 +692,7 @@ class ValarAccessor:
             index=self._obj.index,
         )
 
+    @checked_arguments
     def estimate(
         self,
         template: Template,

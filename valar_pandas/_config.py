@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ._conn import Endpoint
 from ._errors import ConfigError
+from ._options import checked_arguments
 
 __all__ = ["DEFAULT_BASE_URL", "Secret", "ValarClient"]
 
@@ -58,7 +59,8 @@ class ValarClient:
         realtime_timeout: Seconds to wait for one realtime (foreground) call.
 
     Raises:
-        ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty.
+        ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty; an unknown
+            argument.
 
     Example:
         >>> client = ValarClient(api_key="sk-test", base_url="http://127.0.0.1:8080/v1")
@@ -71,6 +73,7 @@ class ValarClient:
     timeout: float
     realtime_timeout: float
 
+    @checked_arguments
     def __init__(
         self,
         api_key: str | Secret | None = None,

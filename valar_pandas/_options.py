@@ -1,5 +1,9 @@
 """The options of a run, validated in one place before any request is built. Pure.
 
+Two layers: :func:`checked_arguments` turns a call that does not fit a method's signature (an
+unknown option, a missing one) into a :class:`ConfigError` naming close matches, and
+:func:`validate_options` checks every value.
+
 Numbers are taken as numbers, not as Python's own types: numpy's integers count wherever an
 integer is meant and any finite real number wherever a float is; ``True`` and ``False`` are
 never numbers here.
@@ -7,11 +11,15 @@ never numbers here.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 import numbers
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 from ._batchplan import check_label
 from ._errors import ConfigError
@@ -23,8 +31,12 @@ __all__ = [
     "RunOptions",
     "as_int",
     "as_real",
+    "checked_arguments",
     "validate_options",
 ]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 MODES = ("background", "realtime", "batch", "auto")
 WINDOWS = ("standard", "asap")
@@ -108,6 +120,93 @@ def _got(value: object) -> str:
     """``value`` for an error message: its repr when short, else only its type."""
     shown = repr(value)
     return shown if len(shown) <= 40 else f"a {type(value).__name__}"
+
+
+_FIXED = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.KEYWORD_ONLY,
+)
+
+
+def _unfit(
+    shown: str, signature: inspect.Signature, args: tuple[object, ...], kwargs: Mapping[str, object]
+) -> ConfigError:
+    """Why ``args``/``kwargs`` do not bind to ``signature``, as a ConfigError."""
+    params = {n: p for n, p in signature.parameters.items() if n != "self" and p.kind in _FIXED}
+    by_name = [n for n, p in params.items() if p.kind is not p.POSITIONAL_ONLY]
+    unknown = [k for k in kwargs if k not in by_name]
+    if unknown:
+        said = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, by_name, n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {close[0]!r}?" if close else f"the options are {', '.join(by_name)}"
+            )
+            said.append(f"{shown} has no option {name!r} ({hint})")
+        return ConfigError("; ".join(said))
+    positional = [
+        n for n, p in params.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    given = list(args[1:]) if "self" in signature.parameters else list(args)
+    if len(given) > len(positional):
+        rest = next((n for n in by_name if n not in positional), "...")
+        return ConfigError(
+            f"{shown} takes only {', '.join(positional) or 'no arguments'} by position; "
+            f"give the rest by name, e.g. {rest}=..."
+        )
+    twice = [n for n in positional[: len(given)] if n in kwargs]
+    if twice:
+        return ConfigError(f"{shown} got {twice[0]!r} twice, by position and by name")
+    filled = set(positional[: len(given)]) | set(kwargs)
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in filled]
+    if missing:
+        kind = "argument" if missing[0] in positional else "option"
+        return ConfigError(f"{shown} is missing the required {kind} {missing[0]!r}")
+    return ConfigError(f"{shown} cannot take these arguments")
+
+
+def checked_arguments(function: Callable[P, R]) -> Callable[P, R]:
+    """Check a call against ``function``'s signature first: misfits are ConfigErrors.
+
+    An unknown keyword (``temprature=``) names its close matches, a missing required
+    argument is named, and extra positional arguments are refused, all before ``function``
+    runs; Python would raise a bare ``TypeError``. A ``TypeError`` raised inside ``function``
+    is left alone. Works for coroutine functions too (the check then runs when the coroutine
+    starts, before anything is sent), and keeps the signature for ``help()`` and editors.
+
+    Args:
+        function: A method or function taking fixed parameters (no ``*args`` or
+            ``**kwargs``).
+
+    Returns:
+        The same function, checked.
+    """
+    signature = inspect.signature(function)
+    owner, _, name = function.__qualname__.rpartition(".")
+    shown = f"{owner.rpartition('.')[2]}()" if name == "__init__" else f"{name}()"
+
+    def check(args: tuple[object, ...], kwargs: Mapping[str, object]) -> None:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            raise _unfit(shown, signature, args, kwargs) from None
+
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def started(*args: Any, **kwargs: Any) -> Any:
+            check(args, kwargs)
+            return await function(*args, **kwargs)
+
+        return cast(Callable[P, R], started)
+
+    @functools.wraps(function)
+    def called(*args: P.args, **kwargs: P.kwargs) -> R:
+        check(args, kwargs)
+        return function(*args, **kwargs)
+
+    return called
 
 
 def _choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
