@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sqlite3
 
 import numpy as np
 import pytest
@@ -114,6 +115,71 @@ def test_a_request_budget_that_would_never_end_is_refused_before_any_request(ser
     assert emulator.stats.total_requests == 0
 
 
+def _with_password(url: str, userinfo: str = "user:pw-secret-123") -> str:
+    return url.replace("http://", f"http://{userinfo}@", 1)
+
+
+def _endpoints() -> set[str]:
+    import os
+
+    with sqlite3.connect(os.environ["VALAR_PANDAS_STORE"]) as db:
+        return {row[0] for row in db.execute("SELECT DISTINCT endpoint FROM requests")}
+
+
+@pytest.mark.parametrize("userinfo", ["user:pw-secret-123", "pw-secret-123", "user:pw-secret-123:"])
+def test_credentials_in_the_base_url_are_refused_and_never_shown(serve, monkeypatch, userinfo):
+    emulator, client = serve()
+    url = _with_password(client.base_url, userinfo)
+    with pytest.raises(ConfigError) as info:
+        ValarClient(api_key="sk-k", base_url=url)
+    assert "user name or password" in str(info.value)
+    monkeypatch.setenv("VALAR_API_KEY", client.api_key.reveal())
+    monkeypatch.setenv("VALAR_BASE_URL", url)
+    with pytest.raises(ConfigError) as from_env:
+        words(3).valar.run(TEMPLATE, **FAST)
+    assert "VALAR_BASE_URL" in str(from_env.value)
+    monkeypatch.delenv("VALAR_BASE_URL")
+    with pytest.raises(ConfigError) as estimated:
+        words(3).valar.estimate(TEMPLATE, model=MODEL, base_url=url)
+    for error in (info.value, from_env.value, estimated.value):
+        assert "pw-secret-123" not in str(error) and "pw-secret-123" not in repr(error)
+        assert "127.0.0.1" not in str(error)  # the URL is not quoted at all
+    assert emulator.stats.total_requests == 0
+
+
+def test_a_query_or_fragment_in_the_base_url_is_refused_unquoted(serve):
+    _, client = serve()
+    for tail in ("?api_key=sk-in-query", "#sk-in-fragment", "/?"):
+        with pytest.raises(ConfigError, match="query") as info:
+            ValarClient(api_key="sk-k", base_url=client.base_url + tail)
+        assert "sk-in" not in str(info.value)
+    with pytest.raises(ConfigError, match="spaces or control characters"):
+        ValarClient(api_key="sk-k", base_url=client.base_url.replace("/v1", "/v 1"))
+
+
+def test_the_store_files_rows_under_one_name_for_one_base_url(serve):
+    """Whitespace or a slash around the base URL (an env file's newline) must not pay again."""
+    emulator, client = serve()
+    df = words(3)
+    df.valar.run(TEMPLATE, client=client, **FAST)
+    paid = emulator.stats.inferences
+    padded = ValarClient(api_key=client.api_key, base_url=f" {client.base_url}/\n")
+    assert padded.base_url == client.base_url
+    again = df.valar.run(TEMPLATE, client=padded, **FAST)
+    assert again.attrs["valar"]["cached"] == 3 and emulator.stats.inferences == paid
+    assert _endpoints() == {client.base_url}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "5", True, 0, -1.0])
+def test_timeouts_must_be_positive_finite_numbers(bad):
+    with pytest.raises(ConfigError, match="timeouts must be positive, finite numbers"):
+        ValarClient(api_key="sk-k", timeout=bad)
+    with pytest.raises(ConfigError, match="timeouts must be positive, finite numbers"):
+        ValarClient(api_key="sk-k", realtime_timeout=bad)
+    client = ValarClient(api_key="sk-k", timeout=np.int64(30))
+    assert client.timeout == 30.0 and type(client.timeout) is float
+
+
 @pytest.fixture
 def cli_env(serve, monkeypatch, tmp_path):
     """An emulator the CLI's environment points at, and a five-row parquet file."""
@@ -126,6 +192,18 @@ def cli_env(serve, monkeypatch, tmp_path):
 
 
 RUN = ["run", "in.parquet", "out.parquet", "--model", MODEL, "--template", TEMPLATE, "--quiet"]
+
+
+@pytest.mark.parametrize("estimate", [True, False], ids=["estimate", "run"])
+def test_the_cli_refuses_credentials_in_its_base_url(cli_env, monkeypatch, tmp_path, capsys,
+                                                     estimate):  # fmt: skip
+    emulator, client = cli_env
+    monkeypatch.setenv("VALAR_BASE_URL", _with_password(client.base_url))
+    assert main([*RUN, *(["--estimate"] if estimate else [])]) == 2
+    captured = capsys.readouterr()
+    assert "user name or password" in captured.err
+    assert "pw-secret-123" not in captured.err + captured.out
+    assert emulator.stats.total_requests == 0 and not (tmp_path / "out.parquet").exists()
 
 
 def test_the_cli_refuses_a_request_budget_below_the_floor(cli_env, capsys):

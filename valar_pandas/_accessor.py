@@ -19,7 +19,7 @@ from typing import Any, Literal
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from ._config import DEFAULT_BASE_URL, ValarClient
+from ._config import ValarClient, resolve_base_url
 from ._errors import ConfigError, RowErrors
 from ._estimate import Estimate, estimate
 from ._job import Job
@@ -725,13 +725,13 @@ class ValarAccessor:
         Example:
             >>> df.valar.estimate("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP
         """
+        endpoint = resolve_base_url(base_url)
         call = self._prepare(
             template, price, model=model, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, on_missing=on_missing, salt=salt,
             cache=cache, retry_failed=retry_failed,
         )  # fmt: skip
-        endpoint = (base_url or os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         opened = open_store(store, call.options)
         try:
             work = prepare_work(call.plan, call.options, opened, endpoint)

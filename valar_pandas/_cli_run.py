@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from ._accessor import open_store, prepare_call, score_request_options
 from ._budget import Budget
-from ._config import DEFAULT_BASE_URL, ValarClient
+from ._config import ValarClient, resolve_base_url
 from ._errors import ConfigError
 from ._estimate import Estimate
 from ._files import Input, open_input, open_output, windows
@@ -474,7 +473,7 @@ def _dry_run(setup: _Setup, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _estimate(setup: _Setup, args: argparse.Namespace, out: TextIO) -> int:
-    endpoint = (os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    endpoint = resolve_base_url()
     total: Estimate | None = None
     store: RunStore | None = None
     try:
