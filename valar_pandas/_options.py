@@ -117,9 +117,12 @@ def as_real(value: object) -> float | None:
 
 
 def _got(value: object) -> str:
-    """``value`` for an error message: its repr when short, else only its type."""
-    shown = repr(value)
-    return shown if len(shown) <= 40 else f"a {type(value).__name__}"
+    """``value`` for an error message: a short number as itself, anything else by its type.
+
+    Text is never quoted: a key pasted into the wrong option must not show.
+    """
+    shown = repr(value) if isinstance(value, numbers.Number) else ""
+    return shown if 0 < len(shown) <= 40 else f"a {type(value).__name__}"
 
 
 _FIXED = (
