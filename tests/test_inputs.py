@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
 import sqlite3
 
 import numpy as np
@@ -120,9 +122,7 @@ def _with_password(url: str, userinfo: str = "user:pw-secret-123") -> str:
 
 
 def _endpoints() -> set[str]:
-    import os
-
-    with sqlite3.connect(os.environ["VALAR_PANDAS_STORE"]) as db:
+    with contextlib.closing(sqlite3.connect(os.environ["VALAR_PANDAS_STORE"])) as db:
         return {row[0] for row in db.execute("SELECT DISTINCT endpoint FROM requests")}
 
 
@@ -195,8 +195,9 @@ RUN = ["run", "in.parquet", "out.parquet", "--model", MODEL, "--template", TEMPL
 
 
 @pytest.mark.parametrize("estimate", [True, False], ids=["estimate", "run"])
-def test_the_cli_refuses_credentials_in_its_base_url(cli_env, monkeypatch, tmp_path, capsys,
-                                                     estimate):  # fmt: skip
+def test_the_cli_refuses_credentials_in_its_base_url(
+    cli_env, monkeypatch, tmp_path, capsys, estimate
+):
     emulator, client = cli_env
     monkeypatch.setenv("VALAR_BASE_URL", _with_password(client.base_url))
     assert main([*RUN, *(["--estimate"] if estimate else [])]) == 2
