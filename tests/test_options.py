@@ -1,5 +1,6 @@
 """Option validation: every bad option is a ConfigError before anything is built."""
 
+import numpy as np
 import pytest
 
 from valar_pandas import ConfigError
@@ -68,3 +69,54 @@ def test_bad_options(kwargs, message):
 @pytest.mark.parametrize(("given", "kept"), [(1, 1.0), (0.5, 0.5), (250, 250.0), (None, None)])
 def test_max_rps_accepts_positive_numbers_and_none(given, kept):
     assert validate_options(model="m", max_rps=given).max_rps == kept
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "m", "max_rps": 1e-6}, "at least 0.1"),
+        ({"model": "m", "max_rps": 0.09}, "at least 0.1"),
+        ({"model": "m", "budget": float("inf")}, "budget must be a positive, finite number"),
+        ({"model": "m", "budget": float("nan")}, "budget must be a positive, finite number"),
+        ({"model": "m", "budget": -1}, "budget must be a positive, finite number"),
+        ({"model": "m", "temperature": float("nan")}, "temperature"),
+        ({"model": "m", "concurrency": 2.0}, "concurrency must be a positive integer, got 2.0"),
+        ({"model": "m", "max_output_tokens": 16.0}, "max_output_tokens"),
+        ({"model": "m", "max_output_tokens": np.True_}, "max_output_tokens"),
+        ({"model": "m", "concurrency": np.int64(0)}, "concurrency"),
+        ({"model": "m", "max_rps": np.float32(0.01)}, "at least 0.1"),
+    ],
+)
+def test_more_bad_options(kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        validate_options(**kwargs)
+    assert message in str(info.value)
+
+
+def test_a_bad_value_that_is_not_a_number_is_named_by_its_type_not_quoted():
+    for name in ("concurrency", "max_output_tokens", "temperature", "budget", "max_rps"):
+        with pytest.raises(ConfigError) as info:
+            validate_options(model="m", **{name: "sk-pasted-in-the-wrong-place"})
+        assert "got a str" in str(info.value) and "sk-pasted" not in str(info.value)
+
+
+def test_the_request_budget_floor_itself_is_accepted():
+    assert validate_options(model="m", max_rps=0.1).max_rps == 0.1
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "kept"),
+    [
+        ("max_output_tokens", np.int64(16), 16),
+        ("max_output_tokens", np.uint16(16), 16),
+        ("concurrency", np.int32(8), 8),
+        ("temperature", np.float32(0.5), 0.5),
+        ("temperature", np.int64(1), 1.0),
+        ("budget", np.int64(2), 2.0),
+        ("budget", np.float64(0.25), 0.25),
+        ("max_rps", np.int64(100), 100.0),
+    ],
+)
+def test_numpy_numbers_count_as_numbers(name, given, kept):
+    value = getattr(validate_options(model="m", **{name: given}), name)
+    assert value == kept and type(value) is type(kept)  # plain Python numbers, JSON-ready

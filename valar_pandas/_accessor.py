@@ -19,14 +19,14 @@ from typing import Any, Literal
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from ._config import DEFAULT_BASE_URL, ValarClient
+from ._config import ValarClient, resolve_base_url
 from ._errors import ConfigError, RowErrors
 from ._estimate import Estimate, estimate
 from ._job import Job
 from ._loop import StopSignal, run_sync
 from ._merge import attach, outcome_columns
 from ._models import Outcome
-from ._options import DEFAULT_MAX_RPS, RunOptions, validate_options
+from ._options import DEFAULT_MAX_RPS, RunOptions, as_int, checked_arguments, validate_options
 from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
 from ._progress import Display, make_display
@@ -272,6 +272,7 @@ class ValarAccessor:
             )
         return report, stop
 
+    @checked_arguments
     def run(
         self,
         template: Template,
@@ -382,6 +383,7 @@ class ValarAccessor:
                 opened.close()
         return call.finish(report)
 
+    @checked_arguments
     async def arun(
         self,
         template: Template,
@@ -434,6 +436,7 @@ class ValarAccessor:
                 opened.close()
         return call.finish(report)
 
+    @checked_arguments
     def submit(
         self,
         template: Template,
@@ -499,6 +502,7 @@ class ValarAccessor:
         run = run_plan(call.plan, call.options, client, opened, call.price, display, stop=stop)
         return Job(run, call.finish, display, stop, cleanup)
 
+    @checked_arguments
     def score(
         self,
         template: Template,
@@ -589,11 +593,8 @@ class ValarAccessor:
             ... )
         """
         spec = make_spec(labels=labels, scale=scale, schema=schema, reasons=reasons)
-        if (
-            not isinstance(retries_on_invalid, int)
-            or isinstance(retries_on_invalid, bool)
-            or retries_on_invalid < 0
-        ):
+        again = as_int(retries_on_invalid)
+        if again is None or again < 0:
             raise ConfigError("retries_on_invalid must be a whole number, 0 or more")
         options: dict[str, Any] = dict(
             model=model, into=into, max_output_tokens=max_output_tokens,
@@ -609,7 +610,7 @@ class ValarAccessor:
             outcomes = list(report.outcomes)
             parsed = [parse(spec, o.text) if o.ok else None for o in outcomes]
             asked_again, http_requests = 0, report.http_requests
-            for attempt in range(1, 0 if stop.stopped else retries_on_invalid + 1):
+            for attempt in range(1, 0 if stop.stopped else again + 1):
                 invalid = [i for i, p in enumerate(parsed) if p is not None and p.error]
                 if not invalid:
                     break
@@ -633,6 +634,7 @@ class ValarAccessor:
         values, row_errs = score_columns(spec, outcomes, call.options.into)
         return call.finish(report, values=values, errors=row_errs, invalid_retries=asked_again)
 
+    @checked_arguments
     def requests(
         self,
         template: Template,
@@ -690,6 +692,7 @@ class ValarAccessor:
             index=self._obj.index,
         )
 
+    @checked_arguments
     def estimate(
         self,
         template: Template,
@@ -722,13 +725,13 @@ class ValarAccessor:
         Example:
             >>> df.valar.estimate("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP
         """
+        endpoint = resolve_base_url(base_url)
         call = self._prepare(
             template, price, model=model, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, on_missing=on_missing, salt=salt,
             cache=cache, retry_failed=retry_failed,
         )  # fmt: skip
-        endpoint = (base_url or os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         opened = open_store(store, call.options)
         try:
             work = prepare_work(call.plan, call.options, opened, endpoint)

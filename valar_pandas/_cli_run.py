@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -28,12 +27,12 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from ._accessor import open_store, prepare_call, score_request_options
 from ._budget import Budget
-from ._config import DEFAULT_BASE_URL, ValarClient
+from ._config import ValarClient, resolve_base_url
 from ._errors import ConfigError
 from ._estimate import Estimate
 from ._files import Input, open_input, open_output, windows
 from ._loop import run_sync
-from ._options import DEFAULT_MAX_RPS, MODES, RunOptions
+from ._options import DEFAULT_MAX_RPS, MIN_MAX_RPS, MODES, RunOptions
 from ._prices import Price
 from ._progress import Tally, make_display
 from ._prompt import compile_template
@@ -93,6 +92,15 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _positive_float(text)
+    if value < MIN_MAX_RPS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be at least {MIN_MAX_RPS} (one request every ten seconds)"
+        )
     return value
 
 
@@ -173,11 +181,11 @@ def add_run_parser(commands: Any) -> None:
     )
     add(
         "--max-rps",
-        type=_positive_float,
+        type=_rate,
         default=DEFAULT_MAX_RPS,
         metavar="N",
         help="most HTTP requests a second, shared by the windows running "
-        f"(default {DEFAULT_MAX_RPS:,.0f})",
+        f"(default {DEFAULT_MAX_RPS:,.0f}; at least {MIN_MAX_RPS})",
     )
     add(
         "--budget",
@@ -289,6 +297,8 @@ def _setup(args: argparse.Namespace) -> _Setup:
     rows = source.rows if args.limit is None else min(source.rows, args.limit)
     count = max(1, math.ceil(rows / args.window_rows))
     in_flight = min(IN_FLIGHT, count)
+    while in_flight > 1 and args.max_rps / in_flight < MIN_MAX_RPS:
+        in_flight -= 1  # each window's share of --max-rps stays at or above the floor
     options: dict[str, Any] = {
         "model": args.model,
         "into": args.into or ("output" if spec is None else "score"),
@@ -469,7 +479,7 @@ def _dry_run(setup: _Setup, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _estimate(setup: _Setup, args: argparse.Namespace, out: TextIO) -> int:
-    endpoint = (os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    endpoint = resolve_base_url()
     total: Estimate | None = None
     store: RunStore | None = None
     try:

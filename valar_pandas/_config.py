@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ._conn import Endpoint
 from ._errors import ConfigError
+from ._options import as_real, checked_arguments
 
-__all__ = ["DEFAULT_BASE_URL", "Secret", "ValarClient"]
+__all__ = ["DEFAULT_BASE_URL", "Secret", "ValarClient", "resolve_base_url"]
 
 DEFAULT_BASE_URL = "https://api.valarhq.ai/v1"
 
@@ -45,6 +47,59 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
+def resolve_base_url(given: object = None) -> str:
+    """The API root a call uses: ``given``, else ``VALAR_BASE_URL``, else the Valar API.
+
+    The URL is checked before anything uses it, and normalised (surrounding whitespace and
+    trailing slashes dropped) so that the run store files rows under one name for it. No
+    message quotes the URL: a key or a password pasted into it must not show.
+
+    Args:
+        given: A base URL, or None (or ``""``) for the environment's or the default.
+
+    Returns:
+        ``http[s]://host[:port][/path]`` without a trailing slash.
+
+    Raises:
+        ConfigError: Not an http or https URL with a host and a valid port; a user name or
+            password in it (``user:password@host``); a query or fragment; spaces or control
+            characters inside it; a path that is not ASCII.
+    """
+    env = os.environ.get("VALAR_BASE_URL")
+    where = "base_url" if given else "VALAR_BASE_URL" if env else "the default base URL"
+    url = given or env or DEFAULT_BASE_URL
+    if not isinstance(url, str) or not url.strip().startswith(("http://", "https://")):
+        # The value is not echoed: a key passed in the base URL's place must not show.
+        raise ConfigError(f"the base URL ({where}) must start with http:// or https://")
+    url = url.strip()
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise ConfigError(f"the base URL ({where}) contains spaces or control characters")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"the base URL ({where}) holds a user name or password (user:password@host); "
+            "it is refused so that it is never sent or stored. Give the URL without them, and "
+            "the key through VALAR_API_KEY or ValarClient(api_key=...)"
+        )
+    if "?" in url or "#" in url:
+        raise ConfigError(
+            f"the base URL ({where}) has a query (?...) or a fragment (#...), which would not "
+            "be sent; give only http[s]://host[:port]/path"
+        )
+    if not parts.path.isascii():
+        raise ConfigError(
+            f"the base URL ({where}) has characters outside ASCII in its path; percent-encode them"
+        )
+    try:
+        Endpoint.parse(url)
+    except ValueError:
+        raise ConfigError(
+            f"the base URL ({where}) must be http:// or https:// followed by a host and an "
+            "optional port between 1 and 65535"
+        ) from None
+    return url.rstrip("/")
+
+
 @dataclass(frozen=True, init=False, repr=False)
 class ValarClient:
     """Connection settings for the Valar API.
@@ -58,7 +113,10 @@ class ValarClient:
         realtime_timeout: Seconds to wait for one realtime (foreground) call.
 
     Raises:
-        ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty.
+        ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty; the base URL
+            is not a plain http or https URL (see :func:`resolve_base_url`: credentials, a
+            query or a fragment in it are refused); a timeout is not a positive, finite
+            number; an unknown argument.
 
     Example:
         >>> client = ValarClient(api_key="sk-test", base_url="http://127.0.0.1:8080/v1")
@@ -71,6 +129,7 @@ class ValarClient:
     timeout: float
     realtime_timeout: float
 
+    @checked_arguments
     def __init__(
         self,
         api_key: str | Secret | None = None,
@@ -79,19 +138,10 @@ class ValarClient:
         timeout: float = 60.0,
         realtime_timeout: float = 600.0,
     ) -> None:
-        url = base_url or os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            # The value is not echoed: a key passed in the base URL's place must not show.
-            raise ConfigError("the base URL must start with http:// or https://")
-        try:
-            Endpoint.parse(url)
-        except ValueError:
-            raise ConfigError(
-                "the base URL must be http:// or https:// followed by a host and an optional "
-                "port between 1 and 65535"
-            ) from None
-        if timeout <= 0 or realtime_timeout <= 0:
-            raise ConfigError("timeouts must be positive numbers of seconds")
+        url = resolve_base_url(base_url)
+        wait, realtime_wait = as_real(timeout), as_real(realtime_timeout)
+        if wait is None or realtime_wait is None or wait <= 0 or realtime_wait <= 0:
+            raise ConfigError("timeouts must be positive, finite numbers of seconds")
         secret = api_key if isinstance(api_key, Secret) else None
         if secret is None:
             raw = api_key if api_key is not None else os.environ.get("VALAR_API_KEY", "")
@@ -109,9 +159,9 @@ class ValarClient:
                 "check that it was copied whole and alone"
             )
         object.__setattr__(self, "api_key", secret)
-        object.__setattr__(self, "base_url", url.rstrip("/"))
-        object.__setattr__(self, "timeout", float(timeout))
-        object.__setattr__(self, "realtime_timeout", float(realtime_timeout))
+        object.__setattr__(self, "base_url", url)
+        object.__setattr__(self, "timeout", wait)
+        object.__setattr__(self, "realtime_timeout", realtime_wait)
 
     def __repr__(self) -> str:
         return (
