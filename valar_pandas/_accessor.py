@@ -20,7 +20,7 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
 from ._config import DEFAULT_BASE_URL, ValarClient
-from ._errors import ConfigError, RowErrors
+from ._errors import ConfigError, RowErrors, StoreError, StoreWarning
 from ._estimate import Estimate, estimate
 from ._job import Job
 from ._loop import StopSignal, run_sync
@@ -136,6 +136,14 @@ class _Call:
             "spent_usd": round(tally.spent, 9) if self.price is not None else None,
             **totals,
         }
+        fault = report.store_fault
+        if fault is not None:
+            out.attrs["valar"]["store_unsaved"] = fault.answers
+            if self.options.errors == "raise" and not failed:
+                raise StoreError(
+                    fault.message("this exception's .frame"), path=fault.path, frame=out
+                )
+            warnings.warn(fault.message("the returned frame"), StoreWarning, stacklevel=3)
         if failed and self.options.errors == "raise":
             raise RowErrors(
                 f"{len(failed)} of {len(report.outcomes)} rows failed (first: {failed[0]}); "
@@ -629,7 +637,8 @@ class ValarAccessor:
         finally:
             if opened is not None:
                 opened.close()
-        report = RunReport(outcomes, report.tally, http_requests)
+        fault = opened.fault if opened is not None else None
+        report = RunReport(outcomes, report.tally, http_requests, fault)
         values, row_errs = score_columns(spec, outcomes, call.options.into)
         return call.finish(report, values=values, errors=row_errs, invalid_retries=asked_again)
 
