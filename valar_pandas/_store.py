@@ -216,8 +216,9 @@ class RunStore:
         path: The database file; created (with its folder) if missing. Default
             :func:`default_store_path`.
         lock_timeout: Seconds to wait for another process's write lock: on open, and for
-            the last writes of a run. During a run a locked store never blocks: records
-            wait in memory and are written on a later tick.
+            the last writes of a run. Default :data:`LOCK_TIMEOUT` (30 s). During a run a
+            locked store never blocks: records wait in memory and are written on a later
+            tick.
 
     Attributes:
         fault: Set when a run could not write everything it received (see
@@ -235,15 +236,15 @@ class RunStore:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float = LOCK_TIMEOUT
+        self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None
     ) -> None:
         self.path = Path(path) if path is not None else default_store_path()
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
         self.fault: StoreFault | None = None
         try:
             _create_private(self.path)
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=lock_timeout, check_same_thread=False
+                self.path, isolation_level=None, timeout=self.lock_timeout, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
