@@ -366,6 +366,13 @@ class ValarAccessor:
                 same error.
             BatchUnavailable: ``mode="batch"`` and the server has no Batch API.
             RowErrors: ``errors="raise"`` and at least one row failed.
+            StoreError: The run store's rows cannot be read (before any request); or
+                ``errors="raise"`` and the store missed some of the run's answers (the
+                complete frame is on ``.frame``).
+
+        Warns:
+            StoreWarning: The run store could not record all of the run's answers; the
+                returned frame holds every one of them.
 
         Example:
             >>> out = df.valar.run(  # doctest: +SKIP

@@ -16,8 +16,12 @@ disk, submitted rows are re-attached by polling their id (or their batch), plann
 Batch keys and ids are written at once, in order with what the journal holds.
 
 Rows are namespaced by the API base URL, so answers from the emulator never leak into a run
-against the real API. The file uses WAL journaling and a busy timeout, so several processes
-(or notebooks) can share one store. ``PRAGMA user_version`` holds the schema version: an
+against the real API. The file uses WAL journaling, so several processes (or notebooks) can
+share one store. The journal never waits for a lock on the event loop's thread: a write that
+fails (locked, full, read-only, damaged) keeps its records in memory for a later tick, and
+what a run could not write at all comes back as a :class:`StoreFault`, never as an exception
+that would lose the run's answers. Failures are described in our own words: SQLite's
+messages can quote stored text. ``PRAGMA user_version`` holds the schema version: an
 older store is migrated on open, a newer one is refused with a clear error.
 """
 
