@@ -370,3 +370,21 @@ def test_the_store_is_private_and_only_folders_it_makes_are_chmodded(serve, tmp_
     shared.chmod(0o755)
     RunStore(shared / "s.sqlite3").close()
     assert mode(shared) == 0o755 and mode(shared / "s.sqlite3") == 0o600
+
+
+def test_a_stopped_run_on_a_locked_store_returns_at_once_with_its_answers(serve, tmp_path):
+    _, client = serve(latency=Latency(median=0.2, sigma=0.3))
+    df = words(400)
+    path = tmp_path / "s.sqlite3"
+    RunStore(path).close()
+    with locked(path), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        job = df.valar.submit(TEMPLATE, client=client, store=path, **FAST, concurrency=20)
+        while job.status()["done"] < 40:
+            time.sleep(0.01)
+        job.cancel()
+        out = job.result(timeout=15)  # no 30 s wait for the lock after a stop
+    answered = out["output"].notna()
+    assert 0 < answered.sum() < 400
+    assert out.loc[answered, "output"].tolist() == echo(df[answered.to_numpy()])
+    assert any(issubclass(w.category, StoreWarning) for w in caught)

@@ -348,8 +348,10 @@ async def run_plan(
                         endpoint=endpoint,
                     )
         if journal is not None and store is not None:
-            # What the last ticks hold, waiting for a lock without blocking the loop.
-            fault = await journal.aclose(store.lock_timeout)
+            # What the last ticks hold, waiting for a lock without blocking the loop (a
+            # stopped run returns at once: its answers are in the frame either way).
+            stopped = stop is not None and stop.stopped
+            fault = await journal.aclose(0.0 if stopped else store.lock_timeout)
             journal = None
     finally:
         try:
