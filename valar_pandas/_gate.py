@@ -51,9 +51,9 @@ class Gate:
                 self.release()  # granted just as we were cancelled: hand it on
             else:
                 # A release may have dropped our cancelled future from the queue already.
+                # Nothing to hand on: a waiter only waits while every place is taken.
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(future)
-                self.poke()
             raise
 
     def release(self) -> None:
