@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from contextlib import redirect_stdout
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from valar_pandas._cli import main
 
@@ -135,3 +138,79 @@ def test_store_commands(serve, tmp_path, capsys):
     assert "deleted 0 rows" in capsys.readouterr().out
     assert main(["store", "clear", "--store", str(path)]) == 0
     assert "deleted 3 rows" in capsys.readouterr().out
+
+
+def _valar_pandas(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "valar_pandas", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("kind", ["garbage", "text", "truncated", "foreign"])
+def test_store_commands_on_a_damaged_or_foreign_file(tmp_path, kind):
+    from test_store_faults import SECRET, damage
+
+    path = tmp_path / "s.sqlite3"
+    damage(kind, path)
+    neighbour = tmp_path / "s.sqlite3.bak"
+    neighbour.write_bytes(b"keep me")
+    for action in ("info", "list"):
+        done = _valar_pandas("store", action, "--store", str(path))
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and str(path) in done.stderr
+        assert "store clear --store" in done.stderr and SECRET not in done.stderr + done.stdout
+    refused = _valar_pandas("store", "clear", "--store", str(path), "--older-than", "1d")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr and path.exists()
+    for sibling in ("-wal", "-shm"):  # as a crash leaves them
+        Path(f"{path}{sibling}").write_bytes(b"x")
+    cleared = _valar_pandas("store", "clear", "--store", str(path))
+    assert cleared.returncode == 0 and "removed s.sqlite3" in cleared.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite3.bak"]
+    assert neighbour.read_bytes() == b"keep me"
+
+
+def test_store_commands_on_unreadable_rows_and_on_no_store(tmp_path):
+    from test_store_faults import SECRET, _filled_store
+
+    path = tmp_path / "s.sqlite3"
+    _filled_store(path, rows=5)
+    with sqlite3.connect(path) as db:  # a row whose text is not UTF-8: the driver quotes it
+        db.execute("UPDATE requests SET text = CAST(? AS TEXT)", (SECRET.encode() + b"\xff",))
+    listed = _valar_pandas("store", "list", "--store", str(path))
+    assert listed.returncode == 2 and "Traceback" not in listed.stderr
+    assert SECRET not in listed.stderr and str(path) in listed.stderr
+    cleared = _valar_pandas("store", "clear", "--store", str(path))
+    assert cleared.returncode == 0 and "deleted 5 rows" in cleared.stdout
+    missing = tmp_path / "nothing.sqlite3"
+    shown = _valar_pandas("store", "info", "--store", str(missing))
+    assert shown.returncode == 0 and "no run store" in shown.stdout and not missing.exists()
+
+
+def test_cli_run_with_a_locked_store_writes_every_answer_and_warns(
+    serve, tmp_path, monkeypatch, capsys
+):
+    from helpers import MODEL, TEMPLATE, echo, words
+    from test_store_faults import locked
+
+    import valar_pandas._store as store_module
+    from valar_pandas import RunStore
+
+    emulator, client = serve()
+    monkeypatch.setenv("VALAR_API_KEY", client.api_key.reveal())
+    monkeypatch.setenv("VALAR_BASE_URL", client.base_url)
+    monkeypatch.setattr(store_module, "LOCK_TIMEOUT", 1.0)
+    df = words(120)
+    df.to_parquet(tmp_path / "in.parquet")
+    store = tmp_path / "s.sqlite3"
+    RunStore(store).close()
+    out = tmp_path / "out.parquet"
+    argv = ["run", str(tmp_path / "in.parquet"), str(out), "--model", MODEL]
+    argv += ["--template", TEMPLATE, "--completion-window", "asap", "--quiet"]
+    argv += ["--store", str(store), "--window-rows", "50"]
+    with locked(store):
+        code = main(argv)
+    assert code == 0
+    assert pd.read_parquet(out)["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 120
+    err = capsys.readouterr().err
+    assert "could not be written" in err and str(store) in err and str(out) in err

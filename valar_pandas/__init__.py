@@ -18,6 +18,8 @@ from ._errors import (
     BatchUnavailable,
     ConfigError,
     RowErrors,
+    StoreError,
+    StoreWarning,
     ValarError,
 )
 from ._estimate import Estimate
@@ -41,6 +43,8 @@ __all__ = [
     "Price",
     "RowErrors",
     "RunStore",
+    "StoreError",
+    "StoreWarning",
     "ValarAccessor",
     "ValarClient",
     "ValarError",

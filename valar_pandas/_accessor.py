@@ -20,7 +20,7 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
 from ._config import ValarClient, resolve_base_url
-from ._errors import ConfigError, RowErrors
+from ._errors import ConfigError, RowErrors, StoreError, StoreWarning
 from ._estimate import Estimate, estimate
 from ._job import Job
 from ._loop import StopSignal, run_sync
@@ -136,6 +136,14 @@ class _Call:
             "spent_usd": round(tally.spent, 9) if self.price is not None else None,
             **totals,
         }
+        fault = report.store_fault
+        if fault is not None:
+            out.attrs["valar"]["store_unsaved"] = fault.answers
+            if self.options.errors == "raise" and not failed:
+                raise StoreError(
+                    fault.message("this exception's .frame"), path=fault.path, frame=out
+                )
+            warnings.warn(fault.message("the returned frame"), StoreWarning, stacklevel=3)
         if failed and self.options.errors == "raise":
             raise RowErrors(
                 f"{len(failed)} of {len(report.outcomes)} rows failed (first: {failed[0]}); "
@@ -359,6 +367,13 @@ class ValarAccessor:
                 same error.
             BatchUnavailable: ``mode="batch"`` and the server has no Batch API.
             RowErrors: ``errors="raise"`` and at least one row failed.
+            StoreError: The run store's rows cannot be read (before any request); or
+                ``errors="raise"`` and the store missed some of the run's answers (the
+                complete frame is on ``.frame``).
+
+        Warns:
+            StoreWarning: The run store could not record all of the run's answers; the
+                returned frame holds every one of them.
 
         Example:
             >>> out = df.valar.run(  # doctest: +SKIP
@@ -630,7 +645,8 @@ class ValarAccessor:
         finally:
             if opened is not None:
                 opened.close()
-        report = RunReport(outcomes, report.tally, http_requests)
+        fault = opened.fault if opened is not None else None
+        report = RunReport(outcomes, report.tally, http_requests, fault)
         values, row_errs = score_columns(spec, outcomes, call.options.into)
         return call.finish(report, values=values, errors=row_errs, invalid_retries=asked_again)
 

@@ -11,11 +11,17 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._cli_run import add_run_parser, run_command
-from ._errors import ValarError
+from ._errors import StoreError, ValarError
+
+if TYPE_CHECKING:
+    from ._store import RunStore
 
 __all__ = ["main"]
+
+_SIBLINGS = ("-wal", "-shm", "-journal")  # the files SQLite keeps beside a database
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,30 +97,67 @@ def _when(stamp: object) -> str:
 
 
 def _store_command(action: str, path: Path | None, limit: int, older_than: float | None) -> int:
-    from ._store import RunStore
+    from ._store import RunStore, default_store_path
 
-    with RunStore(path) as store:
-        if action == "info":
-            info = store.info()
-            print(f"store:          {info['path']} (schema {info['schema_version']})")
-            print(f"size:           {info['bytes']:,} bytes")
-            print(f"rows:           {info['rows']:,}  by state: {info['by_state'] or {}}")
-            print(f"finished:       {info['by_status'] or {}}")
-            print(f"batches:        {info['batches']:,}")
-            print(f"tokens:         {info['input_tokens']:,} in, {info['output_tokens']:,} out")
-            print(f"oldest, newest: {_when(info['oldest'])}, {_when(info['newest'])}")
-        elif action == "list":
-            for row in store.rows(limit):
-                text = str(row["text"] if row["text"] is not None else row["error"] or "")
-                text = " ".join(text.split())
-                print(
-                    f"{_when(row['updated_at'])}  {str(row['fingerprint'])[:12]}  "
-                    f"{row['state']:<9} {row['status'] or '-':<10} {row['model'] or '-'}  "
-                    f"{text[:60]}"
-                )
-        else:
-            deleted = store.clear(older_than)
-            print(f"deleted {deleted:,} rows from {store.path}")
+    path = path if path is not None else default_store_path()
+    if not path.exists():  # never create a store just to describe it
+        print(f"no run store at {path}")
+        return 0
+    try:
+        store = RunStore(path)
+    except ValarError as exc:  # damaged, another program's, or newer: say so, or remove it
+        if action == "clear":
+            return _remove_store(path, older_than, exc)
+        raise
+    with store:
+        try:
+            return _store_action(store, action, limit, older_than)
+        except StoreError as exc:
+            if action != "clear":
+                raise
+            failure: ValarError = exc
+    return _remove_store(path, older_than, failure)
+
+
+def _store_action(store: RunStore, action: str, limit: int, older_than: float | None) -> int:
+    if action == "info":
+        info = store.info()
+        print(f"store:          {info['path']} (schema {info['schema_version']})")
+        print(f"size:           {info['bytes']:,} bytes")
+        print(f"rows:           {info['rows']:,}  by state: {info['by_state'] or {}}")
+        print(f"finished:       {info['by_status'] or {}}")
+        print(f"batches:        {info['batches']:,}")
+        print(f"tokens:         {info['input_tokens']:,} in, {info['output_tokens']:,} out")
+        print(f"oldest, newest: {_when(info['oldest'])}, {_when(info['newest'])}")
+    elif action == "list":
+        for row in list(store.rows(limit)):  # read whole first: a damaged file fails here
+            text = str(row["text"] if row["text"] is not None else row["error"] or "")
+            text = " ".join(text.split())
+            print(
+                f"{_when(row['updated_at'])}  {str(row['fingerprint'])[:12]}  "
+                f"{row['state']:<9} {row['status'] or '-':<10} {row['model'] or '-'}  "
+                f"{text[:60]}"
+            )
+    else:
+        deleted = store.clear(older_than)
+        print(f"deleted {deleted:,} rows from {store.path}")
+    return 0
+
+
+def _remove_store(path: Path, older_than: float | None, failure: ValarError) -> int:
+    """``store clear`` on a file that is no usable store: remove it and SQLite's siblings."""
+    if older_than is not None:
+        raise ValarError(
+            f"{failure} --older-than needs rows it can read; `valar-pandas store clear "
+            f"--store {path}` without it removes the whole file."
+        )
+    removed = []
+    for file in (path, *(path.with_name(path.name + s) for s in _SIBLINGS)):
+        if file.is_file() or file.is_symlink():
+            file.unlink()
+            removed.append(file.name)
+    print(f"valar-pandas: {failure}", file=sys.stderr)
+    print(f"{path} was not a usable run store; removed {', '.join(removed) or 'nothing'}")
     return 0
 
 

@@ -373,6 +373,10 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         finally:
             display.close()
         output.commit()
+        if store is not None and store.fault is not None:  # every answer is in the output
+            print(
+                f"valar-pandas: warning: {store.fault.message(str(args.output))}", file=sys.stderr
+            )
     except KeyboardInterrupt:
         output.abort()
         print(

@@ -6,7 +6,11 @@ ValarError
 ├── APIError           the server refused the run as a whole (status_code, code, plain message)
 │   ├── AuthenticationError   401/403: the key was rejected
 │   └── BatchUnavailable      mode="batch", but this server has no Batch API
-└── RowErrors          errors="raise" and rows failed; carries the merged frame
+├── RowErrors          errors="raise" and rows failed; carries the merged frame
+└── StoreError         the run store cannot be read or written; names the file, may carry the frame
+
+StoreWarning (a UserWarning): the run's answers are in the returned frame, but the run store
+could not record them
 ```
 
 Per-row failures are data (an ``<into>_error`` column), not exceptions, unless the caller asks
@@ -24,6 +28,8 @@ __all__ = [
     "BatchUnavailable",
     "ConfigError",
     "RowErrors",
+    "StoreError",
+    "StoreWarning",
     "ValarError",
 ]
 
@@ -74,3 +80,30 @@ class RowErrors(ValarError):
         super().__init__(message)
         self.frame = frame
         self.failed = failed
+
+
+class StoreError(ValarError):
+    """The run store could not be read or written.
+
+    Raised before any request when the store cannot be read, by the store commands on a
+    damaged file, and by ``errors="raise"`` when a run's answers could not all be recorded
+    (then :attr:`frame` holds the complete result, every answer received included). The
+    message names the file and what to do; it never quotes what the store holds.
+
+    Attributes:
+        path: The store file.
+        frame: The complete merged result when the run got that far, else None.
+    """
+
+    def __init__(self, message: str, *, path: Any, frame: Any = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.frame = frame
+
+
+class StoreWarning(UserWarning):
+    """The run finished and its frame holds every answer, but the run store missed some.
+
+    A re-run of the same call would ask those rows again (under the same idempotency keys,
+    which the server replays while it keeps them): keep the returned frame.
+    """

@@ -3,11 +3,17 @@
 ``asyncio.Semaphore`` has a fixed size; adaptive concurrency (:class:`~valar_pandas._policy.Aimd`)
 needs one that shrinks on overload and grows back on success. Waiters are served first come,
 first served.
+
+A waiter can be cancelled at any point: while it waits (its future is cancelled and may
+already have been dropped from the queue by a release that skipped it), or just after it was
+granted a place (the place is handed on). Either way the holder count stays the number of
+callers whose ``acquire`` returned and who have not released.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 
@@ -44,7 +50,10 @@ class Gate:
             if future.done() and not future.cancelled():
                 self.release()  # granted just as we were cancelled: hand it on
             else:
-                self._waiters.remove(future)
+                # A release may have dropped our cancelled future from the queue already.
+                # Nothing to hand on: a waiter only waits while every place is taken.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(future)
             raise
 
     def release(self) -> None:

@@ -41,7 +41,7 @@ from ._plan import Plan
 from ._policy import PollSchedule
 from ._prices import Price
 from ._progress import Display, Tally, make_display
-from ._store import Journal, RunStore
+from ._store import Journal, RunStore, StoreFault
 from ._wire import attempt_key
 
 __all__ = ["RunReport", "Work", "prepare_work", "run_plan"]
@@ -55,11 +55,14 @@ class RunReport:
         outcomes: One outcome per row, in row order.
         tally: The final counts.
         http_requests: HTTP requests sent, retries and polls included.
+        store_fault: What the run store could not record (the outcomes hold it all the
+            same), or None.
     """
 
     outcomes: list[Outcome]
     tally: Tally
     http_requests: int
+    store_fault: StoreFault | None = None
 
 
 @dataclass
@@ -299,8 +302,8 @@ async def run_plan(
         listeners.append(budget)
     journal: Journal | None = None
     if store is not None:
-        store.plan(endpoint, options.model, work.entries)
         journal = store.journal(endpoint)
+        journal.plan(options.model, work.entries)  # a store that fails keeps them in memory
         listeners.append(_recorder(journal))
 
     # With a stop possible, follow what is answered and what is running, to keep the one and
@@ -322,6 +325,7 @@ async def run_plan(
         emit(Finished(fingerprint, outcome, plan.shares[fingerprint], cached=True))
     results = dict(work.cached)
     http: Http | None = None
+    fault: StoreFault | None = None
     try:
         if work.send:
             http = Http(client, options.concurrency, options.max_rps)
@@ -343,13 +347,19 @@ async def run_plan(
                         store=store.path if store is not None else None,
                         endpoint=endpoint,
                     )
+        if journal is not None and store is not None:
+            # What the last ticks hold, waiting for a lock without blocking the loop (a
+            # stopped run returns at once: its answers are in the frame either way).
+            stopped = stop is not None and stop.stopped
+            fault = await journal.aclose(0.0 if stopped else store.lock_timeout)
+            journal = None
     finally:
         try:
             if journal is not None:
-                journal.close()  # what the last tick holds, also when the run is cancelled
+                journal.close()  # one try, when the run is cancelled or failed
         finally:
             if http is not None:
                 await http.close()
             if owned:
                 shown.close()
-    return RunReport(plan.outcomes(results), tally, http.sent if http else 0)
+    return RunReport(plan.outcomes(results), tally, http.sent if http else 0, fault)

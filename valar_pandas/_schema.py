@@ -6,7 +6,9 @@ adds what the Batch API path needs: each row's batch key and ``custom_id``, and 
 drops the index on ``updated_at``: every state change moved the row's entry in it, which
 cost about a third of each write during a run, and only ``store list`` and ``store clear
 --older-than`` read it, which scan the table just as well. An older file is migrated in one
-transaction; a newer one is refused.
+transaction; a newer one is refused, and so is an SQLite file of another program (one
+with tables but no version, or a version without the ``requests`` table): a store only ever
+migrates a file that is empty or its own.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from ._errors import ConfigError
 
-__all__ = ["SCHEMA_VERSION", "migrate"]
+__all__ = ["SCHEMA_VERSION", "check", "migrate"]
 
 SCHEMA_VERSION = 3
 _MIGRATIONS: dict[int, str] = {
@@ -62,6 +64,37 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 
+def check(db: sqlite3.Connection, path: Path) -> int:
+    """The schema version of a file this valar_pandas may use; reads, writes nothing.
+
+    Args:
+        db: The connection.
+        path: The file, for error messages.
+
+    Returns:
+        The file's schema version (0 for an empty file).
+
+    Raises:
+        ConfigError: The file was written by a newer valar_pandas, or by another program.
+        sqlite3.Error: The file cannot be read (damaged, not a database, locked).
+    """
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"the run store {path} has schema version {version}, written by a newer "
+            f"valar_pandas (this one reads up to {SCHEMA_VERSION}); upgrade valar_pandas "
+            "or pass another store="
+        )
+    if (version == 0 and tables) or (0 < version <= SCHEMA_VERSION and "requests" not in tables):
+        raise ConfigError(
+            f"{path} is not a valar_pandas run store: it is an SQLite database of another "
+            "program, left as it is. Pass another store= path (--store on the command line); "
+            f"if the file is not needed, `valar-pandas store clear --store {path}` removes it."
+        )
+    return version
+
+
 def migrate(db: sqlite3.Connection, path: Path) -> None:
     """Bring an open store up to :data:`SCHEMA_VERSION`.
 
@@ -70,15 +103,10 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         path: The file, for error messages.
 
     Raises:
-        ConfigError: The file was written by a newer valar_pandas.
+        ConfigError: The file was written by a newer valar_pandas, or by another program.
+        sqlite3.Error: The file cannot be read (damaged, not a database, locked).
     """
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise ConfigError(
-            f"the run store {path} has schema version {version}, written by a newer "
-            f"valar_pandas (this one reads up to {SCHEMA_VERSION}); upgrade valar_pandas "
-            "or pass another store="
-        )
+    version = check(db, path)
     if version == SCHEMA_VERSION:
         return
     db.execute("BEGIN IMMEDIATE")

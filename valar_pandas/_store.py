@@ -16,28 +16,43 @@ disk, submitted rows are re-attached by polling their id (or their batch), plann
 Batch keys and ids are written at once, in order with what the journal holds.
 
 Rows are namespaced by the API base URL, so answers from the emulator never leak into a run
-against the real API. The file uses WAL journaling and a busy timeout, so several processes
-(or notebooks) can share one store. ``PRAGMA user_version`` holds the schema version: an
+against the real API. The file uses WAL journaling, so several processes (or notebooks) can
+share one store. The journal never waits for a lock on the event loop's thread: a write that
+fails (locked, full, read-only, damaged) keeps its records in memory for a later tick, and
+what a run could not write at all comes back as a :class:`StoreFault`, never as an exception
+that would lose the run's answers. Failures are described in our own words: SQLite's
+messages can quote stored text. ``PRAGMA user_version`` holds the schema version: an
 older store is migrated on open, a newer one is refused with a clear error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import ConfigError
+from ._errors import ConfigError, StoreError
 from ._models import Outcome
-from ._schema import SCHEMA_VERSION, migrate
+from ._schema import SCHEMA_VERSION, check, migrate
 from ._wire import attempt_key
 
-__all__ = ["SCHEMA_VERSION", "Journal", "RunStore", "Stored", "default_store_path"]
+__all__ = [
+    "LOCK_TIMEOUT",
+    "SCHEMA_VERSION",
+    "Journal",
+    "RunStore",
+    "StoreFault",
+    "Stored",
+    "classify",
+    "default_store_path",
+]
 
 _CHUNK = 500
 _SUBMITTED = (
@@ -70,6 +85,105 @@ def default_store_path() -> Path:
     return base / "valar-pandas" / "store.sqlite3"
 
 
+LOCK_TIMEOUT = 30.0
+
+# What a failed SQLite call means for the user, by result code (extended codes share the
+# prefix): (kind, reason). Our words only: the driver's messages can quote stored text.
+_KINDS: dict[str, tuple[str, str]] = {
+    "SQLITE_BUSY": ("locked", "another process holds its write lock"),
+    "SQLITE_LOCKED": ("locked", "another connection holds its write lock"),
+    "SQLITE_FULL": ("full", "the disk is full (or the file reached its size limit)"),
+    "SQLITE_READONLY": ("readonly", "the file or its folder is read-only"),
+    "SQLITE_CANTOPEN": ("readonly", "the file or its folder cannot be opened for writing"),
+    "SQLITE_PERM": ("readonly", "the file or its folder may not be written"),
+    "SQLITE_AUTH": ("readonly", "the file may not be written"),
+    "SQLITE_CORRUPT": ("damaged", "the file is damaged"),
+    "SQLITE_NOTADB": ("damaged", "the file is not an SQLite database"),
+    "SQLITE_IOERR": ("io", "the disk reported an I/O error"),
+}
+_REMEDIES = {
+    "locked": "Close the other program using it (another notebook or valar-pandas process), "
+    "or give this call its own store= path (--store on the command line).",
+    "full": "Free disk space, or pass a store= path on another disk.",
+    "readonly": "Make the file, its -wal and -shm files and its folder writable, or pass "
+    "another store= path.",
+    "damaged": "Remove it with `valar-pandas store clear --store {path}` (its rows are lost: "
+    "those requests are asked again), or pass another store= path.",
+    "io": "Check the disk, or pass a store= path on another disk.",
+    "other": "Remove it with `valar-pandas store clear --store {path}`, or pass another store= "
+    "path.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFault:
+    """Why the run store could not be used, and what a run could not record in it.
+
+    Attributes:
+        kind: ``locked``, ``full``, ``readonly``, ``damaged``, ``io`` or ``other``.
+        reason: What went wrong, in words that quote nothing the file holds.
+        answers: Answers (server verdicts) received but not recorded.
+        records: Other records not written: planned keys, response ids, batch records.
+        path: The store file, once known.
+    """
+
+    kind: str
+    reason: str
+    answers: int = 0
+    records: int = 0
+    path: Path | None = None
+
+    def remedy(self, path: Path) -> str:
+        """What the user can do about it."""
+        return _REMEDIES[self.kind].format(path=path)
+
+    def message(self, where: str) -> str:
+        """The warning for a run that finished with records missing from the store.
+
+        Args:
+            where: Where the run's answers are (``"the returned frame"``, ``"out.parquet"``).
+        """
+        path = self.path or Path("(unknown)")
+        return (
+            f"the run store {path} could not be written ({self.reason}): {self.answers:,} "
+            f"answers and {self.records:,} other records of this run are not in it. Every "
+            f"answer received is in {where}: keep it. A re-run would ask those rows again "
+            "under the same idempotency keys (the server replays a key it still holds without "
+            f"a second inference). {self.remedy(path)}"
+        )
+
+
+def classify(exc: BaseException) -> StoreFault:
+    """Name a failed store operation without quoting the driver's message."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    for prefix, (kind, reason) in _KINDS.items():
+        if name == prefix or name.startswith(f"{prefix}_"):
+            return StoreFault(kind, reason)
+    if isinstance(exc, sqlite3.DatabaseError):  # e.g. text that is not UTF-8: damaged
+        return StoreFault("damaged", "the file holds data that cannot be read")
+    return StoreFault("other", f"an SQLite error ({name or type(exc).__name__})")
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return classify(exc).reason
+
+
+def _create_private(path: Path) -> None:
+    """Make the store's missing folders (0700) and the file itself (0600) if absent.
+
+    Only what this creates gets a mode: an existing folder or file is left as it is. On
+    Windows the modes mean little and the user's profile folder keeps others out.
+    """
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            folder.mkdir(mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 @dataclass(frozen=True, slots=True)
 class Stored:
     """What the store knows of one request.
@@ -98,13 +212,26 @@ class Stored:
 class RunStore:
     """A SQLite run store.
 
+    The file is created readable and writable by its owner only (0600; SQLite gives its
+    ``-wal`` and ``-shm`` files the same mode), in a folder made 0700 when this creates it; a
+    folder that already exists is left as it is.
+
     Args:
         path: The database file; created (with its folder) if missing. Default
             :func:`default_store_path`.
+        lock_timeout: Seconds to wait for another process's write lock: on open, and for
+            the last writes of a run. Default :data:`LOCK_TIMEOUT` (30 s). During a run a
+            locked store never blocks: records wait in memory and are written on a later
+            tick.
+
+    Attributes:
+        fault: Set when a run could not write everything it received (see
+            :class:`StoreFault`); the run's answers are in its result all the same.
 
     Raises:
-        ConfigError: The file cannot be opened, is not a store, or was written by a newer
-            valar_pandas.
+        ConfigError: The file cannot be created or opened, is damaged, belongs to another
+            program, or was written by a newer valar_pandas. The message names the file and
+            what to do, and never quotes what the file holds.
 
     Example:
         >>> store = RunStore("/tmp/example-store.sqlite3")  # doctest: +SKIP
@@ -112,20 +239,36 @@ class RunStore:
         0
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None
+    ) -> None:
         self.path = Path(path) if path is not None else default_store_path()
+        self.lock_timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        self.fault: StoreFault | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+                self.path, isolation_level=None, timeout=self.lock_timeout, check_same_thread=False
             )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot create the run store at {self.path}: {_os_reason(exc)}. Pass another "
+                "store= path (--store on the command line), or store=False to keep none."
+            ) from None
+        try:
+            check(self._db, self.path)  # before anything is written to the file
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             migrate(self._db, self.path)
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"cannot use {self.path} as a run store: {exc}") from exc
-        except OSError as exc:
-            raise ConfigError(f"cannot create the run store at {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            self._db.close()
+            fault = classify(exc)
+            raise ConfigError(
+                f"cannot use {self.path} as a run store: {fault.reason}. {fault.remedy(self.path)}"
+            ) from None
+        except BaseException:
+            self._db.close()
+            raise
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -145,7 +288,8 @@ class RunStore:
     @property
     def schema_version(self) -> int:
         """The schema version of the open file."""
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        with self._guard():
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     # -- during a run ------------------------------------------------------------------------
 
@@ -161,25 +305,26 @@ class RunStore:
         """
         found: dict[str, Stored] = {}
         keys = list(fingerprints)
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                "SELECT r.fingerprint, r.state, r.idempotency_key, r.attempt, r.response_id,"
-                " r.status, r.text, r.error, r.input_tokens, r.output_tokens, r.cached_tokens,"
-                " b.batch_id, r.custom_id, r.batch_key FROM requests r LEFT JOIN batches b"
-                " ON b.endpoint = r.endpoint AND b.batch_key = r.batch_key"
-                f" WHERE r.endpoint = ? AND r.fingerprint IN ({marks})",
-                (endpoint, *chunk),
-            )
-            for fp, state, key, attempt, rid, status, text, error, *rest in rows:
-                t_in, t_out, t_cached, batch_id, cid, batch_key = rest
-                outcome = (
-                    Outcome(status, text, error, rid, t_in, t_out, t_cached)
-                    if state == "done"
-                    else None
+        with self._guard():
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT r.fingerprint, r.state, r.idempotency_key, r.attempt, r.response_id,"
+                    " r.status, r.text, r.error, r.input_tokens, r.output_tokens, r.cached_tokens,"
+                    " b.batch_id, r.custom_id, r.batch_key FROM requests r LEFT JOIN batches b"
+                    " ON b.endpoint = r.endpoint AND b.batch_key = r.batch_key"
+                    f" WHERE r.endpoint = ? AND r.fingerprint IN ({marks})",
+                    (endpoint, *chunk),
                 )
-                found[fp] = Stored(state, key, attempt, rid, outcome, batch_id, cid, batch_key)
+                for fp, state, key, attempt, rid, status, text, error, *rest in rows:
+                    t_in, t_out, t_cached, batch_id, cid, batch_key = rest
+                    outcome = (
+                        Outcome(status, text, error, rid, t_in, t_out, t_cached)
+                        if state == "done"
+                        else None
+                    )
+                    found[fp] = Stored(state, key, attempt, rid, outcome, batch_id, cid, batch_key)
         return found
 
     def plan(self, endpoint: str, model: str, entries: Mapping[str, tuple[str, int]]) -> None:
@@ -192,28 +337,31 @@ class RunStore:
                 to ``planned`` with this key (a failed row being asked again); one already
                 ``submitted`` under the same key keeps its response id and its batch.
         """
+        with self._guard(), self._transaction():
+            self._plan(endpoint, model, entries)
+
+    def _plan(self, endpoint: str, model: str, entries: Mapping[str, tuple[str, int]]) -> None:
         now = time.time()
         rows = [
             (endpoint, fp, key, attempt, model, now, now) for fp, (key, attempt) in entries.items()
         ]
-        with self._transaction():
-            self._db.executemany(
-                "INSERT INTO requests (endpoint, fingerprint, idempotency_key, attempt, state,"
-                " model, created_at, updated_at) VALUES (?, ?, ?, ?, 'planned', ?, ?, ?)"
-                " ON CONFLICT (endpoint, fingerprint) DO UPDATE SET"
-                " state = CASE WHEN idempotency_key = excluded.idempotency_key"
-                "   AND state = 'submitted' THEN 'submitted' ELSE 'planned' END,"
-                " response_id = CASE WHEN idempotency_key = excluded.idempotency_key"
-                "   THEN response_id END,"
-                " batch_key = CASE WHEN idempotency_key = excluded.idempotency_key"
-                "   THEN batch_key END,"
-                " custom_id = CASE WHEN idempotency_key = excluded.idempotency_key"
-                "   THEN custom_id END,"
-                " idempotency_key = excluded.idempotency_key, attempt = excluded.attempt,"
-                " status = NULL, text = NULL, error = NULL, input_tokens = NULL,"
-                " output_tokens = NULL, cached_tokens = NULL, updated_at = excluded.updated_at",
-                rows,
-            )
+        self._db.executemany(
+            "INSERT INTO requests (endpoint, fingerprint, idempotency_key, attempt, state,"
+            " model, created_at, updated_at) VALUES (?, ?, ?, ?, 'planned', ?, ?, ?)"
+            " ON CONFLICT (endpoint, fingerprint) DO UPDATE SET"
+            " state = CASE WHEN idempotency_key = excluded.idempotency_key"
+            "   AND state = 'submitted' THEN 'submitted' ELSE 'planned' END,"
+            " response_id = CASE WHEN idempotency_key = excluded.idempotency_key"
+            "   THEN response_id END,"
+            " batch_key = CASE WHEN idempotency_key = excluded.idempotency_key"
+            "   THEN batch_key END,"
+            " custom_id = CASE WHEN idempotency_key = excluded.idempotency_key"
+            "   THEN custom_id END,"
+            " idempotency_key = excluded.idempotency_key, attempt = excluded.attempt,"
+            " status = NULL, text = NULL, error = NULL, input_tokens = NULL,"
+            " output_tokens = NULL, cached_tokens = NULL, updated_at = excluded.updated_at",
+            rows,
+        )
 
     def submitted(self, endpoint: str, fingerprint: str, response_id: str | None) -> None:
         """Record that the server accepted a request under ``response_id``."""
@@ -239,23 +387,29 @@ class RunStore:
             submitted: (fingerprint, response id) of requests the server accepted.
             finished: (fingerprint, outcome) of requests the server decided.
         """
+        with self._guard(), self._transaction():
+            self._record(endpoint, submitted, finished)
+
+    def _record(
+        self,
+        endpoint: str,
+        submitted: Sequence[tuple[str, str | None]],
+        finished: Sequence[tuple[str, Outcome]],
+    ) -> None:
         now = time.time()
-        with self._transaction():
-            if submitted:
-                self._db.executemany(
-                    _SUBMITTED, [(rid, now, endpoint, fp) for fp, rid in submitted]
-                )
-            if finished:
-                self._db.executemany(
-                    _FINISHED,
-                    [
-                        (
-                            o.response_id, o.status, o.text, o.error, o.input_tokens,
-                            o.output_tokens, o.cached_tokens, now, endpoint, fp,
-                        )
-                        for fp, o in finished
-                    ],
-                )  # fmt: skip
+        if submitted:
+            self._db.executemany(_SUBMITTED, [(rid, now, endpoint, fp) for fp, rid in submitted])
+        if finished:
+            self._db.executemany(
+                _FINISHED,
+                [
+                    (
+                        o.response_id, o.status, o.text, o.error, o.input_tokens,
+                        o.output_tokens, o.cached_tokens, now, endpoint, fp,
+                    )
+                    for fp, o in finished
+                ],
+            )  # fmt: skip
 
     def journal(self, endpoint: str, *, tick: float = 0.05, limit: int = 1000) -> Journal:
         """A buffered writer for one run's records (see :class:`Journal`).
@@ -281,23 +435,32 @@ class RunStore:
             label: The batch label, if any.
             items: (fingerprint, custom_id) of each item.
         """
+        with self._guard(), self._transaction():
+            self._batch_planned(endpoint, key, label, items)
+
+    def _batch_planned(
+        self, endpoint: str, key: str, label: str | None, items: Iterable[tuple[str, str]]
+    ) -> None:
         now = time.time()
         rows = [(key, cid, now, endpoint, fp) for fp, cid in items]
-        with self._transaction():
-            self._db.execute(
-                "INSERT INTO batches (endpoint, batch_key, label, items, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, batch_key) DO UPDATE SET"
-                " updated_at = excluded.updated_at",
-                (endpoint, key, label, len(rows), now, now),
-            )
-            self._db.executemany(
-                "UPDATE requests SET batch_key = ?, custom_id = ?, updated_at = ?"
-                " WHERE endpoint = ? AND fingerprint = ? AND state != 'done'",
-                rows,
-            )
+        self._db.execute(
+            "INSERT INTO batches (endpoint, batch_key, label, items, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, batch_key) DO UPDATE SET"
+            " updated_at = excluded.updated_at",
+            (endpoint, key, label, len(rows), now, now),
+        )
+        self._db.executemany(
+            "UPDATE requests SET batch_key = ?, custom_id = ?, updated_at = ?"
+            " WHERE endpoint = ? AND fingerprint = ? AND state != 'done'",
+            rows,
+        )
 
     def batch_created(self, endpoint: str, key: str, batch_id: str) -> None:
         """Record the id the server gave the batch created under ``key``."""
+        with self._guard(), self._transaction():
+            self._batch_created(endpoint, key, batch_id)
+
+    def _batch_created(self, endpoint: str, key: str, batch_id: str) -> None:
         self._db.execute(
             "UPDATE batches SET batch_id = ?, updated_at = ? WHERE endpoint = ? AND batch_key = ?",
             (batch_id, time.time(), endpoint, key),
@@ -312,43 +475,49 @@ class RunStore:
             rekey: Also move those rows to their next attempt's key, so the batch they go
                 into next is a new one (the old key would replay the batch that was lost).
         """
-        with self._transaction():
-            if rekey:
-                rows = self._db.execute(
-                    "SELECT fingerprint, attempt FROM requests"
-                    " WHERE endpoint = ? AND batch_key = ? AND state != 'done'",
-                    (endpoint, key),
-                ).fetchall()
-                self._db.executemany(
-                    "UPDATE requests SET idempotency_key = ?, attempt = ?"
-                    " WHERE endpoint = ? AND fingerprint = ?",
-                    [(attempt_key(fp, n + 1), n + 1, endpoint, fp) for fp, n in rows],
-                )
-            self._db.execute(
-                "UPDATE requests SET batch_key = NULL, custom_id = NULL, state = 'planned',"
-                " updated_at = ? WHERE endpoint = ? AND batch_key = ? AND state != 'done'",
-                (time.time(), endpoint, key),
+        with self._guard(), self._transaction():
+            self._batch_lost(endpoint, key, rekey=rekey)
+
+    def _batch_lost(self, endpoint: str, key: str, *, rekey: bool) -> None:
+        if rekey:
+            rows = self._db.execute(
+                "SELECT fingerprint, attempt FROM requests"
+                " WHERE endpoint = ? AND batch_key = ? AND state != 'done'",
+                (endpoint, key),
+            ).fetchall()
+            self._db.executemany(
+                "UPDATE requests SET idempotency_key = ?, attempt = ?"
+                " WHERE endpoint = ? AND fingerprint = ?",
+                [(attempt_key(fp, n + 1), n + 1, endpoint, fp) for fp, n in rows],
             )
-            self._db.execute(
-                "DELETE FROM batches WHERE endpoint = ? AND batch_key = ?", (endpoint, key)
-            )
+        self._db.execute(
+            "UPDATE requests SET batch_key = NULL, custom_id = NULL, state = 'planned',"
+            " updated_at = ? WHERE endpoint = ? AND batch_key = ? AND state != 'done'",
+            (time.time(), endpoint, key),
+        )
+        self._db.execute(
+            "DELETE FROM batches WHERE endpoint = ? AND batch_key = ?", (endpoint, key)
+        )
 
     # -- hygiene -----------------------------------------------------------------------------
 
     def info(self) -> dict[str, object]:
         """Summary: path, schema, size, rows by state and status, batches, tokens, dates."""
-        counts = dict(self._db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"))
-        statuses = dict(
-            self._db.execute(
-                "SELECT status, COUNT(*) FROM requests WHERE state = 'done' GROUP BY status"
+        with self._guard():
+            counts = dict(self._db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"))
+            statuses = dict(
+                self._db.execute(
+                    "SELECT status, COUNT(*) FROM requests WHERE state = 'done' GROUP BY status"
+                )
             )
-        )
-        t_in, t_out, oldest, newest = self._db.execute(
-            "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
-            " MIN(created_at), MAX(updated_at) FROM requests"
-        ).fetchone()
-        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
-        batches = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+            t_in, t_out, oldest, newest = self._db.execute(
+                "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
+                " MIN(created_at), MAX(updated_at) FROM requests"
+            ).fetchone()
+            size = sum(
+                p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()
+            )
+            batches = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
         return {
             "path": str(self.path),
             "schema_version": self.schema_version,
@@ -386,8 +555,9 @@ class RunStore:
             "endpoint", "fingerprint", "state", "status", "model", "response_id", "error",
             "text", "input_tokens", "output_tokens", "created_at", "updated_at",
         )  # fmt: skip
-        for row in self._db.execute(query, params):
-            yield dict(zip(names, row, strict=True))
+        with self._guard():
+            for row in self._db.execute(query, params):
+                yield dict(zip(names, row, strict=True))
 
     def clear(self, older_than: float | None = None) -> int:
         """Delete rows, all or those not updated for ``older_than`` seconds.
@@ -398,7 +568,7 @@ class RunStore:
         Returns:
             How many rows were deleted.
         """
-        with self._transaction():
+        with self._guard(), self._transaction():
             if older_than is None:
                 deleted = self._db.execute("DELETE FROM requests").rowcount
             else:
@@ -410,21 +580,76 @@ class RunStore:
                 "DELETE FROM batches WHERE NOT EXISTS (SELECT 1 FROM requests r"
                 " WHERE r.endpoint = batches.endpoint AND r.batch_key = batches.batch_key)"
             )
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._guard():
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return int(deleted)
+
+    def note(self, fault: StoreFault) -> None:
+        """Remember that a run could not write everything (summed into :attr:`fault`)."""
+        if self.fault is not None:
+            fault = dataclasses.replace(
+                fault,
+                answers=fault.answers + self.fault.answers,
+                records=fault.records + self.fault.records,
+            )
+        self.fault = fault
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite failures → :class:`StoreError` naming the file and what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            fault = classify(exc)
+            raise StoreError(
+                f"the run store {self.path} could not be read or written: {fault.reason}. "
+                f"{fault.remedy(self.path)}",
+                path=self.path,
+            ) from None
+
+    def attempt(self, writes: Sequence[Callable[[], None]]) -> StoreFault | None:
+        """Run ``writes`` in one transaction without waiting for a lock.
+
+        Used on the event loop's thread, which must never sleep in SQLite's busy handler:
+        if another process holds the write lock, this fails at once and the caller keeps
+        its records for a later try.
+
+        Args:
+            writes: Calls that write (no transaction of their own), in order.
+
+        Returns:
+            None when everything was written, else what went wrong (nothing was written).
+        """
+        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            with self._transaction():
+                for write in writes:
+                    write()
+        except sqlite3.Error as exc:
+            return classify(exc)
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
+        return None
+
 
 class Journal:
-    """Writes a run's response ids and results in one transaction per tick.
+    """Writes a run's records in one transaction per tick, and never loses one.
 
     Records wait in memory for at most ``tick`` seconds (or until ``limit`` of them are
     waiting) and are then written together, so a run commits a few times a second instead
-    of twice per row. Batch records are written at once, after whatever is waiting, so the
-    file always holds them in the order they happened. Without a running event loop every
-    record is written at once.
+    of twice per row. The run's planned keys and its batch records are tried at once, in
+    order with what waits, so the file always holds them in the order they happened.
+    Without a running event loop every record is written at once.
+
+    A write never waits for a lock and never raises: it runs on the event loop's thread,
+    where SQLite's busy wait would freeze every request of the run. When the store cannot be
+    written (another process holds its write lock, the disk is full, the file is read-only
+    or damaged) the records stay in memory, in order, and are tried again on later ticks
+    (backing off to once a second); :meth:`aclose` waits for a lock, without blocking, and
+    reports what could not be written as a :class:`StoreFault`.
 
     Args:
         store: The run store.
@@ -433,20 +658,37 @@ class Journal:
         limit: Records that are written at once, without waiting for the tick.
     """
 
+    _MAX_RETRY = 1.0
+
     def __init__(self, store: RunStore, endpoint: str, *, tick: float, limit: int) -> None:
         self._store = store
         self._endpoint = endpoint
         self._tick = tick
         self._limit = limit
+        self._writes: list[Callable[[], None]] = []  # earlier writes, in order
+        self._answers = 0  # answers among them
+        self._records = 0  # other records among them
         self._submitted: list[tuple[str, str | None]] = []
         self._finished: list[tuple[str, Outcome]] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._failure: Exception | None = None
+        self._fault: StoreFault | None = None
+        self._retry = tick
 
     @property
     def waiting(self) -> int:
         """Records in memory, not yet written."""
-        return len(self._submitted) + len(self._finished)
+        return self._answers + self._records + len(self._submitted) + len(self._finished)
+
+    @property
+    def fault(self) -> StoreFault | None:
+        """Why the last write failed, while records wait because of it; else None."""
+        return self._fault
+
+    def plan(self, model: str, entries: Mapping[str, tuple[str, int]]) -> None:
+        """See :meth:`RunStore.plan`; tried before this returns."""
+        if entries:
+            self._queue(lambda: self._store._plan(self._endpoint, model, entries), len(entries))
+            self.flush()
 
     def submitted(self, fingerprint: str, response_id: str | None) -> None:
         """The server accepted a request under ``response_id``."""
@@ -459,65 +701,134 @@ class Journal:
         self._later()
 
     def batch_planned(self, key: str, label: str | None, items: Iterable[tuple[str, str]]) -> None:
-        """See :meth:`RunStore.batch_planned`; written before this returns."""
+        """See :meth:`RunStore.batch_planned`; tried before this returns."""
+        listed = list(items)
+        self._queue(lambda: self._store._batch_planned(self._endpoint, key, label, listed), 1)
         self.flush()
-        self._store.batch_planned(self._endpoint, key, label, items)
 
     def batch_created(self, key: str, batch_id: str) -> None:
-        """See :meth:`RunStore.batch_created`; written before this returns."""
+        """See :meth:`RunStore.batch_created`; tried before this returns."""
+        self._queue(lambda: self._store._batch_created(self._endpoint, key, batch_id), 1)
         self.flush()
-        self._store.batch_created(self._endpoint, key, batch_id)
 
     def batch_lost(self, key: str, *, rekey: bool = True) -> None:
-        """See :meth:`RunStore.batch_lost`; written before this returns."""
+        """See :meth:`RunStore.batch_lost`; tried before this returns."""
+        self._queue(lambda: self._store._batch_lost(self._endpoint, key, rekey=rekey), 1)
         self.flush()
-        self._store.batch_lost(self._endpoint, key, rekey=rekey)
 
-    def flush(self) -> None:
-        """Write every waiting record now, in one transaction.
+    def flush(self) -> bool:
+        """Try to write every waiting record now, in one transaction, without waiting.
 
-        Raises:
-            sqlite3.Error: The store could not be written (now, or on an earlier tick); the
-                records stay waiting.
+        Returns:
+            True when nothing waits any more; False when the store could not be written
+            (the records stay waiting, :attr:`fault` says why, and a later tick tries again).
         """
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
+        self._seal()
+        if not self._writes:
+            return True
+        fault = self._store.attempt(self._writes)
+        if fault is None:
+            self._writes, self._answers, self._records = [], 0, 0
+            self._fault, self._retry = None, self._tick
+            return True
+        self._fault = fault
+        self._retry = min(max(self._retry * 2, self._tick, 0.01), self._MAX_RETRY)
+        self._schedule(self._retry)
+        return False
+
+    def close(self) -> StoreFault | None:
+        """Try once to write what is waiting; later records are written at once.
+
+        Returns:
+            What could not be written, or None.
+        """
+        self.flush()
+        return self._closed()
+
+    async def aclose(self, wait: float) -> StoreFault | None:
+        """Write what is waiting, waiting up to ``wait`` seconds for another writer's lock.
+
+        The wait is a sleep on the event loop between tries, so other runs on the loop go
+        on. Other faults (a full disk, a read-only or damaged file) are not waited for.
+
+        Args:
+            wait: Most seconds to wait for the lock.
+
+        Returns:
+            What could not be written (also recorded on the store), or None.
+        """
+        deadline = time.monotonic() + wait
+        while not self.flush():
+            left = deadline - time.monotonic()
+            if self._fault is None or self._fault.kind != "locked" or left <= 0:
+                break
+            await asyncio.sleep(min(self._retry, left))
+        return self._closed()
+
+    def _closed(self) -> StoreFault | None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._tick = 0.0
+        if self._fault is None or not self.waiting:
+            return None
+        lost = dataclasses.replace(
+            self._fault, answers=self._answers, records=self._records, path=self._store.path
+        )
+        self._store.note(lost)
+        return lost
+
+    def _queue(self, write: Callable[[], None], records: int) -> None:
+        self._seal()
+        self._writes.append(write)
+        self._records += records
+
+    def _seal(self) -> None:
+        """Close the records gathered so far into one write, keeping their place in order."""
         if not (self._submitted or self._finished):
             return
-        self._store.record(self._endpoint, self._submitted, self._finished)
+        submitted, finished = self._submitted, self._finished
+        self._writes.append(lambda: self._store._record(self._endpoint, submitted, finished))
+        self._answers += len(finished)
+        self._records += len(submitted)
         self._submitted, self._finished = [], []
 
-    def close(self) -> None:
-        """Write what is waiting; later records are written at once."""
-        self.flush()
-        self._tick = 0.0
-
     def _later(self) -> None:
-        if self._failure is not None or self._tick <= 0 or self.waiting >= self._limit:
+        if self._fault is not None and self._timer is not None:
+            return  # the store is failing: its retry timer writes these too
+        if self._tick <= 0 or self.waiting >= self._limit or not _loop_running():
             self.flush()
             return
+        self._schedule(self._tick)
+
+    def _schedule(self, delay: float) -> None:
         if self._timer is not None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.flush()
-            return
-        self._timer = loop.call_later(self._tick, self._on_tick)
+            return  # no loop: the next record or the close tries again
+        self._timer = loop.call_later(delay, self._on_tick)
 
     def _on_tick(self) -> None:
         self._timer = None
-        try:
-            self.flush()
-        except sqlite3.Error as exc:  # raised to the run by the next record or the close
-            self._failure = exc
+        self.flush()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``; on any failure (the commit's too) nothing is kept."""
+
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
@@ -525,4 +836,16 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # a failed rollback undoes it too
+                self._db.execute("ROLLBACK")
