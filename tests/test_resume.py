@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -23,6 +24,8 @@ from valar_pandas._progress import Tally
 from valar_pandas._run import run_plan
 from valar_pandas._store import Journal
 from valar_pandas.emulator import Faults, Latency
+
+CANCEL_ROUTE = "POST /v1/responses/{id}/cancel"
 
 
 def test_a_finished_call_reruns_with_zero_requests(serve):
@@ -131,6 +134,80 @@ def test_sigkill_mid_run_then_rerun_bills_zero_extra_inferences(serve, tmp_path)
     posts = emulator.stats.requests["POST /v1/responses"] - posts_before
     assert posts <= 400 - done - submitted + 5
     assert out.attrs["valar"]["cached"] == done
+
+
+INTERRUPTED_RUN = textwrap.dedent(
+    """
+    import json, signal, sys, warnings, pandas as pd, valar_pandas
+    # A parent started in the background may pass SIGINT down as ignored; restore Python's own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from valar_pandas import ValarClient
+    from valar_pandas._cancel import drain
+    from valar_pandas._loop import run_sync
+    url, key = sys.argv[1], sys.argv[2]
+    df = pd.DataFrame({"i": range(1000), "word": ["w"] * 1000})
+    print("started", flush=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = df.valar.run("item {i} {word}", model="zai-org/GLM-5.1-FP8", max_rps=150,
+                           completion_window="asap", concurrency=50, progress=None,
+                           client=ValarClient(api_key=key, base_url=url))
+    run_sync(drain())  # anything sent in the background ends before the process does
+    print(json.dumps({
+        "answered": int(out["output"].notna().sum()),
+        "errors": out["output_error"].dropna().str.split(";").str[0].value_counts().to_dict(),
+        "running": int(out["output_error"].str.contains("left to finish").sum()),
+        "warning": " ".join(str(w.message) for w in caught),
+    }), flush=True)
+    """
+)
+
+
+def test_ctrl_c_midway_then_the_same_call_pays_for_no_row_twice(serve, tmp_path):
+    """1,000 rows, a real SIGINT midway, the same call again: every row, each billed once."""
+    emulator, client = serve(latency=Latency(median=1.5, sigma=0.5, minimum=0.05), seed=6)
+    path = tmp_path / "interrupted.sqlite3"
+    env = {**os.environ, "VALAR_PANDAS_STORE": str(path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_RUN, client.base_url, client.api_key.reveal()],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 60
+    while _count(path, "done") < 50 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    first = json.loads(stdout)
+    assert first["errors"] == {"interrupted before an answer arrived": 1000 - first["answered"]}
+    assert 50 <= first["answered"] < 1000 and first["running"] > 0, first
+    assert f"{first['running']:,} of them with a response left to finish" in first["warning"]
+    assert "pays for no row twice" in first["warning"]
+    # The interrupt cancelled nothing on the server, and every state it left is resumable:
+    # answered rows are done, created ones keep their ids, the rest their keys.
+    assert emulator.stats.requests[CANCEL_ROUTE] == 0
+    done, submitted, planned = (_count(path, s) for s in ("done", "submitted", "planned"))
+    assert done >= first["answered"] and done + submitted + planned == 1000
+    assert submitted >= first["running"] and planned > 0
+    billed = emulator.stats.inferences
+    posts_before = emulator.stats.requests["POST /v1/responses"]
+
+    df = words(1000).assign(word="w")
+    out = df.valar.run(TEMPLATE, client=client, store=path, max_rps=150, concurrency=50, **FAST)
+    assert out["output"].tolist() == [f"Echo: item {i} w" for i in range(1000)]
+    assert out["output_error"].isna().all()
+    assert billed <= emulator.stats.inferences == 1000 == len(emulator.stats.inferences_by_body)
+    assert set(emulator.stats.inferences_by_body.values()) == {1}  # no row billed twice
+    # Responses left running were collected by id, not created again.
+    posts = emulator.stats.requests["POST /v1/responses"] - posts_before
+    assert posts <= planned + 5
+    assert out.attrs["valar"]["cached"] == done
+    print(
+        f"interrupted after {first['answered']} answered, {submitted} running, {planned} not "
+        f"created; billed {billed} then {emulator.stats.inferences} in all; re-run "
+        f"{out.attrs['valar']['http_requests']} HTTP requests, {posts} creates"
+    )
 
 
 def test_budget_stops_new_rows_and_says_why(serve):
