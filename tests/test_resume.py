@@ -210,6 +210,65 @@ def test_ctrl_c_midway_then_the_same_call_pays_for_no_row_twice(serve, tmp_path)
     )
 
 
+INTERRUPTED_SCORE = textwrap.dedent(
+    """
+    import json, signal, sys, warnings, valar_pandas
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from valar_pandas import ValarClient
+    from valar_pandas._reviews import make_reviews
+    url, key = sys.argv[1], sys.argv[2]
+    print("started", flush=True)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        out = make_reviews(300).valar.score(
+            "Sentiment of: {review}", labels=["positive", "negative", "neutral"],
+            retries_on_invalid=1, model="zai-org/GLM-5.1-FP8", completion_window="asap",
+            max_rps=150, concurrency=50, progress=None,
+            client=ValarClient(api_key=key, base_url=url))
+    print(json.dumps({"scored": int(out["score"].notna().sum()),
+                      "retries": out.attrs["valar"]["invalid_retries"]}), flush=True)
+    """
+)
+
+
+def test_ctrl_c_during_score_then_the_same_call_pays_for_no_row_twice(serve, tmp_path):
+    """score(): the interrupt skips the re-asks; the same call completes and re-asks once."""
+    from valar_pandas._reviews import make_reviews
+
+    emulator, client = serve(
+        latency=Latency(median=1.0, sigma=0.4, minimum=0.05),
+        faults=Faults(invalid_structured=0.2),
+        seed=9,
+    )
+    path = tmp_path / "score.sqlite3"
+    env = {**os.environ, "VALAR_PANDAS_STORE": str(path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_SCORE, client.base_url, client.api_key.reveal()],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 60
+    while _count(path, "done") < 30 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    first = json.loads(stdout)
+    assert 0 < first["scored"] < 300 and first["retries"] == 0, first
+    assert emulator.stats.requests[CANCEL_ROUTE] == 0
+
+    out = make_reviews(300).valar.score(
+        "Sentiment of: {review}", labels=["positive", "negative", "neutral"],
+        retries_on_invalid=1, client=client, store=path, max_rps=150, concurrency=50, **FAST,
+    )  # fmt: skip
+    retries = out.attrs["valar"]["invalid_retries"]
+    assert retries > 0 and (out["score"].notna() | out["score_error"].notna()).all()
+    # One inference per distinct request, plus one per re-asked row: none paid twice.
+    distinct = make_reviews(300)["review"].nunique()
+    assert emulator.stats.inferences == distinct + retries
+    assert emulator.stats.requests[CANCEL_ROUTE] == 0
+
+
 def test_budget_stops_new_rows_and_says_why(serve):
     emulator, client = serve()
     df = words(50)
