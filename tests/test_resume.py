@@ -17,6 +17,8 @@ import pytest
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
 from valar_pandas import ConfigError, Price, RunStore
+from valar_pandas._cancel import drain
+from valar_pandas._loop import StopSignal
 from valar_pandas._models import Submitted
 from valar_pandas._options import validate_options
 from valar_pandas._plan import plan_requests
@@ -387,8 +389,10 @@ class _Recording:
         pass
 
 
-def test_a_cancelled_run_writes_every_response_id_it_received(serve, tmp_path, monkeypatch):
-    """Ids wait in memory for a tick; cancelling the run writes them before it ends."""
+@pytest.mark.parametrize("how", ["cancel", "stop"])
+def test_a_cancelled_run_writes_every_response_id_it_received(serve, tmp_path, monkeypatch, how):
+    """Ids wait in memory for a tick; cancelling (arun) or stopping (Ctrl-C, job.cancel())
+    the run writes them before it ends, and the stop cancels nothing on the server."""
     # A tick no test outlives: only the run's own unwinding can write the ids.
     monkeypatch.setattr(
         RunStore, "journal", lambda self, ep: Journal(self, ep, tick=3600, limit=10**6)
@@ -399,18 +403,27 @@ def test_a_cancelled_run_writes_every_response_id_it_received(serve, tmp_path, m
     plan = plan_requests([f"item {i}" for i in range(200)], options)
     display = _Recording()
 
+    stop = StopSignal() if how == "stop" else None
+
     async def cancel_midway():
         with RunStore(path) as store:
             task = asyncio.ensure_future(
-                run_plan(plan, options, client, store, None, display=display)
+                run_plan(plan, options, client, store, None, display=display, stop=stop)
             )
             while sum(isinstance(e, Submitted) for e in display.events) < 30:
                 await asyncio.sleep(0.005)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            if stop is None:
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            else:
+                stop.stop("interrupted")
+                report = await task
+                assert {o.status for o in report.outcomes} == {"cancelled"}
+            await drain()
 
     asyncio.run(cancel_midway())
+    assert emulator.stats.requests[CANCEL_ROUTE] == 0
     ids = {e.fingerprint: e.response_id for e in display.events if isinstance(e, Submitted)}
     assert 30 <= len(ids) < 200
     with RunStore(path) as store:
