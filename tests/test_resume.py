@@ -151,7 +151,7 @@ INTERRUPTED_RUN = textwrap.dedent(
     print("started", flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = df.valar.run("item {i} {word}", model="zai-org/GLM-5.1-FP8", max_rps=150,
+        out = df.valar.run("item {i} {word}", model="zai-org/GLM-5.1-FP8", max_rps=100,
                            completion_window="asap", concurrency=50, progress=None,
                            client=ValarClient(api_key=key, base_url=url))
     run_sync(drain())  # anything sent in the background ends before the process does
@@ -167,7 +167,7 @@ INTERRUPTED_RUN = textwrap.dedent(
 
 def test_ctrl_c_midway_then_the_same_call_pays_for_no_row_twice(serve, tmp_path):
     """1,000 rows, a real SIGINT midway, the same call again: every row, each billed once."""
-    emulator, client = serve(latency=Latency(median=1.5, sigma=0.5, minimum=0.05), seed=6)
+    emulator, client = serve(latency=Latency(median=0.8, sigma=0.5, minimum=0.05), seed=6)
     path = tmp_path / "interrupted.sqlite3"
     env = {**os.environ, "VALAR_PANDAS_STORE": str(path)}
     proc = subprocess.Popen(
@@ -176,14 +176,17 @@ def test_ctrl_c_midway_then_the_same_call_pays_for_no_row_twice(serve, tmp_path)
     )  # fmt: skip
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
     deadline = time.monotonic() + 60
-    while _count(path, "done") < 50 and time.monotonic() < deadline:
+    # Midway: a few rows answered, most created (at 100 creates a second), some not yet.
+    creates = emulator.stats.requests
+    while _count(path, "done") < 5 or creates["POST /v1/responses"] < 600:
+        assert time.monotonic() < deadline
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     first = json.loads(stdout)
     assert first["errors"] == {"interrupted before an answer arrived": 1000 - first["answered"]}
-    assert 50 <= first["answered"] < 1000 and first["running"] > 0, first
+    assert 0 < first["answered"] < 1000 and first["running"] > 0, first
     assert f"{first['running']:,} of them with a response left to finish" in first["warning"]
     assert "pays for no row twice" in first["warning"]
     # The interrupt cancelled nothing on the server, and every state it left is resumable:
@@ -196,7 +199,7 @@ def test_ctrl_c_midway_then_the_same_call_pays_for_no_row_twice(serve, tmp_path)
     posts_before = emulator.stats.requests["POST /v1/responses"]
 
     df = words(1000).assign(word="w")
-    out = df.valar.run(TEMPLATE, client=client, store=path, max_rps=150, concurrency=50, **FAST)
+    out = df.valar.run(TEMPLATE, client=client, store=path, max_rps=100, concurrency=50, **FAST)
     assert out["output"].tolist() == [f"Echo: item {i} w" for i in range(1000)]
     assert out["output_error"].isna().all()
     assert billed <= emulator.stats.inferences == 1000 == len(emulator.stats.inferences_by_body)
