@@ -398,3 +398,36 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(serve, tmp_path, monkeypatc
     assert (out / MANIFEST).exists()
     assert pd.read_parquet(out)["output"].tolist() == echo(words(150))
     assert emulator.stats.inferences == 150 >= billed
+
+
+def test_sigterm_ends_the_run_cleanly_and_the_same_command_pays_for_no_row_twice(
+    serve, tmp_path, monkeypatch
+):
+    """A service manager's SIGTERM takes Ctrl-C's path: ids written, nothing cancelled."""
+    emulator, client = serve(latency=Latency(median=1.0, sigma=0.3))
+    words(150).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    args = ["run", str(tmp_path / "in.parquet"), str(out), *RUN, "--window-rows", "50"]
+    store = tmp_path / "store.sqlite3"
+    proc = subprocess.Popen(
+        [*CHILD, *args[1:]], env=_child_env(client, store), stderr=subprocess.PIPE, text=True
+    )
+    _wait_for_rows(proc, store, 10)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "re-run the same command to resume" in stderr
+    assert "Traceback" not in stderr and "Unclosed" not in stderr, stderr
+    assert not (out / MANIFEST).exists()
+    assert emulator.stats.requests["POST /v1/responses/{id}/cancel"] == 0
+    with sqlite3.connect(store) as db:
+        planned = db.execute("SELECT COUNT(*) FROM requests WHERE state = 'planned'").fetchone()[0]
+    posts = emulator.stats.requests["POST /v1/responses"]
+    for name, value in _child_env(client, store).items():
+        if name.startswith("VALAR"):
+            monkeypatch.setenv(name, value)
+    assert main(args) == 0
+    assert pd.read_parquet(out)["output"].tolist() == echo(words(150))
+    assert emulator.stats.inferences == 150 == len(emulator.stats.inferences_by_body)
+    # Every id the stopped run received was written: those rows were polled, not created.
+    assert emulator.stats.requests["POST /v1/responses"] - posts <= planned

@@ -72,8 +72,10 @@ def test_result_with_a_timeout_says_how_far_the_job_got(serve):
     assert job.result(timeout=30)["output"].isna().all()
 
 
-def test_cancel_keeps_answers_marks_the_rest_and_cancels_them_on_the_server(serve):
-    emulator, client = serve(latency=Latency(median=2.0, sigma=2.0, minimum=0.05), seed=3)
+def test_cancel_keeps_answers_and_leaves_running_responses_for_the_same_call(serve):
+    """A plain cancel stops creating and polling, cancels nothing on the server, and the
+    same call afterwards collects what was left running: every row, each billed once."""
+    emulator, client = serve(latency=Latency(median=1.5, sigma=0.6, minimum=0.05), seed=3)
     df = words(40)
     job = df.valar.submit(TEMPLATE, client=client, **FAST)
     wait_until(lambda: job.status()["done"] >= 5)
@@ -86,12 +88,37 @@ def test_cancel_keeps_answers_marks_the_rest_and_cancels_them_on_the_server(serv
     ]
     left = out.loc[~answered, "output_error"]
     assert len(left) > 0 and left.str.startswith("cancelled before an answer arrived").all()
+    running = left.str.contains("is left to finish on the server: run the same call again")
+    assert running.sum() > 0
     assert out.attrs["valar"]["cancelled"] == len(left) == job.status()["cancelled"]
+    run_sync(drain())
+    assert emulator.stats.requests[CANCEL_ROUTE] == 0
+    assert not any(r.cancelled for r in emulator.store.records.values())
+    posts = emulator.stats.requests["POST /v1/responses"]
+    again = df.valar.run(TEMPLATE, client=client, **FAST)
+    assert again["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 40 == len(emulator.stats.inferences_by_body)
+    # Rows left running were collected by id; only rows never created were created now.
+    assert emulator.stats.requests["POST /v1/responses"] - posts <= len(left) - running.sum()
+
+
+def test_cancel_on_the_server_when_asked_and_the_same_call_pays_those_rows_again(serve):
+    emulator, client = serve(latency=Latency(median=2.0, sigma=2.0, minimum=0.05), seed=3)
+    df = words(40)
+    job = df.valar.submit(TEMPLATE, client=client, **FAST)
+    wait_until(lambda: job.status()["done"] >= 5 and job.status()["submitted"] == 40)
+    assert job.cancel(server=True)
+    out = job.result(timeout=30)
+    assert job.status()["state"] == "cancelled" and not job.cancel(server=True)
+    left = out.loc[out["output"].isna(), "output_error"]
+    assert len(left) > 0 and left.str.startswith("cancelled before an answer arrived").all()
+    assert left.str.contains("asked to stop on the server").all()
     run_sync(drain())
     assert emulator.stats.requests[CANCEL_ROUTE] == len(left)
     # The server's verdicts are in the store: the same call asks only the cancelled rows.
     before = emulator.stats.inferences
     killed = sum(r.cancelled for r in emulator.store.records.values())
+    assert killed > 0
     emulator.config = emulator.config.__class__(latency=Latency(median=0.05), seed=3)
     again = df.valar.run(TEMPLATE, client=client, **FAST)
     assert again["output"].tolist() == echo(df)
@@ -102,7 +129,7 @@ def test_a_server_without_a_cancel_route_is_asked_only_a_few_times(serve):
     emulator, client = serve(latency=Latency(median=60.0, sigma=0.1), cancel_supported=False)
     job = words(60).valar.submit(TEMPLATE, client=client, **FAST)
     wait_until(lambda: job.status()["submitted"] == 60)
-    job.cancel()
+    job.cancel(server=True)
     out = job.result(timeout=30)
     assert out["output_error"].str.startswith("cancelled").all()
     run_sync(drain())

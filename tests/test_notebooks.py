@@ -82,48 +82,70 @@ import valar_pandas
 from valar_pandas import ValarClient
 from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
 
-emulator = Emulator(EmulatorConfig(latency=Latency(median=2.0, sigma=1.5, minimum=0.05)))
+emulator = Emulator(EmulatorConfig(latency=Latency(median=1.5, sigma=0.6, minimum=0.05)))
 client = ValarClient(api_key=emulator.config.api_key, base_url=emulator.start())
 df = pd.DataFrame({"q": [f"row {i}" for i in range(80)]})
+ask = dict(model="zai-org/GLM-5.1-FP8", client=client, completion_window="asap")
 print("running", flush=True)
-out = df.valar.run("say {q}", model="zai-org/GLM-5.1-FP8", client=client,
-                   completion_window="asap")
+out = df.valar.run("say {q}", **ask)
 print("answered", int(out["output"].notna().sum()), "of", len(out))
 """
+
+AGAIN = """
+again = df.valar.run("say {q}", **ask)
+stats = emulator.stats
+print("again", int(again["output"].notna().sum()))
+print("kept", again["output"][out["output"].notna()].equals(out["output"].dropna()))
+print("cancels", stats.requests["POST /v1/responses/{id}/cancel"])
+print("billed", stats.inferences, "bodies", len(stats.inferences_by_body))
+print("twice", sum(n > 1 for n in stats.inferences_by_body.values()))
+"""
+
+
+def _execute(manager: KernelManager, client: Any, code: str, interrupt: bool) -> str:
+    """Run code in the kernel; interrupt it once it prints "running" if asked. Its text."""
+    msg_id = client.execute(code)
+    outputs: list[dict[str, Any]] = []
+    while True:
+        msg = client.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream" and "running" in content["text"] and interrupt:
+            time.sleep(1.5)  # some rows answered, the rest still running
+            manager.interrupt_kernel()
+            interrupt = False
+        if kind in ("stream", "error", "display_data", "execute_result"):
+            outputs.append(content)
+        if kind == "status" and content["execution_state"] == "idle":
+            break
+    reply = client.get_shell_msg(timeout=10)
+    text = "".join(o.get("text", "") for o in outputs)
+    assert reply["content"]["status"] == "ok", text  # no KeyboardInterrupt traceback
+    assert not any("ename" in o for o in outputs) and "Traceback" not in text, text
+    return text
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_a_kernel_interrupt_returns_the_rows_answered_so_far(tmp_path):
-    """The stop button during a blocking run(): the cell ends normally, with the frame."""
+    """The stop button during a blocking run(): the cell ends normally, with the frame; the
+    same call in the next cell completes it, and no row is paid for twice."""
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(cwd=str(tmp_path))
     client = manager.client()
     client.start_channels()
     try:
         client.wait_for_ready(timeout=60)
-        msg_id = client.execute(INTERRUPTED)
-        outputs: list[dict[str, Any]] = []
-        interrupted = False
-        while True:
-            msg = client.get_iopub_msg(timeout=60)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream" and "running" in content["text"] and not interrupted:
-                time.sleep(3.0)  # some rows answered, most still running
-                manager.interrupt_kernel()
-                interrupted = True
-            if kind in ("stream", "error", "display_data", "execute_result"):
-                outputs.append(content)
-            if kind == "status" and content["execution_state"] == "idle":
-                break
-        reply = client.get_shell_msg(timeout=10)
+        text = _execute(manager, client, INTERRUPTED, interrupt=True)
+        again = _execute(manager, client, AGAIN, interrupt=False)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
-    text = "".join(o.get("text", "") for o in outputs)
-    assert reply["content"]["status"] == "ok", text  # no KeyboardInterrupt traceback
-    assert not any("ename" in o for o in outputs) and "Traceback" not in text, text
     assert "interrupted:" in text and "Run the same call again to resume" in text, text
+    assert "left to finish on the server" in text, text
     answered = int(text.split("answered ")[1].split()[0])
     assert 0 < answered < 80, text
+    lines = dict(line.split(" ", 1) for line in again.splitlines())
+    assert lines["again"] == "80" and lines["kept"] == "True", again
+    assert lines["cancels"] == "0", again  # the interrupt cancelled nothing on the server
+    assert lines["billed"] == "80 bodies 80" and lines["twice"] == "0", again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -16,6 +17,8 @@ import pytest
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
 from valar_pandas import ConfigError, Price, RunStore
+from valar_pandas._cancel import drain
+from valar_pandas._loop import StopSignal
 from valar_pandas._models import Submitted
 from valar_pandas._options import validate_options
 from valar_pandas._plan import plan_requests
@@ -23,6 +26,8 @@ from valar_pandas._progress import Tally
 from valar_pandas._run import run_plan
 from valar_pandas._store import Journal
 from valar_pandas.emulator import Faults, Latency
+
+CANCEL_ROUTE = "POST /v1/responses/{id}/cancel"
 
 
 def test_a_finished_call_reruns_with_zero_requests(serve):
@@ -131,6 +136,142 @@ def test_sigkill_mid_run_then_rerun_bills_zero_extra_inferences(serve, tmp_path)
     posts = emulator.stats.requests["POST /v1/responses"] - posts_before
     assert posts <= 400 - done - submitted + 5
     assert out.attrs["valar"]["cached"] == done
+
+
+INTERRUPTED_RUN = textwrap.dedent(
+    """
+    import json, signal, sys, warnings, pandas as pd, valar_pandas
+    # A parent started in the background may pass SIGINT down as ignored; restore Python's own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from valar_pandas import ValarClient
+    from valar_pandas._cancel import drain
+    from valar_pandas._loop import run_sync
+    url, key = sys.argv[1], sys.argv[2]
+    df = pd.DataFrame({"i": range(1000), "word": ["w"] * 1000})
+    print("started", flush=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = df.valar.run("item {i} {word}", model="zai-org/GLM-5.1-FP8", max_rps=100,
+                           completion_window="asap", concurrency=50, progress=None,
+                           client=ValarClient(api_key=key, base_url=url))
+    run_sync(drain())  # anything sent in the background ends before the process does
+    print(json.dumps({
+        "answered": int(out["output"].notna().sum()),
+        "errors": out["output_error"].dropna().str.split(";").str[0].value_counts().to_dict(),
+        "running": int(out["output_error"].str.contains("left to finish").sum()),
+        "warning": " ".join(str(w.message) for w in caught),
+    }), flush=True)
+    """
+)
+
+
+def test_ctrl_c_midway_then_the_same_call_pays_for_no_row_twice(serve, tmp_path):
+    """1,000 rows, a real SIGINT midway, the same call again: every row, each billed once."""
+    emulator, client = serve(latency=Latency(median=0.8, sigma=0.5, minimum=0.05), seed=6)
+    path = tmp_path / "interrupted.sqlite3"
+    env = {**os.environ, "VALAR_PANDAS_STORE": str(path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_RUN, client.base_url, client.api_key.reveal()],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 60
+    # Midway: a few rows answered, most created (at 100 creates a second), some not yet.
+    creates = emulator.stats.requests
+    while _count(path, "done") < 5 or creates["POST /v1/responses"] < 600:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    first = json.loads(stdout)
+    assert first["errors"] == {"interrupted before an answer arrived": 1000 - first["answered"]}
+    assert 0 < first["answered"] < 1000 and first["running"] > 0, first
+    assert f"{first['running']:,} of them with a response left to finish" in first["warning"]
+    assert "pays for no row twice" in first["warning"]
+    # The interrupt cancelled nothing on the server, and every state it left is resumable:
+    # answered rows are done, created ones keep their ids, the rest their keys.
+    assert emulator.stats.requests[CANCEL_ROUTE] == 0
+    done, submitted, planned = (_count(path, s) for s in ("done", "submitted", "planned"))
+    assert done >= first["answered"] and done + submitted + planned == 1000
+    assert submitted >= first["running"] and planned > 0
+    billed = emulator.stats.inferences
+    posts_before = emulator.stats.requests["POST /v1/responses"]
+
+    df = words(1000).assign(word="w")
+    out = df.valar.run(TEMPLATE, client=client, store=path, max_rps=100, concurrency=50, **FAST)
+    assert out["output"].tolist() == [f"Echo: item {i} w" for i in range(1000)]
+    assert out["output_error"].isna().all()
+    assert billed <= emulator.stats.inferences == 1000 == len(emulator.stats.inferences_by_body)
+    assert set(emulator.stats.inferences_by_body.values()) == {1}  # no row billed twice
+    # Responses left running were collected by id, not created again.
+    posts = emulator.stats.requests["POST /v1/responses"] - posts_before
+    assert posts <= planned + 5
+    assert out.attrs["valar"]["cached"] == done
+    print(
+        f"interrupted after {first['answered']} answered, {submitted} running, {planned} not "
+        f"created; billed {billed} then {emulator.stats.inferences} in all; re-run "
+        f"{out.attrs['valar']['http_requests']} HTTP requests, {posts} creates"
+    )
+
+
+INTERRUPTED_SCORE = textwrap.dedent(
+    """
+    import json, signal, sys, warnings, valar_pandas
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from valar_pandas import ValarClient
+    from valar_pandas._reviews import make_reviews
+    url, key = sys.argv[1], sys.argv[2]
+    print("started", flush=True)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        out = make_reviews(300).valar.score(
+            "Sentiment of: {review}", labels=["positive", "negative", "neutral"],
+            retries_on_invalid=1, model="zai-org/GLM-5.1-FP8", completion_window="asap",
+            max_rps=150, concurrency=50, progress=None,
+            client=ValarClient(api_key=key, base_url=url))
+    print(json.dumps({"scored": int(out["score"].notna().sum()),
+                      "retries": out.attrs["valar"]["invalid_retries"]}), flush=True)
+    """
+)
+
+
+def test_ctrl_c_during_score_then_the_same_call_pays_for_no_row_twice(serve, tmp_path):
+    """score(): the interrupt skips the re-asks; the same call completes and re-asks once."""
+    from valar_pandas._reviews import make_reviews
+
+    emulator, client = serve(
+        latency=Latency(median=1.0, sigma=0.4, minimum=0.05),
+        faults=Faults(invalid_structured=0.2),
+        seed=9,
+    )
+    path = tmp_path / "score.sqlite3"
+    env = {**os.environ, "VALAR_PANDAS_STORE": str(path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_SCORE, client.base_url, client.api_key.reveal()],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 60
+    while _count(path, "done") < 30 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    first = json.loads(stdout)
+    assert 0 < first["scored"] < 300 and first["retries"] == 0, first
+    assert emulator.stats.requests[CANCEL_ROUTE] == 0
+
+    out = make_reviews(300).valar.score(
+        "Sentiment of: {review}", labels=["positive", "negative", "neutral"],
+        retries_on_invalid=1, client=client, store=path, max_rps=150, concurrency=50, **FAST,
+    )  # fmt: skip
+    retries = out.attrs["valar"]["invalid_retries"]
+    assert retries > 0 and (out["score"].notna() | out["score_error"].notna()).all()
+    # One inference per distinct request, plus one per re-asked row: none paid twice.
+    distinct = make_reviews(300)["review"].nunique()
+    assert emulator.stats.inferences == distinct + retries
+    assert emulator.stats.requests[CANCEL_ROUTE] == 0
 
 
 def test_budget_stops_new_rows_and_says_why(serve):
@@ -251,8 +392,10 @@ class _Recording:
         pass
 
 
-def test_a_cancelled_run_writes_every_response_id_it_received(serve, tmp_path, monkeypatch):
-    """Ids wait in memory for a tick; cancelling the run writes them before it ends."""
+@pytest.mark.parametrize("how", ["cancel", "stop"])
+def test_a_cancelled_run_writes_every_response_id_it_received(serve, tmp_path, monkeypatch, how):
+    """Ids wait in memory for a tick; cancelling (arun) or stopping (Ctrl-C, job.cancel())
+    the run writes them before it ends, and the stop cancels nothing on the server."""
     # A tick no test outlives: only the run's own unwinding can write the ids.
     monkeypatch.setattr(
         RunStore, "journal", lambda self, ep: Journal(self, ep, tick=3600, limit=10**6)
@@ -263,18 +406,27 @@ def test_a_cancelled_run_writes_every_response_id_it_received(serve, tmp_path, m
     plan = plan_requests([f"item {i}" for i in range(200)], options)
     display = _Recording()
 
+    stop = StopSignal() if how == "stop" else None
+
     async def cancel_midway():
         with RunStore(path) as store:
             task = asyncio.ensure_future(
-                run_plan(plan, options, client, store, None, display=display)
+                run_plan(plan, options, client, store, None, display=display, stop=stop)
             )
             while sum(isinstance(e, Submitted) for e in display.events) < 30:
                 await asyncio.sleep(0.005)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            if stop is None:
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            else:
+                stop.stop("interrupted")
+                report = await task
+                assert {o.status for o in report.outcomes} == {"cancelled"}
+            await drain()
 
     asyncio.run(cancel_midway())
+    assert emulator.stats.requests[CANCEL_ROUTE] == 0
     ids = {e.fingerprint: e.response_id for e in display.events if isinstance(e, Submitted)}
     assert 30 <= len(ids) < 200
     with RunStore(path) as store:

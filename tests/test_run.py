@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pandas as pd
 import pytest
@@ -10,7 +11,7 @@ from helpers import FAST, MODEL, TEMPLATE, echo, words
 
 from valar_pandas._options import validate_options
 from valar_pandas._plan import plan_requests
-from valar_pandas.emulator import Faults
+from valar_pandas.emulator import Faults, Latency
 
 
 @pytest.mark.parametrize("vocabulary", ["pending", "queued"])
@@ -221,3 +222,31 @@ def test_max_rps_reaches_the_transport(serve, monkeypatch):
     words(3).valar.run(TEMPLATE, client=client, salt="again", **FAST)
     assert out["output"].tolist() == echo(words(3))
     assert budgets == [7.0, None, 2000.0]
+
+
+def test_cancelling_arun_cancels_nothing_on_the_server_and_the_same_call_completes(serve, tmp_path):
+    """A caller's timeout cancels arun's task; the same call collects what was left running."""
+    emulator, client = serve(latency=Latency(median=1.0, sigma=0.5, minimum=0.05), seed=8)
+    df = words(300)
+    ask = dict(client=client, store=tmp_path / "s.sqlite3", **FAST)
+
+    async def cut_short() -> None:
+        task = asyncio.ensure_future(df.valar.arun(TEMPLATE, **ask))
+        while emulator.stats.inferences < 150:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cut_short())
+    with sqlite3.connect(tmp_path / "s.sqlite3") as db:
+        states = dict(db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state").fetchall())
+    assert states.get("submitted", 0) > 0 and sum(states.values()) == 300
+    billed = emulator.stats.inferences
+    posts = emulator.stats.requests["POST /v1/responses"]
+    out = asyncio.run(df.valar.arun(TEMPLATE, **ask))
+    assert out["output"].tolist() == echo(df)
+    assert emulator.stats.requests["POST /v1/responses/{id}/cancel"] == 0
+    assert billed <= emulator.stats.inferences == 300 == len(emulator.stats.inferences_by_body)
+    # Responses whose ids were recorded were collected by id, not created again.
+    assert emulator.stats.requests["POST /v1/responses"] - posts <= states.get("planned", 0)

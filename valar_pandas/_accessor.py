@@ -272,10 +272,17 @@ class ValarAccessor:
             display.close()
         if stop.stopped:
             tally = report.tally
+            running = sum(
+                o.status == "cancelled" and o.response_id is not None and o.error is not None
+                and o.error.startswith(stop.reason)
+                for o in report.outcomes
+            )  # fmt: skip
             warnings.warn(
                 f"interrupted: {tally.done - tally.skipped - tally.cached:,} rows were answered "
                 f"and are in the frame; {tally.cancelled:,} rows are marked cancelled in "
-                f"{call.options.into}_error. Run the same call again to resume them.",
+                f"{call.options.into}_error, {running:,} of them with a response left to "
+                "finish on the server. Run the same call again to resume them: it collects "
+                "those responses and pays for no row twice.",
                 stacklevel=3,
             )
         return report, stop

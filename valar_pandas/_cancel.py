@@ -1,5 +1,9 @@
 """Best-effort cancellation of the responses a stopped run leaves running on the server.
 
+Used only when the caller asks for it (``job.cancel(server=True)``): an interrupt, or a
+plain cancel, leaves those responses to finish so the same call collects them for free,
+while a row cancelled here is asked again, and paid again, by the next identical call.
+
 Valar does not document ``POST /v1/responses/{id}/cancel`` (early vendor pages list it,
 later ones do not), so this is a courtesy, never a requirement: it runs detached from the
 run it follows, so a stopped call returns at once; every failure is ignored; and when the

@@ -1,16 +1,21 @@
 """The ``valar-pandas`` command: ``run``, ``demo``, ``store`` and ``emulator``.
 
 Exit codes: 0 success, 1 the run finished with failed rows, 2 usage or configuration error
-(raised before any request).
+(raised before any request), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM (``run``
+winds down on SIGTERM as on Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from ._cli_run import add_run_parser, run_command
@@ -161,6 +166,34 @@ def _remove_store(path: Path, older_than: float | None, failure: ValarError) -> 
     return 0
 
 
+@contextlib.contextmanager
+def _terminate_like_ctrl_c() -> Iterator[list[int]]:
+    """While inside, SIGTERM ends the command as Ctrl-C does, cleanly, instead of at once.
+
+    Python's default for SIGTERM ends the process on the spot: no output clean-up, and the
+    run store misses the ids of the last tick. Raising ``KeyboardInterrupt`` instead takes
+    the interrupt's path (ids written, nothing cancelled on the server). Only the main
+    thread may set a handler; elsewhere nothing changes.
+
+    Yields:
+        The signals received (empty unless SIGTERM arrived).
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -178,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(args_list)
     try:
         if args.command == "run":
-            return run_command(args)
+            with _terminate_like_ctrl_c() as terminated:
+                code = run_command(args)
+            return 128 + signal.SIGTERM if terminated and code == 130 else code
         if args.command == "demo":
             from ._demo import DemoSettings, run_demo
 

@@ -70,6 +70,7 @@ exit codes:
   2    usage or configuration error, reported before any request (or the server
        refused the run as a whole: rejected key, unknown model)
   130  interrupted; re-run the same command to resume
+  143  stopped by SIGTERM (ends the run as Ctrl-C does)
 
 environment: VALAR_API_KEY (required to send), VALAR_BASE_URL, VALAR_PANDAS_STORE.
 See docs/cli.md."""

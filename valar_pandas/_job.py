@@ -3,7 +3,8 @@
 The run is a coroutine on the library's loop thread, so the caller's thread (a notebook
 cell) is free at once and several jobs share the one loop. The job never blocks except in
 :meth:`Job.result`, which waits in short slices so an interrupt reaches it; interrupting
-that wait leaves the job running (cancel it with :meth:`Job.cancel`).
+that wait leaves the job running (stop it with :meth:`Job.cancel`, which cancels responses
+on the server only when asked to).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class Job:
         """Wait for the run and return its frame, the same frame ``run()`` would return.
 
         After :meth:`cancel`, the frame holds every row answered before the cancel; the
-        others say ``cancelled`` in the error column.
+        others say ``cancelled`` in the error column, and what the same call again does.
 
         Args:
             timeout: Most seconds to wait; None waits as long as it takes.
@@ -132,20 +133,27 @@ class Job:
             self._frame = self._finish(report)
         return self._frame
 
-    def cancel(self) -> bool:
-        """Stop sending and polling; keep every answer that already arrived.
+    def cancel(self, *, server: bool = False) -> bool:
+        """Stop creating and polling; keep every answer that already arrived.
 
-        Rows not answered yet end ``cancelled``; the responses they left running are
-        cancelled on the server where it supports that (best effort). A later identical
-        call resumes them from the run store.
+        Rows not answered yet end ``cancelled``. By default the responses the server
+        already created are left to finish there: their ids stay in the run store, so the
+        same call again collects them without paying twice (they are billed once whether
+        or not anyone collects them). ``server=True`` also asks the server to cancel them,
+        to stop spending on them where the server supports that (best effort, in the
+        background); a row the server cancelled is then asked again, and paid again, by
+        the next identical call.
+
+        Args:
+            server: Also cancel on the server the responses left running.
 
         Returns:
             True if the job was running and is now stopping; False if it had already ended
-            or was already cancelled.
+            or was already cancelled (only the first cancel counts).
         """
         if self._future.done():
             return False
-        return self._stop.stop("cancelled")
+        return self._stop.stop("cancelled", server=server)
 
     def __repr__(self) -> str:
         counts = self.status()

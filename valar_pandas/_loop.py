@@ -7,10 +7,11 @@ A private loop on a thread works the same in scripts, notebooks and inside other
 (``jupyter_core.utils.run_sync`` and fsspec do the same).
 
 The caller waits in short slices so Ctrl-C (or a kernel interrupt) is noticed at once. Given
-a :class:`StopSignal`, the interrupt asks the run to stop and the caller gets what it
-returns (the rows finished so far); otherwise, or on a second interrupt, the coroutine is
-cancelled on the loop thread, allowed briefly to unwind, and ``KeyboardInterrupt`` is
-re-raised in the caller: no traceback from the loop thread either way.
+a :class:`StopSignal`, the interrupt asks the run to stop (never to cancel anything on the
+server) and the caller gets what it returns (the rows finished so far); otherwise, or on a
+second interrupt, the coroutine is cancelled on the loop thread, allowed briefly to unwind,
+and ``KeyboardInterrupt`` is re-raised in the caller: no traceback from the loop thread
+either way.
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ _UNWIND_SECONDS = 5.0
 class StopSignal:
     """A request to stop a run, made from any thread and awaited on the run's loop.
 
+    A stop ends the sending and polling only: responses the server already created are
+    left to finish there (the run store keeps their ids, so the same call collects them
+    without paying twice), unless the stop asks for them to be cancelled on the server too.
+
     Attributes:
         reason: Why the run stopped, put in the error of every row it left unanswered.
+        server: Whether the responses left running are also cancelled on the server.
     """
 
     def __init__(self) -> None:
@@ -46,17 +52,21 @@ class StopSignal:
         self._stopped = False
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self.reason = "cancelled"
+        self.server = False
 
     @property
     def stopped(self) -> bool:
         """Whether a stop was asked for."""
         return self._stopped
 
-    def stop(self, reason: str) -> bool:
+    def stop(self, reason: str, *, server: bool = False) -> bool:
         """Ask the run to stop; only the first call counts.
 
         Args:
             reason: Why, for the rows left unanswered.
+            server: Also cancel on the server the responses the run leaves running (a
+                later identical call then asks those rows again, and pays for them again,
+                where the server honoured the cancel). False leaves them to finish.
 
         Returns:
             True if this call made the request, False if one was made before.
@@ -64,7 +74,7 @@ class StopSignal:
         with self._lock:
             if self._stopped:
                 return False
-            self._stopped, self.reason = True, reason
+            self._stopped, self.reason, self.server = True, reason, server
             waiters = list(self._waiters)
         for loop, event in waiters:
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits

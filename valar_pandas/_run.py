@@ -246,9 +246,27 @@ def _wind_down(
     emit: Callable[[Event], None],
 ) -> dict[str, Outcome]:
     """The outcomes of the requests a stopped run left unanswered, and the event saying so."""
-    error = f"{stop.reason} before an answer arrived; run the same call again to resume"
     emit(Stopped(sum(shares[f] for f in left), stop.reason))
-    return {f: Outcome("cancelled", error=error, response_id=running.get(f)) for f in left}
+    return {
+        f: Outcome("cancelled", error=_left_error(stop, running.get(f)), response_id=running.get(f))
+        for f in left
+    }
+
+
+def _left_error(stop: StopSignal, response_id: str | None) -> str:
+    """What a row a stopped run left unanswered says, and what the same call will do."""
+    said = f"{stop.reason} before an answer arrived"
+    if response_id is None:  # not created, or its create unanswered: re-sent under its key
+        return f"{said}; run the same call again to resume without paying twice"
+    if stop.server:
+        return (
+            f"{said}, and response {response_id} was asked to stop on the server: the same "
+            "call again asks this row afresh (and pays again) if the server stopped it"
+        )
+    return (
+        f"{said}; response {response_id} is left to finish on the server: run the same "
+        "call again to collect it without paying twice"
+    )
 
 
 async def run_plan(
@@ -274,8 +292,10 @@ async def run_plan(
         budget: A budget the caller shares across several runs (it must see their events
             and admits their creates); None makes one for ``options.budget``, if set.
         stop: When it is set, nothing more is sent or polled: the rows answered so far keep
-            their outcomes, the rest end ``cancelled`` with the stop's reason, and the
-            responses left running are cancelled on the server, best effort, detached.
+            their outcomes and the rest end ``cancelled`` with the stop's reason. The
+            responses left running are left to finish on the server, their ids in the
+            store for the next identical call to collect; only a stop that asks for it
+            (``server=True``) cancels them on the server, best effort, detached.
 
     Returns:
         The report; rows the run could not finish carry an ``error`` outcome.
@@ -307,7 +327,7 @@ async def run_plan(
         listeners.append(_recorder(journal))
 
     # With a stop possible, follow what is answered and what is running, to keep the one and
-    # cancel the other when the run is cut short.
+    # name the other (cancelling it on the server only if the stop asks) when cut short.
     answered: dict[str, Outcome] = {}
     running: dict[str, str] = dict(work.attach)
     if stop is not None:
@@ -340,13 +360,14 @@ async def run_plan(
                     left = [f for f in plan.requests if f not in results]
                     results |= _wind_down(left, plan.shares, running, stop, emit)
                     if journal is not None:
-                        journal.flush()  # the detached cancels write verdicts after these ids
-                    _cancel.spawn(
-                        client,
-                        {f: running[f] for f in left if f in running},
-                        store=store.path if store is not None else None,
-                        endpoint=endpoint,
-                    )
+                        journal.flush()  # the ids, and before any verdict a cancel writes
+                    if stop.server:  # only when asked: a cancelled row is paid again
+                        _cancel.spawn(
+                            client,
+                            {f: running[f] for f in left if f in running},
+                            store=store.path if store is not None else None,
+                            endpoint=endpoint,
+                        )
         if journal is not None and store is not None:
             # What the last ticks hold, waiting for a lock without blocking the loop (a
             # stopped run returns at once: its answers are in the frame either way).
