@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 import pandas as pd
 import pytest
@@ -239,6 +240,12 @@ def test_cancelling_arun_cancels_nothing_on_the_server_and_the_same_call_complet
             await task
 
     asyncio.run(cut_short())
+    # Creates already on the wire when the task was cancelled still reach the server: let
+    # them land before counting, or they would be taken for the second call's creates.
+    settled, deadline = -1, time.monotonic() + 10
+    while settled != emulator.stats.total_requests and time.monotonic() < deadline:
+        settled = emulator.stats.total_requests
+        time.sleep(0.3)
     with sqlite3.connect(tmp_path / "s.sqlite3") as db:
         states = dict(db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state").fetchall())
     assert states.get("submitted", 0) > 0 and sum(states.values()) == 300
