@@ -294,6 +294,12 @@ def _setup(args: argparse.Namespace) -> _Setup:
         )
     if len(set(keep)) != len(keep):
         raise ConfigError("--columns names a column more than once")
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:  # columns are read by name: which of them would be meant is unknowable
+        raise ConfigError(
+            f"{args.input} has more than one column named {repeated[0]!r}; give each column "
+            "of the file its own name"
+        )
     rows = source.rows if args.limit is None else min(source.rows, args.limit)
     count = max(1, math.ceil(rows / args.window_rows))
     in_flight = min(IN_FLIGHT, count)
