@@ -64,7 +64,11 @@ def test_quickstart_runs_in_a_kernel(tmp_path):
 def test_evals_notebook_scores_and_reports(tmp_path):
     nb = nbformat.read(NOTEBOOKS / "evals.ipynb", as_version=4)
     NotebookClient(
-        nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(tmp_path)}}
+        nb,
+        kernel_name="python3",
+        timeout=180,
+        resources={"metadata": {"path": str(tmp_path)}},
+        store_widget_state=True,
     ).execute()
     report = next(o for o in nb.cells[3]["outputs"] if o.get("output_type") == "execute_result")
     assert "confusion" in report["data"]["text/html"].lower()
@@ -73,6 +77,12 @@ def test_evals_notebook_scores_and_reports(tmp_path):
     scored = int(printed.split("scored=")[1].split()[0])
     errors = int(printed.split("errors=")[1].split()[0])
     assert scored + errors == 300 and errors > 0
+    # The replies it could not read are failed rows on the widget too: red, with the count.
+    models = widget_models(nb)
+    (bar,) = [m for m in models.values() if m["_model_name"] == "IntProgressModel"]
+    assert bar["bar_style"] == "danger" and bar["value"] == bar["max"] == 300
+    (text,) = [m["value"] for m in models.values() if m["_model_name"] == "HTMLModel"]
+    assert text.startswith(f"{errors} of 300 rows failed; see the sentiment_error column"), text
 
 
 INTERRUPTED = """

@@ -29,11 +29,11 @@ from ._models import Outcome
 from ._options import DEFAULT_MAX_RPS, RunOptions, as_int, checked_arguments, validate_options
 from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
-from ._progress import Display, make_display
+from ._progress import Display, Judged, make_display
 from ._prompt import Row, compile_template
 from ._rows import render_rows
 from ._run import RunReport, Work, prepare_work, run_plan
-from ._score import ScoreSpec, instructions_hint, make_spec, parse, text_format
+from ._score import ScoreSpec, instructions_hint, make_spec, parse, reply_judge, text_format
 from ._score_merge import row_errors, to_columns, value_columns
 from ._store import RunStore
 
@@ -259,6 +259,8 @@ class ValarAccessor:
                 call.price,
                 errors_hint=f"the {call.options.into}_error column",
             )
+            if spec is not None:  # an unreadable reply is a failed row on the display too
+                display = Judged(display, reply_judge(spec))
         except BaseException:
             if opened is not None:
                 opened.close()
@@ -644,7 +646,10 @@ class ValarAccessor:
                 retry = self._prepare(
                     template, price, call.frame.iloc[invalid], **{**options, "salt": again_salt}
                 )
-                shown = make_display(retry.options.progress, retry.price, desc="valar re-ask")
+                shown = Judged(
+                    make_display(retry.options.progress, retry.price, desc="valar re-ask"),
+                    reply_judge(spec),
+                )
                 redo, stop = self._blocking(retry, client, opened, shown)
                 http_requests += redo.http_requests
                 for i, outcome in zip(invalid, redo.outcomes, strict=True):

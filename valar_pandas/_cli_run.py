@@ -34,10 +34,10 @@ from ._files import Input, open_input, open_output, windows
 from ._loop import run_sync
 from ._options import DEFAULT_MAX_RPS, MIN_MAX_RPS, MODES, RunOptions
 from ._prices import Price
-from ._progress import Tally, make_display
+from ._progress import Judged, Tally, make_display
 from ._prompt import compile_template
 from ._run import prepare_work
-from ._score import ScoreSpec, make_spec
+from ._score import ScoreSpec, make_spec, reply_judge
 from ._store import RunStore
 from ._stream import Job, Totals, Window, prepare_window, stream
 
@@ -365,6 +365,8 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         display = make_display(
             None if args.quiet else "tqdm", setup.price, desc="valar-pandas", total=setup.rows
         )
+        if setup.job.spec is not None:  # an unreadable reply is a failed row on the bar too
+            display = Judged(display, reply_judge(setup.job.spec))
         budget: Budget | None = None
         if args.budget is not None:
             assert setup.price is not None  # prepare_call refuses a budget without a price
