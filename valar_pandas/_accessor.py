@@ -182,7 +182,9 @@ def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **kwa
     if options.budget is not None and resolved is None:
         raise ConfigError(
             f"budget= needs a price for {options.model!r}, which is not in the price "
-            "table; pass price={'input': ..., 'output': ...} in USD per million tokens"
+            "table; pass price={'input': ..., 'output': ...} in USD per million tokens",
+            command=f"--budget needs a price for {options.model!r}, which is not in the price "
+            "table; give --price INPUT,OUTPUT in USD per million tokens",
         )
     return _Call(frame, options, plan, resolved)
 

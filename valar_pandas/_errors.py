@@ -124,8 +124,10 @@ class StoreError(ValarError):
         frame: The complete merged result when the run got that far, else None.
     """
 
-    def __init__(self, message: str, *, path: Any, frame: Any = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, path: Any, frame: Any = None, command: str | None = None
+    ) -> None:
+        super().__init__(message, command=command)
         self.path = path
         self.frame = frame
 
