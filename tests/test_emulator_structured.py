@@ -216,12 +216,12 @@ def server() -> Iterator[tuple[Emulator, str]]:
         yield emulator, url
 
 
-def _post(url: str, payload: Any) -> tuple[int, Any]:
+def _post(url: str, payload: Any, key: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": "Bearer sk-emulator", "Content-Type": "application/json"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
     sent = urllib.request.Request(
-        url + "/responses",
-        data=json.dumps(payload).encode(),
-        headers={"Authorization": "Bearer sk-emulator", "Content-Type": "application/json"},
-        method="POST",
+        url + "/responses", data=json.dumps(payload).encode(), headers=headers, method="POST"
     )
     try:
         with urllib.request.urlopen(sent, timeout=10) as reply:
@@ -301,3 +301,24 @@ def test_cli_flag() -> None:
     assert _config(args).faults.invalid_structured == 0.25
     assert _config(_parser("emulator").parse_args([])).faults.invalid_structured == 0.0
     assert emulator_main(["--invalid-structured", "2"]) == 2  # refused before serving
+
+
+def test_invalid_answers_are_drawn_per_attempt_so_a_re_ask_can_succeed(
+    server: tuple[Emulator, str],
+) -> None:
+    emulator, url = server
+    emulator.config = dataclasses.replace(emulator.config, faults=Faults(invalid_structured=0.5))
+    spec = SPECS["stars"]
+    recovered = 0
+    for body in _bodies(spec, 12):
+        texts = {}
+        for key in ("attempt-a", "attempt-b", "attempt-a"):  # the last is a replay
+            status, response = _post(url, body, key=f"{key}-{body['input']}"[:255])
+            assert status == 200
+            text = response["output"][0]["content"][0]["text"]
+            assert ("completed", text) == emulator.expected_outcome(body, f"{key}-{body['input']}")
+            assert texts.setdefault(key, text) == text  # a replay repeats its answer
+        bad = [parse(spec, texts[k]).error is not None for k in ("attempt-a", "attempt-b")]
+        recovered += bad[0] and not bad[1]
+    assert recovered > 0  # some first attempts were unreadable and their re-asks were not
+    assert emulator.stats.inferences == 24  # two attempts per body; replays bill nothing

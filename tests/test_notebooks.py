@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,8 @@ print("running", flush=True)
 out = df.valar.run("say {q}", model="zai-org/GLM-5.1-FP8", client=client,
                    completion_window="asap")
 print("answered", int(out["output"].notna().sum()), "of", len(out))
+print("errors", sorted(set(out["output_error"].dropna())))
+print("cancelled", out.attrs["valar"]["cancelled"])
 """
 
 
@@ -137,3 +140,11 @@ def test_a_kernel_interrupt_returns_the_rows_answered_so_far(tmp_path):
     assert "interrupted:" in text and "Run the same call again to resume" in text, text
     answered = int(text.split("answered ")[1].split()[0])
     assert 0 < answered < 80, text
+    # quickstart.ipynb describes this very behaviour: its quoted error is the one rows get,
+    # and the rows without an answer are the ones attrs counts as cancelled.
+    quickstart = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
+    told = next(c.source for c in quickstart.cells if "Interrupting a blocking" in c.source)
+    quoted = [q for q in re.findall(r"`([^`]+)`", told) if q.startswith("interrupted")]
+    assert quoted and f"errors [{quoted[0]!r}]" in text, (quoted, text)
+    assert f"cancelled {80 - answered}" in text, text
+    assert "returns the frame" in told and "KeyboardInterrupt" in told
