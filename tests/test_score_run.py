@@ -86,16 +86,17 @@ def test_retries_on_invalid_reask_under_a_fresh_salt(serve):
 def test_re_asks_can_succeed_and_are_billed(serve):
     emulator, client = serve(faults=Faults(invalid_structured=0.3), seed=1)
     df = make_reviews(60)
+    first = df.valar.score(SENTIMENT, labels=LABELS, into="s", client=client, **FAST)
+    invalid = int(first["s_error"].notna().sum())
+    before = emulator.stats.inferences
     out = df.valar.score(
         SENTIMENT, labels=LABELS, into="s", client=client, retries_on_invalid=3, **FAST
     )
-    first_round = emulator.stats.inferences - 60
     asked_again = out.attrs["valar"]["invalid_retries"]
-    assert asked_again == first_round > 0  # every re-ask is a new, billed inference
+    assert emulator.stats.inferences == before + asked_again  # every re-ask is billed
     still = int(out["s_error"].notna().sum())
-    # The invalid answers of the first round, less those whose re-asks came back readable.
-    assert still < asked_again and out.attrs["valar"]["failed"] == still
-    assert out["s"].notna().sum() == 60 - still
+    assert invalid > 0 and still < invalid  # some re-asks came back readable
+    assert out.attrs["valar"]["failed"] == still and out["s"].notna().sum() == 60 - still
 
 
 def test_a_rerun_reuses_stored_replies(serve):
