@@ -322,3 +322,27 @@ def test_invalid_answers_are_drawn_per_attempt_so_a_re_ask_can_succeed(
         recovered += bad[0] and not bad[1]
     assert recovered > 0  # some first attempts were unreadable and their re-asks were not
     assert emulator.stats.inferences == 24  # two attempts per body; replays bill nothing
+
+
+def test_batch_items_draw_per_batch_key_and_custom_id(server: tuple[Emulator, str]) -> None:
+    emulator, url = server
+    emulator.config = dataclasses.replace(emulator.config, faults=Faults(invalid_structured=0.5))
+    bodies = _bodies(SPECS["stars"], 12)
+    items = [{"custom_id": f"r{i:03d}", "params": b} for i, b in enumerate(bodies)]
+    payload = {"endpoint": "/v1/responses", "requests": items}
+    texts: dict[str, list[str]] = {}
+    for key in ("batch-a", "batch-b"):
+        request = urllib.request.Request(
+            url + "/batches",
+            data=json.dumps(payload).encode(),
+            headers={"Authorization": "Bearer sk-emulator", "Idempotency-Key": key},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            batch = emulator.store.batches[json.loads(reply.read())["id"]]
+        texts[key] = [batch.items[item["custom_id"]].text for item in items]
+        assert texts[key] == [
+            emulator.expected_outcome(item["params"], f"{key}/{item['custom_id']}")[1]
+            for item in items
+        ]
+    assert texts["batch-a"] != texts["batch-b"]  # a new batch key draws its items again
