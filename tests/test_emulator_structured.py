@@ -216,12 +216,12 @@ def server() -> Iterator[tuple[Emulator, str]]:
         yield emulator, url
 
 
-def _post(url: str, payload: Any) -> tuple[int, Any]:
+def _post(url: str, payload: Any, key: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": "Bearer sk-emulator", "Content-Type": "application/json"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
     sent = urllib.request.Request(
-        url + "/responses",
-        data=json.dumps(payload).encode(),
-        headers={"Authorization": "Bearer sk-emulator", "Content-Type": "application/json"},
-        method="POST",
+        url + "/responses", data=json.dumps(payload).encode(), headers=headers, method="POST"
     )
     try:
         with urllib.request.urlopen(sent, timeout=10) as reply:
@@ -301,3 +301,48 @@ def test_cli_flag() -> None:
     assert _config(args).faults.invalid_structured == 0.25
     assert _config(_parser("emulator").parse_args([])).faults.invalid_structured == 0.0
     assert emulator_main(["--invalid-structured", "2"]) == 2  # refused before serving
+
+
+def test_invalid_answers_are_drawn_per_attempt_so_a_re_ask_can_succeed(
+    server: tuple[Emulator, str],
+) -> None:
+    emulator, url = server
+    emulator.config = dataclasses.replace(emulator.config, faults=Faults(invalid_structured=0.5))
+    spec = SPECS["stars"]
+    recovered = 0
+    for body in _bodies(spec, 12):
+        texts = {}
+        for key in ("attempt-a", "attempt-b", "attempt-a"):  # the last is a replay
+            status, response = _post(url, body, key=f"{key}-{body['input']}"[:255])
+            assert status == 200
+            text = response["output"][0]["content"][0]["text"]
+            assert ("completed", text) == emulator.expected_outcome(body, f"{key}-{body['input']}")
+            assert texts.setdefault(key, text) == text  # a replay repeats its answer
+        bad = [parse(spec, texts[k]).error is not None for k in ("attempt-a", "attempt-b")]
+        recovered += bad[0] and not bad[1]
+    assert recovered > 0  # some first attempts were unreadable and their re-asks were not
+    assert emulator.stats.inferences == 24  # two attempts per body; replays bill nothing
+
+
+def test_batch_items_draw_per_batch_key_and_custom_id(server: tuple[Emulator, str]) -> None:
+    emulator, url = server
+    emulator.config = dataclasses.replace(emulator.config, faults=Faults(invalid_structured=0.5))
+    bodies = _bodies(SPECS["stars"], 12)
+    items = [{"custom_id": f"r{i:03d}", "params": b} for i, b in enumerate(bodies)]
+    payload = {"endpoint": "/v1/responses", "requests": items}
+    texts: dict[str, list[str]] = {}
+    for key in ("batch-a", "batch-b"):
+        request = urllib.request.Request(
+            url + "/batches",
+            data=json.dumps(payload).encode(),
+            headers={"Authorization": "Bearer sk-emulator", "Idempotency-Key": key},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            batch = emulator.store.batches[json.loads(reply.read())["id"]]
+        texts[key] = [batch.items[item["custom_id"]].text for item in items]
+        assert texts[key] == [
+            emulator.expected_outcome(item["params"], f"{key}/{item['custom_id']}")[1]
+            for item in items
+        ]
+    assert texts["batch-a"] != texts["batch-b"]  # a new batch key draws its items again

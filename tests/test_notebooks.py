@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,11 @@ def test_quickstart_runs_in_a_kernel(tmp_path):
 def test_evals_notebook_scores_and_reports(tmp_path):
     nb = nbformat.read(NOTEBOOKS / "evals.ipynb", as_version=4)
     NotebookClient(
-        nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(tmp_path)}}
+        nb,
+        kernel_name="python3",
+        timeout=180,
+        resources={"metadata": {"path": str(tmp_path)}},
+        store_widget_state=True,
     ).execute()
     report = next(o for o in nb.cells[3]["outputs"] if o.get("output_type") == "execute_result")
     assert "confusion" in report["data"]["text/html"].lower()
@@ -73,9 +78,16 @@ def test_evals_notebook_scores_and_reports(tmp_path):
     scored = int(printed.split("scored=")[1].split()[0])
     errors = int(printed.split("errors=")[1].split()[0])
     assert scored + errors == 300 and errors > 0
+    # The replies it could not read are failed rows on the widget too: red, with the count.
+    models = widget_models(nb)
+    (bar,) = [m for m in models.values() if m["_model_name"] == "IntProgressModel"]
+    assert bar["bar_style"] == "danger" and bar["value"] == bar["max"] == 300
+    (text,) = [m["value"] for m in models.values() if m["_model_name"] == "HTMLModel"]
+    assert text.startswith(f"{errors} of 300 rows failed; see the sentiment_error column"), text
 
 
 INTERRUPTED = """
+import re
 import warnings
 import pandas as pd
 import valar_pandas
@@ -89,6 +101,9 @@ ask = dict(model="zai-org/GLM-5.1-FP8", client=client, completion_window="asap")
 print("running", flush=True)
 out = df.valar.run("say {q}", **ask)
 print("answered", int(out["output"].notna().sum()), "of", len(out))
+shapes = {re.sub(r"response \\S+", "response <id>", e) for e in out["output_error"].dropna()}
+print("errors", sorted(shapes))
+print("cancelled", out.attrs["valar"]["cancelled"])
 """
 
 AGAIN = """
@@ -149,3 +164,11 @@ def test_a_kernel_interrupt_returns_the_rows_answered_so_far(tmp_path):
     assert lines["again"] == "80" and lines["kept"] == "True", again
     assert lines["cancels"] == "0", again  # the interrupt cancelled nothing on the server
     assert lines["billed"] == "80 bodies 80" and lines["twice"] == "0", again
+    # quickstart.ipynb describes this very behaviour: its quoted error is the one rows get,
+    # and the rows without an answer are the ones attrs counts as cancelled.
+    quickstart = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
+    told = next(c.source for c in quickstart.cells if "Interrupting a blocking" in c.source)
+    quoted = [q for q in re.findall(r"`([^`]+)`", told) if q.startswith("interrupted")]
+    assert quoted and repr(quoted[0]) in text.split("errors ")[1].splitlines()[0], (quoted, text)
+    assert f"cancelled {80 - answered}" in text, text
+    assert "returns the frame" in told and "KeyboardInterrupt" in told

@@ -83,6 +83,22 @@ def test_retries_on_invalid_reask_under_a_fresh_salt(serve):
     assert emulator.stats.inferences == before + invalid  # only the invalid rows were re-asked
 
 
+def test_re_asks_can_succeed_and_are_billed(serve):
+    emulator, client = serve(faults=Faults(invalid_structured=0.3), seed=1)
+    df = make_reviews(60)
+    first = df.valar.score(SENTIMENT, labels=LABELS, into="s", client=client, **FAST)
+    invalid = int(first["s_error"].notna().sum())
+    before = emulator.stats.inferences
+    out = df.valar.score(
+        SENTIMENT, labels=LABELS, into="s", client=client, retries_on_invalid=3, **FAST
+    )
+    asked_again = out.attrs["valar"]["invalid_retries"]
+    assert emulator.stats.inferences == before + asked_again  # every re-ask is billed
+    still = int(out["s_error"].notna().sum())
+    assert invalid > 0 and still < invalid  # some re-asks came back readable
+    assert out.attrs["valar"]["failed"] == still and out["s"].notna().sum() == 60 - still
+
+
 def test_a_rerun_reuses_stored_replies(serve):
     emulator, client = serve()
     df = make_reviews(30)

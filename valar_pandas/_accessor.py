@@ -24,17 +24,17 @@ from ._errors import ConfigError, RowErrors, StoreError, StoreWarning
 from ._estimate import Estimate, estimate
 from ._job import Job
 from ._loop import StopSignal, run_sync
-from ._merge import attach, outcome_columns
+from ._merge import attach, check_columns, outcome_columns, planned_columns
 from ._models import Outcome
 from ._options import DEFAULT_MAX_RPS, RunOptions, as_int, checked_arguments, validate_options
 from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
-from ._progress import Display, make_display
+from ._progress import Display, Judged, make_display
 from ._prompt import Row, compile_template
 from ._rows import render_rows
 from ._run import RunReport, Work, prepare_work, run_plan
-from ._score import ScoreSpec, instructions_hint, make_spec, parse, text_format
-from ._score_merge import row_errors, to_columns
+from ._score import ScoreSpec, instructions_hint, make_spec, parse, reply_judge, text_format
+from ._score_merge import row_errors, to_columns, value_columns
 from ._store import RunStore
 
 __all__ = [
@@ -182,7 +182,9 @@ def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **kwa
     if options.budget is not None and resolved is None:
         raise ConfigError(
             f"budget= needs a price for {options.model!r}, which is not in the price "
-            "table; pass price={'input': ..., 'output': ...} in USD per million tokens"
+            "table; pass price={'input': ..., 'output': ...} in USD per million tokens",
+            command=f"--budget needs a price for {options.model!r}, which is not in the price "
+            "table; give --price INPUT,OUTPUT in USD per million tokens",
         )
     return _Call(frame, options, plan, resolved)
 
@@ -236,12 +238,20 @@ class ValarAccessor:
 
     def _start(
         self, template: Template, client: ValarClient | None, store: StoreArg, price: PriceArg,
-        frame: pd.DataFrame | None = None, **kwargs: Any,
+        frame: pd.DataFrame | None = None, spec: ScoreSpec | None = None, **kwargs: Any,
     ) -> tuple[_Call, ValarClient, RunStore | None, Display]:  # fmt: skip
-        """Check everything, plan every request, open the store and show the display."""
+        """Check everything, plan every request, open the store and show the display.
+
+        The columns the call will write are checked against each other and the frame's
+        (:func:`~valar_pandas._merge.check_columns`): a clash is refused here, before any
+        request, never found after the answers are paid for.
+        """
         if client is not None and not isinstance(client, ValarClient):
             raise ConfigError("client must be a valar_pandas.ValarClient")
         call = self._prepare(template, price, frame, **kwargs)
+        into = call.options.into
+        values = None if spec is None else value_columns(spec, into)
+        check_columns(call.frame.columns, planned_columns(into, call.options.details, values))
         client = client or ValarClient()
         opened = open_store(store, call.options)
         try:
@@ -251,6 +261,8 @@ class ValarAccessor:
                 call.price,
                 errors_hint=f"the {call.options.into}_error column",
             )
+            if spec is not None:  # an unreadable reply is a failed row on the display too
+                display = Judged(display, reply_judge(spec))
         except BaseException:
             if opened is not None:
                 opened.close()
@@ -626,7 +638,9 @@ class ValarAccessor:
             retry_failed=retry_failed, budget=budget, label=label,
             **score_request_options(spec, instructions),
         )  # fmt: skip
-        call, client, opened, display = self._start(template, client, store, price, **options)
+        call, client, opened, display = self._start(
+            template, client, store, price, spec=spec, **options
+        )
         try:
             report, stop = self._blocking(call, client, opened, display)
             outcomes = list(report.outcomes)
@@ -641,7 +655,10 @@ class ValarAccessor:
                 retry = self._prepare(
                     template, price, call.frame.iloc[invalid], **{**options, "salt": again_salt}
                 )
-                shown = make_display(retry.options.progress, retry.price, desc="valar re-ask")
+                shown = Judged(
+                    make_display(retry.options.progress, retry.price, desc="valar re-ask"),
+                    reply_judge(spec),
+                )
                 redo, stop = self._blocking(retry, client, opened, shown)
                 http_requests += redo.http_requests
                 for i, outcome in zip(invalid, redo.outcomes, strict=True):

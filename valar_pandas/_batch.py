@@ -71,6 +71,8 @@ class _Creator:
                 "to fall back to background mode automatically, or mode='background'",
                 status_code=answer.status,
                 code=code,
+                command=f"the Batch API is not available on this server ({reason}); use "
+                "--mode auto to fall back to background mode automatically, or --mode background",
             )
         elif code == "idempotency_error":
             reason = f"{reason}: {_BUG}"

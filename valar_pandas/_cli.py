@@ -18,8 +18,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from ._cli_run import add_run_parser, run_command
-from ._errors import StoreError, ValarError
+from ._cli_run import add_run_parser, joined_values, run_command
+from ._errors import StoreError, ValarError, for_command
 
 if TYPE_CHECKING:
     from ._store import RunStore
@@ -153,15 +153,15 @@ def _remove_store(path: Path, older_than: float | None, failure: ValarError) -> 
     """``store clear`` on a file that is no usable store: remove it and SQLite's siblings."""
     if older_than is not None:
         raise ValarError(
-            f"{failure} --older-than needs rows it can read; `valar-pandas store clear "
-            f"--store {path}` without it removes the whole file."
+            f"{for_command(failure)} --older-than needs rows it can read; "
+            f"`valar-pandas store clear --store {path}` without it removes the whole file."
         )
     removed = []
     for file in (path, *(path.with_name(path.name + s) for s in _SIBLINGS)):
         if file.is_file() or file.is_symlink():
             file.unlink()
             removed.append(file.name)
-    print(f"valar-pandas: {failure}", file=sys.stderr)
+    print(f"valar-pandas: {for_command(failure)}", file=sys.stderr)
     print(f"{path} was not a usable run store; removed {', '.join(removed) or 'nothing'}")
     return 0
 
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .emulator import main as emulator_main
 
         return emulator_main(args_list[1:], prog="valar-pandas emulator")
-    args = _parser().parse_args(args_list)
+    args = _parser().parse_args(joined_values(args_list))
     try:
         if args.command == "run":
             with _terminate_like_ctrl_c() as terminated:
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "store":
             return _store_command(args.action, args.store, args.limit, args.older_than)
     except ValarError as exc:
-        print(f"valar-pandas: {exc}", file=sys.stderr)
+        print(f"valar-pandas: {for_command(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("valar-pandas: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -34,14 +35,14 @@ from ._files import Input, open_input, open_output, windows
 from ._loop import run_sync
 from ._options import DEFAULT_MAX_RPS, MIN_MAX_RPS, MODES, RunOptions
 from ._prices import Price
-from ._progress import Tally, make_display
+from ._progress import Judged, Tally, make_display
 from ._prompt import compile_template
 from ._run import prepare_work
-from ._score import ScoreSpec, make_spec
+from ._score import ScoreSpec, make_spec, reply_judge
 from ._store import RunStore
 from ._stream import Job, Totals, Window, prepare_window, stream
 
-__all__ = ["add_run_parser", "run_command"]
+__all__ = ["add_run_parser", "joined_values", "run_command"]
 
 WINDOW_ROWS = 20_000
 """Rows per window by default: planned, sent and written together."""
@@ -103,6 +104,56 @@ def _rate(text: str) -> float:
             f"{text!r} must be at least {MIN_MAX_RPS} (one request every ten seconds)"
         )
     return value
+
+
+def _price(text: str) -> Price:
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write INPUT,OUTPUT, two non-negative numbers of US dollars per "
+            "million tokens, e.g. 0.5,1.5"
+        )
+    return Price(input=values[0], output=values[1])
+
+
+_NUMBERS = re.compile(r"-[0-9.]+(?:[eE][+-]?\d+)?(?:,[+-]?[0-9.]+(?:[eE][+-]?\d+)?)*")
+"""A value such as ``-1,1`` that argparse would otherwise take for an option."""
+
+_VALUED = ("--score-scale", "--price")
+
+
+def joined_values(argv: list[str]) -> list[str]:
+    """``--score-scale -1,1`` as ``--score-scale=-1,1``, so argparse reads it as the value.
+
+    argparse treats any word starting with ``-`` that is not a plain negative number as an
+    option; a scale or price list that starts with a negative number is one such word.
+
+    Args:
+        argv: The command line, without the program name.
+
+    Returns:
+        The same arguments, each such option joined to its value.
+    """
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED:
+            value = next(words, None)
+            if value is not None and _NUMBERS.fullmatch(value):
+                out.append(f"{word}={value}")
+                continue
+            out.append(word)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(word)
+        if word == "--":
+            out.extend(words)
+    return out
 
 
 def _names(text: str) -> list[str]:
@@ -195,6 +246,13 @@ def add_run_parser(commands: Any) -> None:
         help="most US dollars the whole run may spend; rows past it are not sent",
     )
     add(
+        "--price",
+        type=_price,
+        metavar="INPUT,OUTPUT",
+        help="US dollars per million input and output tokens, for a model the price table "
+        "lacks (or to override it); --budget needs a price",
+    )
+    add(
         "--store",
         type=Path,
         metavar="PATH",
@@ -283,6 +341,12 @@ def _setup(args: argparse.Namespace) -> _Setup:
     spec = _spec(args)
     source = open_input(args.input, args.encoding)
     names = list(source.schema.names)
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:  # columns are read by name: which of them would be meant is unknowable
+        raise ConfigError(
+            f"{args.input} has more than one column named {repeated[0]!r}; give each column "
+            "of the file its own name"
+        )
     compiled = compile_template(template, names)
     render = tuple(str(c) for c in compiled.columns)
     source.check_text(render)
@@ -314,9 +378,9 @@ def _setup(args: argparse.Namespace) -> _Setup:
         options["instructions"] = instructions
     else:
         options |= score_request_options(spec, instructions)
-    job = Job(template, options, None, spec, keep, render, args.window_rows)
+    job = Job(template, options, args.price, spec, keep, render, args.window_rows)
     empty = source.schema.empty_table().select(list(render)).to_pandas()
-    checked = prepare_call(empty, template, None, budget=args.budget, **options)
+    checked = prepare_call(empty, template, args.price, budget=args.budget, **options)
     return _Setup(source, job, rows, count, in_flight, checked.options, checked.price)
 
 
@@ -360,6 +424,8 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         display = make_display(
             None if args.quiet else "tqdm", setup.price, desc="valar-pandas", total=setup.rows
         )
+        if setup.job.spec is not None:  # an unreadable reply is a failed row on the bar too
+            display = Judged(display, reply_judge(setup.job.spec))
         budget: Budget | None = None
         if args.budget is not None:
             assert setup.price is not None  # prepare_call refuses a budget without a price
@@ -376,7 +442,8 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         output.commit()
         if store is not None and store.fault is not None:  # every answer is in the output
             print(
-                f"valar-pandas: warning: {store.fault.message(str(args.output))}", file=sys.stderr
+                f"valar-pandas: warning: {store.fault.message(str(args.output), command=True)}",
+                file=sys.stderr,
             )
     except KeyboardInterrupt:
         output.abort()
@@ -431,7 +498,9 @@ def _summary(
 
 def _print_summary(s: dict[str, Any], out: TextIO) -> None:
     spent = (
-        "unknown (no price for this model)" if s["spent_usd"] is None else f"${s['spent_usd']:,.4f}"
+        "unknown (no price for this model; give --price INPUT,OUTPUT)"
+        if s["spent_usd"] is None
+        else f"${s['spent_usd']:,.4f}"
     )
     lines = [
         f"Rows: {s['rows']:,}   answered: {s['answered']:,}   failed: {s['failed']:,}"
@@ -501,8 +570,8 @@ def _estimate(setup: _Setup, args: argparse.Namespace, out: TextIO) -> int:
     assert total is not None  # windows() yields at least one window
     if args.json:
         print(json.dumps(total.to_dict()), file=out)
-    else:
-        print(repr(total), file=out)
+    else:  # the estimate speaks Python (price=); the command's users have --price
+        print(repr(total).replace("pass price=", "give --price INPUT,OUTPUT"), file=out)
     return 0
 
 

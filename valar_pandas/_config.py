@@ -76,11 +76,12 @@ def resolve_base_url(given: object = None) -> str:
         raise ConfigError(f"the base URL ({where}) contains spaces or control characters")
     parts = urlsplit(url)
     if "@" in parts.netloc:
-        raise ConfigError(
+        said = (
             f"the base URL ({where}) holds a user name or password (user:password@host); "
             "it is refused so that it is never sent or stored. Give the URL without them, and "
-            "the key through VALAR_API_KEY or ValarClient(api_key=...)"
+            "the key through VALAR_API_KEY"
         )
+        raise ConfigError(f"{said} or ValarClient(api_key=...)", command=said)
     if "?" in url or "#" in url:
         raise ConfigError(
             f"the base URL ({where}) has a query (?...) or a fragment (#...), which would not "
@@ -150,7 +151,8 @@ class ValarClient:
         if not secret.reveal():
             raise ConfigError(
                 "No Valar API key: set the VALAR_API_KEY environment variable or pass "
-                "client=ValarClient(api_key=...)."
+                "client=ValarClient(api_key=...).",
+                command="No Valar API key: set the VALAR_API_KEY environment variable.",
             )
         if not all("!" <= char <= "~" for char in secret.reveal()):
             # Not echoed either: the key travels in a header, which allows no spaces or controls.

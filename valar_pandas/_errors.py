@@ -16,6 +16,10 @@ could not record them
 Per-row failures are data (an ``<into>_error`` column), not exceptions, unless the caller asks
 for ``errors="raise"``. No message in this tree ever contains the API key: messages are built
 from server error bodies and our own text only.
+
+A message that says what to pass speaks Python's language (``price=``); where the same error
+can reach the ``valar-pandas`` command, :attr:`ValarError.command` says it in the command's
+(``--price``), and the command prints that one (:func:`for_command`).
 """
 
 from __future__ import annotations
@@ -31,11 +35,29 @@ __all__ = [
     "StoreError",
     "StoreWarning",
     "ValarError",
+    "for_command",
 ]
 
 
 class ValarError(Exception):
-    """Root of every exception valar_pandas raises."""
+    """Root of every exception valar_pandas raises.
+
+    Attributes:
+        command: The same message for the ``valar-pandas`` command's users, naming its flags
+            where ``str(error)`` names Python arguments; None when the message needs no
+            translation.
+    """
+
+    command: str | None = None
+
+    def __init__(self, *args: object, command: str | None = None) -> None:
+        super().__init__(*args)
+        self.command = command
+
+
+def for_command(error: ValarError) -> str:
+    """The message of ``error`` in the command's language: flags, not Python arguments."""
+    return error.command if error.command is not None else str(error)
 
 
 class ConfigError(ValarError, ValueError):
@@ -50,8 +72,15 @@ class APIError(ValarError):
         code: The error code or type from the server's error envelope, if any.
     """
 
-    def __init__(self, message: str, *, status_code: int, code: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        command: str | None = None,
+    ) -> None:
+        super().__init__(message, command=command)
         self.status_code = status_code
         self.code = code
 
@@ -95,8 +124,10 @@ class StoreError(ValarError):
         frame: The complete merged result when the run got that far, else None.
     """
 
-    def __init__(self, message: str, *, path: Any, frame: Any = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, path: Any, frame: Any = None, command: str | None = None
+    ) -> None:
+        super().__init__(message, command=command)
         self.path = path
         self.frame = frame
 

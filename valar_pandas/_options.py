@@ -266,7 +266,10 @@ def validate_options(
         raise ConfigError(
             "the Batch API runs on the standard window only: use mode='batch' with "
             "completion_window='standard' (the default), or mode='background' or "
-            "'realtime' for the asap window"
+            "'realtime' for the asap window",
+            command="the Batch API runs on the standard window only: use --mode batch with "
+            "--completion-window standard (the default), or --mode background or realtime "
+            "for the asap window",
         )
     label = check_label(label)
     if label is not None and mode not in ("batch", "auto"):

@@ -2,6 +2,11 @@
 
 Displays subscribe to events; they never steer the run. The tally is a plain fold so every
 display (the tqdm bar here, the notebook widget in ``_widget``) draws the same numbers.
+
+A run's events say whether the server answered; whether the answer is usable is the
+caller's to say (a scoring reply that cannot be read is a failed row). :class:`Judged` puts a
+caller's verdict between the events and a display, so every display counts those rows as
+failed as they arrive, while the run itself, its store and its report see the events as sent.
 """
 
 from __future__ import annotations
@@ -9,14 +14,15 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ._errors import ConfigError
 from ._models import Event, Finished, Retrying, Started, Stopped, Submitted
 from ._prices import Price
 
-__all__ = ["Display", "Tally", "in_kernel", "make_display"]
+__all__ = ["Display", "Judged", "Tally", "in_kernel", "make_display"]
 
 
 @dataclass
@@ -132,6 +138,38 @@ class Display(Protocol):
 
     def close(self) -> None:
         """Finish drawing."""
+
+
+class Judged:
+    """A display that counts answered rows its judge finds unusable as failed.
+
+    Each ``Finished`` event with a completed outcome is shown to ``judge`` (its text in, an
+    error or None out); when the judge gives an error, the display receives the event with
+    that error on the outcome, so its tally, bar and final colour count the row as failed.
+    Only what the display sees changes: the run never learns of the verdict.
+
+    Args:
+        display: The display to draw with.
+        judge: Text of a completed answer → why it cannot be used, or None.
+
+    Attributes:
+        tally: The wrapped display's tally.
+    """
+
+    def __init__(self, display: Display, judge: Callable[[str | None], str | None]) -> None:
+        self._display = display
+        self._judge = judge
+        self.tally = display.tally
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Finished) and event.outcome.ok:
+            error = self._judge(event.outcome.text)
+            if error is not None:
+                event = replace(event, outcome=replace(event.outcome, error=error))
+        self._display(event)
+
+    def close(self) -> None:
+        self._display.close()
 
 
 class _Silent:

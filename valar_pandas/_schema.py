@@ -81,16 +81,20 @@ def check(db: sqlite3.Connection, path: Path) -> int:
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if version > SCHEMA_VERSION:
-        raise ConfigError(
+        said = (
             f"the run store {path} has schema version {version}, written by a newer "
             f"valar_pandas (this one reads up to {SCHEMA_VERSION}); upgrade valar_pandas "
-            "or pass another store="
         )
+        raise ConfigError(f"{said}or pass another store=", command=f"{said}or give another --store")
     if (version == 0 and tables) or (0 < version <= SCHEMA_VERSION and "requests" not in tables):
-        raise ConfigError(
+        head = (
             f"{path} is not a valar_pandas run store: it is an SQLite database of another "
-            "program, left as it is. Pass another store= path (--store on the command line); "
-            f"if the file is not needed, `valar-pandas store clear --store {path}` removes it."
+            "program, left as it is."
+        )
+        tail = f"if the file is not needed, `valar-pandas store clear --store {path}` removes it."
+        raise ConfigError(
+            f"{head} Pass another store= path; {tail}",
+            command=f"{head} Give another --store path; {tail}",
         )
     return version
 

@@ -19,7 +19,7 @@ import math
 import numbers
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +38,7 @@ __all__ = [
     "make_spec",
     "normalise_label",
     "parse",
+    "reply_judge",
     "text_format",
     "validate",
 ]
@@ -650,3 +651,19 @@ def _value_types(schema: object, root: Mapping[str, Any], depth: int) -> set[str
         found = {json_type(v) for v in values} - {"null"}
         return {"number" if found == {"integer", "number"} else t for t in found} or {"?"}
     return {"?"}
+
+
+def reply_judge(spec: ScoreSpec) -> Callable[[str | None], str | None]:
+    """Why a completed reply cannot be read under ``spec`` (None when it can), for displays.
+
+    Args:
+        spec: The spec the replies are read with.
+
+    Returns:
+        A function of a reply's text: :func:`parse`'s error, or None.
+    """
+
+    def judge(text: str | None) -> str | None:
+        return parse(spec, text).error
+
+    return judge

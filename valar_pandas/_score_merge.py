@@ -16,9 +16,31 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 from pandas.arrays import NumpyExtensionArray
 
-from ._score import Parsed, ScoreSpec, column_name, dtypes
+from ._score import REASON, Parsed, ScoreSpec, column_name, dtypes
 
-__all__ = ["row_errors", "to_columns"]
+__all__ = ["row_errors", "to_columns", "value_columns"]
+
+
+def value_columns(spec: ScoreSpec, into: str) -> list[tuple[str, str]]:
+    """The value columns a scoring run writes, each with what it holds, in column order.
+
+    Args:
+        spec: The scoring spec.
+        into: The column prefix.
+
+    Returns:
+        ``(column, what it holds)`` pairs, for :func:`valar_pandas._merge.planned_columns`.
+    """
+    planned: list[tuple[str, str]] = []
+    for suffix in dtypes(spec):
+        if suffix == "":
+            what = "the labels" if spec.kind == "labels" else "the scores"
+        elif suffix == REASON and spec.reasons:
+            what = "the reasons"
+        else:
+            what = f"schema property {suffix!r}"
+        planned.append((column_name(into, suffix), what))
+    return planned
 
 
 def to_columns(

@@ -103,16 +103,17 @@ _KINDS: dict[str, tuple[str, str]] = {
 }
 _REMEDIES = {
     "locked": "Close the other program using it (another notebook or valar-pandas process), "
-    "or give this call its own store= path (--store on the command line).",
-    "full": "Free disk space, or pass a store= path on another disk.",
-    "readonly": "Make the file, its -wal and -shm files and its folder writable, or pass "
-    "another store= path.",
+    "or {give} this call its own {store}.",
+    "full": "Free disk space, or {give} a {store} on another disk.",
+    "readonly": "Make the file, its -wal and -shm files and its folder writable, or {give} "
+    "another {store}.",
     "damaged": "Remove it with `valar-pandas store clear --store {path}` (its rows are lost: "
-    "those requests are asked again), or pass another store= path.",
-    "io": "Check the disk, or pass a store= path on another disk.",
-    "other": "Remove it with `valar-pandas store clear --store {path}`, or pass another store= "
-    "path.",
+    "those requests are asked again), or {give} another {store}.",
+    "io": "Check the disk, or {give} a {store} on another disk.",
+    "other": "Remove it with `valar-pandas store clear --store {path}`, or {give} another {store}.",
 }
+_SAY = {False: {"give": "pass", "store": "store= path"}, True: {"give": "give", "store": "--store"}}
+"""How remedies name the store option: to Python's callers, and to the command's users."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +134,16 @@ class StoreFault:
     records: int = 0
     path: Path | None = None
 
-    def remedy(self, path: Path) -> str:
-        """What the user can do about it."""
-        return _REMEDIES[self.kind].format(path=path)
+    def remedy(self, path: Path, command: bool = False) -> str:
+        """What the user can do about it; ``command`` names the command's ``--store``."""
+        return _REMEDIES[self.kind].format(path=path, **_SAY[command])
 
-    def message(self, where: str) -> str:
+    def message(self, where: str, command: bool = False) -> str:
         """The warning for a run that finished with records missing from the store.
 
         Args:
             where: Where the run's answers are (``"the returned frame"``, ``"out.parquet"``).
+            command: Say it to the command's users (``--store``), not Python's (``store=``).
         """
         path = self.path or Path("(unknown)")
         return (
@@ -149,7 +151,7 @@ class StoreFault:
             f"answers and {self.records:,} other records of this run are not in it. Every "
             f"answer received is in {where}: keep it. A re-run would ask those rows again "
             "under the same idempotency keys (the server replays a key it still holds without "
-            f"a second inference). {self.remedy(path)}"
+            f"a second inference). {self.remedy(path, command)}"
         )
 
 
@@ -251,9 +253,10 @@ class RunStore:
                 self.path, isolation_level=None, timeout=self.lock_timeout, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
+            said = f"cannot create the run store at {self.path}: {_os_reason(exc)}."
             raise ConfigError(
-                f"cannot create the run store at {self.path}: {_os_reason(exc)}. Pass another "
-                "store= path (--store on the command line), or store=False to keep none."
+                f"{said} Pass another store= path, or store=False to keep none.",
+                command=f"{said} Give another --store path.",
             ) from None
         try:
             check(self._db, self.path)  # before anything is written to the file
@@ -263,8 +266,10 @@ class RunStore:
         except sqlite3.Error as exc:
             self._db.close()
             fault = classify(exc)
+            said = f"cannot use {self.path} as a run store: {fault.reason}."
             raise ConfigError(
-                f"cannot use {self.path} as a run store: {fault.reason}. {fault.remedy(self.path)}"
+                f"{said} {fault.remedy(self.path)}",
+                command=f"{said} {fault.remedy(self.path, command=True)}",
             ) from None
         except BaseException:
             self._db.close()
@@ -604,10 +609,11 @@ class RunStore:
             yield
         except sqlite3.Error as exc:
             fault = classify(exc)
+            said = f"the run store {self.path} could not be read or written: {fault.reason}."
             raise StoreError(
-                f"the run store {self.path} could not be read or written: {fault.reason}. "
-                f"{fault.remedy(self.path)}",
+                f"{said} {fault.remedy(self.path)}",
                 path=self.path,
+                command=f"{said} {fault.remedy(self.path, command=True)}",
             ) from None
 
     def attempt(self, writes: Sequence[Callable[[], None]]) -> StoreFault | None:

@@ -101,22 +101,24 @@ class _BatchRoutes:
                         )
                     )
                 return web.json_response(summary(reserved[1]))
-        batch = self._make(body)
+        batch = self._make(body, key)
         if key is not None:
             emulator.store.batch_reservations[(config.api_key, key)] = (digest, batch)
         if emulator.drop_connection(request):
             return web.Response()  # never sent: writing to the closed transport fails quietly
         return web.json_response(summary(batch))
 
-    def _make(self, body: dict[str, Any]) -> Batch:
-        """Create (and bill) a batch: one response record per item."""
+    def _make(self, body: dict[str, Any], key: str | None) -> Batch:
+        """Create (and bill) a batch: one response record per item (``key``: the batch's)."""
         emulator = self.emulator
         items: dict[str, Record] = {}
         for item in body["requests"]:
             params = item["params"]
             canonical = canonical_json(params)
             digest = hashlib.sha256(canonical).hexdigest()
-            items[item["custom_id"]] = emulator.create_record(params, canonical, digest)
+            cid = item["custom_id"]
+            attempt = None if key is None else f"{key}/{cid}"
+            items[cid] = emulator.create_record(params, canonical, digest, attempt)
         batch = Batch(
             id="batch_" + uuid.uuid4().hex,
             owner=emulator.config.api_key,

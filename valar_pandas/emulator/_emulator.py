@@ -82,7 +82,11 @@ class Emulator:
     # -- deterministic decisions -------------------------------------------------------------
 
     def _outcome(
-        self, body: Mapping[str, Any], canonical: bytes, texts: tuple[str, str, str]
+        self,
+        body: Mapping[str, Any],
+        canonical: bytes,
+        texts: tuple[str, str, str],
+        attempt: str | None = None,
     ) -> Outcome:
         config = self._config
         if config.faults.failed > 0.0:
@@ -97,7 +101,10 @@ class Emulator:
             text = answer.text()
             rate = config.faults.invalid_structured
             if rate > 0.0:
-                salted = b"invalid-structured:%d:" % config.seed + canonical
+                # Drawn per attempt (the idempotency key), as a real model samples afresh:
+                # a replay repeats its answer, a re-ask under a new key draws again.
+                tried = b"" if attempt is None else attempt.encode() + b"\n"
+                salted = b"invalid-structured:%d:" % config.seed + tried + canonical
                 drawn = hashlib.sha256(salted).digest()
                 if int.from_bytes(drawn[:8], "big") / 2.0**64 < rate:
                     text = answer.invalid(drawn[8])[1]
@@ -108,18 +115,20 @@ class Emulator:
                 return "incomplete", " ".join(words[:limit])
         return "completed", text
 
-    def expected_outcome(self, body: Mapping[str, Any]) -> Outcome:
+    def expected_outcome(self, body: Mapping[str, Any], key: str | None = None) -> Outcome:
         """What the server will answer for a request body, under the current configuration.
 
         Args:
             body: A request body for ``POST /v1/responses``, exactly as it will be sent.
+            key: Its ``Idempotency-Key`` (for a batch item, ``"<batch key>/<custom_id>"``),
+                or None for a create without one: ``invalid_structured`` is drawn per key.
 
         Returns:
             ``("completed", text)``, ``("failed", reason)`` or ``("incomplete", partial_text)``
             (cancellation aside). A structured answer chosen by ``Faults.invalid_structured``
             comes back ``completed`` with its invalid text.
         """
-        return self._outcome(body, canonical_json(body), input_texts(body))
+        return self._outcome(body, canonical_json(body), input_texts(body), key)
 
     # -- used by the request handlers --------------------------------------------------------
 
@@ -175,19 +184,23 @@ class Emulator:
             request.transport.close()
         return True
 
-    def create_record(self, body: dict[str, Any], canonical: bytes, digest: str) -> Record:
+    def create_record(
+        self, body: dict[str, Any], canonical: bytes, digest: str, attempt: str | None = None
+    ) -> Record:
         """Create (and bill) a new response record for a validated body.
 
         Args:
             body: The validated request body.
             canonical: Its canonical JSON.
             digest: SHA-256 hex digest of ``canonical``.
+            attempt: What tells this inference from another of the same body: the create's
+                ``Idempotency-Key``, or ``"<batch key>/<custom_id>"``; None when unkeyed.
 
         Returns:
             The new record, already stored.
         """
         texts = input_texts(body)
-        outcome, text = self._outcome(body, canonical, texts)
+        outcome, text = self._outcome(body, canonical, texts, attempt)
         record = Record(
             id="resp_" + uuid.uuid4().hex,
             owner=self._config.api_key,

@@ -142,7 +142,7 @@ class Routes:
                         )
                     )
                 return await self._answer(reserved[1], fresh=False)
-        record = emulator.create_record(body, canonical, digest)
+        record = emulator.create_record(body, canonical, digest, key)
         if key is not None:
             emulator.store.reservations[(config.api_key, key)] = (digest, record)
         if emulator.drop_connection(request):
