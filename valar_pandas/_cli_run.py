@@ -39,7 +39,7 @@ from ._prompt import compile_template
 from ._run import prepare_work
 from ._score import ScoreSpec, make_spec
 from ._store import RunStore
-from ._stream import Job, Totals, Window, prepare_window, stream
+from ._stream import Job, Totals, Window, prepare_window, stream, to_frame
 
 __all__ = ["add_run_parser", "run_command"]
 
@@ -314,7 +314,7 @@ def _setup(args: argparse.Namespace) -> _Setup:
     else:
         options |= score_request_options(spec, instructions)
     job = Job(template, options, None, spec, keep, render, args.window_rows)
-    empty = source.schema.empty_table().select(list(render)).to_pandas()
+    empty = to_frame(source.schema.empty_table().select(list(render)))
     checked = prepare_call(empty, template, None, budget=args.budget, **options)
     return _Setup(source, job, rows, count, in_flight, checked.options, checked.price)
 
