@@ -128,3 +128,36 @@ def test_nested_values_render_the_same_in_every_window(env, tmp_path):
         assert main(args) == 0
         got[rows] = pd.read_parquet(out)["output"].tolist()
     assert got[1] == got[4] == ["Echo: t [1, 2]", "Echo: t [3, None]", "Echo: t [4]", "Echo: t"]
+
+
+def test_a_null_in_a_later_window_renders_as_empty_whatever_the_format(env, tmp_path, capsys):
+    qty = [None if i == 25 else i for i in range(30)]
+    pq.write_table(pa.table({"i": list(range(30)), "qty": pa.array(qty, pa.int64())}),
+                   tmp_path / "in.parquet")  # fmt: skip
+    out = tmp_path / "out.parquet"
+    args = ["run", str(tmp_path / "in.parquet"), str(out), "--template", "Qty: {qty:05d} #{i}",
+            *FAST, "--window-rows", "10", "--json"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["failed"] == 0
+    got = pd.read_parquet(out)["output"].tolist()
+    assert got[3] == "Echo: Qty: 00003 #3" and got[25] == "Echo: Qty: #25"
+
+
+@pytest.mark.parametrize(
+    ("column", "template", "message"),
+    [
+        (pa.array([None] * 25 + ["n/a"] * 5, pa.string()), "Code {v:>5d}", "Unknown format code"),
+        (pa.array(list(range(25)) + [0x110000] * 5, pa.int64()), "Char {v:c}", "range"),
+    ],
+)
+def test_a_value_no_window_but_a_later_one_can_render_stops_before_any_request(
+    env, tmp_path, capsys, column, template, message
+):
+    pq.write_table(pa.table({"v": column, "i": list(range(30))}), tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    args = ["run", str(tmp_path / "in.parquet"), str(out), "--template", template, *FAST,
+            "--window-rows", "10"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "row 5 (index 25)" in err and "column 'v'" in err and message in err, err
+    assert env.stats.total_requests == 0 and not out.exists()

@@ -39,7 +39,7 @@ from ._prompt import compile_template
 from ._run import prepare_work
 from ._score import ScoreSpec, make_spec
 from ._store import RunStore
-from ._stream import Job, Totals, Window, prepare_window, stream, to_frame
+from ._stream import Job, Totals, Window, check_windows, prepare_window, stream, to_frame
 
 __all__ = ["add_run_parser", "run_command"]
 
@@ -316,6 +316,12 @@ def _setup(args: argparse.Namespace) -> _Setup:
     job = Job(template, options, None, spec, keep, render, args.window_rows)
     empty = to_frame(source.schema.empty_table().select(list(render)))
     checked = prepare_call(empty, template, None, budget=args.budget, **options)
+    fallible = compiled.fallible()
+    if fallible is not None:  # every row renders before the first request, not mid-run
+        read = [str(c) for c in fallible.columns]
+        schema = pa.schema([source.schema.field(c) for c in read])
+        cut = windows(source.batches(read), schema, args.window_rows, args.limit)
+        check_windows(fallible, cut, args.window_rows)
     return _Setup(source, job, rows, count, in_flight, checked.options, checked.price)
 
 

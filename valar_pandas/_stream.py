@@ -36,6 +36,8 @@ from ._budget import Budget
 from ._config import ValarClient
 from ._files import Output
 from ._progress import Display
+from ._prompt import Template
+from ._rows import render_rows
 from ._run import RunReport, run_plan
 from ._score import ScoreSpec
 from ._store import RunStore
@@ -44,6 +46,7 @@ __all__ = [
     "Job",
     "Totals",
     "Window",
+    "check_windows",
     "finish_window",
     "prepare_window",
     "stream",
@@ -135,6 +138,28 @@ def prepare_window(job: Job, index: int, table: pa.Table) -> Window:
     frame.index = pd.RangeIndex(first, first + len(frame))  # errors name the file's row
     call = prepare_call(frame, job.template, job.price, **job.options)
     return Window(index, table.select(list(job.keep)), call)
+
+
+def check_windows(template: Template, tables: Iterator[pa.Table], window_rows: int) -> None:
+    """Render every row of every window with ``template``; nothing is planned or sent.
+
+    Windows are framed and rendered exactly as :func:`prepare_window` frames and renders
+    them, so a row that passes here renders the same way when its window is sent.
+
+    Args:
+        template: The part of the run's template that can fail
+            (:meth:`~valar_pandas._prompt.Template.fallible`).
+        tables: The input's windows of the columns it reads, in order.
+        window_rows: Rows per window (every window but the last is full).
+
+    Raises:
+        ConfigError: A row cannot be rendered; the error names its row in the file.
+    """
+    for index, table in enumerate(tables):
+        frame = to_frame(table)
+        first = index * window_rows
+        frame.index = pd.RangeIndex(first, first + len(frame))
+        render_rows(frame, template, "empty")
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
