@@ -162,3 +162,16 @@ def test_parquet_parts_that_differ_read_as_one_table_or_name_the_column(tmp_path
         ConfigError, match=r"c\.parquet cannot be read with the parts before it.*Field i has"
     ):
         open_input(parts)
+
+
+def test_a_csv_column_of_integers_with_a_later_fraction_reads_as_floats(tmp_path):
+    n = 600_000
+    source = tmp_path / "in.csv"
+    x = pd.Series([*range(n), 2.5], dtype=object)
+    e = pd.array([*([None] * n), 7], dtype="Int64")
+    pd.DataFrame({"x": x, "e": e}).to_csv(source, index=False)  # 0, 1, …, 2.5 and , , …, 7
+    assert source.stat().st_size > BLOCK
+    got = read(source)
+    assert str(got["x"].dtype) == "float64" and got["x"].tolist()[-2:] == [n - 1.0, 2.5]
+    assert got["e"].dtype == "Int64" and got["e"].tolist()[-1] == 7
+    assert cells(got[["x"]]) == cells(pd.read_csv(source, dtype_backend="numpy_nullable")[["x"]])

@@ -11,7 +11,8 @@ window at a time however large the file is.
 Files are read as pandas reads them, with pyarrow's own options wherever it has one: a CSV
 cell may hold quoted newlines; pandas' missing-value markers (``NA``, ``null``, an empty
 cell, …) are missing in every column, text ones included; text that looks like a date stays
-text; a column whose values stop fitting the type its first block suggested is text. A JSON
+text; a column whose values stop fitting the type its first block suggested is widened
+(integers to floats, else to text). A JSON
 Lines file's columns come from every line, not its first block (a key that first appears
 late is a column, missing elsewhere). A parquet directory's parts may differ as pandas'
 files do: a column some parts lack is missing there, types are widened to fit every part,
@@ -297,8 +298,8 @@ def _csv_input(path: Path, encoding: str) -> Input:
 
     Types are inferred from the first block, as pyarrow does, then corrected as pandas
     reads the file: dates and times stay text (pandas parses none unless told), and a
-    column whose value later in the file does not fit its type is read as text, the pass
-    starting again (once per such column).
+    column whose value later in the file does not fit its type is widened (no values yet
+    to integers, integers to floats, anything else to text), the pass starting again.
     """
     types: dict[str, pa.DataType] = {}
     read = pa_csv.ReadOptions(
@@ -323,12 +324,21 @@ def _csv_input(path: Path, encoding: str) -> Input:
                 match = _CSV_TYPE.match(str(exc))
                 if match is None:
                     raise
-                name = schema.field(int(match.group(1))).name
-                if pa.types.is_string(types.get(name, pa.null())):
+                field = schema.field(int(match.group(1)))
+                if pa.types.is_string(field.type):
                     raise
-                types[name] = pa.string()
+                types[field.name] = _wider(field.type)
                 continue
         return Input(path, "csv", schema, rows, encoding=encoding)
+
+
+def _wider(kind: pa.DataType) -> pa.DataType:
+    """The next type to try for a CSV column a later value does not fit."""
+    if pa.types.is_null(kind):
+        return pa.int64()
+    if pa.types.is_integer(kind):
+        return pa.float64()
+    return pa.string()
 
 
 def _jsonl_input(path: Path, encoding: str) -> Input:
