@@ -175,3 +175,12 @@ def test_a_csv_column_of_integers_with_a_later_fraction_reads_as_floats(tmp_path
     assert str(got["x"].dtype) == "float64" and got["x"].tolist()[-2:] == [n - 1.0, 2.5]
     assert got["e"].dtype == "Int64" and got["e"].tolist()[-1] == 7
     assert cells(got[["x"]]) == cells(pd.read_csv(source, dtype_backend="numpy_nullable")[["x"]])
+
+
+def test_parquet_parts_whose_widened_type_cannot_hold_a_value_are_refused_up_front(tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    pq.write_table(pa.table({"x": pa.array([1], pa.int64())}), parts / "a.parquet")
+    pq.write_table(pa.table({"x": pa.array([2**63 + 1], pa.uint64())}), parts / "b.parquet")
+    with pytest.raises(ConfigError, match=r"column 'x' of b\.parquet cannot be read as int64"):
+        open_input(parts)

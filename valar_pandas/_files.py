@@ -520,7 +520,35 @@ def _parquet_dir(path: Path) -> Input:
             ) from None
     if partial:
         schema = pa.schema([f for f in schema if f.name not in partial])  # and pandas' metadata
+    for file, part in zip(files, schemas, strict=True):
+        _check_cast(path, file, part, schema)
     return Input(path, "parquet-dir", schema, rows, tuple(files))
+
+
+def _check_cast(root: Path, file: Path, part: pa.Schema, schema: pa.Schema) -> None:
+    """Cast every value of a part's columns whose type ``schema`` widens, before any request.
+
+    A widening that can refuse a value (a ``uint64`` above 2**63 read as ``int64``) fails
+    here, naming the part and the column, rather than after the windows before it were paid.
+    """
+    changed = [
+        f.name
+        for f in part
+        if f.name in schema.names and not f.type.equals(schema.field(f.name).type)
+    ]
+    if not changed:
+        return
+    with pq.ParquetFile(file) as reader:
+        for batch in reader.iter_batches(batch_size=65536, columns=changed):
+            for name in changed:
+                try:
+                    batch.column(name).cast(schema.field(name).type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise ConfigError(
+                        f"input directory {root}: column {name!r} of "
+                        f"{file.relative_to(root)} cannot be read as "
+                        f"{schema.field(name).type}, its type in the other parts ({exc})"
+                    ) from None
 
 
 def windows(
