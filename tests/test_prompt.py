@@ -107,3 +107,14 @@ def test_a_value_the_spec_cannot_format_is_a_config_error():
 def test_unknown_conversion_is_rejected():
     with pytest.raises(ConfigError, match="unknown conversion '!x'"):
         compile_template("{review!x}", COLUMNS)
+
+
+def test_only_placeholders_with_a_format_spec_can_fail():
+    template = compile_template("{a} {b:>4} {a!r} {c:05d} {b:>4}", ["a", "b", "c"])
+    fallible = template.fallible()
+    assert fallible is not None and fallible.columns == ("b", "c")
+    assert fallible.render({"b": "x", "c": 7}) == "   x00007   x"
+    assert compile_template("{a!r} {b}", ["a", "b"]).fallible() is None
+    assert compile_template(lambda row: "x", ["a"]).fallible() is None
+    with pytest.raises(ConfigError, match="cannot format 1114112"):
+        compile_template("{c:c}", ["c"]).render({"c": 0x110000})

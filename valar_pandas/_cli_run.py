@@ -40,7 +40,7 @@ from ._prompt import compile_template
 from ._run import prepare_work
 from ._score import ScoreSpec, make_spec, reply_judge
 from ._store import RunStore
-from ._stream import Job, Totals, Window, prepare_window, stream
+from ._stream import Job, Totals, Window, check_windows, prepare_window, stream, to_frame
 
 __all__ = ["add_run_parser", "joined_values", "run_command"]
 
@@ -379,8 +379,14 @@ def _setup(args: argparse.Namespace) -> _Setup:
     else:
         options |= score_request_options(spec, instructions)
     job = Job(template, options, args.price, spec, keep, render, args.window_rows)
-    empty = source.schema.empty_table().select(list(render)).to_pandas()
+    empty = to_frame(source.schema.empty_table().select(list(render)))
     checked = prepare_call(empty, template, args.price, budget=args.budget, **options)
+    fallible = compiled.fallible()
+    if fallible is not None:  # every row renders before the first request, not mid-run
+        read = [str(c) for c in fallible.columns]
+        schema = pa.schema([source.schema.field(c) for c in read])
+        cut = windows(source.batches(read), schema, args.window_rows, args.limit)
+        check_windows(fallible, cut, args.window_rows)
     return _Setup(source, job, rows, count, in_flight, checked.options, checked.price)
 
 

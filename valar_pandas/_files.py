@@ -4,9 +4,19 @@ An input is a parquet file, a directory of parquet files, a CSV file or a JSON L
 chosen by extension. :func:`open_input` checks it before anything is sent: the file opens,
 a CSV or JSON Lines file is text in its encoding (strict UTF-8 unless told otherwise; the
 first bad byte is named by line and offset), and every record parses (a streaming pass,
-which also counts the rows). :func:`windows` then reads it in record batches and cuts them
-into tables of a fixed number of rows, so memory holds one window at a time however large
-the file is.
+which also counts the rows and settles the column types). :func:`windows` then reads it in
+record batches and cuts them into tables of a fixed number of rows, so memory holds one
+window at a time however large the file is.
+
+Files are read as pandas reads them, with pyarrow's own options wherever it has one: a CSV
+cell may hold quoted newlines; pandas' missing-value markers (``NA``, ``null``, an empty
+cell, …) are missing in every column, text ones included; text that looks like a date stays
+text; a column whose values stop fitting the type its first block suggested is widened
+(integers to floats, else to text). A JSON
+Lines file's columns come from every line, not its first block (a key that first appears
+late is a column, missing elsewhere). A parquet directory's parts may differ as pandas'
+files do: a column some parts lack is missing there, types are widened to fit every part,
+and an index pandas stored as ``__index_level_N__`` in only some parts is not a column.
 
 An output is either one parquet file (``*.parquet``, ``*.pq``), written as row groups to a
 temporary file beside it and renamed over the target only when complete, or a directory of
@@ -35,6 +45,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
+import pyarrow.dataset as pa_ds  # type: ignore[import-untyped]
 import pyarrow.json as pa_json  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
@@ -42,6 +53,7 @@ from ._errors import ConfigError
 
 __all__ = [
     "MANIFEST",
+    "NA_MARKERS",
     "PARTIAL",
     "Input",
     "Output",
@@ -66,6 +78,15 @@ _CHECK_BLOCK = 1 << 20  # bytes decoded at a time by the encoding check (1 MiB)
 _PART = re.compile(r"part-\d{5}\.parquet")
 _TEMP = re.compile(rf"\..+\.{WRITER}-(\d+)\.tmp")
 _SHOWN = 10  # foreign files named in an error
+NA_MARKERS = (
+    *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"),
+    *("1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"),
+)
+"""Text a CSV cell holds for a missing value: pandas' default ``na_values``, exactly."""
+_CSV_TYPE = re.compile(r"In CSV column #(\d+): CSV conversion error to [^:]+: invalid value")
+_JSON_ROW = re.compile(r"^(.*?)\s*in row (\d+)$", re.DOTALL)
+_NL = b"\n"
+_INDEX = re.compile(r"__index_level_\d+__")
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,8 @@ class Input:
         rows: How many rows it holds.
         files: The parquet files of a directory input, in the order they are read.
         encoding: The text encoding of a CSV or JSON Lines input.
+        block: Bytes per block when a JSON Lines input is streamed: enough for its longest
+            line.
     """
 
     path: Path
@@ -87,6 +110,7 @@ class Input:
     rows: int
     files: tuple[Path, ...] = ()
     encoding: str = "utf-8"
+    block: int = _READ_BLOCK
 
     def batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
         """Read ``columns`` in record batches, in file order.
@@ -102,12 +126,16 @@ class Input:
         """
         names = list(columns)
         try:
-            if self.kind in ("parquet", "parquet-dir"):
-                for path in self.files or (self.path,):
-                    with pq.ParquetFile(path) as reader:
-                        yield from reader.iter_batches(batch_size=8192, columns=names)
+            if self.kind == "parquet":
+                with pq.ParquetFile(self.path) as reader:
+                    yield from reader.iter_batches(batch_size=8192, columns=names)
+            elif self.kind == "parquet-dir":
+                # One schema for every part: a column a part lacks reads as missing there,
+                # and a part's values are cast to the type that fits every part.
+                dataset = pa_ds.dataset(list(self.files), schema=self.schema, format="parquet")
+                yield from dataset.to_batches(columns=names, batch_size=8192, use_threads=False)
             else:
-                with _text_reader(self.path, self.kind, names, self.encoding) as reader:
+                with _text_reader(self, names) as reader:
                     yield from reader
         except (OSError, pa.ArrowException) as exc:
             raise ConfigError(f"cannot read {self.path}: {exc}") from exc
@@ -229,21 +257,164 @@ def _line_of(path: Path, encoding: str, at: int) -> int:
     return lines
 
 
-def _text_reader(
-    path: Path, kind: str, columns: list[str] | None, encoding: str
-) -> pa.RecordBatchReader | _Projected:
-    utf8 = encoding == "utf-8"
-    if kind == "csv":
-        convert = pa_csv.ConvertOptions(include_columns=columns) if columns is not None else None
-        read = pa_csv.ReadOptions(block_size=_READ_BLOCK, encoding="utf8" if utf8 else encoding)
-        return pa_csv.open_csv(path, read_options=read, convert_options=convert)
-    source: Any = (
-        path if utf8 else pa.transcoding_input_stream(pa.OSFile(str(path)), encoding, "utf-8")
+def _csv_options(types: dict[str, pa.DataType]) -> dict[str, Any]:
+    """The CSV options that read a file as ``pd.read_csv`` does."""
+    return {
+        "parse_options": pa_csv.ParseOptions(newlines_in_values=True),
+        "convert_options": pa_csv.ConvertOptions(
+            column_types=types, null_values=list(NA_MARKERS), strings_can_be_null=True
+        ),
+    }
+
+
+def _source(path: Path, encoding: str) -> Any:
+    """The file as UTF-8 bytes: itself, or transcoded from its encoding as it is read."""
+    if encoding == "utf-8":
+        return pa.OSFile(str(path))
+    return pa.transcoding_input_stream(pa.OSFile(str(path)), encoding, "utf-8")
+
+
+def _text_reader(source: Input, columns: list[str]) -> pa.RecordBatchReader | _Projected:
+    """Stream a checked CSV or JSON Lines input, with the types its check settled."""
+    utf8 = source.encoding == "utf-8"
+    if source.kind == "csv":
+        options = _csv_options({f.name: f.type for f in source.schema})
+        options["convert_options"].include_columns = columns
+        read = pa_csv.ReadOptions(
+            block_size=_READ_BLOCK, encoding="utf8" if utf8 else source.encoding
+        )
+        return pa_csv.open_csv(source.path, read_options=read, **options)
+    parse = pa_json.ParseOptions(explicit_schema=source.schema, unexpected_field_behavior="error")
+    reader = pa_json.open_json(
+        _source(source.path, source.encoding),
+        read_options=pa_json.ReadOptions(block_size=source.block),
+        parse_options=parse,
     )
-    reader = pa_json.open_json(source, read_options=pa_json.ReadOptions(block_size=_READ_BLOCK))
-    if columns is None:
-        return reader
     return _Projected(reader, columns)
+
+
+def _csv_input(path: Path, encoding: str) -> Input:
+    """Parse a CSV through once: count its rows and settle its column types.
+
+    Types are inferred from the first block, as pyarrow does, then corrected as pandas
+    reads the file: dates and times stay text (pandas parses none unless told), and a
+    column whose value later in the file does not fit its type is widened (no values yet
+    to integers, integers to floats, anything else to text), the pass starting again.
+    """
+    types: dict[str, pa.DataType] = {}
+    read = pa_csv.ReadOptions(
+        block_size=_READ_BLOCK, encoding="utf8" if encoding == "utf-8" else encoding
+    )
+    while True:
+        with pa_csv.open_csv(path, read_options=read, **_csv_options(types)) as reader:
+            schema = reader.schema
+            dates = {
+                f.name: pa.string()
+                for f in schema
+                if pa.types.is_temporal(f.type) and f.name not in types
+            }
+            if dates:
+                types |= dates
+                continue
+            rows = 0
+            try:
+                for batch in reader:
+                    rows += batch.num_rows
+            except pa.ArrowInvalid as exc:
+                match = _CSV_TYPE.match(str(exc))
+                if match is None:
+                    raise
+                field = schema.field(int(match.group(1)))
+                if pa.types.is_string(field.type):
+                    raise
+                types[field.name] = _wider(field.type)
+                continue
+        return Input(path, "csv", schema, rows, encoding=encoding)
+
+
+def _wider(kind: pa.DataType) -> pa.DataType:
+    """The next type to try for a CSV column a later value does not fit."""
+    if pa.types.is_null(kind):
+        return pa.int64()
+    if pa.types.is_integer(kind):
+        return pa.float64()
+    return pa.string()
+
+
+def _jsonl_input(path: Path, encoding: str) -> Input:
+    """Parse JSON Lines through once, a block at a time: count rows, and type from every line.
+
+    The columns and their types come from every line, not only the first block's.
+    Each block of whole lines is parsed on its own and the schemas are unified (an integer
+    column widened to float where a later line holds a fraction); dates stay text, as
+    everywhere else. A line that does not parse, or a field whose values change kind (a
+    number, then text), is named by its line.
+    """
+    options = pa_json.ReadOptions(block_size=_READ_BLOCK)
+    schema: pa.Schema | None = None
+    rows = 0
+    line = 1  # the first line of the block being parsed
+    longest = 0
+    carry = b""
+    with _source(path, encoding) as stream:
+        while True:
+            block = stream.read(_READ_BLOCK)
+            data = carry + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            if block and cut == 0:
+                carry = data  # a line longer than a block: read on
+                continue
+            chunk, carry = data[:cut], data[cut:]
+            longest = max(longest, len(chunk))
+            if chunk.strip():
+                try:
+                    table = pa_json.read_json(pa.BufferReader(chunk), read_options=options)
+                except pa.ArrowInvalid as exc:
+                    raise ConfigError(_json_error(path, chunk, line, str(exc))) from None
+                part = _as_text(table.schema)
+                try:
+                    schema = (
+                        part
+                        if schema is None
+                        else pa.unify_schemas([schema, part], promote_options="permissive")
+                    )
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                    raise ConfigError(
+                        f"cannot read {path}: lines {line} to {line + chunk.count(_NL) - 1}: "
+                        f"a field holds values of another kind than on earlier lines ({exc}); "
+                        "give each field one kind of value (all numbers, or all text)"
+                    ) from None
+                rows += table.num_rows
+            line += chunk.count(b"\n")
+            if not block:
+                break
+    if schema is None:
+        raise ConfigError(f"{path} holds no JSON Lines records")
+    return Input(
+        path, "jsonl", schema, rows, encoding=encoding, block=max(_READ_BLOCK, longest + 1)
+    )
+
+
+def _as_text(schema: pa.Schema) -> pa.Schema:
+    """The schema with dates and times as text: text is sent as written."""
+    return pa.schema(
+        [f.with_type(pa.string()) if pa.types.is_temporal(f.type) else f for f in schema],
+        metadata=schema.metadata,
+    )
+
+
+def _json_error(path: Path, chunk: bytes, line: int, message: str) -> str:
+    """A JSON parse error, with its row in the block turned into a line of the file."""
+    match = _JSON_ROW.match(message)
+    if match is None:
+        return f"cannot read {path}: {message}"
+    row = int(match.group(2))
+    for offset, text in enumerate(chunk.split(b"\n")):
+        if text.strip():
+            if row == 0:
+                return f"cannot read {path}: line {line + offset}: {match.group(1)}"
+            row -= 1
+    return f"cannot read {path}: lines {line} to {line + chunk.count(_NL) - 1}: {match.group(1)}"
 
 
 class _Projected:
@@ -302,14 +473,10 @@ def open_input(path: Path, encoding: str | None = None) -> Input:
             with pq.ParquetFile(path) as reader:
                 return Input(path, "parquet", reader.schema_arrow, reader.metadata.num_rows)
         if text:
-            kind = "csv" if suffix in _CSV else "jsonl"
             _check_decodes(path, codec)  # every byte is text before any record is parsed
-            rows = 0
-            with _text_reader(path, kind, None, codec) as reader:
-                schema = reader.schema
-                for batch in reader:  # every record parses before anything is sent
-                    rows += batch.num_rows
-            return Input(path, kind, schema, rows, encoding=codec)
+            if suffix in _CSV:  # every record parses before anything is sent
+                return _csv_input(path, codec)
+            return _jsonl_input(path, codec)
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     raise ConfigError(
@@ -328,20 +495,60 @@ def _parquet_dir(path: Path) -> Input:
     )
     if not files:
         raise ConfigError(f"input directory {path} holds no .parquet files")
-    schema: pa.Schema | None = None
+    schemas: list[pa.Schema] = []
     rows = 0
     for file in files:
         with pq.ParquetFile(file) as reader:
-            if schema is None:
-                schema = reader.schema_arrow
-            elif not reader.schema_arrow.equals(schema, check_metadata=False):
-                raise ConfigError(
-                    f"input directory {path}: {file.name} has other columns or types than "
-                    f"{files[0].name}; every part must share one schema"
-                )
+            schemas.append(reader.schema_arrow)
             rows += reader.metadata.num_rows
-    assert schema is not None
+    # pandas stores a frame's index as __index_level_N__ only when it is not a plain range,
+    # so parts of one frame may differ in it; pandas reads it as the index, not a column.
+    partial = {
+        f.name
+        for s in schemas
+        for f in s
+        if _INDEX.fullmatch(f.name) and not all(f.name in other.names for other in schemas)
+    }
+    schema = schemas[0]
+    for file, part in zip(files[1:], schemas[1:], strict=True):
+        try:
+            schema = pa.unify_schemas([schema, part], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ConfigError(
+                f"input directory {path}: {file.relative_to(path)} cannot be read with the "
+                f"parts before it ({exc}); a column must hold one kind of value in every part"
+            ) from None
+    if partial:
+        schema = pa.schema([f for f in schema if f.name not in partial])  # and pandas' metadata
+    for file, part in zip(files, schemas, strict=True):
+        _check_cast(path, file, part, schema)
     return Input(path, "parquet-dir", schema, rows, tuple(files))
+
+
+def _check_cast(root: Path, file: Path, part: pa.Schema, schema: pa.Schema) -> None:
+    """Cast every value of a part's columns whose type ``schema`` widens, before any request.
+
+    A widening that can refuse a value (a ``uint64`` above 2**63 read as ``int64``) fails
+    here, naming the part and the column, rather than after the windows before it were paid.
+    """
+    changed = [
+        f.name
+        for f in part
+        if f.name in schema.names and not f.type.equals(schema.field(f.name).type)
+    ]
+    if not changed:
+        return
+    with pq.ParquetFile(file) as reader:
+        for batch in reader.iter_batches(batch_size=65536, columns=changed):
+            for name in changed:
+                try:
+                    batch.column(name).cast(schema.field(name).type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise ConfigError(
+                        f"input directory {root}: column {name!r} of "
+                        f"{file.relative_to(root)} cannot be read as "
+                        f"{schema.field(name).type}, its type in the other parts ({exc})"
+                    ) from None
 
 
 def windows(

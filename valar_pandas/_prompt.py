@@ -103,12 +103,33 @@ class Template:
                 value = _CONVERSIONS[piece.conversion](value)
             try:
                 out.append(format(value, piece.spec))
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise ConfigError(
                     f"cannot format {value!r} from column {piece.column!r} with "
                     f"':{piece.spec}' ({exc})"
                 ) from None
         return "".join(out)
+
+    def fallible(self) -> Template | None:
+        """The placeholders whose rendering can fail, as a template of their own.
+
+        Only a format spec can refuse a value (``{qty:05d}`` a text or ``{n:c}`` a number
+        past the last code point); a placeholder without one renders any value. Rendering
+        every row with this template checks every row at the cost of those columns alone.
+
+        Returns:
+            A template of the placeholders that carry a format spec, or None when there are
+            none (and so no value can fail) or the template is a callable.
+        """
+        pieces = tuple(
+            _Piece("", p.column, p.conversion, p.spec)
+            for p in self._pieces
+            if p.column is not None and p.spec
+        )
+        if self.func is not None or not pieces:
+            return None
+        columns = tuple(dict.fromkeys(p.column for p in pieces))
+        return Template(columns=columns, func=None, _pieces=pieces)
 
 
 def compile_template(template: str | Callable[[Row], Any], columns: Sequence[Hashable]) -> Template:

@@ -10,6 +10,12 @@ done. Memory holds at most ``in_flight`` windows, however long the file.
 
 Resume comes from the run store: a window is planned the same way on every run, so its
 finished rows are answered from the store and rows an earlier run created are re-attached.
+
+A window becomes a frame by :func:`to_frame`, whose column types follow the file's declared
+arrow types alone, never the values a window happens to hold: an integer column is a nullable
+integer column (``Int64``) whether or not the window holds a null, so ``3`` never becomes
+``3.0`` and a 19-digit id never passes through a float. A row's prompt is thus the same at any
+window size, and the same as ``df.valar.run`` sends for the frame pandas reads from the file.
 """
 
 from __future__ import annotations
@@ -30,11 +36,23 @@ from ._budget import Budget
 from ._config import ValarClient
 from ._files import Output
 from ._progress import Display
+from ._prompt import Template
+from ._rows import render_rows
 from ._run import RunReport, run_plan
 from ._score import ScoreSpec
 from ._store import RunStore
 
-__all__ = ["Job", "Totals", "Window", "finish_window", "prepare_window", "stream", "to_arrow"]
+__all__ = [
+    "Job",
+    "Totals",
+    "Window",
+    "check_windows",
+    "finish_window",
+    "prepare_window",
+    "stream",
+    "to_arrow",
+    "to_frame",
+]
 
 _FIXED = {"Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_()}
 
@@ -115,11 +133,67 @@ def prepare_window(job: Job, index: int, table: pa.Table) -> Window:
     Raises:
         ConfigError: A row cannot be rendered (the error names the row within the window).
     """
-    frame = table.select(list(job.render)).to_pandas()
+    frame = to_frame(table.select(list(job.render)))
     first = index * job.window_rows
     frame.index = pd.RangeIndex(first, first + len(frame))  # errors name the file's row
     call = prepare_call(frame, job.template, job.price, **job.options)
     return Window(index, table.select(list(job.keep)), call)
+
+
+def check_windows(template: Template, tables: Iterator[pa.Table], window_rows: int) -> None:
+    """Render every row of every window with ``template``; nothing is planned or sent.
+
+    Windows are framed and rendered exactly as :func:`prepare_window` frames and renders
+    them, so a row that passes here renders the same way when its window is sent.
+
+    Args:
+        template: The part of the run's template that can fail
+            (:meth:`~valar_pandas._prompt.Template.fallible`).
+        tables: The input's windows of the columns it reads, in order.
+        window_rows: Rows per window (every window but the last is full).
+
+    Raises:
+        ConfigError: A row cannot be rendered; the error names its row in the file.
+    """
+    for index, table in enumerate(tables):
+        frame = to_frame(table)
+        first = index * window_rows
+        frame.index = pd.RangeIndex(first, first + len(frame))
+        render_rows(frame, template, "empty")
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """A window as a frame whose column types depend only on the table's schema.
+
+    pandas' default conversion picks a type from the values: an integer column holding a
+    null becomes ``float64`` (``3.0``, and ids above 2**53 lose digits), a boolean one
+    ``object``, and list items become float arrays when any item is null. Here integers
+    become pandas' nullable integers, booleans ``boolean`` (both as
+    ``pd.read_parquet(path, dtype_backend="numpy_nullable")`` reads them), and nested
+    values (lists, structs, maps) Arrow-backed, so they read as Python lists and dicts.
+    Every other type converts as pandas converts it, pandas' own metadata included.
+
+    Args:
+        table: Input columns, as read.
+
+    Returns:
+        The frame to render.
+    """
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_declared)
+    return frame
+
+
+def _declared(kind: pa.DataType) -> Any:
+    """The pandas dtype for an arrow type whose default conversion depends on the values."""
+    types = pa.types
+    if types.is_integer(kind):
+        prefix = "UInt" if types.is_unsigned_integer(kind) else "Int"
+        return pd.api.types.pandas_dtype(f"{prefix}{kind.bit_width}")
+    if types.is_boolean(kind):
+        return pd.BooleanDtype()
+    if types.is_nested(kind):
+        return pd.ArrowDtype(kind)
+    return None
 
 
 def finish_window(job: Job, window: Window, report: RunReport) -> tuple[pa.Table, list[str]]:
