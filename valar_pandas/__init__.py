@@ -17,6 +17,7 @@ from ._errors import (
     AuthenticationError,
     BatchUnavailable,
     ConfigError,
+    EndpointError,
     RowErrors,
     ValarError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "AuthenticationError",
     "BatchUnavailable",
     "ConfigError",
+    "EndpointError",
     "Estimate",
     "Price",
     "RowErrors",

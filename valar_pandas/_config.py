@@ -7,15 +7,18 @@ calls :meth:`Secret.reveal`, to build the ``Authorization`` header.
 
 from __future__ import annotations
 
+import operator
 import os
 from dataclasses import dataclass
 
 from ._conn import Endpoint
 from ._errors import ConfigError
 
-__all__ = ["DEFAULT_BASE_URL", "Secret", "ValarClient"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "Secret", "ValarClient"]
 
 DEFAULT_BASE_URL = "https://api.valarhq.ai/v1"
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+"""The cap on one answer, decoded: a Response object with a long answer is well under 1 MB."""
 
 
 class Secret:
@@ -56,6 +59,9 @@ class ValarClient:
         timeout: Seconds to wait for one HTTP exchange of a background call. Realtime calls
             wait for the model, so they use ``realtime_timeout``.
         realtime_timeout: Seconds to wait for one realtime (foreground) call.
+        max_response_bytes: The most bytes one answer may have once decompressed (8 MiB by
+            default); a larger one is that row's error and is not fetched again. A batch's
+            status map may be larger (up to 64 MiB), as it lists up to 100,000 items.
 
     Raises:
         ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty.
@@ -70,6 +76,7 @@ class ValarClient:
     base_url: str
     timeout: float
     realtime_timeout: float
+    max_response_bytes: int
 
     def __init__(
         self,
@@ -78,6 +85,7 @@ class ValarClient:
         *,
         timeout: float = 60.0,
         realtime_timeout: float = 600.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         url = base_url or os.environ.get("VALAR_BASE_URL") or DEFAULT_BASE_URL
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -92,6 +100,12 @@ class ValarClient:
             ) from None
         if timeout <= 0 or realtime_timeout <= 0:
             raise ConfigError("timeouts must be positive numbers of seconds")
+        try:  # any integer type (numpy's too), but not a bool or a float
+            cap = -1 if isinstance(max_response_bytes, bool) else operator.index(max_response_bytes)
+        except TypeError:
+            cap = -1
+        if cap < 64 * 1024:
+            raise ConfigError("max_response_bytes must be a whole number of bytes, 65536 or more")
         secret = api_key if isinstance(api_key, Secret) else None
         if secret is None:
             raw = api_key if api_key is not None else os.environ.get("VALAR_API_KEY", "")
@@ -112,6 +126,7 @@ class ValarClient:
         object.__setattr__(self, "base_url", url.rstrip("/"))
         object.__setattr__(self, "timeout", float(timeout))
         object.__setattr__(self, "realtime_timeout", float(realtime_timeout))
+        object.__setattr__(self, "max_response_bytes", cap)
 
     def __repr__(self) -> str:
         return (

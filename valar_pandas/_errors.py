@@ -6,6 +6,7 @@ ValarError
 ├── APIError           the server refused the run as a whole (status_code, code, plain message)
 │   ├── AuthenticationError   401/403: the key was rejected
 │   └── BatchUnavailable      mode="batch", but this server has no Batch API
+├── EndpointError      the base URL cannot be used (certificate, DNS, refused, redirect, ...)
 └── RowErrors          errors="raise" and rows failed; carries the merged frame
 ```
 
@@ -23,6 +24,7 @@ __all__ = [
     "AuthenticationError",
     "BatchUnavailable",
     "ConfigError",
+    "EndpointError",
     "RowErrors",
     "ValarError",
 ]
@@ -74,3 +76,23 @@ class RowErrors(ValarError):
         super().__init__(message)
         self.frame = frame
         self.failed = failed
+
+
+class EndpointError(ValarError):
+    """The endpoint cannot be used at all, so the run stopped creating at once.
+
+    Raised when the first requests prove it: the server's TLS certificate does not verify,
+    its host name does not resolve, nothing listens on its port, it redirects, it answers
+    with something other than the API's JSON, or it accepts requests and never answers. The
+    message names the cause and the fix. Rows already answered are kept in the run store.
+
+    Attributes:
+        cause: ``"certificate"``, ``"tls"``, ``"dns"``, ``"refused"``, ``"redirect"``,
+            ``"not_api"`` or ``"silent"``.
+        location: The ``Location`` a redirect pointed at, else None.
+    """
+
+    def __init__(self, message: str, *, cause: str, location: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.location = location
