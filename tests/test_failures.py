@@ -114,8 +114,9 @@ def test_a_server_that_never_answers_is_given_up_on_in_bounded_time(serve, rows)
     with pytest.raises(EndpointError) as caught:
         words(rows).valar.run(TEMPLATE, client=client, store=False, concurrency=50, **FAST)
     assert caught.value.cause == "silent" and "ValarClient(timeout=...)" in str(caught.value)
-    # Three silent tries prove it: the requests sent do not grow with the rows.
-    assert emulator.stats.total_requests <= 5
+    # Three silent tries prove it: the requests sent do not grow with the rows (five creates
+    # are out before any is accepted; a retry may leave before the third timeout lands).
+    assert emulator.stats.total_requests <= (3 if rows == 1 else 10)
 
 
 def test_unknown_model_stops_after_five_creates_and_says_so_truly(serve):

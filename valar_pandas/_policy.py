@@ -643,9 +643,8 @@ def explain(
         )
     if fault == "not_api":
         return (
-            f"the server at {base_url} answered every request with something other than the "
-            f"API's JSON ({detail}): check the base URL ({where}); it is the API root, "
-            f"ending in /v1"
+            f"the server at {base_url} answers with something other than the API's JSON "
+            f"({detail}): check the base URL ({where}); it is the API root, ending in /v1"
         )
     if fault == "silent":
         return (
