@@ -207,3 +207,14 @@ def test_absurd_usage_in_a_batch_result_is_a_row_error(serve):
     out = words(5).valar.run(TEMPLATE, client=client, store=False, mode="batch",
                              model=FAST["model"], progress=None)  # fmt: skip
     assert out["output_error"].str.contains("impossible token count").all()
+
+
+def test_a_batch_result_over_the_cap_is_a_row_error_fetched_once(serve):
+    emulator, client = serve(latency=QUICK, faults=Faults(inflate_to=2 * 1024 * 1024))
+    client = ValarClient(api_key=client.api_key, base_url=client.base_url,
+                         max_response_bytes=1024 * 1024)  # fmt: skip
+    out = words(4).valar.run(TEMPLATE, client=client, store=False, mode="batch",
+                             model=FAST["model"], progress=None)  # fmt: skip
+    assert out["output_error"].str.contains("exceeds the 1,048,576-byte cap").all()
+    fetches = sum(n for route, n in emulator.stats.requests.items() if route.count("/") == 4)
+    assert fetches == 4, emulator.stats.requests
