@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import tracemalloc
 import zlib
 from collections.abc import Awaitable, Callable
 
@@ -14,6 +16,7 @@ from valar_pandas._conn import ConnectionFailed, Endpoint, Pool
 from valar_pandas._errors import ConfigError
 from valar_pandas._http import Http, Unreachable
 
+CAP = 1 << 20
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -78,11 +81,11 @@ def test_request_bytes_and_keep_alive():
 
     async def work(pool: Pool) -> None:
         first = await pool.request(
-            b"POST", "/responses", b'{"a":1}', b"Idempotency-Key: vp1-x\r\n", 5.0
+            b"POST", "/responses", b'{"a":1}', b"Idempotency-Key: vp1-x\r\n", 5.0, CAP
         )
-        second = await pool.request(b"GET", "/responses/resp_1", None, b"", 5.0)
-        assert first == (200, None, b'{"n":1}')
-        assert second == (200, "7", b'{"n":2}')
+        second = await pool.request(b"GET", "/responses/resp_1", None, b"", 5.0, CAP)
+        assert first == (200, None, b'{"n":1}', None)
+        assert second == (200, "7", b'{"n":2}', None)
 
     answers = [ok(b'{"n":1}'), ok(b'{"n":2}', b"Retry-After: 7\r\n")]
     asyncio.run(serving(keep_answering(answers, seen, connections), work))
@@ -127,7 +130,7 @@ def test_request_bytes_and_keep_alive():
 def test_answer_framing(answer, body):
     async def work(pool: Pool) -> None:
         for _ in range(2):  # twice: the connection stays usable after each framing
-            assert (await pool.request(b"GET", "/x", None, b"", 5.0))[2] == body
+            assert (await pool.request(b"GET", "/x", None, b"", 5.0, CAP))[2] == body
 
     asyncio.run(serving(keep_answering([answer, answer], [], []), work))
 
@@ -144,7 +147,12 @@ def test_close_delimited_answer_and_connection_close():
 
     async def work(pool: Pool) -> None:
         for _ in range(2):
-            assert await pool.request(b"GET", "/x", None, b"", 5.0) == (200, None, b"until the end")
+            assert await pool.request(b"GET", "/x", None, b"", 5.0, CAP) == (
+                200,
+                None,
+                b"until the end",
+                None,
+            )
 
     asyncio.run(serving(handler, work))
     assert len(connections) == 2
@@ -187,12 +195,12 @@ def test_request_on_a_connection_the_server_closes_is_resent_when_safe(method, e
     count: list[int] = []
 
     async def work(pool: Pool) -> None:
-        assert (await pool.request(method, "/x", None, extra, 5.0))[2] == b"once"
+        assert (await pool.request(method, "/x", None, extra, 5.0, CAP))[2] == b"once"
         if resent:
-            assert (await pool.request(method, "/x", None, extra, 5.0))[2] == b"once"
+            assert (await pool.request(method, "/x", None, extra, 5.0, CAP))[2] == b"once"
         else:
             with pytest.raises(ConnectionFailed, match="closed the connection") as caught:
-                await pool.request(method, "/x", None, extra, 5.0)
+                await pool.request(method, "/x", None, extra, 5.0, CAP)
             assert caught.value.untouched
 
     asyncio.run(serving(closes_on_second_request(count), work))
@@ -203,10 +211,10 @@ def test_closed_idle_connection_is_not_reused():
     count: list[int] = []
 
     async def work(pool: Pool) -> None:
-        await pool.request(b"POST", "/x", None, b"", 5.0)
+        await pool.request(b"POST", "/x", None, b"", 5.0, CAP)
         await asyncio.sleep(0.2)
         assert pool._idle[0].closed
-        assert (await pool.request(b"POST", "/x", None, b"", 5.0))[2] == b"once"
+        assert (await pool.request(b"POST", "/x", None, b"", 5.0, CAP))[2] == b"once"
 
     asyncio.run(serving(idle_closer(count), work))
     assert len(count) == 2
@@ -238,7 +246,7 @@ def test_broken_answers_fail_the_request(script, message):
 
     async def work(pool: Pool) -> None:
         with pytest.raises(ConnectionFailed, match=message):
-            await pool.request(b"GET", "/x", None, b"", 5.0)
+            await pool.request(b"GET", "/x", None, b"", 5.0, CAP)
         assert not pool._open or all(conn.closed for conn in pool._open)
 
     asyncio.run(serving(handler, work))
@@ -252,9 +260,9 @@ def test_timeout_and_cancellation_drop_the_connection():
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(ConnectionFailed, match="timed out"):
-            await pool.request(b"GET", "/x", None, b"", 0.2)
+            await pool.request(b"GET", "/x", None, b"", 0.2, CAP)
         assert 0.15 < loop.time() - started < 2.0
-        task = asyncio.create_task(pool.request(b"GET", "/x", None, b"", 5.0))
+        task = asyncio.create_task(pool.request(b"GET", "/x", None, b"", 5.0, CAP))
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -285,17 +293,17 @@ def test_limit_bounds_open_connections_and_close_fails_running_requests():
 
     async def work(pool: Pool) -> None:
         answers = await asyncio.gather(
-            *(pool.request(b"GET", "/x", None, b"", 5.0) for _ in range(6))
+            *(pool.request(b"GET", "/x", None, b"", 5.0, CAP) for _ in range(6))
         )
-        assert [status for status, _, _ in answers] == [200] * 6
+        assert [status for status, *_ in answers] == [200] * 6
         assert open_now[1] == 2
-        running = asyncio.create_task(pool.request(b"GET", "/never", None, b"", 5.0))
+        running = asyncio.create_task(pool.request(b"GET", "/never", None, b"", 5.0, CAP))
         await asyncio.sleep(0.05)
         await pool.close()
         with pytest.raises(ConnectionFailed):
             await running
         with pytest.raises(ConnectionFailed, match="pool is closed"):
-            await pool.request(b"GET", "/x", None, b"", 5.0)
+            await pool.request(b"GET", "/x", None, b"", 5.0, CAP)
 
     asyncio.run(serving(slow, work, limit=2))
 
@@ -304,7 +312,7 @@ def test_connection_refused_names_only_host_and_port():
     async def work() -> None:
         pool = Pool(Endpoint.parse("http://127.0.0.1:9/v1"), b"Authorization: Bearer sk-s\r\n", 2)
         with pytest.raises(ConnectionFailed, match=r"cannot connect to 127\.0\.0\.1:9") as caught:
-            await pool.request(b"GET", "/x", None, b"", 5.0)
+            await pool.request(b"GET", "/x", None, b"", 5.0, CAP)
         assert "sk-s" not in str(caught.value)
 
     asyncio.run(work())
@@ -352,3 +360,190 @@ def test_http_maps_failures_and_never_shows_the_key():
         await http.close()
 
     asyncio.run(work())
+
+
+# -- bounds and the kinds of failure ---------------------------------------------------------
+
+
+MOVED = b"HTTP/1.1 %s Moved\r\nLocation: https://new.test/v1/responses\r\nContent-Length: 0\r\n\r\n"
+
+
+def _answer_once(script: bytes) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(script)
+        await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+        writer.close()
+
+    return handler
+
+
+def _bomb(size: int, wbits: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    chunk = b"\0" * (1 << 20)
+    parts = [packer.compress(chunk) for _ in range(size // len(chunk))]
+    return b"".join([*parts, packer.flush()])
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wbits"), [(b"gzip", 31), (b"deflate", 15), (b"deflate", -15)]
+)
+def test_a_compressed_answer_inflates_no_further_than_the_cap(encoding, wbits):
+    body = _bomb(256 * 1024 * 1024, wbits)  # well under 1 MB on the wire
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n"
+    script = head % (encoding, len(body)) + body
+
+    async def work(pool: Pool) -> None:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ConnectionFailed, match="exceeds the 1,048,576-byte cap") as caught:
+                await pool.request(b"GET", "/x", None, b"", 5.0, CAP)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert caught.value.fault == "too_large"
+        assert peak < 8 * CAP  # the 256 MB were never made
+
+    asyncio.run(serving(_answer_once(script), work))
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+def test_a_plain_answer_over_the_cap_fails_while_it_arrives(framing):
+    body = b"x" * (CAP + 1)
+    if framing == "length":
+        script = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    elif framing == "chunked":
+        script = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+            len(body),
+            body,
+        )
+    else:
+        script = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body
+
+    async def work(pool: Pool) -> None:
+        with pytest.raises(ConnectionFailed, match="cap") as caught:
+            await pool.request(b"GET", "/x", None, b"", 5.0, CAP)
+        assert caught.value.fault == "too_large"
+
+    asyncio.run(serving(_answer_once(script), work))
+
+
+def test_an_answer_at_the_cap_is_whole():
+    body = b"y" * CAP
+    packed = gzip.compress(body)
+    script = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(packed),
+        packed,
+    )
+
+    async def work(pool: Pool) -> None:
+        assert (await pool.request(b"GET", "/x", None, b"", 5.0, CAP))[2] == body
+
+    asyncio.run(serving(_answer_once(script), work))
+
+
+def test_a_redirect_is_not_followed_and_its_location_is_kept():
+    script = MOVED % b"301"
+
+    async def work(pool: Pool) -> None:
+        answer = await pool.request(b"POST", "/responses", b"{}", b"", 5.0, CAP)
+        assert answer == (301, None, b"", "https://new.test/v1/responses")
+
+    asyncio.run(serving(_answer_once(script), work))
+
+
+def test_connection_attempts_go_one_at_a_time_until_one_succeeds(monkeypatch):
+    flying = {"now": 0, "peak": 0}
+
+    async def work() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.create_connection
+
+        async def counted(*args, **kwargs):
+            flying["now"] += 1
+            flying["peak"] = max(flying["peak"], flying["now"])
+            try:
+                await asyncio.sleep(0.01)
+                return await real(*args, **kwargs)
+            finally:
+                flying["now"] -= 1
+
+        monkeypatch.setattr(loop, "create_connection", counted)
+        pool = Pool(Endpoint.parse("http://127.0.0.1:9/v1"), b"", 8)
+        failures = await asyncio.gather(
+            *(pool.request(b"GET", "/x", None, b"", 5.0, CAP) for _ in range(8)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(f, ConnectionFailed) and f.fault == "refused" for f in failures)
+        assert pool.attempts == 8 and flying["peak"] == 1
+
+    asyncio.run(work())
+
+    async def healthy(pool: Pool) -> None:  # once one connection worked, they go together
+        flying["peak"] = 0
+        loop = asyncio.get_running_loop()
+        real = loop.create_connection
+
+        async def counted(*args, **kwargs):
+            flying["now"] += 1
+            flying["peak"] = max(flying["peak"], flying["now"])
+            try:
+                await asyncio.sleep(0.01)
+                return await real(*args, **kwargs)
+            finally:
+                flying["now"] -= 1
+
+        monkeypatch.setattr(loop, "create_connection", counted)
+        await pool.request(b"GET", "/x", None, b"", 5.0, CAP)
+        await asyncio.gather(*(pool.request(b"GET", "/x", None, b"", 5.0, CAP) for _ in range(4)))
+        assert flying["peak"] >= 3
+
+    async def slow_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while await read_request(reader):
+                await asyncio.sleep(0.05)
+                writer.write(ok())
+                await writer.drain()
+
+    asyncio.run(serving(slow_ok, healthy, limit=8))
+
+
+def test_unresolvable_host_is_a_dns_fault():
+    async def work() -> None:
+        pool = Pool(Endpoint.parse("http://nonexistent.invalid/v1"), b"", 2)
+        with pytest.raises(ConnectionFailed, match=r"nonexistent\.invalid") as caught:
+            await pool.request(b"GET", "/x", None, b"", 5.0, CAP)
+        assert caught.value.fault == "dns"
+
+    asyncio.run(work())
+
+
+def test_http_turns_a_redirect_into_the_endpoint_error():
+    script = MOVED % b"308"
+
+    async def go() -> None:
+        server = await asyncio.start_server(_answer_once(script), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        http = Http(ValarClient(api_key="sk-hidden", base_url=f"http://127.0.0.1:{port}/v1"), 2)
+        try:
+            with pytest.raises(Unreachable) as caught:
+                await http.request("POST", "/responses", payload=b"{}")
+        finally:
+            await http.close()
+            await asyncio.sleep(0.05)  # let the handler see its connection end
+            server.close()
+            await server.wait_closed()
+        fatal = caught.value.fatal
+        assert fatal is not None and fatal.cause == "redirect"
+        assert fatal.location == "https://new.test/v1/responses"
+        assert "base_url='https://new.test/v1'" in str(fatal) and "sk-hidden" not in str(fatal)
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("value", [1000, 2.0**20, True, "1MB"])
+def test_max_response_bytes_is_checked(value):
+    with pytest.raises(ConfigError, match="max_response_bytes"):
+        ValarClient(api_key="k", base_url="http://h/v1", max_response_bytes=value)

@@ -37,7 +37,10 @@ async def _engine(routes: dict[str, Handler], n: int = 1, **config):
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     max_rps = config.pop("max_rps", None)
-    http = Http(ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1"), 4, max_rps)
+    connections = config.get("concurrency", 4)
+    http = Http(
+        ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1"), connections, max_rps
+    )
     events: list[Event] = []
     requests = [make_request(response_body("m", f"row {i}")) for i in range(n)]
     settings = {"concurrency": 4, "background": True, "poll": FAST_POLL, "retry": FAST_RETRY}
@@ -153,15 +156,22 @@ def test_persistent_5xx_gives_up_with_the_reason():
     assert outcome.error == "gave up after 3 attempts: HTTP 502: upstream"
 
 
-def test_unreachable_server_becomes_row_errors():
+def test_connections_the_server_keeps_dropping_become_row_errors():
     async def go():
-        http = Http(ValarClient(api_key="k", base_url="http://127.0.0.1:9/v1"), 2)
+        async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.close()  # read the request, never answer: transient, worth a retry
+
+        server = await asyncio.start_server(drop, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        http = Http(ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1"), 2)
         config = EngineConfig(concurrency=2, background=True, poll=FAST_POLL, retry=FAST_RETRY)
         requests = [make_request(response_body("m", "x"))]
         try:
             return await execute(requests, {}, http, config, lambda e: None)
         finally:
             await http.close()
+            server.close()
 
     (outcome,) = asyncio.run(go()).values()
     assert outcome.status == "error" and outcome.error.startswith("gave up after 3 attempts")
@@ -191,6 +201,30 @@ def test_concurrency_bounds_requests_in_flight():
     outcomes, _, _ = run({"POST /v1/responses": slow}, n=30, concurrency=3)
     assert [o.text for o in outcomes] == [f"row {i}" for i in range(30)]
     assert state["peak"] == 3
+
+
+@pytest.mark.parametrize(("answer", "peak"), [(0.02, 8), (2.5, 8)])
+def test_creates_wait_for_the_first_acceptance_but_not_for_a_slow_model(answer, peak):
+    # Five creates go out until one is accepted; a realtime create is only answered when the
+    # model is done, so the limit also lifts after its grace (2 s) without an answer.
+    state = {"now": 0, "peak": 0, "before_first": 0, "answered": 0}
+
+    async def realtime(request):
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        if not state["answered"]:
+            state["before_first"] = max(state["before_first"], state["now"])
+        await asyncio.sleep(answer)
+        state["now"] -= 1
+        state["answered"] += 1
+        body = json.loads(await request.read())
+        text = body["input"][0]["content"]
+        return web.json_response({"id": "r", "status": "completed", "output": [_message(text)]})
+
+    outcomes, _, _ = run({"POST /v1/responses": realtime}, n=16, concurrency=8, background=False)
+    assert [o.text for o in outcomes] == [f"row {i}" for i in range(16)]
+    assert state["before_first"] == (5 if answer < 1 else 8)
+    assert state["peak"] == peak
 
 
 @pytest.mark.parametrize("status", [401, 403])

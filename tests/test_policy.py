@@ -5,7 +5,15 @@ import itertools
 
 import pytest
 
-from valar_pandas._policy import PollSchedule, RetryPolicy, parse_retry_after
+from valar_pandas._policy import (
+    ColdStart,
+    Health,
+    PollSchedule,
+    RetryPolicy,
+    explain,
+    parse_retry_after,
+    suggest_base_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -283,3 +291,94 @@ def test_the_curve_is_cached_between_refreshes():
     assert model.fraction_done(2.0, now=10.0) == pytest.approx(2 / 3)
     model.started(9.9)  # a new scout: the cached curve stands until the refresh interval
     assert model.fraction_done(2.0, now=10.1) == pytest.approx(2 / 3)
+
+
+# -- the endpoint's health ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seen", "fatal_at"),
+    [
+        (["certificate"], 1),
+        (["redirect"], 1),
+        (["dns", "dns"], 2),
+        (["refused", "refused", "refused"], 3),
+        (["not_api", "not_api", "not_api"], 3),
+        (["silent", "silent", "silent"], 3),
+        (["tls", "tls", "tls"], 3),
+        # a good answer, or another kind of failure, ends a streak
+        (["refused", "refused", None, "refused", "refused"], None),
+        (["silent", "silent", "transient", "silent", "silent"], None),
+        (["dns", "refused", "dns", "refused"], None),
+        # once the endpoint answered well, these are a restart or a blip: transient
+        ([None, "refused", "refused", "refused", "refused"], None),
+        ([None, "dns", "dns", "dns"], None),
+        ([None, "not_api", "not_api", "not_api"], None),
+        # ... but not these
+        ([None, "silent", "silent", "silent"], 4),
+        ([None, "redirect"], 2),
+        ([None, "certificate"], 2),
+        # never a reason to stop
+        (["too_large"] * 5 + ["transient"] * 5, None),
+    ],
+)
+def test_health_decides_when_a_failure_is_proven(seen, fatal_at):
+    health = Health()
+    verdicts = [health.observe(fault) for fault in seen]
+    assert (verdicts.index(True) + 1 if True in verdicts else None) == fatal_at
+
+
+@pytest.mark.parametrize(
+    ("rejections", "now", "allowed"),
+    [(0, 0.0, 5), (1, 0.5, 4), (4, 1.0, 1), (5, 1.0, 1), (0, 2.0, None), (3, 9.0, None)],
+)
+def test_cold_start_allows_fewer_creates_as_identical_rejections_come(rejections, now, allowed):
+    cold = ColdStart(limit=5, grace=2.0, first=0.0)
+    assert cold.allowed(rejections, now) == allowed
+
+
+def test_cold_start_before_any_create_and_once_warm():
+    assert ColdStart().allowed(0, 1000.0) == 5  # no create left yet: the grace has not begun
+    warm = ColdStart(warm=True)
+    assert warm.allowed(4, 0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("location", "path", "base"),
+    [
+        ("https://api.example.com/v1/responses", "/responses", "https://api.example.com/v1"),
+        (
+            "https://api.example.com/v1/responses/r_1",
+            "/responses/r_1",
+            "https://api.example.com/v1",
+        ),
+        ("https://x.test/responses?a=1", "/responses", "https://x.test"),
+        ("/v1/responses", "/responses", None),
+        ("https://login.example.com/sso", "/responses", None),
+        ("ftp://x/responses", "/responses", None),
+    ],
+)
+def test_suggest_base_url(location, path, base):
+    assert suggest_base_url(location, path) == base
+
+
+@pytest.mark.parametrize(
+    ("fault", "kwargs", "words"),
+    [
+        ("certificate", {"detail": "self-signed certificate"}, ["SSL_CERT_FILE", "self-signed"]),
+        ("redirect", {"detail": "HTTP 301", "location": "https://new.test/v1/responses"},
+         ["HTTP 301", "https://new.test/v1/responses", "base_url='https://new.test/v1'"]),
+        ("redirect", {"detail": "HTTP 302", "location": None}, ["no Location", "VALAR_BASE_URL"]),
+        ("dns", {"detail": "Name or service not known"}, ["'h.test' could not be resolved"]),
+        ("refused", {"detail": "Connection refused"}, ["h.test:8443", "refused", "running"]),
+        ("tls", {"detail": "WRONG_VERSION_NUMBER"}, ["http://", "WRONG_VERSION_NUMBER"]),
+        ("not_api", {"detail": "HTTP 200: b'<html>'"}, ["<html>", "/v1"]),
+        ("silent", {"detail": "timed out", "timeout": 60.0}, ["60 s", "ValarClient(timeout=...)"]),
+    ],
+)  # fmt: skip
+def test_explain_names_the_cause_and_the_fix(fault, kwargs, words):
+    message = explain(
+        fault, base_url="https://h.test:8443/v1", host="h.test", authority="h.test:8443", **kwargs
+    )
+    for word in words:
+        assert word in message

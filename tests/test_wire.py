@@ -218,3 +218,41 @@ def test_error_summary(status, body, code, message):
 def test_error_summary_is_short():
     _, message = error_summary(500, b"x" * 5000)
     assert len(message) <= 300
+
+
+@pytest.mark.parametrize(
+    ("usage", "tokens", "bad"),
+    [
+        ({"input_tokens": 12, "output_tokens": 0}, (12, 0), None),
+        ({"input_tokens": 10**9, "output_tokens": None}, (10**9, None), None),
+        ({"output_tokens": None, "completion_tokens": 3}, (None, 3), None),
+        (None, (None, None), None),
+        ("not a mapping", (None, None), None),
+        ({"output_tokens": 10**30}, None, "usage.output_tokens = 1000000000000000000000000000000"),
+        ({"output_tokens": 10**9 + 1}, None, "usage.output_tokens = 1000000001"),
+        ({"input_tokens": -1}, None, "usage.input_tokens = -1"),
+        ({"output_tokens": 2.5}, None, "usage.output_tokens = 2.5"),
+        ({"output_tokens": float("inf")}, None, "usage.output_tokens = inf"),
+        ({"output_tokens": "12"}, None, "usage.output_tokens = '12'"),
+        ({"output_tokens": True}, None, "usage.output_tokens = True"),
+        ({"prompt_tokens": [1]}, None, "usage.prompt_tokens = [1]"),
+        ({"input_tokens_details": {"cached_tokens": -5}}, None, "cached_tokens = -5"),
+    ],
+)
+def test_usage_is_validated(usage, tokens, bad):
+    obj = {"id": "resp_1", "status": "completed", "output": "hi", "usage": usage}
+    outcome = parse_response(obj).outcome
+    assert outcome is not None
+    if bad is None:
+        assert outcome.ok and (outcome.input_tokens, outcome.output_tokens) == tokens
+    else:
+        # Not a server verdict: the store keeps the id, and a re-run asks again for free.
+        assert outcome.status == "error" and outcome.response_id == "resp_1"
+        assert "impossible token count" in outcome.error and bad in outcome.error
+        assert outcome.input_tokens is None and outcome.output_tokens is None
+
+
+def test_an_integer_too_long_to_print_is_still_a_row_error():
+    obj = {"id": "r", "status": "completed", "output": "x", "usage": {"output_tokens": 10**5000}}
+    outcome = parse_response(obj).outcome
+    assert outcome is not None and "too long to print" in outcome.error

@@ -160,6 +160,8 @@ async def execute_batches(
     Raises:
         BatchUnavailable: The Batch API is absent and there is no ``fallback``.
         AuthenticationError: The server rejected the API key.
+        EndpointError: The endpoint cannot be used (certificate, DNS, refused, redirect,
+            answers that are not the API's, no answers at all).
         APIError: The server rejected the first batch.
     """
     total = len({r.fingerprint for r in requests})

@@ -7,6 +7,10 @@ slots (every HTTP exchange holds one) and its event sink. One task per batch pol
 ``GET /batches/{id}/{custom_id}``, so results arrive while the batch still runs. ``FAILED``
 and ``CANCELLED`` items end as row errors without a fetch; an item with a status the library
 does not know is polled until the deadline.
+
+The exchange retries what the engine retries, by the same :class:`~._policy.RetryPolicy`; a
+failure that proves the endpoint unusable raises the transport's
+:class:`~valar_pandas._errors.EndpointError`, and an over-cap answer is not fetched again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._batchplan import BATCH_POLL, LIMITS, BatchLimits, BatchPoll, item_status, status_map
-from ._errors import AuthenticationError
+from ._errors import AuthenticationError, ValarError
 from ._http import Http, Reply, Unreachable
 from ._models import BatchLost, Event, Finished, Outcome, Retrying
 from ._policy import OVERLOAD, RETRYABLE, RetryPolicy, parse_retry_after
@@ -120,6 +124,9 @@ class Session:
             errors = [
                 e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)
             ]
+            for exc in errors:  # several tasks may meet the same stop: raise one
+                if isinstance(exc, ValarError):
+                    raise exc from None
             if len(errors) == 1:
                 raise errors[0] from None
             raise
@@ -151,9 +158,19 @@ class Session:
             self.finish(fingerprint, outcome)
 
     async def exchange(
-        self, method: str, path: str, payload: bytes | None = None, key: str | None = None
+        self,
+        method: str,
+        path: str,
+        payload: bytes | None = None,
+        key: str | None = None,
+        large: bool = False,
     ) -> Answer | str:
-        """Send until an answer that is not transient; the reason for giving up otherwise."""
+        """Send until an answer that is not transient; the reason for giving up otherwise.
+
+        Raises:
+            EndpointError: The endpoint is proven unusable.
+            AuthenticationError: The server rejected the API key.
+        """
         retry = self.config.retry
         attempt = overloads = 0
         while True:
@@ -162,9 +179,14 @@ class Session:
             async with self.slots:
                 try:
                     reply = await self.http.request(
-                        method, path, payload=payload, idempotency_key=key, realtime=bool(payload)
-                    )
+                        method, path, payload=payload, idempotency_key=key,
+                        realtime=bool(payload), large=large,
+                    )  # fmt: skip
                 except Unreachable as exc:
+                    if exc.fatal is not None:
+                        raise exc.fatal from None
+                    if not exc.retryable:
+                        return str(exc)
                     status, reason = None, str(exc)
                 else:
                     status, reason, answer = self.read(reply)
@@ -212,7 +234,7 @@ class Session:
                 continue
             age = self.now() - watch.created
             await asyncio.sleep(max(0.0, min(delay, poll.deadline - age)))
-            answer = await self.exchange("GET", path)
+            answer = await self.exchange("GET", path, large=True)
             if isinstance(answer, str):
                 self.abandon(watch, f"lost track of batch {watch.batch_id}: {answer}")
                 return

@@ -13,11 +13,19 @@ from urllib.parse import urlsplit
 
 from ._conn import Endpoint
 from ._errors import ConfigError
-from ._options import as_real, checked_arguments
+from ._options import as_int, as_real, checked_arguments
 
-__all__ = ["DEFAULT_BASE_URL", "Secret", "ValarClient", "resolve_base_url"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "Secret",
+    "ValarClient",
+    "resolve_base_url",
+]
 
 DEFAULT_BASE_URL = "https://api.valarhq.ai/v1"
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+"""The cap on one answer, decoded: a Response object with a long answer is well under 1 MB."""
 
 
 class Secret:
@@ -112,6 +120,9 @@ class ValarClient:
         timeout: Seconds to wait for one HTTP exchange of a background call. Realtime calls
             wait for the model, so they use ``realtime_timeout``.
         realtime_timeout: Seconds to wait for one realtime (foreground) call.
+        max_response_bytes: The most bytes one answer may have once decompressed (8 MiB by
+            default); a larger one is that row's error and is not fetched again. A batch's
+            status map may be larger (up to 64 MiB), as it lists up to 100,000 items.
 
     Raises:
         ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty; the base URL
@@ -129,6 +140,7 @@ class ValarClient:
     base_url: str
     timeout: float
     realtime_timeout: float
+    max_response_bytes: int
 
     @checked_arguments
     def __init__(
@@ -138,11 +150,15 @@ class ValarClient:
         *,
         timeout: float = 60.0,
         realtime_timeout: float = 600.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         url = resolve_base_url(base_url)
         wait, realtime_wait = as_real(timeout), as_real(realtime_timeout)
         if wait is None or realtime_wait is None or wait <= 0 or realtime_wait <= 0:
             raise ConfigError("timeouts must be positive, finite numbers of seconds")
+        cap = as_int(max_response_bytes)
+        if cap is None or cap < 64 * 1024:
+            raise ConfigError("max_response_bytes must be a whole number of bytes, 65536 or more")
         secret = api_key if isinstance(api_key, Secret) else None
         if secret is None:
             raw = api_key if api_key is not None else os.environ.get("VALAR_API_KEY", "")
@@ -164,6 +180,7 @@ class ValarClient:
         object.__setattr__(self, "base_url", url)
         object.__setattr__(self, "timeout", wait)
         object.__setattr__(self, "realtime_timeout", realtime_wait)
+        object.__setattr__(self, "max_response_bytes", cap)
 
     def __repr__(self) -> str:
         return (

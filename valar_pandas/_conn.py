@@ -14,11 +14,21 @@ cookies and HTTP/2; the API uses none of them.
 A request that fails on a reused keep-alive connection before any byte of the answer arrived
 (the server closed the idle connection as the request left) is sent once more on a fresh
 connection when that is safe: a ``GET``, or a request with an ``Idempotency-Key``.
+
+Until one connection to the endpoint has succeeded, connection attempts go one at a time: a
+certificate that does not verify, a host that does not resolve or a closed port is then seen
+by a single handshake instead of one per waiting request, and the caller can stop there.
+Every failure says what kind it is (:data:`~valar_pandas._policy.Fault`).
+
+Answers are bounded: a body, and a gzip or deflate body once inflated, may not exceed the
+request's ``cap`` in bytes. Inflating stops at the cap (``decompressobj`` with
+``max_length``), so a small compressed answer cannot make a large one in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import zlib
 from dataclasses import dataclass
@@ -26,10 +36,12 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from ._policy import Fault
+
 __all__ = ["Answer", "ConnectionFailed", "Endpoint", "Pool"]
 
-Answer = tuple[int, "str | None", bytes]
-"""Status, ``Retry-After`` value and body of an answer."""
+Answer = tuple[int, "str | None", bytes, "str | None"]
+"""Status, ``Retry-After`` value, body and ``Location`` of an answer."""
 
 _INLINE_BODY = 64 * 1024  # bodies up to this size leave in the same write as the head
 _CONNECT_TIMEOUT = 30.0
@@ -40,11 +52,26 @@ class ConnectionFailed(Exception):
 
     Attributes:
         untouched: Nothing of an answer arrived, so the request may not have been read at all.
+        fault: What kind of failure it was.
+        detail: The transport's own words (e.g. the certificate error), for messages.
     """
 
-    def __init__(self, message: str, *, untouched: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        untouched: bool = False,
+        fault: Fault = "transient",
+        detail: str = "",
+    ) -> None:
         super().__init__(message)
         self.untouched = untouched
+        self.fault: Fault = fault
+        self.detail = detail or message
+
+
+class _TooLarge(Exception):
+    """An answer exceeds its cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +128,9 @@ class Pool:
         headers: Header lines sent with every request (each ending in CRLF); the
             pool adds ``Host``, ``Content-Length`` and ``Content-Type``.
         limit: Most connections open at once; further requests wait for one to be free.
+
+    Attributes:
+        attempts: Connection attempts so far (TCP connects, with their TLS handshakes).
     """
 
     def __init__(self, endpoint: Endpoint, headers: bytes, limit: int) -> None:
@@ -112,6 +142,9 @@ class Pool:
         self._open: set[_Connection] = set()
         self._ssl = ssl.create_default_context() if endpoint.tls else None
         self._closed = False
+        self._reached = False  # a connection succeeded once: connect freely from then on
+        self._probe = asyncio.Semaphore(1)
+        self.attempts = 0
 
     def __repr__(self) -> str:
         return f"Pool({self._endpoint.authority!r}, open={len(self._open)})"
@@ -123,6 +156,7 @@ class Pool:
         payload: bytes | None,
         extra: bytes,
         timeout: float,
+        cap: int,
     ) -> Answer:
         """Send one request and read the whole answer.
 
@@ -132,12 +166,14 @@ class Pool:
             payload: JSON body, if any.
             extra: More header lines for this request only (e.g. ``Idempotency-Key``).
             timeout: Seconds for the whole exchange, connecting included.
+            cap: Most bytes the answer's body may have, decoded.
 
         Returns:
             The answer.
 
         Raises:
-            ConnectionFailed: No complete answer (refused, reset, closed, timed out, unreadable).
+            ConnectionFailed: No complete answer (refused, reset, closed, timed out, unreadable,
+                over the cap).
         """
         head = b"%s %s%s HTTP/1.1\r\n%s%s" % (
             method,
@@ -162,7 +198,7 @@ class Pool:
                 if conn is None:
                     conn = await self._connect(loop, deadline)
                 try:
-                    answer = await conn.exchange(loop, head, payload, deadline)
+                    answer = await conn.exchange(loop, head, payload, deadline, cap)
                 except ConnectionFailed as exc:
                     conn.drop()
                     if reused and exc.untouched and resend_safe and attempt == 1:
@@ -193,9 +229,21 @@ class Pool:
         return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection:
+        if not self._reached:
+            async with self._probe:  # never connected yet: one attempt at a time
+                if not self._reached:
+                    conn = await self._open_connection(loop, deadline)
+                    self._reached = True
+                    return conn
+        return await self._open_connection(loop, deadline)
+
+    async def _open_connection(
+        self, loop: asyncio.AbstractEventLoop, deadline: float
+    ) -> _Connection:
         endpoint = self._endpoint
         if self._closed:
             raise ConnectionFailed("the connection pool is closed")
+        self.attempts += 1
         try:
             async with asyncio.timeout_at(min(deadline, loop.time() + _CONNECT_TIMEOUT)):
                 _, conn = await loop.create_connection(
@@ -206,11 +254,30 @@ class Pool:
                     server_hostname=endpoint.host if self._ssl is not None else None,
                 )
         except TimeoutError:
-            raise ConnectionFailed(f"timed out connecting to {endpoint.authority}") from None
+            raise ConnectionFailed(
+                f"timed out connecting to {endpoint.authority}", fault="silent"
+            ) from None
         except (OSError, ssl.SSLError) as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ConnectionFailed(f"cannot connect to {endpoint.authority}: {reason}") from None
+            fault, reason = _connect_fault(exc)
+            raise ConnectionFailed(
+                f"cannot connect to {endpoint.authority}: {reason}", fault=fault, detail=reason
+            ) from None
         return conn
+
+
+def _connect_fault(exc: BaseException) -> tuple[Fault, str]:
+    """Classify a failed connect: its fault and a short reason."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "certificate", exc.verify_message or exc.reason or str(exc)
+    if isinstance(exc, ssl.SSLError):
+        return "tls", exc.reason or str(exc)
+    assert isinstance(exc, OSError)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, socket.gaierror):
+        return "dns", reason
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", reason
+    return "transient", reason
 
 
 class _Connection(asyncio.Protocol):
@@ -223,7 +290,10 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[Answer] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._body: list[bytes] = []
+        self._size = 0
+        self._cap = 0
         self._retry_after: str | None = None
+        self._location: str | None = None
         self._encoding: bytes | None = None
         self._framed = False  # Content-Length or chunked: the parser sees where the body ends
         self._headers_done = False
@@ -258,7 +328,11 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ConnectionFailed(f"unreadable HTTP answer: {exc}"))
+            self._fail(ConnectionFailed(f"unreadable HTTP answer: {exc}", fault="not_api"))
+            self.drop()
+            return
+        if self._size > self._cap:  # over the cap while the answer is still arriving
+            self._fail(self._too_large())
             self.drop()
 
     # httptools callbacks
@@ -273,12 +347,16 @@ class _Connection(asyncio.Protocol):
             self._framed = b"chunked" in value.lower()
         elif name == b"content-encoding":
             self._encoding = value.strip().lower()
+        elif name == b"location":
+            self._location = value.decode("latin-1").strip()
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        self._size += len(body)
+        if self._size <= self._cap:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
         if self._parser.get_status_code() < 200:  # an interim answer (103); the real one follows
@@ -295,10 +373,12 @@ class _Connection(asyncio.Protocol):
         head: bytes,
         payload: bytes | None,
         deadline: float,
+        cap: int,
     ) -> asyncio.Future[Answer]:
-        """Write one request; the future resolves with its answer."""
+        """Write one request; the future resolves with its answer (at most ``cap`` bytes)."""
         waiter: asyncio.Future[Answer] = loop.create_future()
         self._waiter = waiter
+        self._cap = cap
         self._received = False
         self.keep_alive = False
         self._reset_answer()
@@ -325,15 +405,23 @@ class _Connection(asyncio.Protocol):
 
     def _reset_answer(self) -> None:
         self._body = []
+        self._size = 0
         self._retry_after = None
+        self._location = None
         self._encoding = None
         self._framed = False
         self._headers_done = False
 
     def _expire(self) -> None:
         self._timer = None
-        self._fail(ConnectionFailed("timed out"))
+        self._fail(ConnectionFailed("timed out", fault="silent"))
         self.drop()
+
+    def _too_large(self) -> ConnectionFailed:
+        return ConnectionFailed(
+            f"the answer exceeds the {self._cap:,}-byte cap (ValarClient(max_response_bytes=...))",
+            fault="too_large",
+        )
 
     def _fail(self, exc: ConnectionFailed) -> None:
         if self._timer is not None:
@@ -349,24 +437,42 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
+        if self._size > self._cap:
+            waiter.set_exception(self._too_large())
+            return
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         encoding = self._encoding
         if encoding is not None and encoding != b"identity":
             try:
-                body = _decode(body, encoding)
+                body = _decode(body, encoding, self._cap)
+            except _TooLarge:
+                waiter.set_exception(self._too_large())
+                return
             except (zlib.error, ValueError) as exc:
                 waiter.set_exception(ConnectionFailed(f"undecodable answer body: {exc}"))
                 return
-        waiter.set_result((self._parser.get_status_code(), self._retry_after, body))
+        status = self._parser.get_status_code()
+        waiter.set_result((status, self._retry_after, body, self._location))
 
 
-def _decode(body: bytes, encoding: bytes) -> bytes:
+def _decode(body: bytes, encoding: bytes, cap: int) -> bytes:
     if encoding in (b"gzip", b"x-gzip"):
-        return zlib.decompress(body, wbits=16 + zlib.MAX_WBITS)
+        return _inflate(body, 16 + zlib.MAX_WBITS, cap)
     if encoding == b"deflate":  # zlib-wrapped as the standard says, or raw as some servers send
         try:
-            return zlib.decompress(body)
+            return _inflate(body, zlib.MAX_WBITS, cap)
         except zlib.error:
-            return zlib.decompress(body, wbits=-zlib.MAX_WBITS)
+            return _inflate(body, -zlib.MAX_WBITS, cap)
     raise ValueError(f"unsupported content encoding {encoding.decode('latin-1')!r}")
+
+
+def _inflate(body: bytes, wbits: int, cap: int) -> bytes:
+    """Inflate at most ``cap`` bytes; more raises :class:`_TooLarge` without making them."""
+    inflater = zlib.decompressobj(wbits)
+    out = inflater.decompress(body, cap + 1)
+    if len(out) > cap or inflater.unconsumed_tail:
+        raise _TooLarge
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out

@@ -10,6 +10,11 @@ Every create carries the request's content-addressed ``Idempotency-Key``; a retr
 timeout, a dropped connection or a 5xx re-sends the same key, so the server replays the
 reservation instead of running (and billing) the inference again.
 
+Until one create is accepted, only a few go out at once (:class:`~valar_pandas._policy.ColdStart`),
+so a run whose every create is refused the same way (an unknown model, a bad key) stops after
+five requests, not ``concurrency``. A transport failure that proves the endpoint unusable (see
+:mod:`valar_pandas._http`) stops the run with one :class:`~valar_pandas._errors.EndpointError`.
+
 Events go out through one ``emit`` callable; the engine never looks at who listens.
 """
 
@@ -26,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from ._errors import APIError, AuthenticationError
+from ._errors import APIError, AuthenticationError, ValarError
 from ._gate import Gate
 from ._http import Http, Reply, Unreachable
 from ._models import Event, Finished, Outcome, Request, Retrying, Submitted
@@ -34,6 +39,7 @@ from ._policy import (
     OVERLOAD,
     RETRYABLE,
     Aimd,
+    ColdStart,
     LatencyModel,
     PollPlanner,
     PollSchedule,
@@ -51,6 +57,7 @@ _BUG = (
 _SAME_ERROR_LIMIT = 5
 _MAX_404 = 3
 _COALESCE = 0.05
+_UNLIMITED = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,9 @@ class _Run:
         self.accepted = 0
         self.same_error: tuple[int, str | None] | None = None
         self.same_error_count = 0
+        self.creates_sent = 0
+        self.cold = ColdStart(limit=_SAME_ERROR_LIMIT)
+        self.cold_gate = Gate(self.cold_slots)
 
     # -- shared -------------------------------------------------------------------------
 
@@ -184,7 +194,24 @@ class _Run:
             if self.refusal is not None:
                 self.finish(request.fingerprint, Outcome("skipped", error=self.refusal))
                 continue
+            if self.cold.warm:
+                await self.create(request)
+                continue
+            await self.cold_gate.acquire()
+            # Not released when the create raises: the run is ending, and handing the place
+            # on would send one more create before the stop reaches the other submitters.
             await self.create(request)
+            self.cold_gate.release()
+
+    def cold_slots(self) -> int:
+        """Creates allowed in flight while none has been accepted."""
+        allowed = self.cold.allowed(self.same_error_count, self.now())
+        return _UNLIMITED if allowed is None else allowed
+
+    def warm_up(self) -> None:
+        """Lift the cold-start limit (a create was accepted, or its grace ran out)."""
+        self.cold.warm = True
+        self.cold_gate.poke()
 
     def reattach(self) -> None:
         """Poll responses created by an earlier run instead of creating them again."""
@@ -202,9 +229,18 @@ class _Run:
         attempt = overloads = 0
         while True:
             status: int | None
+            if self.cold.first is None:
+                self.cold.first = self.now()
+                asyncio.get_running_loop().call_later(self.cold.grace, self.cold_gate.poke)
+            self.creates_sent += 1
             try:
                 reply = await self.exchange("POST", "/responses", request)
             except Unreachable as exc:
+                if exc.fatal is not None:
+                    raise exc.fatal from None
+                if not exc.retryable:
+                    self.finish(request.fingerprint, Outcome("error", error=str(exc)))
+                    return
                 status, reason, after = None, str(exc), None
             else:
                 status = reply.status
@@ -212,6 +248,8 @@ class _Run:
                     parsed = _decode(reply)
                     if parsed is not None:
                         self.accepted += 1
+                        if not self.cold.warm:
+                            self.warm_up()
                         self.created(request, parsed)
                         return
                     reason, after = f"HTTP {status} with an unreadable body", None
@@ -276,10 +314,18 @@ class _Run:
             return
         self.same_error_count = self.same_error_count + 1 if key == self.same_error else 1
         self.same_error = key
-        if self.same_error_count >= _SAME_ERROR_LIMIT < len(self.requests):
+        count, sent = self.same_error_count, self.creates_sent
+        if count >= _SAME_ERROR_LIMIT < len(self.requests):
+            if sent == count:
+                said = f"the first {count} requests were all rejected the same way"
+            else:
+                said = (
+                    f"{count} requests in a row were rejected the same way and none of the "
+                    f"{sent} sent so far was accepted"
+                )
+            hint = "; check the base URL, which ends in /v1" if status in (404, 405) else ""
             raise APIError(
-                f"the first {self.same_error_count} requests were all rejected, so the run "
-                f"stopped before sending the rest: {reason}",
+                f"{said}, so the run stopped before sending the rest: {reason}{hint}",
                 status_code=status,
                 code=code,
             )
@@ -313,6 +359,11 @@ class _Run:
         try:
             reply = await self.send("GET", f"/responses/{quote(watch.response_id, safe='')}", None)
         except Unreachable as exc:
+            if exc.fatal is not None:
+                raise exc.fatal from None
+            if not exc.retryable:
+                self.abandon(watch, f"response {watch.response_id}: {exc}")
+                return
             self.poll_failed(watch, None, str(exc), None)
             return
         finally:
@@ -437,6 +488,8 @@ async def execute(
     Raises:
         AuthenticationError: The server rejected the API key.
         APIError: The first requests were all rejected with the same client error.
+        EndpointError: The endpoint cannot be used (certificate, DNS, refused, redirect,
+            answers that are not the API's, no answers at all).
     """
     run = _Run(requests, shares, http, config, emit, now, rand, attach or {}, gate)
     if not requests:
@@ -451,7 +504,7 @@ async def execute(
         # Surface the one meaningful error rather than a group of cancellations.
         errors = [e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)]
         for exc in errors:
-            if isinstance(exc, APIError):
+            if isinstance(exc, ValarError):
                 raise exc from None
         if len(errors) == 1:
             raise errors[0] from None

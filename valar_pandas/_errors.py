@@ -6,6 +6,7 @@ ValarError
 ├── APIError           the server refused the run as a whole (status_code, code, plain message)
 │   ├── AuthenticationError   401/403: the key was rejected
 │   └── BatchUnavailable      mode="batch", but this server has no Batch API
+├── EndpointError      the base URL cannot be used (certificate, DNS, refused, redirect, ...)
 ├── RowErrors          errors="raise" and rows failed; carries the merged frame
 └── StoreError         the run store cannot be read or written; names the file, may carry the frame
 
@@ -31,6 +32,7 @@ __all__ = [
     "AuthenticationError",
     "BatchUnavailable",
     "ConfigError",
+    "EndpointError",
     "RowErrors",
     "StoreError",
     "StoreWarning",
@@ -138,3 +140,23 @@ class StoreWarning(UserWarning):
     A re-run of the same call would ask those rows again (under the same idempotency keys,
     which the server replays while it keeps them): keep the returned frame.
     """
+
+
+class EndpointError(ValarError):
+    """The endpoint cannot be used at all, so the run stopped creating at once.
+
+    Raised when the first requests prove it: the server's TLS certificate does not verify,
+    its host name does not resolve, nothing listens on its port, it redirects, it answers
+    with something other than the API's JSON, or it accepts requests and never answers. The
+    message names the cause and the fix. Rows already answered are kept in the run store.
+
+    Attributes:
+        cause: ``"certificate"``, ``"tls"``, ``"dns"``, ``"refused"``, ``"redirect"``,
+            ``"not_api"`` or ``"silent"``.
+        location: The ``Location`` a redirect pointed at, else None.
+    """
+
+    def __init__(self, message: str, *, cause: str, location: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.location = location

@@ -1,11 +1,15 @@
 """The one place that speaks HTTP: a thin wrapper over the connection pool that counts requests.
 
-It turns every transport failure (refused, reset, dropped, timed out, unreadable) into
-:class:`Unreachable` and hands back status, ``Retry-After`` and body bytes. Every request of a
-run goes through it (creates, polls, batch calls, retries), so it also holds the run's request
-budget: never more than ``max_rps`` requests a second. It makes no other decisions. The
-``Authorization`` header is attached here from the client's secret and never logged or echoed.
-The wire itself is :mod:`valar_pandas._conn` (why not aiohttp's client is explained there).
+It turns every transport failure (refused, reset, dropped, timed out, unreadable, too large)
+and every redirect into :class:`Unreachable` and hands back status, ``Retry-After`` and body
+bytes. Every request of a run goes through it (creates, polls, batch calls, retries), so it
+also holds the run's request budget (never more than ``max_rps`` requests a second) and the
+run's :class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint
+unusable (a certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it
+raises carries the :class:`~valar_pandas._errors.EndpointError` that both retry loops (the
+engine's and the Batch API's) raise instead of retrying. The ``Authorization`` header is
+attached here from the client's secret and never logged or echoed. The wire itself is
+:mod:`valar_pandas._conn` (why not aiohttp's client is explained there).
 """
 
 from __future__ import annotations
@@ -15,13 +19,40 @@ from dataclasses import dataclass
 
 from ._config import ValarClient
 from ._conn import ConnectionFailed, Endpoint, Pool
-from ._policy import TokenBucket
+from ._errors import EndpointError
+from ._policy import RETRYABLE, Fault, Health, TokenBucket, explain
 
-__all__ = ["Http", "Reply", "Unreachable"]
+__all__ = ["LARGE_ANSWER", "Http", "Reply", "Unreachable"]
+
+LARGE_ANSWER = 64 * 1024 * 1024
+"""The cap on a batch's status map (``GET /batches/{id}``), when the client's own cap is lower.
+
+A status map names every item of a batch: up to 100,000 ``custom_id``s of up to 64
+characters with their statuses, about 10 MB. 64 MiB leaves room for servers that say more
+per item; every other answer is one Response object, under the client's
+``max_response_bytes``."""
 
 
 class Unreachable(Exception):
-    """No HTTP answer: connection refused, reset or dropped, or a timeout."""
+    """No usable HTTP answer: refused, reset, dropped, timed out, too large, or a redirect.
+
+    Attributes:
+        fault: What kind of failure it was.
+        fatal: Set when this failure proves the endpoint unusable: the caller raises it
+            instead of retrying.
+    """
+
+    def __init__(
+        self, message: str, fault: Fault = "transient", fatal: EndpointError | None = None
+    ) -> None:
+        super().__init__(message)
+        self.fault: Fault = fault
+        self.fatal = fatal
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again could help (an over-cap answer would only come again)."""
+        return self.fault != "too_large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +75,24 @@ class Http:
 
     Attributes:
         sent: HTTP requests sent so far, retries included.
+        health: What the run has seen of the endpoint.
     """
 
     def __init__(self, client: ValarClient, connections: int, max_rps: float | None = None) -> None:
         self._timeout = client.timeout
         self._realtime = client.realtime_timeout
+        self._base_url = client.base_url
+        self._cap = client.max_response_bytes
+        self._large = max(client.max_response_bytes, LARGE_ANSWER)
+        self.health = Health()
         headers = (
             b"Authorization: Bearer " + client.api_key.reveal().encode("latin-1") + b"\r\n"
             b"User-Agent: valar-pandas\r\n"
             b"Accept: application/json\r\n"
             b"Accept-Encoding: gzip, deflate\r\n"
         )
-        self._pool = Pool(Endpoint.parse(client.base_url), headers, connections)
+        self._endpoint = Endpoint.parse(client.base_url)
+        self._pool = Pool(self._endpoint, headers, connections)
         # Bursts of up to 50 requests, never more than one second's worth.
         self._bucket = (
             TokenBucket(max_rps, burst=min(50.0, max(1.0, max_rps)))
@@ -66,6 +103,11 @@ class Http:
 
     def __repr__(self) -> str:
         return f"Http({self._pool!r}, sent={self.sent})"
+
+    @property
+    def connects(self) -> int:
+        """Connection attempts so far."""
+        return self._pool.attempts
 
     async def close(self) -> None:
         """Close the pool."""
@@ -79,6 +121,7 @@ class Http:
         payload: bytes | None = None,
         idempotency_key: str | None = None,
         realtime: bool = False,
+        large: bool = False,
     ) -> Reply:
         """Send one request and read the whole answer.
 
@@ -88,12 +131,14 @@ class Http:
             payload: JSON bytes to send, if any.
             idempotency_key: Value of the ``Idempotency-Key`` header, if any.
             realtime: Use the long realtime timeout (the call waits for the model).
+            large: The answer may be as large as :data:`LARGE_ANSWER` (a batch's status map).
 
         Returns:
             The reply.
 
         Raises:
-            Unreachable: No complete HTTP answer arrived.
+            Unreachable: No complete, usable HTTP answer arrived; its ``fatal`` is set when
+                the endpoint is proven unusable.
         """
         if self._bucket is not None:
             wait = self._bucket.reserve(asyncio.get_running_loop().time())
@@ -103,14 +148,63 @@ class Http:
             b"Idempotency-Key: %s\r\n" % idempotency_key.encode("ascii") if idempotency_key else b""
         )
         self.sent += 1
+        timeout = self._realtime if realtime else self._timeout
         try:
-            status, retry_after, body = await self._pool.request(
+            status, retry_after, body, location = await self._pool.request(
                 method.encode("ascii"),
                 path,
                 payload,
                 extra,
-                self._realtime if realtime else self._timeout,
+                timeout,
+                self._large if large else self._cap,
             )
         except ConnectionFailed as exc:
-            raise Unreachable(str(exc)) from None
+            fatal = self._judge(exc.fault, exc.detail, path, None, timeout)
+            raise Unreachable(str(exc), exc.fault, fatal) from None
+        if 300 <= status < 400:  # the API never redirects; following would move key and body
+            detail = f"HTTP {status}"
+            fatal = self._judge("redirect", detail, path, location, timeout)
+            raise Unreachable(f"{detail} redirect to {location or 'nowhere'}", "redirect", fatal)
+        fault: Fault | None = None
+        if status >= 500 or status in RETRYABLE:
+            fault = "transient"
+        elif not _looks_like_json(body):
+            fault = "not_api"
+        if self.health.observe(fault):
+            detail = f"HTTP {status}: {body[:60]!r}"
+            raise Unreachable(
+                detail, "not_api", self._fatal("not_api", detail, path, None, timeout)
+            )
         return Reply(status, retry_after, body)
+
+    def _judge(
+        self, fault: Fault, detail: str, path: str, location: str | None, timeout: float
+    ) -> EndpointError | None:
+        """The error that stops the run, if this failure proves the endpoint unusable."""
+        if not self.health.observe(fault):
+            return None
+        return self._fatal(fault, detail, path, location, timeout)
+
+    def _fatal(
+        self, fault: Fault, detail: str, path: str, location: str | None, timeout: float
+    ) -> EndpointError:
+        endpoint = self._endpoint
+        message = explain(
+            fault,
+            base_url=self._base_url,
+            host=endpoint.host,
+            authority=endpoint.authority,
+            detail=detail,
+            location=location,
+            path=path.partition("?")[0],
+            timeout=timeout,
+        )
+        return EndpointError(message, cause=fault, location=location)
+
+
+def _looks_like_json(body: bytes) -> bool:
+    """Whether a body starts like a JSON object or array (the API sends nothing else)."""
+    first = body[:1]
+    if first in (b"{", b"["):
+        return True
+    return body[:64].lstrip()[:1] in (b"{", b"[")

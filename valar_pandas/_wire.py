@@ -19,6 +19,7 @@ from typing import Any, Literal
 from ._models import Outcome, Request
 
 __all__ = [
+    "MAX_TOKENS",
     "Parsed",
     "Status",
     "attempt_key",
@@ -47,6 +48,12 @@ _STATUS = {
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "incomplete"})
 _KEY_PREFIX = "vp1-"
 _MAX_ERROR = 300
+MAX_TOKENS = 10**9
+"""The largest token count believed: no context or answer comes near a billion tokens."""
+
+
+class _BadUsage(ValueError):
+    """A usage field holds something that is not a token count."""
 
 
 def response_body(
@@ -204,7 +211,10 @@ def parse_response(obj: object) -> Parsed:
 
     Returns:
         What the client needs: status, id and, when terminal, the outcome. A body that is not
-        a JSON object, or lacks an id while not terminal, parses as ``unknown``.
+        a JSON object, or lacks an id while not terminal, parses as ``unknown``. A terminal
+        response whose ``usage`` holds an impossible token count (negative, not a whole
+        number, over :data:`MAX_TOKENS`) is the row's ``error``: not a server verdict, so the
+        run store keeps its id and a re-run asks again, for free.
     """
     if not isinstance(obj, Mapping):
         return Parsed("unknown", repr(obj)[:60], None, None)
@@ -215,10 +225,17 @@ def parse_response(obj: object) -> Parsed:
     if status not in TERMINAL:
         return Parsed(status, raw_status, rid, None)
     usage = obj.get("usage")
-    tokens_in = _int_or_none(usage, "input_tokens", "prompt_tokens")
-    tokens_out = _int_or_none(usage, "output_tokens", "completion_tokens")
-    details = usage.get("input_tokens_details") if isinstance(usage, Mapping) else None
-    cached = _int_or_none(details, "cached_tokens")
+    try:
+        tokens_in = _int_or_none(usage, "input_tokens", "prompt_tokens")
+        tokens_out = _int_or_none(usage, "output_tokens", "completion_tokens")
+        details = usage.get("input_tokens_details") if isinstance(usage, Mapping) else None
+        cached = _int_or_none(details, "cached_tokens")
+    except _BadUsage as exc:
+        bad = (
+            f"the server reported an impossible token count ({exc}), so the answer was not "
+            "kept; a re-run asks for it again, without a new inference"
+        )
+        return Parsed(status, raw_status, rid, Outcome("error", error=bad, response_id=rid))
     text = output_text(obj)
     error: str | None = None
     if status == "completed":
@@ -282,12 +299,24 @@ def _reason(err: object) -> str | None:
 
 
 def _int_or_none(usage: object, *names: str) -> int | None:
+    """The first of ``names`` present in ``usage``, checked; None when none is.
+
+    Raises:
+        _BadUsage: The value is not a whole number between 0 and :data:`MAX_TOKENS`.
+    """
     if not isinstance(usage, Mapping):
         return None
     for name in names:
         value = usage.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
             return value
+        try:
+            shown = repr(value)
+        except ValueError:  # an integer past Python's digit limit for str()
+            shown = "an integer too long to print"
+        raise _BadUsage(f"usage.{name} = {shown if len(shown) <= 40 else shown[:39] + '…'}")
     return None
 
 

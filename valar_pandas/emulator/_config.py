@@ -92,6 +92,15 @@ class Faults:
         invalid_structured: Fraction of structured (``json_schema``) answers that are invalid:
             bad JSON, a label outside the enum, or a number out of range. Decided by a hash of
             the seed and the body, like ``failed``; the response still ends ``completed``.
+        redirect_to: When set, every API request is answered ``301`` with ``Location`` this
+            URL followed by the request's path (a server that moved).
+        not_json: Every API request is answered ``200`` with an HTML page (a web server, or a
+            proxy's login page, where the API should be).
+        hang: Every API request is read and never answered (a server that accepts and stalls).
+        inflate_to: When positive, every finished Response object is sent gzip-compressed
+            and padded so that it inflates to at least this many bytes.
+        usage_tokens: When not None, the ``output_tokens`` that finished Response objects
+            report in their ``usage`` (any JSON value, e.g. ``10**30`` or ``-1``).
     """
 
     rate_429: float = 0.0
@@ -102,6 +111,11 @@ class Faults:
     drop_after_create: float = 0.0
     failed: float = 0.0
     invalid_structured: float = 0.0
+    redirect_to: str | None = None
+    not_json: bool = False
+    hang: bool = False
+    inflate_to: int = 0
+    usage_tokens: int | float | str | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -117,6 +131,12 @@ class Faults:
         _check_seconds("Faults.retry_after", self.retry_after)
         if self.rate_429 + self.rate_500 + self.rate_502 + self.rate_503 > 1.0 + 1e-9:
             raise ValueError("Faults: rate_429 + rate_500 + rate_502 + rate_503 must be ≤ 1")
+        if self.redirect_to is not None and not self.redirect_to.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("Faults.redirect_to must be an http:// or https:// URL")
+        if not isinstance(self.inflate_to, int) or self.inflate_to < 0:
+            raise ValueError("Faults.inflate_to must be a whole number of bytes ≥ 0")
 
 
 @dataclass(frozen=True, slots=True)

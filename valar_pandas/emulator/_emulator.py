@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import math
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -233,12 +234,16 @@ class Emulator:
         return build_app(self)
 
     @asynccontextmanager
-    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    async def serve(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> AsyncIterator[str]:
         """Serve the emulator in the running event loop.
 
         Args:
-            host: Interface to bind.
+            host: Interface to bind (a name, e.g. ``"localhost"``, is kept in the URL, so a
+                certificate for that name verifies).
             port: TCP port; 0 picks a free one.
+            ssl_context: Serve HTTPS with this server context; None for plain HTTP.
 
         Yields:
             The base URL, e.g. ``"http://127.0.0.1:54321/v1"``.
@@ -248,21 +253,26 @@ class Emulator:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port, backlog=1024).start()
+            site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context)
+            await site.start()
             bound_port = runner.addresses[0][1]
             shown = _WILDCARD_HOSTS.get(host, host)
             shown = f"[{shown}]" if ":" in shown else shown
-            yield f"http://{shown}:{bound_port}/v1"
+            scheme = "http" if ssl_context is None else "https"
+            yield f"{scheme}://{shown}:{bound_port}/v1"
         finally:
             await runner.cleanup()
 
     @contextmanager
-    def run_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    def run_in_thread(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> Iterator[str]:
         """Serve the emulator on its own thread and event loop for the ``with`` block.
 
         Args:
             host: Interface to bind.
             port: TCP port; 0 picks a free one.
+            ssl_context: Serve HTTPS with this server context; None for plain HTTP.
 
         Yields:
             The base URL, e.g. ``"http://127.0.0.1:54321/v1"``.
@@ -273,7 +283,7 @@ class Emulator:
         async def main() -> None:
             stop = asyncio.Event()
             try:
-                async with self.serve(host, port) as url:
+                async with self.serve(host, port, ssl_context) as url:
                     ready.set_result((url, asyncio.get_running_loop(), stop))
                     await stop.wait()
             except BaseException as exc:

@@ -20,6 +20,7 @@ from aiohttp import web
 from ._answers import canonical_json
 from ._batch_server import add_batch_routes
 from ._config import STATUS_WORDS
+from ._misbehave import endpoint_faults
 from ._state import TERMINAL, Record, render, status_of
 from ._validate import ApiError, validate_create, validate_idempotency_key
 
@@ -209,7 +210,7 @@ def build_app(emulator: Emulator) -> web.Application:
         The application, with routes under ``/v1`` and a JSON 404 for anything else.
     """
     routes = Routes(emulator)
-    app = web.Application()
+    app = web.Application(middlewares=[endpoint_faults(emulator)])
     app.router.add_get("/v1/models", routes.models)
     app.router.add_post("/v1/responses", routes.create)
     app.router.add_get("/v1/responses/{id}", routes.retrieve)

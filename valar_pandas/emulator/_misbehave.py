@@ -1,0 +1,98 @@
+"""Faults of the whole endpoint: a redirect, HTML instead of JSON, silence, huge or absurd answers.
+
+One aiohttp middleware, in front of every route, reading :class:`~._config.Faults` afresh on
+each request. The per-request faults (429, 500, dropped connections, ...) live in the routes;
+these are the ones a wrong base URL, a broken proxy or a broken server show on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from ._config import Faults
+
+if TYPE_CHECKING:
+    from ._emulator import Emulator
+
+__all__ = ["endpoint_faults"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_PAGE = "<!doctype html><html><head><title>Welcome</title></head><body>It works!</body></html>"
+_PAD = b"x" * (1 << 20)
+
+
+def endpoint_faults(emulator: Emulator) -> Middleware:
+    """The middleware injecting ``emulator``'s endpoint-wide faults.
+
+    Args:
+        emulator: Whose configuration and counters it uses.
+
+    Returns:
+        An aiohttp middleware.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        faults = emulator.config.faults
+        if faults.hang or faults.redirect_to is not None or faults.not_json:
+            stats = emulator.stats
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else request.path
+            stats.total_requests += 1
+            stats.requests[f"{request.method} {route}"] += 1
+            if faults.hang:
+                stats.faults["hang"] += 1
+                await asyncio.Event().wait()  # until the server stops
+            if faults.redirect_to is not None:
+                stats.faults["redirect"] += 1
+                location = faults.redirect_to.rstrip("/") + request.path_qs
+                return web.Response(status=301, text="Moved", headers={"Location": location})
+            stats.faults["not_json"] += 1
+            return web.Response(text=_PAGE, content_type="text/html")
+        response = await handler(request)
+        if (faults.inflate_to or faults.usage_tokens is not None) and isinstance(
+            response, web.Response
+        ):
+            return _rewrite(response, faults)
+        return response
+
+    return middleware
+
+
+def _rewrite(response: web.Response, faults: Faults) -> web.Response:
+    """Give a finished Response object absurd usage, or a gzip body that inflates hugely."""
+    body = response.body
+    if not isinstance(body, bytes):
+        return response
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return response
+    finished = obj.get("status") in ("completed", "incomplete") if isinstance(obj, dict) else False
+    if not finished or obj.get("object") != "response":
+        return response
+    if faults.usage_tokens is not None:
+        obj["usage"]["output_tokens"] = faults.usage_tokens
+        obj["usage"]["completion_tokens"] = faults.usage_tokens
+    if not faults.inflate_to:
+        return web.json_response(obj, status=response.status)
+    head = json.dumps(obj).encode()[:-1] + b',"padding":"'
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(head)]
+    left = faults.inflate_to
+    while left > 0:
+        parts.append(packer.compress(_PAD[: min(left, len(_PAD))]))
+        left -= len(_PAD)
+    parts += [packer.compress(b'"}'), packer.flush()]
+    return web.Response(
+        body=b"".join(parts),
+        status=response.status,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
