@@ -21,18 +21,18 @@ from pandas.api.extensions import ExtensionArray
 
 from ._config import ValarClient, resolve_base_url
 from ._errors import ConfigError, RowErrors, StoreError, StoreWarning
-from ._estimate import Estimate, estimate
+from ._estimate import Estimate, count_requests, estimate
 from ._job import Job
 from ._loop import StopSignal, run_sync
 from ._merge import attach, outcome_columns
 from ._models import Outcome
 from ._options import DEFAULT_MAX_RPS, RunOptions, as_int, checked_arguments, validate_options
-from ._plan import Plan, plan_requests
+from ._plan import Plan, Skip, plan_requests
 from ._prices import Price, resolve_price
 from ._progress import Display, make_display
 from ._prompt import Row, compile_template
 from ._rows import render_rows
-from ._run import RunReport, Work, prepare_work, run_plan
+from ._run import RunReport, Work, run_plan, served_from_store
 from ._score import ScoreSpec, instructions_hint, make_spec, parse, text_format
 from ._score_merge import row_errors, to_columns
 from ._store import RunStore
@@ -49,6 +49,8 @@ Template = str | Callable[[Row], Any]
 StoreArg = str | os.PathLike[str] | bool | None
 PriceArg = Price | Mapping[str, float] | None
 Mode = Literal["background", "realtime", "batch", "auto"]
+PREVIEW_ROWS = 1000
+"""Rows :meth:`ValarAccessor.requests` previews unless told otherwise."""
 Progress = Literal["auto", "tqdm", "widget"] | None
 
 
@@ -169,6 +171,14 @@ def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **kwa
     Raises:
         ConfigError: A bad option, template, column, row value or price.
     """
+    frame, options, rendered, resolved = _rendered(frame, template, price, **kwargs)
+    return _Call(frame, options, plan_requests(rendered, options), resolved)
+
+
+def _rendered(
+    frame: pd.DataFrame, template: Template, price: PriceArg, **kwargs: Any
+) -> tuple[pd.DataFrame, RunOptions, list[str | list[dict[str, Any]] | Skip], Price | None]:
+    """The checks of :func:`prepare_call` and every row's prompt, before any request."""
     options = validate_options(**kwargs)
     if not options.cache:
         # Fresh answers: a nonce no earlier call can have used.
@@ -177,14 +187,14 @@ def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **kwa
         options = validate_options(**{**kwargs, "salt": salt})
     frame = frame.copy(deep=False)
     compiled = compile_template(template, list(frame.columns))
-    plan = plan_requests(render_rows(frame, compiled, options.on_missing), options)
+    rendered = render_rows(frame, compiled, options.on_missing)
     resolved = resolve_price(options.model, options.completion_window, price)
     if options.budget is not None and resolved is None:
         raise ConfigError(
             f"budget= needs a price for {options.model!r}, which is not in the price "
             "table; pass price={'input': ..., 'output': ...} in USD per million tokens"
         )
-    return _Call(frame, options, plan, resolved)
+    return frame, options, rendered, resolved
 
 
 def score_request_options(spec: ScoreSpec, instructions: str | None) -> dict[str, Any]:
@@ -663,21 +673,44 @@ class ValarAccessor:
         mode: Mode = "background",
         on_missing: Literal["empty", "skip"] = "empty",
         salt: str | None = None,
+        n: int | None = PREVIEW_ROWS,
     ) -> pd.DataFrame:
-        """The requests :meth:`run` would send, one row per row, without any I/O.
+        """The requests :meth:`run` would send for the first ``n`` rows, without any I/O.
 
-        Takes the arguments of :meth:`run` that shape a request body.
+        Takes the arguments of :meth:`run` that shape a request body. Only the first ``n``
+        rows are rendered and built, so a preview of a large frame costs what ``n`` rows
+        cost; the keys and fingerprints are the ones a run of the whole frame sends.
+
+        Args:
+            template: As in :meth:`run`.
+            model: As in :meth:`run`.
+            instructions: As in :meth:`run`.
+            max_output_tokens: As in :meth:`run`.
+            temperature: As in :meth:`run`.
+            completion_window: As in :meth:`run`.
+            mode: As in :meth:`run`.
+            on_missing: As in :meth:`run`.
+            salt: As in :meth:`run`.
+            n: How many leading rows to preview (1,000 by default); None for every row.
 
         Returns:
-            A frame on ``df``'s index with ``body`` (the JSON body as a dict, None for a
-            skipped row), ``idempotency_key``, ``fingerprint`` (shared by identical rows)
-            and ``skipped`` (the reason, or missing).
+            A frame on the first ``n`` labels of ``df``'s index with ``body`` (the JSON body
+            as a dict, None for a skipped row), ``idempotency_key``, ``fingerprint`` (shared
+            by identical rows) and ``skipped`` (the reason, or missing).
+
+        Raises:
+            ConfigError: A bad option, template or column, or ``n`` not a whole number
+                0 or more.
 
         Example:
             >>> df.valar.requests("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP
         """
+        rows = as_int(n) if n is not None else None
+        if n is not None and (rows is None or rows < 0):
+            raise ConfigError("n must be a whole number, 0 or more, or None for every row")
+        frame = self._obj if rows is None else self._obj.iloc[:rows]
         call = self._prepare(
-            template, None, model=model, instructions=instructions,
+            template, None, frame, model=model, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, on_missing=on_missing, salt=salt,
         )  # fmt: skip
@@ -705,7 +738,7 @@ class ValarAccessor:
                 "fingerprint": pd.array(prints, dtype="str"),
                 "skipped": pd.array(skipped, dtype="str"),
             },
-            index=self._obj.index,
+            index=frame.index,
         )
 
     @checked_arguments
@@ -742,16 +775,30 @@ class ValarAccessor:
             >>> df.valar.estimate("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP
         """
         endpoint = resolve_base_url(base_url)
-        call = self._prepare(
-            template, price, model=model, instructions=instructions,
+        _, options, rendered, resolved = _rendered(
+            self._obj, template, price, model=model, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, on_missing=on_missing, salt=salt,
             cache=cache, retry_failed=retry_failed,
         )  # fmt: skip
-        opened = open_store(store, call.options)
+        # Sized row by row and dropped: no request body outlives its row.
+        counted = count_requests(rendered, options)
+        del rendered
+        opened = open_store(store, options)
         try:
-            work = prepare_work(call.plan, call.options, opened, endpoint)
+            known = opened.lookup(endpoint, counted.sizes) if opened is not None else {}
         finally:
             if opened is not None:
                 opened.close()
-        return call.estimate(work)
+        hits = {fp for fp, stored in known.items() if served_from_store(stored, options)}
+        return estimate(
+            rows=counted.rows,
+            requests=len(counted.sizes),
+            cache_hits=len(hits),
+            skipped=counted.skipped,
+            to_send=counted.to_send(hits),
+            max_output_tokens=options.max_output_tokens,
+            model=options.model,
+            completion_window=options.completion_window,
+            price=resolved,
+        )
