@@ -62,9 +62,9 @@ def test_sizing_matches_the_requests_a_run_builds(options):
     inputs = [*ODD, Skip("gone"), ODD[0], [{"role": "user", "content": [image]}]]
     plan = plan_requests(inputs, opts)
     counted = count_requests(inputs, opts)
-    assert list(counted.sizes) == list(plan.requests)  # same fingerprints, same order
+    assert list(counted.fingerprints()) == list(plan.requests)  # same ones, same order
     for fingerprint, request in plan.requests.items():
-        assert counted.sizes[fingerprint] == estimate_input_tokens(request.body)
+        assert counted.sizes[bytes.fromhex(fingerprint)] == estimate_input_tokens(request.body)
     assert (counted.rows, counted.skipped) == (len(inputs), 1)
     assert counted.to_send(set()) == Sizes.of(list(plan.requests.values()))
 
@@ -88,6 +88,21 @@ def test_estimate_builds_no_request_body(monkeypatch, serve):
     expected = Sizes.of(list(df.valar.requests(TEMPLATE, model=MODEL, max_output_tokens=10, n=None)
                              .body.map(lambda b: make_request(b)).tolist()))  # fmt: skip
     assert est.input_tokens == expected.input_tokens
+
+
+def test_estimate_in_slices_counts_and_refuses_as_for_the_whole_frame():
+    df = words(70_000)  # more rows than estimate() renders at once
+    df.loc[3, "i"] = 5  # rows 3 and 5 render alike: one request for both
+    df.loc[3, "word"] = df.loc[5, "word"]
+    est = df.valar.estimate(TEMPLATE, model=MODEL, store=False)
+    assert (est.rows, est.requests, est.to_send) == (70_000, 69_999, 69_999)
+    bad = df.astype({"word": object})
+    bad.loc[66_000, "word"] = b"\xff"
+    with pytest.raises(ConfigError) as whole:
+        bad.valar.run(TEMPLATE, model=MODEL, progress=None)
+    with pytest.raises(ConfigError) as sliced:
+        bad.valar.estimate(TEMPLATE, model=MODEL, store=False)
+    assert str(sliced.value) == str(whole.value) and "row 66000" in str(sliced.value)
 
 
 def test_estimate_still_counts_cache_hits_without_bodies(serve):

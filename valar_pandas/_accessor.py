@@ -21,16 +21,17 @@ from pandas.api.extensions import ExtensionArray
 
 from ._config import ValarClient, resolve_base_url
 from ._errors import ConfigError, RowErrors, StoreError, StoreWarning
-from ._estimate import Estimate, count_requests, estimate
+from ._estimate import Estimate, Sizer, estimate
 from ._job import Job
 from ._loop import StopSignal, run_sync
 from ._merge import attach, outcome_columns
 from ._models import Outcome
 from ._options import DEFAULT_MAX_RPS, RunOptions, as_int, checked_arguments, validate_options
-from ._plan import Plan, Skip, plan_requests
+from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
 from ._progress import Display, make_display
 from ._prompt import Row, compile_template
+from ._prompt import Template as CompiledTemplate
 from ._rows import render_rows
 from ._run import RunReport, Work, run_plan, served_from_store
 from ._score import ScoreSpec, instructions_hint, make_spec, parse, text_format
@@ -49,6 +50,7 @@ Template = str | Callable[[Row], Any]
 StoreArg = str | os.PathLike[str] | bool | None
 PriceArg = Price | Mapping[str, float] | None
 Mode = Literal["background", "realtime", "batch", "auto"]
+_ESTIMATE_SLICE = 65_536  # rows rendered at once by estimate()
 PREVIEW_ROWS = 1000
 """Rows :meth:`ValarAccessor.requests` previews unless told otherwise."""
 Progress = Literal["auto", "tqdm", "widget"] | None
@@ -171,14 +173,15 @@ def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **kwa
     Raises:
         ConfigError: A bad option, template, column, row value or price.
     """
-    frame, options, rendered, resolved = _rendered(frame, template, price, **kwargs)
+    frame, options, compiled, resolved = _checked(frame, template, price, **kwargs)
+    rendered = render_rows(frame, compiled, options.on_missing)
     return _Call(frame, options, plan_requests(rendered, options), resolved)
 
 
-def _rendered(
+def _checked(
     frame: pd.DataFrame, template: Template, price: PriceArg, **kwargs: Any
-) -> tuple[pd.DataFrame, RunOptions, list[str | list[dict[str, Any]] | Skip], Price | None]:
-    """The checks of :func:`prepare_call` and every row's prompt, before any request."""
+) -> tuple[pd.DataFrame, RunOptions, CompiledTemplate, Price | None]:
+    """The checks of :func:`prepare_call`, before any row is rendered."""
     options = validate_options(**kwargs)
     if not options.cache:
         # Fresh answers: a nonce no earlier call can have used.
@@ -187,14 +190,13 @@ def _rendered(
         options = validate_options(**{**kwargs, "salt": salt})
     frame = frame.copy(deep=False)
     compiled = compile_template(template, list(frame.columns))
-    rendered = render_rows(frame, compiled, options.on_missing)
     resolved = resolve_price(options.model, options.completion_window, price)
     if options.budget is not None and resolved is None:
         raise ConfigError(
             f"budget= needs a price for {options.model!r}, which is not in the price "
             "table; pass price={'input': ..., 'output': ...} in USD per million tokens"
         )
-    return frame, options, rendered, resolved
+    return frame, options, compiled, resolved
 
 
 def score_request_options(spec: ScoreSpec, instructions: str | None) -> dict[str, Any]:
@@ -768,25 +770,37 @@ class ValarAccessor:
 
         Returns:
             An :class:`Estimate`: rows, distinct requests, cache hits, skipped rows, requests
-            to send, estimated input tokens, assumed output tokens (``max_output_tokens``, or
-            256 per request when unset) and estimated cost for the completion window.
+            to send, estimated input tokens (image parts by OpenAI's tile rule, counted in
+            ``images``), assumed output tokens (``max_output_tokens``, or 256 per request
+            when unset) and estimated cost for the completion window. No request body is
+            kept: a million rows take seconds and a few hundred MB.
 
         Example:
             >>> df.valar.estimate("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP
         """
         endpoint = resolve_base_url(base_url)
-        _, options, rendered, resolved = _rendered(
+        frame, options, compiled, resolved = _checked(
             self._obj, template, price, model=model, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, on_missing=on_missing, salt=salt,
             cache=cache, retry_failed=retry_failed,
         )  # fmt: skip
-        # Sized row by row and dropped: no request body outlives its row.
-        counted = count_requests(rendered, options)
-        del rendered
+        # Rendered a slice at a time and sized row by row: no prompt outlives its slice and
+        # no request body its row, so a million rows fit in a few hundred MB.
+        sizer = Sizer(options)
+        for start in range(0, len(frame), _ESTIMATE_SLICE):
+            part = frame.iloc[start : start + _ESTIMATE_SLICE]
+            try:
+                rendered = render_rows(part, compiled, options.on_missing)
+            except ConfigError:
+                # Say it as for the whole frame: the same first error, at its true position.
+                render_rows(frame, compiled, options.on_missing)
+                raise
+            sizer.add(rendered, start)
+        counted = sizer.counted
         opened = open_store(store, options)
         try:
-            known = opened.lookup(endpoint, counted.sizes) if opened is not None else {}
+            known = opened.lookup(endpoint, counted.fingerprints()) if opened is not None else {}
         finally:
             if opened is not None:
                 opened.close()

@@ -11,7 +11,7 @@ send (the tests hold the two equal).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Iterator, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring
 from typing import Any
@@ -29,7 +29,15 @@ from ._prices import (
 )
 from ._wire import make_request, response_body
 
-__all__ = ["Counted", "Estimate", "Sizes", "count_requests", "estimate", "request_size"]
+__all__ = [
+    "Counted",
+    "Estimate",
+    "Sizer",
+    "Sizes",
+    "count_requests",
+    "estimate",
+    "request_size",
+]
 
 
 @dataclass(frozen=True)
@@ -198,43 +206,101 @@ class Counted:
     Attributes:
         rows: Rows seen.
         skipped: Rows that will not be sent.
-        sizes: Per distinct request (by fingerprint, first-seen order), its estimated input
-            tokens; requests with images are in ``images`` too.
+        sizes: Per distinct request (by the 32 bytes of its fingerprint, in first-seen
+            order), its estimated input tokens, images included.
         images: Image parts per fingerprint, for the requests that have any.
     """
 
     rows: int = 0
     skipped: int = 0
-    sizes: dict[str, int] = field(default_factory=dict)
-    images: dict[str, int] = field(default_factory=dict)
+    sizes: dict[bytes, int] = field(default_factory=dict)
+    images: dict[bytes, int] = field(default_factory=dict)
+
+    def fingerprints(self) -> Iterator[str]:
+        """The distinct requests' fingerprints, as hex (as the run store keys them)."""
+        return (digest.hex() for digest in self.sizes)
 
     def to_send(self, answered: Set[str]) -> Sizes:
         """The total size of the distinct requests the store has not ``answered``."""
         if not answered:
             return Sizes(len(self.sizes), sum(self.sizes.values()), sum(self.images.values()))
-        kept = [fp for fp in self.sizes if fp not in answered]
+        skip = {bytes.fromhex(fp) for fp in answered}
+        kept = [digest for digest in self.sizes if digest not in skip]
         return Sizes(
             len(kept),
-            sum(self.sizes[fp] for fp in kept),
-            sum(self.images.get(fp, 0) for fp in kept),
+            sum(self.sizes[digest] for digest in kept),
+            sum(self.images.get(digest, 0) for digest in kept),
         )
 
 
-class _Splice:
-    """The canonical body of a prompt row, as the bytes around the prompt's JSON text."""
+class Sizer:
+    """Sizes rows' requests as :func:`~valar_pandas._plan.plan_requests` would build them.
+
+    For a rendered prompt, the canonical body is the call's fixed JSON around the prompt's
+    JSON text, so only that text is encoded and hashed. Anything else (messages, images)
+    takes the general path: the request is built, measured and dropped.
+
+    Args:
+        options: The validated run options.
+    """
 
     def __init__(self, options: RunOptions) -> None:
-        self.salt = None if options.salt is None else b"\x00salt\x00" + options.salt.encode()
+        self.options = options
+        self.counted = Counted()
+        self._salt = None if options.salt is None else b"\x00salt\x00" + options.salt.encode()
         body = _body(options, _SENTINEL)
-        before, hit, after = (
-            make_request(body).payload.decode().partition(encode_basestring(_SENTINEL))
-        )
+        marker = encode_basestring(_SENTINEL)
+        before, hit, after = make_request(body).payload.decode().partition(marker)
         # Only when the sentinel's text appears once: a model id or instructions holding it
         # (they cannot, in practice) leave every row to the general path.
-        self.ok = bool(hit) and encode_basestring(_SENTINEL) not in after
-        self.before, self.after = before, after
-        chars, self.messages, _, _ = measure_input(body)
-        self.chars = chars - len(_SENTINEL)
+        self._splice = bool(hit) and marker not in after
+        self._before, self._after = before, after
+        chars, messages, _, _ = measure_input(body)
+        self._chars = chars - len(_SENTINEL)
+        self._messages = messages
+
+    def add(self, inputs: Iterable[str | list[dict[str, Any]] | Skip], offset: int) -> None:
+        """Size the next rows.
+
+        Args:
+            inputs: Per row, its rendered prompt, its messages, or a :class:`Skip`.
+            offset: The position of the first of them in the frame, for error messages.
+
+        Raises:
+            ConfigError: A row cannot be sent as JSON (as :func:`plan_requests` says it).
+        """
+        counted, options = self.counted, self.options
+        sizes = counted.sizes
+        # The loop is the whole cost of a large preview: names are bound locally, and the
+        # token rule (text_tokens: ceil(chars / 4) + 4 per message) is inlined.
+        splice = self._splice
+        # The hash of the bytes before the prompt, copied for each row.
+        start = hashlib.sha256(self._before.encode())
+        after = self._after.encode() + (self._salt or b"")
+        fixed, per_messages = self._chars + 3, 4 * self._messages
+        quote = encode_basestring
+        rows = 0
+        for rows, item in enumerate(inputs, 1):
+            if splice and type(item) is str:
+                digest = start.copy()
+                try:
+                    digest.update(quote(item).encode())
+                except UnicodeEncodeError:  # a lone surrogate: the general path says so
+                    build_request(offset + rows - 1, item, options)
+                    raise
+                digest.update(after)
+                sizes[digest.digest()] = (fixed + len(item)) // 4 + per_messages
+            elif isinstance(item, Skip):
+                counted.skipped += 1
+            else:
+                request = build_request(offset + rows - 1, item, options)
+                key = bytes.fromhex(request.fingerprint)
+                if key not in sizes:
+                    tokens, images = request_size(request)
+                    sizes[key] = tokens
+                    if images:
+                        counted.images[key] = images
+        counted.rows += rows
 
 
 def _body(options: RunOptions, item: str | list[dict[str, Any]]) -> dict[str, Any]:
@@ -265,34 +331,6 @@ def count_requests(
     Raises:
         ConfigError: A row cannot be sent as JSON (as :func:`plan_requests` raises it).
     """
-    counted = Counted()
-    splice = _Splice(options)
-    sizes = counted.sizes
-    # The loop below is the whole cost of a large preview: names are bound locally.
-    before, after, salt = splice.before, splice.after, splice.salt
-    chars, messages = splice.chars, splice.messages
-    sha256, quote = hashlib.sha256, encode_basestring
-    position = -1
-    for position, item in enumerate(inputs):
-        if type(item) is str and splice.ok:
-            try:
-                digest = sha256((before + quote(item) + after).encode())
-            except UnicodeEncodeError:  # a lone surrogate: the general path says so
-                build_request(position, item, options)
-                raise
-            if salt is not None:
-                digest.update(salt)
-            fingerprint = digest.hexdigest()
-            if fingerprint not in sizes:
-                sizes[fingerprint] = text_tokens(chars + len(item), messages)
-        elif isinstance(item, Skip):
-            counted.skipped += 1
-        else:
-            request = build_request(position, item, options)
-            if request.fingerprint not in sizes:
-                tokens, images = request_size(request)
-                sizes[request.fingerprint] = tokens
-                if images:
-                    counted.images[request.fingerprint] = images
-    counted.rows = position + 1
-    return counted
+    sizer = Sizer(options)
+    sizer.add(inputs, 0)
+    return sizer.counted
