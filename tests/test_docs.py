@@ -248,9 +248,12 @@ def _shell_script(block: Block) -> str:
 
 
 def _shell(block: Block, folder: Path) -> None:
+    # The `valar-pandas` of this interpreter, whether or not its folder is on PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     done = subprocess.run(
         ["bash", "-e", "-c", _shell_script(block)],
         cwd=folder,
+        env={**os.environ, "PATH": path},
         capture_output=True,
         text=True,
         timeout=120,
