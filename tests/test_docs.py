@@ -20,8 +20,9 @@ Conventions in the Markdown:
   2,000 reviews ``valar-pandas demo`` uses and an empty run store.
 * A block that cannot run here is preceded by ``<!-- no-run: reason -->``. Keep those few.
 * A block that imports an optional package (one in the ``test`` extra, so CI has it) is
-  preceded by ``<!-- needs: package -->``: where the package is missing it is reported as
-  a warning instead of run, as ``pytest.importorskip`` would.
+  preceded by ``<!-- needs: package -->``: where the package is missing, the document's
+  other examples still run and the test then reports a skip naming it, as
+  ``pytest.importorskip`` would.
 
 Whatever the examples send must be what they mean: no prompt may carry a literal backslash
 (the data has none, so a ``\\n`` the shell did not turn into a newline shows up) or a
@@ -42,7 +43,6 @@ import re
 import subprocess
 import sys
 import traceback
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,15 +274,14 @@ def test_examples_run_as_written(path, tmp_path, monkeypatch):
     _write_files(tmp_path, df)
     namespace = _namespace(df)
     prompts: list[str] = []
+    unrun: list[str] = []
     monkeypatch.chdir(tmp_path)
     with _emulator(prompts) as url:
         monkeypatch.setenv("VALAR_API_KEY", PLACEHOLDER_KEY)
         monkeypatch.setenv("VALAR_BASE_URL", url)
         for block in todo:
             if block.needs and importlib.util.find_spec(block.needs) is None:
-                warnings.warn(
-                    f"{block.where} not run: {block.needs} is not installed", stacklevel=1
-                )
+                unrun.append(f"{block.where} not run: {block.needs} is not installed")
                 continue
             try:
                 if block.lang in SHELL:
@@ -295,6 +294,8 @@ def test_examples_run_as_written(path, tmp_path, monkeypatch):
     for prompt in prompts:
         assert "\\" not in prompt, f"{path.name}: a prompt carries a literal backslash: {prompt!r}"
         assert not re.search(r"\bnan\b", prompt), f"{path.name}: a prompt sends 'nan': {prompt!r}"
+    if unrun:  # every other example ran and passed; say what did not, as importorskip does
+        pytest.skip("; ".join(unrun))
 
 
 def test_every_example_is_collected_and_exceptions_are_few():
