@@ -21,7 +21,7 @@ from pandas.api.extensions import ExtensionArray
 
 from ._config import ValarClient, resolve_base_url
 from ._errors import ConfigError, RowErrors, StoreError, StoreWarning
-from ._estimate import Estimate, estimate
+from ._estimate import Estimate, Sizer, estimate
 from ._job import Job
 from ._loop import StopSignal, run_sync
 from ._merge import attach, check_columns, outcome_columns, planned_columns
@@ -31,8 +31,9 @@ from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
 from ._progress import Display, Judged, make_display
 from ._prompt import Row, compile_template
+from ._prompt import Template as CompiledTemplate
 from ._rows import render_rows
-from ._run import RunReport, Work, prepare_work, run_plan
+from ._run import RunReport, Work, run_plan, served_from_store
 from ._score import ScoreSpec, instructions_hint, make_spec, parse, reply_judge, text_format
 from ._score_merge import row_errors, to_columns, value_columns
 from ._store import RunStore
@@ -49,6 +50,9 @@ Template = str | Callable[[Row], Any]
 StoreArg = str | os.PathLike[str] | bool | None
 PriceArg = Price | Mapping[str, float] | None
 Mode = Literal["background", "realtime", "batch", "auto"]
+_ESTIMATE_SLICE = 65_536  # rows rendered at once by estimate()
+PREVIEW_ROWS = 1000
+"""Rows :meth:`ValarAccessor.requests` previews unless told otherwise."""
 Progress = Literal["auto", "tqdm", "widget"] | None
 
 
@@ -169,6 +173,15 @@ def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **kwa
     Raises:
         ConfigError: A bad option, template, column, row value or price.
     """
+    frame, options, compiled, resolved = _checked(frame, template, price, **kwargs)
+    rendered = render_rows(frame, compiled, options.on_missing)
+    return _Call(frame, options, plan_requests(rendered, options), resolved)
+
+
+def _checked(
+    frame: pd.DataFrame, template: Template, price: PriceArg, **kwargs: Any
+) -> tuple[pd.DataFrame, RunOptions, CompiledTemplate, Price | None]:
+    """The checks of :func:`prepare_call`, before any row is rendered."""
     options = validate_options(**kwargs)
     if not options.cache:
         # Fresh answers: a nonce no earlier call can have used.
@@ -177,7 +190,6 @@ def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **kwa
         options = validate_options(**{**kwargs, "salt": salt})
     frame = frame.copy(deep=False)
     compiled = compile_template(template, list(frame.columns))
-    plan = plan_requests(render_rows(frame, compiled, options.on_missing), options)
     resolved = resolve_price(options.model, options.completion_window, price)
     if options.budget is not None and resolved is None:
         raise ConfigError(
@@ -186,7 +198,7 @@ def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **kwa
             command=f"--budget needs a price for {options.model!r}, which is not in the price "
             "table; give --price INPUT,OUTPUT in USD per million tokens",
         )
-    return _Call(frame, options, plan, resolved)
+    return frame, options, compiled, resolved
 
 
 def score_request_options(spec: ScoreSpec, instructions: str | None) -> dict[str, Any]:
@@ -687,21 +699,44 @@ class ValarAccessor:
         mode: Mode = "background",
         on_missing: Literal["empty", "skip"] = "empty",
         salt: str | None = None,
+        n: int | None = PREVIEW_ROWS,
     ) -> pd.DataFrame:
-        """The requests :meth:`run` would send, one row per row, without any I/O.
+        """The requests :meth:`run` would send for the first ``n`` rows, without any I/O.
 
-        Takes the arguments of :meth:`run` that shape a request body.
+        Takes the arguments of :meth:`run` that shape a request body. Only the first ``n``
+        rows are rendered and built, so a preview of a large frame costs what ``n`` rows
+        cost; the keys and fingerprints are the ones a run of the whole frame sends.
+
+        Args:
+            template: As in :meth:`run`.
+            model: As in :meth:`run`.
+            instructions: As in :meth:`run`.
+            max_output_tokens: As in :meth:`run`.
+            temperature: As in :meth:`run`.
+            completion_window: As in :meth:`run`.
+            mode: As in :meth:`run`.
+            on_missing: As in :meth:`run`.
+            salt: As in :meth:`run`.
+            n: How many leading rows to preview (1,000 by default); None for every row.
 
         Returns:
-            A frame on ``df``'s index with ``body`` (the JSON body as a dict, None for a
-            skipped row), ``idempotency_key``, ``fingerprint`` (shared by identical rows)
-            and ``skipped`` (the reason, or missing).
+            A frame on the first ``n`` labels of ``df``'s index with ``body`` (the JSON body
+            as a dict, None for a skipped row), ``idempotency_key``, ``fingerprint`` (shared
+            by identical rows) and ``skipped`` (the reason, or missing).
+
+        Raises:
+            ConfigError: A bad option, template or column, or ``n`` not a whole number
+                0 or more.
 
         Example:
             >>> df.valar.requests("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP
         """
+        rows = as_int(n) if n is not None else None
+        if n is not None and (rows is None or rows < 0):
+            raise ConfigError("n must be a whole number, 0 or more, or None for every row")
+        frame = self._obj if rows is None else self._obj.iloc[:rows]
         call = self._prepare(
-            template, None, model=model, instructions=instructions,
+            template, None, frame, model=model, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, on_missing=on_missing, salt=salt,
         )  # fmt: skip
@@ -729,7 +764,7 @@ class ValarAccessor:
                 "fingerprint": pd.array(prints, dtype="str"),
                 "skipped": pd.array(skipped, dtype="str"),
             },
-            index=self._obj.index,
+            index=frame.index,
         )
 
     @checked_arguments
@@ -759,23 +794,49 @@ class ValarAccessor:
 
         Returns:
             An :class:`Estimate`: rows, distinct requests, cache hits, skipped rows, requests
-            to send, estimated input tokens, assumed output tokens (``max_output_tokens``, or
-            256 per request when unset) and estimated cost for the completion window.
+            to send, estimated input tokens (image parts by OpenAI's tile rule, counted in
+            ``images``), assumed output tokens (``max_output_tokens``, or 256 per request
+            when unset) and estimated cost for the completion window. No request body is
+            kept: a million rows take seconds and a few hundred MB.
 
         Example:
             >>> df.valar.estimate("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP
         """
         endpoint = resolve_base_url(base_url)
-        call = self._prepare(
-            template, price, model=model, instructions=instructions,
+        frame, options, compiled, resolved = _checked(
+            self._obj, template, price, model=model, instructions=instructions,
             max_output_tokens=max_output_tokens, temperature=temperature,
             completion_window=completion_window, mode=mode, on_missing=on_missing, salt=salt,
             cache=cache, retry_failed=retry_failed,
         )  # fmt: skip
-        opened = open_store(store, call.options)
+        # Rendered a slice at a time and sized row by row: no prompt outlives its slice and
+        # no request body its row, so a million rows fit in a few hundred MB.
+        sizer = Sizer(options)
+        for start in range(0, len(frame), _ESTIMATE_SLICE):
+            part = frame.iloc[start : start + _ESTIMATE_SLICE]
+            try:
+                rendered = render_rows(part, compiled, options.on_missing)
+            except ConfigError:
+                # Say it as for the whole frame: the same first error, at its true position.
+                render_rows(frame, compiled, options.on_missing)
+                raise
+            sizer.add(rendered, start)
+        counted = sizer.counted
+        opened = open_store(store, options)
         try:
-            work = prepare_work(call.plan, call.options, opened, endpoint)
+            known = opened.lookup(endpoint, counted.fingerprints()) if opened is not None else {}
         finally:
             if opened is not None:
                 opened.close()
-        return call.estimate(work)
+        hits = {fp for fp, stored in known.items() if served_from_store(stored, options)}
+        return estimate(
+            rows=counted.rows,
+            requests=len(counted.sizes),
+            cache_hits=len(hits),
+            skipped=counted.skipped,
+            to_send=counted.to_send(hits),
+            max_output_tokens=options.max_output_tokens,
+            model=options.model,
+            completion_window=options.completion_window,
+            price=resolved,
+        )

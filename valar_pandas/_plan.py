@@ -16,7 +16,7 @@ from ._models import Outcome, Request
 from ._options import RunOptions
 from ._wire import make_request, response_body
 
-__all__ = ["Plan", "Skip", "plan_requests"]
+__all__ = ["Plan", "Skip", "build_request", "plan_requests"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,24 +77,39 @@ def plan_requests(inputs: Iterable[str | list[dict[str, Any]] | Skip], options: 
         if isinstance(item, Skip):
             plan.rows.append(Outcome("skipped", error=f"skipped: {item.reason}"))
             continue
-        body = response_body(
-            options.model,
-            item,
-            instructions=options.instructions,
-            max_output_tokens=options.max_output_tokens,
-            temperature=options.temperature,
-            completion_window=options.completion_window,
-            background=options.background,
-            text=options.text,
-        )
-        try:
-            request = make_request(body, options.salt)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"row {position}: its prompt cannot be sent as JSON ({exc})"
-            ) from None
+        request = build_request(position, item, options)
         fingerprint = request.fingerprint
         plan.requests.setdefault(fingerprint, request)
         plan.shares[fingerprint] += 1
         plan.rows.append(fingerprint)
     return plan
+
+
+def build_request(position: int, item: str | list[dict[str, Any]], options: RunOptions) -> Request:
+    """The request of one row's prompt or messages.
+
+    Args:
+        position: The row's position, for the error message.
+        item: The rendered prompt, or the messages.
+        options: The validated run options.
+
+    Returns:
+        The request.
+
+    Raises:
+        ConfigError: The messages hold values JSON cannot carry.
+    """
+    body = response_body(
+        options.model,
+        item,
+        instructions=options.instructions,
+        max_output_tokens=options.max_output_tokens,
+        temperature=options.temperature,
+        completion_window=options.completion_window,
+        background=options.background,
+        text=options.text,
+    )
+    try:
+        return make_request(body, options.salt)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"row {position}: its prompt cannot be sent as JSON ({exc})") from None

@@ -6,17 +6,18 @@ Prices are USD per million tokens, per completion window, from Valar's pricing p
 
 Input tokens are estimated without a tokenizer as ``ceil(characters / 4)`` plus 4 tokens per
 message: within about 20 % for English prose on current tokenizers, which is what an estimate
-before pressing enter needs. Spend uses the usage the server reports.
+before pressing enter needs. Image parts add OpenAI's per-image tile estimate (see
+:mod:`~valar_pandas._images`). Spend uses the usage the server reports.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ._errors import ConfigError
+from ._images import image_tokens, is_image_part
 from ._models import Outcome
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "PRICES_SOURCE",
     "Price",
     "estimate_input_tokens",
+    "measure_input",
     "resolve_price",
+    "text_tokens",
 ]
 
 PRICES_AS_OF = "2026-11-01"
@@ -144,17 +147,40 @@ def resolve_price(
 def estimate_input_tokens(body: Mapping[str, Any]) -> int:
     """Estimate a request body's input tokens without a tokenizer.
 
+    The one rule behind ``estimate()`` and ``budget=``.
+
     Args:
         body: A ``POST /v1/responses`` body.
 
     Returns:
-        ``ceil(characters / 4)`` over every text part, plus 4 per message.
+        ``ceil(characters / 4)`` over every text part, plus 4 per message, plus each image
+        part's estimate (:func:`~valar_pandas._images.image_tokens`: OpenAI's tile rule).
+    """
+    chars, messages, _, images = measure_input(body)
+    return text_tokens(chars, messages) + images
+
+
+def text_tokens(chars: int, messages: int) -> int:
+    """Estimated tokens of ``chars`` characters of text in ``messages`` messages."""
+    return -(-chars // 4) + 4 * messages
+
+
+def measure_input(body: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """What a body's input holds, for :func:`estimate_input_tokens`.
+
+    Args:
+        body: A ``POST /v1/responses`` body.
+
+    Returns:
+        Characters of text, messages, image parts, and the estimated tokens of the images.
     """
     messages = body.get("input")
     if isinstance(messages, str):
-        return math.ceil(len(messages) / 4) + 4
+        return len(messages), 1, 0, 0
     chars = 0
     count = 0
+    images = 0
+    image_total = 0
     for message in messages if isinstance(messages, list) else ():
         count += 1
         content = message.get("content") if isinstance(message, Mapping) else None
@@ -162,7 +188,12 @@ def estimate_input_tokens(body: Mapping[str, Any]) -> int:
             chars += len(content)
         elif isinstance(content, list):
             for part in content:
-                text = part.get("text") if isinstance(part, Mapping) else None
+                if not isinstance(part, Mapping):
+                    continue
+                text = part.get("text")
                 if isinstance(text, str):
                     chars += len(text)
-    return math.ceil(chars / 4) + 4 * count
+                elif is_image_part(part):
+                    images += 1
+                    image_total += image_tokens(part)
+    return chars, count, images, image_total

@@ -41,10 +41,10 @@ from ._plan import Plan
 from ._policy import PollSchedule
 from ._prices import Price
 from ._progress import Display, Tally, make_display
-from ._store import Journal, RunStore, StoreFault
+from ._store import Journal, RunStore, Stored, StoreFault
 from ._wire import attempt_key
 
-__all__ = ["RunReport", "Work", "prepare_work", "run_plan"]
+__all__ = ["RunReport", "Work", "prepare_work", "run_plan", "served_from_store"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,20 @@ class Work:
     batches: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
+def served_from_store(stored: Stored, options: RunOptions) -> bool:
+    """Whether the store's answer to a request stands (else the request is sent).
+
+    Args:
+        stored: What the store holds of the request.
+        options: ``retry_failed`` decides whether a failure stands.
+
+    Returns:
+        True for a stored success, and for a stored failure unless it is to be re-asked.
+    """
+    outcome = stored.outcome
+    return outcome is not None and (outcome.ok or not options.retry_failed)
+
+
 def prepare_work(plan: Plan, options: RunOptions, store: RunStore | None, endpoint: str) -> Work:
     """Split a plan into cached outcomes, re-attachments and requests to send.
 
@@ -106,7 +120,8 @@ def prepare_work(plan: Plan, options: RunOptions, store: RunStore | None, endpoi
             work.entries[fingerprint] = (request.idempotency_key, 0)
             continue
         outcome = stored.outcome
-        if outcome is not None and (outcome.ok or not options.retry_failed):
+        if served_from_store(stored, options):
+            assert outcome is not None
             work.cached[fingerprint] = outcome
             continue
         attempt = stored.attempt + 1 if outcome is not None else stored.attempt
