@@ -182,14 +182,14 @@ def _emulator(prompts: list[str]) -> Iterator[str]:
     )
     create = emulator.create_record
 
-    def recording(body: dict[str, Any], canonical: bytes, digest: str) -> Any:
+    def recording(body: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         for message in body["input"] if isinstance(body["input"], list) else []:
             content = message.get("content")
             parts = content if isinstance(content, list) else [{"text": content}]
             prompts.extend(p["text"] for p in parts if isinstance(p.get("text"), str))
         if isinstance(body["input"], str):
             prompts.append(body["input"])
-        return create(body, canonical, digest)
+        return create(body, *args, **kwargs)
 
     emulator.create_record = recording  # type: ignore[method-assign]
     with emulator.run_in_thread(host="127.0.0.1", port=0) as url:
