@@ -33,6 +33,19 @@ def serve() -> Iterator[Serve]:
         run_sync(drain())
 
 
+@pytest.fixture
+def serve_cli(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Emulator]:
+    """Start an emulator and point the command's environment (key, base URL) at it."""
+
+    def start(**config: object) -> Emulator:
+        emulator, client = serve(**config)
+        monkeypatch.setenv("VALAR_API_KEY", client.api_key.reveal())
+        monkeypatch.setenv("VALAR_BASE_URL", client.base_url)
+        return emulator
+
+    return start
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never pick up a developer's key, base URL or run store, nor share a store."""

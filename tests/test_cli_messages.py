@@ -22,10 +22,8 @@ PYTHON = re.compile(r"\b(price|client|store|mode|completion_window|into|budget)=
 
 
 @pytest.fixture
-def env(serve, monkeypatch, tmp_path):
-    emulator, client = serve(latency=Latency(median=0.05), models=(*DEFAULT_MODELS, UNPRICED))
-    monkeypatch.setenv("VALAR_API_KEY", client.api_key.reveal())
-    monkeypatch.setenv("VALAR_BASE_URL", client.base_url)
+def env(serve_cli, monkeypatch, tmp_path):
+    emulator = serve_cli(latency=Latency(median=0.05), models=(*DEFAULT_MODELS, UNPRICED))
     monkeypatch.chdir(tmp_path)
     words(6).to_parquet(tmp_path / "in.parquet")
     return emulator

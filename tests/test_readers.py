@@ -22,12 +22,9 @@ BLOCK = 1 << 22  # the readers' block: what pyarrow's streaming readers see at o
 
 
 @pytest.fixture
-def env(serve, monkeypatch):
-    """An emulator, with the CLI's environment pointing at it."""
-    emulator, client = serve(latency=Latency(median=0.02, sigma=0.2))
-    monkeypatch.setenv("VALAR_API_KEY", client.api_key.reveal())
-    monkeypatch.setenv("VALAR_BASE_URL", client.base_url)
-    return emulator
+def env(serve_cli):
+    """An emulator, with the command's environment pointing at it."""
+    return serve_cli(latency=Latency(median=0.02, sigma=0.2))
 
 
 def read(path) -> pd.DataFrame:

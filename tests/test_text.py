@@ -17,12 +17,9 @@ RUN = ["--model", MODEL, "--template", "R: {t}", "--completion-window", "asap", 
 
 
 @pytest.fixture
-def env(serve, monkeypatch):
-    """An emulator, with the CLI's environment pointing at it."""
-    emulator, client = serve(latency=Latency(median=0.02, sigma=0.3))
-    monkeypatch.setenv("VALAR_API_KEY", client.api_key.reveal())
-    monkeypatch.setenv("VALAR_BASE_URL", client.base_url)
-    return emulator
+def env(serve_cli):
+    """An emulator, with the command's environment pointing at it."""
+    return serve_cli(latency=Latency(median=0.02, sigma=0.3))
 
 
 def _csv(path, rows, bad_at):

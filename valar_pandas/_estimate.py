@@ -18,7 +18,7 @@ from typing import Any
 
 from ._models import Request
 from ._options import RunOptions
-from ._plan import Skip, build_request
+from ._plan import Skip, build_request, request_body
 from ._prices import (
     DEFAULT_OUTPUT_TOKENS,
     PRICES_AS_OF,
@@ -27,7 +27,7 @@ from ._prices import (
     measure_input,
     text_tokens,
 )
-from ._wire import make_request, response_body
+from ._wire import make_request
 
 __all__ = [
     "Counted",
@@ -248,7 +248,7 @@ class Sizer:
         self.options = options
         self.counted = Counted()
         self._salt = None if options.salt is None else b"\x00salt\x00" + options.salt.encode()
-        body = _body(options, _SENTINEL)
+        body = request_body(_SENTINEL, options)
         marker = encode_basestring(_SENTINEL)
         before, hit, after = make_request(body).payload.decode().partition(marker)
         # Only when the sentinel's text appears once: a model id or instructions holding it
@@ -301,19 +301,6 @@ class Sizer:
                     if images:
                         counted.images[key] = images
         counted.rows += rows
-
-
-def _body(options: RunOptions, item: str | list[dict[str, Any]]) -> dict[str, Any]:
-    return response_body(
-        options.model,
-        item,
-        instructions=options.instructions,
-        max_output_tokens=options.max_output_tokens,
-        temperature=options.temperature,
-        completion_window=options.completion_window,
-        background=options.background,
-        text=options.text,
-    )
 
 
 def count_requests(

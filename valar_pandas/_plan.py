@@ -16,7 +16,7 @@ from ._models import Outcome, Request
 from ._options import RunOptions
 from ._wire import make_request, response_body
 
-__all__ = ["Plan", "Skip", "build_request", "plan_requests"]
+__all__ = ["Plan", "Skip", "build_request", "plan_requests", "request_body"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,23 @@ def build_request(position: int, item: str | list[dict[str, Any]], options: RunO
     Raises:
         ConfigError: The messages hold values JSON cannot carry.
     """
-    body = response_body(
+    try:
+        return make_request(request_body(item, options), options.salt)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"row {position}: its prompt cannot be sent as JSON ({exc})") from None
+
+
+def request_body(item: str | list[dict[str, Any]], options: RunOptions) -> dict[str, Any]:
+    """The request body of one rendered prompt under a call's options.
+
+    Args:
+        item: A rendered prompt (text or messages).
+        options: The validated options.
+
+    Returns:
+        The body, as :func:`~valar_pandas._wire.response_body` builds it.
+    """
+    return response_body(
         options.model,
         item,
         instructions=options.instructions,
@@ -109,7 +125,3 @@ def build_request(position: int, item: str | list[dict[str, Any]], options: RunO
         background=options.background,
         text=options.text,
     )
-    try:
-        return make_request(body, options.salt)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"row {position}: its prompt cannot be sent as JSON ({exc})") from None
