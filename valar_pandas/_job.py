@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ._loop import StopSignal, get_loop
-from ._progress import Display
+from ._progress import Display, close_display
 from ._run import RunReport
 from ._widget import status_line
 
@@ -62,8 +62,10 @@ class Job:
                 return await run
             finally:
                 self._ended = time.monotonic()
-                display.close()
-                cleanup()
+                try:
+                    close_display(display)
+                finally:
+                    cleanup()
 
         # Started from an empty context rather than the caller's: in a Jupyter kernel the
         # caller's context pins every widget update to the submitting cell, while from an
