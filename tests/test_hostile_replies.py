@@ -176,3 +176,18 @@ def test_a_raw_1_gib_answer_is_a_row_error_read_no_further_than_the_cap(serve, t
 def test_the_emulator_refuses_an_unknown_hostile_reply():
     with pytest.raises(ValueError, match=r"Faults\.hostile"):
         EmulatorConfig(faults=Faults(hostile="friendly"))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"labels": ["yes", "no"]},
+        {"scale": (1, 5)},
+        {"schema": {"type": "object", "properties": {"x": {"type": "integer"}}}},
+    ],
+)
+def test_a_scoring_answer_nested_past_the_stack_is_that_rows_error(spec):
+    from valar_pandas._score import make_spec, parse
+
+    for text in ("{" + "[" * 200_000 + "}", '{"x": ' + "[" * 5_000 + "]" * 5_000 + "}"):
+        assert parse(make_spec(**spec), text).error is not None
