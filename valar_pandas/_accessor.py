@@ -29,7 +29,7 @@ from ._models import Outcome
 from ._options import DEFAULT_MAX_RPS, RunOptions, as_int, checked_arguments, validate_options
 from ._plan import Plan, plan_requests
 from ._prices import Price, resolve_price
-from ._progress import Display, Judged, make_display
+from ._progress import Display, Judged, close_display, make_display
 from ._prompt import Row, compile_template
 from ._prompt import Template as CompiledTemplate
 from ._rows import render_rows
@@ -293,7 +293,7 @@ class ValarAccessor:
                 stop,
             )
         finally:
-            display.close()
+            close_display(display)
         if stop.stopped:
             tally = report.tally
             running = sum(
@@ -477,7 +477,7 @@ class ValarAccessor:
         try:
             report = await run_plan(call.plan, call.options, client, opened, call.price, display)
         finally:
-            display.close()
+            close_display(display)
             if opened is not None:
                 opened.close()
         return call.finish(report)

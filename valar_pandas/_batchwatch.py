@@ -16,7 +16,6 @@ failure that proves the endpoint unusable raises the transport's
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from ._errors import AuthenticationError, ValarError
 from ._http import Http, Reply, Unreachable
 from ._models import BatchLost, Event, Finished, Outcome, Retrying
 from ._policy import OVERLOAD, RETRYABLE, RetryPolicy, parse_retry_after
-from ._wire import error_summary, parse_response
+from ._wire import decode_json, error_summary, parse_response
 
 __all__ = ["Answer", "BatchConfig", "Session", "Watch"]
 
@@ -213,7 +212,7 @@ class Session:
             )
         if 200 <= reply.status < 300:
             try:
-                return reply.status, "", Answer(reply.status, reply.body, json.loads(reply.body))
+                return reply.status, "", Answer(reply.status, reply.body, decode_json(reply.body))
             except ValueError:
                 return None, f"HTTP {reply.status} with an unreadable body", None
         _, reason = error_summary(reply.status, reply.body)

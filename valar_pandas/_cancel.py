@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +29,7 @@ from ._config import ValarClient
 from ._http import Http, Unreachable
 from ._models import SERVER_VERDICTS
 from ._store import RunStore
-from ._wire import parse_response
+from ._wire import decode_json, parse_response
 
 __all__ = ["CancelReport", "cancel_responses", "drain", "spawn"]
 
@@ -110,7 +109,7 @@ async def cancel_responses(
                 status = reply.status
                 if 200 <= status < 300:
                     with contextlib.suppress(ValueError):
-                        outcome = parse_response(json.loads(reply.body)).outcome
+                        outcome = parse_response(decode_json(reply.body)).outcome
             except (Unreachable, TimeoutError):
                 pass
             result = classify(status, outcome.status if outcome is not None else None)

@@ -35,7 +35,7 @@ from ._files import Input, open_input, open_output, windows
 from ._loop import run_sync
 from ._options import DEFAULT_MAX_RPS, MIN_MAX_RPS, MODES, RunOptions
 from ._prices import Price
-from ._progress import Judged, Tally, make_display
+from ._progress import Judged, Tally, close_display, make_display
 from ._prompt import compile_template
 from ._run import prepare_work
 from ._score import ScoreSpec, make_spec, reply_judge
@@ -444,7 +444,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 )
             )  # fmt: skip
         finally:
-            display.close()
+            close_display(display)
         output.commit()
         if store is not None and store.fault is not None:  # every answer is in the output
             print(

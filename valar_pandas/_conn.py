@@ -45,6 +45,8 @@ Answer = tuple[int, "str | None", bytes, "str | None"]
 
 _INLINE_BODY = 64 * 1024  # bodies up to this size leave in the same write as the head
 _CONNECT_TIMEOUT = 30.0
+MAX_HEADER_BYTES = 64 * 1024
+"""The most bytes of status line and headers read before an answer is refused."""
 
 
 class ConnectionFailed(Exception):
@@ -297,6 +299,7 @@ class _Connection(asyncio.Protocol):
         self._encoding: bytes | None = None
         self._framed = False  # Content-Length or chunked: the parser sees where the body ends
         self._headers_done = False
+        self._head = 0  # bytes received before the headers ended
         self._received = False
         self.closed = False
         self.keep_alive = False
@@ -331,6 +334,13 @@ class _Connection(asyncio.Protocol):
             self._fail(ConnectionFailed(f"unreadable HTTP answer: {exc}", fault="not_api"))
             self.drop()
             return
+        if not self._headers_done:
+            self._head += len(data)
+            if self._head > MAX_HEADER_BYTES:  # headers without end: refused, not kept
+                reason = f"the answer's headers exceed {MAX_HEADER_BYTES:,} bytes"
+                self._fail(ConnectionFailed(reason, fault="too_large"))
+                self.drop()
+                return
         if self._size > self._cap:  # over the cap while the answer is still arriving
             self._fail(self._too_large())
             self.drop()
@@ -411,6 +421,7 @@ class _Connection(asyncio.Protocol):
         self._encoding = None
         self._framed = False
         self._headers_done = False
+        self._head = 0
 
     def _expire(self) -> None:
         self._timer = None

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,7 +45,7 @@ from ._policy import (
     RetryPolicy,
     parse_retry_after,
 )
-from ._wire import Parsed, error_summary, parse_response
+from ._wire import Parsed, TooDeep, decode_json, error_summary, parse_response
 
 __all__ = ["EngineConfig", "execute"]
 
@@ -245,7 +244,12 @@ class _Run:
             else:
                 status = reply.status
                 if status in (200, 201, 202):
-                    parsed = _decode(reply)
+                    try:
+                        parsed = _decode(reply)
+                    except TooDeep as exc:  # the same reply again: a row error at once
+                        error = f"HTTP {status} with an unreadable body: {exc}"
+                        self.finish(request.fingerprint, Outcome("error", error=error))
+                        return
                     if parsed is not None:
                         self.accepted += 1
                         if not self.cold.warm:
@@ -370,7 +374,12 @@ class _Run:
             self.slots.release()
         watch.polls += 1
         if reply.status == 200:
-            parsed = _decode(reply)
+            try:
+                parsed = _decode(reply)
+            except TooDeep as exc:  # the same reply again: a row error at once
+                self.abandon(watch, f"response {watch.response_id}: HTTP 200 with an unreadable "
+                             f"body: {exc}")  # fmt: skip
+                return
             if parsed is None:
                 self.poll_failed(watch, None, "HTTP 200 with an unreadable body", None)
                 return
@@ -447,8 +456,15 @@ class _Run:
 
 
 def _decode(reply: Reply) -> Parsed | None:
+    """The reply's Response object; None when it is not one.
+
+    Raises:
+        TooDeep: The body nests deeper than any Response object.
+    """
     try:
-        obj = json.loads(reply.body)
+        obj = decode_json(reply.body)
+    except TooDeep:
+        raise
     except ValueError:
         return None
     parsed = parse_response(obj)

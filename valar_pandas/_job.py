@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ._loop import StopSignal, get_loop
-from ._progress import Display
+from ._progress import Display, close_display
 from ._run import RunReport
 from ._widget import status_line
 
@@ -62,8 +62,10 @@ class Job:
                 return await run
             finally:
                 self._ended = time.monotonic()
-                display.close()
-                cleanup()
+                try:
+                    close_display(display)
+                finally:
+                    cleanup()
 
         # Started from an empty context rather than the caller's: in a Jupyter kernel the
         # caller's context pins every widget update to the submitting cell, while from an
@@ -120,15 +122,17 @@ class Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
-            try:
-                report = self._future.result(timeout=max(wait, 0.0))
+            # Waited on with wait(), never result(timeout=): a TimeoutError the run itself
+            # raised is then raised here as the run's, not taken for this slice running out.
+            concurrent.futures.wait([self._future], timeout=max(wait, 0.0))
+            if self._future.done():
+                report = self._future.result()
                 break
-            except concurrent.futures.TimeoutError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"the job is still running after {timeout} s "
-                        f"({self._display.tally.done:,}/{self._display.tally.total:,} rows)"
-                    ) from None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"the job is still running after {timeout} s "
+                    f"({self._display.tally.done:,}/{self._display.tally.total:,} rows)"
+                )
         if self._frame is None:
             self._frame = self._finish(report)
         return self._frame

@@ -151,10 +151,9 @@ def run_sync(coro: Coroutine[Any, Any, T], stop: StopSignal | None = None) -> T:
             if stop is None or not stop.stop("interrupted"):
                 raise
         # Asked to stop: the run hands back what it has, normally within milliseconds.
-        try:
-            return future.result(timeout=_UNWIND_SECONDS)
-        except concurrent.futures.TimeoutError:
+        if not _ended(future, _UNWIND_SECONDS):
             raise KeyboardInterrupt from None
+        return future.result()
     except BaseException:
         # Interrupted (Ctrl-C, a timeout, an exit): cancel the run and let it close its
         # connections and displays before the caller moves on. The future reports
@@ -167,10 +166,19 @@ def run_sync(coro: Coroutine[Any, Any, T], stop: StopSignal | None = None) -> T:
         raise
 
 
+def _ended(future: concurrent.futures.Future[Any], timeout: float) -> bool:
+    """Whether the future ended within ``timeout`` seconds.
+
+    The wait never raises for the run: an exception the run raised (a ``TimeoutError`` of
+    its own among them, which on Python 3.11+ is the very class ``result(timeout=...)``
+    raises when its wait runs out) stays in the future for ``result()`` to raise.
+    """
+    concurrent.futures.wait([future], timeout=timeout)
+    return future.done()
+
+
 def _wait(future: concurrent.futures.Future[T]) -> T:
     """Wait in short slices, so a signal reaches the waiting thread at once."""
-    while True:
-        try:
-            return future.result(timeout=_WAIT_SLICE)
-        except concurrent.futures.TimeoutError:
-            continue
+    while not _ended(future, _WAIT_SLICE):
+        pass
+    return future.result()

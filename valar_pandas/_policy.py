@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "FATAL_EVIDENCE",
+    "MAX_RETRY_AFTER_CHARS",
     "OVERLOAD",
     "RETRYABLE",
     "Aimd",
@@ -104,6 +105,10 @@ class RetryPolicy:
         return nominal * (0.1 + 0.9 * rand)
 
 
+MAX_RETRY_AFTER_CHARS = 64
+"""The longest ``Retry-After`` value read (an HTTP date is 29 characters)."""
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Read a ``Retry-After`` header.
 
@@ -112,13 +117,16 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         now: The current Unix time, for the date form.
 
     Returns:
-        Seconds to wait (never negative), or None when absent or unreadable.
+        Seconds to wait (never negative), or None when absent or unreadable: longer than
+        :data:`MAX_RETRY_AFTER_CHARS` characters, or a date no calendar holds (the policy
+        then backs off on its own schedule). A long wait is capped by the retry policy.
 
     Example:
         >>> parse_retry_after("2", now=0.0), parse_retry_after("soon", now=0.0)
         (2.0, None)
+        >>> parse_retry_after("Mon, 01 Jan 99999999999999999999 00:00:00 GMT", now=0.0)
     """
-    if not value:
+    if not value or len(value) > MAX_RETRY_AFTER_CHARS:
         return None
     value = value.strip()
     try:
@@ -126,9 +134,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            return max(when.timestamp() - now, 0.0)
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        return max(when.timestamp() - now, 0.0)
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(seconds, 0.0)

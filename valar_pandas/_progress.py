@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -22,7 +23,16 @@ from ._errors import ConfigError
 from ._models import Event, Finished, Retrying, Started, Stopped, Submitted
 from ._prices import Price
 
-__all__ = ["Display", "Judged", "Tally", "in_kernel", "make_display"]
+__all__ = [
+    "Display",
+    "Judged",
+    "Tally",
+    "close_display",
+    "drop_display",
+    "in_kernel",
+    "is_dropped",
+    "make_display",
+]
 
 
 @dataclass
@@ -140,6 +150,47 @@ class Display(Protocol):
         """Finish drawing."""
 
 
+_dropped: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Displays that failed: never drawn to or closed again (closing one may block on its lock)."""
+
+
+def drop_display(display: object, error: BaseException) -> None:
+    """Stop using a display that failed, warning once (the run goes on).
+
+    Args:
+        display: The display that raised.
+        error: What it raised (e.g. ``BrokenPipeError`` once a terminal went away).
+    """
+    if display in _dropped:
+        return
+    _dropped.add(display)
+    warnings.warn(
+        f"the progress display failed ({type(error).__name__}: {error}) and is no longer "
+        "drawn; the run goes on, and every answer is kept",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def is_dropped(display: object) -> bool:
+    """Whether a display failed and was dropped."""
+    return display in _dropped
+
+
+def close_display(display: Display) -> None:
+    """Close a display, unless it was dropped; a failure to close is warned of, never raised.
+
+    Args:
+        display: The display to close.
+    """
+    if display in _dropped:
+        return
+    try:
+        display.close()
+    except Exception as error:  # the display is not the run: nothing of the run is lost
+        drop_display(display, error)
+
+
 class Judged:
     """A display that counts answered rows its judge finds unusable as failed.
 
@@ -187,7 +238,9 @@ class _TqdmDisplay:
     """A tqdm bar in rows; the postfix shows running, failed, retries and tokens.
 
     With a ``total``, one bar is drawn across every run that reports to this display (the
-    ``Started`` event of each run does not start a new bar).
+    ``Started`` event of each run does not start a new bar). Counting never fails; drawing
+    may (a terminal or pipe gone away): the first failure drops the bar with one warning,
+    and the tally goes on counting.
     """
 
     def __init__(self, desc: str, price: Price | None, total: int | None = None) -> None:
@@ -198,9 +251,18 @@ class _TqdmDisplay:
         self._tqdm = tqdm
         self._desc = desc
         self._total = total
+        self._broken = False
 
     def __call__(self, event: Event) -> None:
         self.tally.add(event)
+        if self._broken:
+            return
+        try:
+            self._draw(event)
+        except Exception as error:
+            self._drop(error)
+
+    def _draw(self, event: Event) -> None:
         if isinstance(event, Started):
             if self._bar is not None and self._total is not None:
                 return
@@ -219,10 +281,22 @@ class _TqdmDisplay:
             self._bar.set_postfix_str(self.tally.summary(), refresh=False)
             self._bar.update(event.rows)
 
+    def _drop(self, error: Exception) -> None:
+        """Stop drawing for good: the bar is disabled, so closing it writes nothing."""
+        self._broken = True
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.disable = True
+        drop_display(self, error)
+
     def close(self) -> None:
-        if self._bar is not None:
+        if self._bar is None or self._broken:
+            return
+        try:
             self._bar.set_postfix_str(self.tally.summary(), refresh=False)
             self._bar.close()
+        except Exception as error:
+            self._drop(error)
 
 
 _NO_WIDGETS = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import warnings
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,7 @@ from ._options import RunOptions
 from ._plan import Plan
 from ._policy import PollSchedule
 from ._prices import Price
-from ._progress import Display, Tally, make_display
+from ._progress import Display, Tally, close_display, drop_display, is_dropped, make_display
 from ._store import Journal, RunStore, Stored, StoreFault
 from ._wire import attempt_key
 
@@ -222,6 +223,39 @@ async def _together(
     return results
 
 
+def _fan_out(listeners: list[Callable[[Event], None]], display: Display) -> Callable[[Event], None]:
+    """Hand each event to every listener, then to the display, each on its own.
+
+    A listener that raises does not keep the event from the others, nor end the run (its
+    first failure is warned of once). A display that raises is dropped for the rest of the
+    run with one warning; its tally goes on counting.
+    """
+    warned: set[int] = set()
+
+    def emit(event: Event) -> None:
+        for index, listener in enumerate(listeners):
+            try:
+                listener(event)
+            except Exception as error:
+                if index not in warned:
+                    warned.add(index)
+                    warnings.warn(
+                        f"recording a run event failed ({type(error).__name__}: {error}); "
+                        "the run goes on and its frame holds every answer",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+        if is_dropped(display):
+            display.tally.add(event)
+            return
+        try:
+            display(event)
+        except Exception as error:
+            drop_display(display, error)
+
+    return emit
+
+
 def _follower(answered: dict[str, Outcome], running: dict[str, str]) -> Callable[[Event], None]:
     def follow(event: Event) -> None:
         if isinstance(event, Submitted) and event.response_id is not None:
@@ -323,23 +357,18 @@ async def run_plan(
     endpoint = client.base_url
     work = prepare_work(plan, options, store, endpoint)
     owned = display is None
-    listeners: list[Callable[[Event], None]]
-    if display is None:  # the run's own display: its tally is the run's
-        shown = make_display(options.progress, price)
-        tally = shown.tally
-        listeners = [shown]
-    else:  # a caller's display may span several runs: keep this run's counts apart
-        shown, tally = display, Tally(price)
-        listeners = [tally.add, shown]
-    if budget is None and options.budget is not None and price is not None:
-        budget = Budget(options.budget, price)
-    if budget is not None:
-        listeners.append(budget)
+    # The recorder and the budget come first: what they keep is the run's, what a display
+    # draws is not, so a display never stands between an answer and the store.
+    listeners: list[Callable[[Event], None]] = []
     journal: Journal | None = None
     if store is not None:
         journal = store.journal(endpoint)
         journal.plan(options.model, work.entries)  # a store that fails keeps them in memory
         listeners.append(_recorder(journal))
+    if budget is None and options.budget is not None and price is not None:
+        budget = Budget(options.budget, price)
+    if budget is not None:
+        listeners.append(budget)
 
     # With a stop possible, follow what is answered and what is running, to keep the one and
     # name the other (cancelling it on the server only if the stop asks) when cut short.
@@ -347,10 +376,13 @@ async def run_plan(
     running: dict[str, str] = dict(work.attach)
     if stop is not None:
         listeners.append(_follower(answered, running))
-
-    def emit(event: Event) -> None:
-        for listener in listeners:
-            listener(event)
+    if display is None:  # the run's own display: its tally is the run's
+        shown = make_display(options.progress, price)
+        tally = shown.tally
+    else:  # a caller's display may span several runs: keep this run's counts apart
+        shown, tally = display, Tally(price)
+        listeners.append(tally.add)
+    emit = _fan_out(listeners, shown)
 
     emit(Started(total=len(plan.rows), unique=len(plan.requests)))
     for row in plan.rows:
@@ -397,5 +429,5 @@ async def run_plan(
             if http is not None:
                 await http.close()
             if owned:
-                shown.close()
+                close_display(shown)
     return RunReport(plan.outcomes(results), tally, http.sent if http else 0, fault)

@@ -551,7 +551,7 @@ def _decode_json(text: str) -> tuple[bool, Any]:
     for candidate in candidates:
         try:
             return True, json.loads(candidate, parse_constant=_reject_constant)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the stack: not a reading
             continue
     return False, None
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from ._errors import ConfigError, StoreError
 from ._models import Outcome
 from ._schema import SCHEMA_VERSION, check, migrate
-from ._wire import attempt_key
+from ._wire import attempt_key, encodable
 
 __all__ = [
     "LOCK_TIMEOUT",
@@ -403,14 +403,17 @@ class RunStore:
     ) -> None:
         now = time.time()
         if submitted:
-            self._db.executemany(_SUBMITTED, [(rid, now, endpoint, fp) for fp, rid in submitted])
+            self._db.executemany(
+                _SUBMITTED, [(_storable(rid), now, endpoint, fp) for fp, rid in submitted]
+            )
         if finished:
             self._db.executemany(
                 _FINISHED,
                 [
                     (
-                        o.response_id, o.status, o.text, o.error, o.input_tokens,
-                        o.output_tokens, o.cached_tokens, now, endpoint, fp,
+                        _storable(o.response_id), o.status, _storable(o.text),
+                        _storable(o.error), o.input_tokens, o.output_tokens, o.cached_tokens,
+                        now, endpoint, fp,
                     )
                     for fp, o in finished
                 ],
@@ -636,6 +639,8 @@ class RunStore:
                     write()
         except sqlite3.Error as exc:
             return classify(exc)
+        except (UnicodeError, ValueError):  # a value SQLite cannot bind: kept, tried again
+            return StoreFault("other", "a record holds a value SQLite cannot store")
         finally:
             self._db.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
         return None
@@ -822,6 +827,11 @@ class Journal:
     def _on_tick(self) -> None:
         self._timer = None
         self.flush()
+
+
+def _storable(text: str | None) -> str | None:
+    """Text SQLite can bind: a lone surrogate (half an emoji) is escaped, never dropped."""
+    return None if text is None else encodable(text)
 
 
 def _loop_running() -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from ._models import Event
 from ._prices import Price
-from ._progress import Tally, _si
+from ._progress import Tally, _si, drop_display
 
 __all__ = ["WidgetDisplay", "status_line"]
 
@@ -137,7 +137,12 @@ class WidgetDisplay:
             return
         now = time.monotonic()
         if self._dirty or now - self._drawn_at >= _IDLE_REDRAW:
-            self._draw(now)
+            try:
+                self._draw(now)
+            except Exception as error:  # a widget gone wrong: stop drawing, keep running
+                self._closed = True
+                drop_display(self, error)
+                return
         self._timer = self._loop.call_later(_INTERVAL, self._tick)
 
     def _draw(self, now: float) -> None:

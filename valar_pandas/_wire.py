@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,16 +20,21 @@ from typing import Any, Literal
 from ._models import Outcome, Request
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MAX_TOKENS",
     "Parsed",
     "Status",
+    "TooDeep",
     "attempt_key",
+    "decode_json",
+    "encodable",
     "error_summary",
     "make_request",
     "normalise_status",
     "output_text",
     "parse_response",
     "response_body",
+    "usable_id",
 ]
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled", "incomplete", "unknown"]
@@ -50,6 +56,93 @@ _KEY_PREFIX = "vp1-"
 _MAX_ERROR = 300
 MAX_TOKENS = 10**9
 """The largest token count believed: no context or answer comes near a billion tokens."""
+
+
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of arrays and objects read in a reply (a Response object needs 5)."""
+_MAX_ID = 256
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+"""A JSON string (skipped whole, brackets inside it are text) or one bracket."""
+
+
+class TooDeep(ValueError):
+    """A reply nests arrays and objects deeper than anything the contract sends."""
+
+
+def decode_json(body: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Decode a reply's JSON, refusing nesting deeper than ``max_depth``.
+
+    Args:
+        body: The reply's body.
+        max_depth: The deepest nesting of arrays and objects accepted.
+
+    Returns:
+        The decoded value.
+
+    Raises:
+        ValueError: The body is not JSON.
+        TooDeep: It nests deeper than ``max_depth`` (which would otherwise exhaust the
+            stack while decoding, or after): the same reply again would be no better.
+
+    Example:
+        >>> decode_json(b'{"a": ["[[[["]}')
+        {'a': ['[[[[']}
+        >>> decode_json(b"[" * 100)
+        Traceback (most recent call last):
+        valar_pandas._wire.TooDeep: JSON nested deeper than 64 levels
+    """
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if raw.count(b"[") + raw.count(b"{") > max_depth:  # may nest too deep: measure it
+        depth = 0
+        for token in _TOKENS.finditer(raw):
+            char = token.group()
+            if char in (b"[", b"{"):
+                depth += 1
+                if depth > max_depth:
+                    raise TooDeep(f"JSON nested deeper than {max_depth} levels")
+            elif char in (b"]", b"}"):
+                depth -= 1
+    try:
+        return json.loads(raw)
+    except RecursionError:  # a deep nest with brackets the scan could not see: still refused
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels") from None
+
+
+def encodable(text: str) -> str:
+    r"""Text UTF-8 can carry: each lone surrogate (half an emoji) becomes its escape.
+
+    The six characters ``\udXXX`` stand for the surrogate, so nothing is lost, and the
+    same text is written to the run store, the frame and output files.
+
+    Example:
+        >>> encodable("ok \ud83d")
+        'ok \\ud83d'
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def usable_id(value: object) -> bool:
+    r"""Whether a server's id can go into a request path and the run store as it is.
+
+    A usable id is a string of 1 to 256 printable ASCII characters, without spaces.
+
+    Example:
+        >>> usable_id("resp_abc123"), usable_id("resp_\ud83d"), usable_id("a b")
+        (True, False, False)
+    """
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= _MAX_ID
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
 
 
 class _BadUsage(ValueError):
@@ -220,9 +313,14 @@ def parse_response(obj: object) -> Parsed:
         return Parsed("unknown", repr(obj)[:60], None, None)
     raw = obj.get("status")
     status = normalise_status(raw)
-    rid = obj.get("id") if isinstance(obj.get("id"), str) else None
-    raw_status = raw if isinstance(raw, str) else repr(raw)
+    sent_id = obj.get("id")
+    rid = sent_id if usable_id(sent_id) else None
+    raw_status = encodable(raw) if isinstance(raw, str) else repr(raw)
     if status not in TERMINAL:
+        if isinstance(sent_id, str) and rid is None:
+            shown = _shorten(repr(encodable(sent_id)))
+            bad = f"the server sent a response id that cannot be used ({shown}): not polled"
+            return Parsed(status, raw_status, None, Outcome("error", error=bad))
         return Parsed(status, raw_status, rid, None)
     usage = obj.get("usage")
     try:
@@ -237,6 +335,8 @@ def parse_response(obj: object) -> Parsed:
         )
         return Parsed(status, raw_status, rid, Outcome("error", error=bad, response_id=rid))
     text = output_text(obj)
+    if text is not None:
+        text = encodable(text)
     error: str | None = None
     if status == "completed":
         if text is None:
@@ -266,7 +366,7 @@ def error_summary(status_code: int, body: bytes | str | None) -> tuple[str | Non
     code: str | None = None
     message = text.strip()
     try:
-        decoded = json.loads(text) if text else None
+        decoded = decode_json(text) if text else None
     except ValueError:
         decoded = None
     if isinstance(decoded, Mapping):
@@ -321,5 +421,5 @@ def _int_or_none(usage: object, *names: str) -> int | None:
 
 
 def _shorten(text: str) -> str:
-    text = " ".join(text.split())
+    text = " ".join(encodable(text).split())
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"

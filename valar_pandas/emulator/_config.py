@@ -13,6 +13,7 @@ from typing import Literal
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_MODELS",
+    "HOSTILE",
     "STATUS_WORDS",
     "EmulatorConfig",
     "Faults",
@@ -75,6 +76,10 @@ class Latency:
         _check_seconds("Latency.minimum", self.minimum)
 
 
+HOSTILE = ("surrogate_text", "surrogate_id", "nested_json", "retry_after_date", "raw_body")
+"""The hostile replies :class:`Faults` can send."""
+
+
 @dataclass(frozen=True, slots=True)
 class Faults:
     """Faults the emulator injects; every rate defaults to 0 (a perfect server).
@@ -101,6 +106,12 @@ class Faults:
             and padded so that it inflates to at least this many bytes.
         usage_tokens: When not None, the ``output_tokens`` that finished Response objects
             report in their ``usage`` (any JSON value, e.g. ``10**30`` or ``-1``).
+        hostile: A hostile reply, or None: ``"surrogate_text"`` (answers end in half an
+            emoji, a lone surrogate, ``U+D83D``), ``"surrogate_id"`` (finished responses carry an id
+            holding one), ``"nested_json"`` (finished responses are 200 KB of nested
+            ``[``), ``"retry_after_date"`` (every other API request is answered 429 with
+            ``Retry-After`` a date in the year 99999999999999999999), ``"raw_body"``
+            (finished responses are sent uncompressed, padded to 1 GiB).
     """
 
     rate_429: float = 0.0
@@ -116,6 +127,7 @@ class Faults:
     hang: bool = False
     inflate_to: int = 0
     usage_tokens: int | float | str | None = None
+    hostile: str | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -137,6 +149,8 @@ class Faults:
             raise ValueError("Faults.redirect_to must be an http:// or https:// URL")
         if not isinstance(self.inflate_to, int) or self.inflate_to < 0:
             raise ValueError("Faults.inflate_to must be a whole number of bytes ≥ 0")
+        if self.hostile is not None and self.hostile not in HOSTILE:
+            raise ValueError(f"Faults.hostile must be one of {', '.join(HOSTILE)}, or None")
 
 
 @dataclass(frozen=True, slots=True)

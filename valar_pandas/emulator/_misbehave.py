@@ -56,14 +56,72 @@ def endpoint_faults(emulator: Emulator) -> Middleware:
                 return web.Response(status=301, text="Moved", headers={"Location": location})
             stats.faults["not_json"] += 1
             return web.Response(text=_PAGE, content_type="text/html")
+        if faults.hostile == "retry_after_date":
+            emulator.stats.faults["retry_after_date"] += 1
+            if emulator.stats.faults["retry_after_date"] % 2:
+                return web.json_response(
+                    {"error": {"message": "slow down", "type": "rate_limit_error"}},
+                    status=429,
+                    headers={"Retry-After": _FAR_DATE},
+                )
         response = await handler(request)
-        if (faults.inflate_to or faults.usage_tokens is not None) and isinstance(
-            response, web.Response
-        ):
+        if not isinstance(response, web.Response):
+            return response
+        if faults.hostile in ("surrogate_text", "surrogate_id", "nested_json", "raw_body"):
+            return await _hostile(request, response, faults.hostile)
+        if faults.inflate_to or faults.usage_tokens is not None:
             return _rewrite(response, faults)
         return response
 
     return middleware
+
+
+_FAR_DATE = "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"
+_RAW_BYTES = 1 << 30
+
+
+def _finished(response: web.Response) -> dict[str, object] | None:
+    """The finished Response object ``response`` carries, or None."""
+    body = response.body
+    if not isinstance(body, bytes):
+        return None
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or obj.get("object") != "response":
+        return None
+    return obj if obj.get("status") in ("completed", "incomplete") else None
+
+
+async def _hostile(request: web.Request, response: web.Response, kind: str) -> web.StreamResponse:
+    """Send a finished Response object the hostile way ``kind`` names."""
+    obj = _finished(response)
+    if obj is None:
+        return response
+    if kind == "surrogate_text":
+        for item in obj.get("output") or []:  # type: ignore[attr-defined]
+            for part in item.get("content") or []:
+                if part.get("type") == "output_text":
+                    part["text"] += "\ud83d"  # JSON-escaped on the wire, as a server sends it
+        return web.json_response(obj, status=response.status)
+    if kind == "surrogate_id":
+        obj["id"] = f"{obj['id']}\ud83d"
+        return web.json_response(obj, status=response.status)
+    if kind == "nested_json":
+        return web.Response(
+            body=b"[" * 200_000, status=response.status, content_type="application/json"
+        )
+    streamed = web.StreamResponse(status=response.status)
+    streamed.content_type = "application/json"
+    streamed.content_length = _RAW_BYTES
+    await streamed.prepare(request)
+    try:
+        for _ in range(_RAW_BYTES // len(_PAD)):
+            await streamed.write(_PAD)
+    except (ConnectionError, RuntimeError):  # the client stopped reading: as it should
+        pass
+    return streamed
 
 
 def _rewrite(response: web.Response, faults: Faults) -> web.Response:
