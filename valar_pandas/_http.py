@@ -8,8 +8,10 @@ run's :class:`~valar_pandas._policy.Health`: when the exchanges so far prove the
 unusable (a certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it
 raises carries the :class:`~valar_pandas._errors.EndpointError` that both retry loops (the
 engine's and the Batch API's) raise instead of retrying. The ``Authorization`` header is
-attached here from the client's secret and never logged or echoed. The wire itself is
-:mod:`valar_pandas._conn` (why not aiohttp's client is explained there).
+attached here from the client's :class:`~valar_pandas._config.Secret` as a callable the pool
+calls while it writes each request, so the key never sits in a local variable or attribute as
+plain bytes (a traceback that shows locals cannot show it), and it is never logged or echoed.
+The wire itself is :mod:`valar_pandas._conn` (why not aiohttp's client is explained there).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from ._config import ValarClient
+from ._config import Secret, ValarClient
 from ._conn import ConnectionFailed, Endpoint, Pool
 from ._errors import EndpointError
 from ._policy import RETRYABLE, Fault, Health, TokenBucket, explain
@@ -86,13 +88,14 @@ class Http:
         self._large = max(client.max_response_bytes, LARGE_ANSWER)
         self.health = Health()
         headers = (
-            b"Authorization: Bearer " + client.api_key.reveal().encode("latin-1") + b"\r\n"
             b"User-Agent: valar-pandas\r\n"
             b"Accept: application/json\r\n"
             b"Accept-Encoding: gzip, deflate\r\n"
         )
         self._endpoint = Endpoint.parse(client.base_url)
-        self._pool = Pool(self._endpoint, headers, connections)
+        # The key stays in its Secret: the pool asks for the header line as each request
+        # leaves, so no local variable or attribute holds it (tracebacks that show locals).
+        self._pool = Pool(self._endpoint, headers, connections, _Bearer(client.api_key))
         # Bursts of up to 50 requests, never more than one second's worth.
         self._bucket = (
             TokenBucket(max_rps, burst=min(50.0, max(1.0, max_rps)))
@@ -102,7 +105,7 @@ class Http:
         self.sent = 0
 
     def __repr__(self) -> str:
-        return f"Http({self._pool!r}, sent={self.sent})"
+        return f"Http({getattr(self, '_pool', None)!r}, sent={getattr(self, 'sent', 0)})"
 
     @property
     def connects(self) -> int:
@@ -200,6 +203,26 @@ class Http:
             timeout=timeout,
         )
         return EndpointError(message, cause=fault, location=location)
+
+
+class _Bearer:
+    """The ``Authorization`` header line, made from the key only when a request is written.
+
+    Args:
+        secret: The API key.
+    """
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: Secret) -> None:
+        self._secret = secret
+
+    def __call__(self) -> bytes:
+        """The header line, ``Authorization: Bearer <key>`` and CRLF."""
+        return b"Authorization: Bearer %s\r\n" % self._secret.reveal().encode("latin-1")
+
+    def __repr__(self) -> str:
+        return "Bearer(Secret('***'))"
 
 
 def _looks_like_json(body: bytes) -> bool:
