@@ -2,9 +2,10 @@
 
 It turns every transport failure (refused, reset, dropped, timed out, unreadable, too large)
 and every redirect into :class:`Unreachable` and hands back status, ``Retry-After`` and body
-bytes. Every request of a run goes through it (creates, polls, batch calls, retries), so it
-also holds the run's request budget (never more than ``max_rps`` requests a second) and the
-run's :class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint
+bytes, with any echo of the API key masked (:mod:`valar_pandas._scrub`). Every request of a
+run goes through it (creates, polls, batch calls, retries), so it also holds the run's
+request budget (never more than ``max_rps`` requests a second) and the run's
+:class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint
 unusable (a certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it
 raises carries the :class:`~valar_pandas._errors.EndpointError` that both retry loops (the
 engine's and the Batch API's) raise instead of retrying. The ``Authorization`` header is
@@ -23,6 +24,7 @@ from ._config import Secret, ValarClient
 from ._conn import ConnectionFailed, Endpoint, Pool
 from ._errors import EndpointError
 from ._policy import RETRYABLE, Fault, Health, TokenBucket, explain
+from ._scrub import printable, scrub_body, scrub_text
 
 __all__ = ["LARGE_ANSWER", "Http", "Reply", "Unreachable"]
 
@@ -92,6 +94,7 @@ class Http:
             b"Accept: application/json\r\n"
             b"Accept-Encoding: gzip, deflate\r\n"
         )
+        self._secret = client.api_key
         self._endpoint = Endpoint.parse(client.base_url)
         # The key stays in its Secret: the pool asks for the header line as each request
         # leaves, so no local variable or attribute holds it (tracebacks that show locals).
@@ -164,6 +167,11 @@ class Http:
         except ConnectionFailed as exc:
             fatal = self._judge(exc.fault, exc.detail, path, None, timeout)
             raise Unreachable(str(exc), exc.fault, fatal) from None
+        # Everything the server says enters here: a key it echoes is masked before any of it
+        # is parsed, stored, written, shown or raised.
+        body = scrub_body(body, self._secret)
+        if location is not None:
+            location = printable(scrub_text(location, self._secret))
         if 300 <= status < 400:  # the API never redirects; following would move key and body
             detail = f"HTTP {status}"
             fatal = self._judge("redirect", detail, path, location, timeout)

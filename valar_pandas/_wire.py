@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._models import Outcome, Request
+from ._scrub import printable
 
 __all__ = [
     "MAX_TOKENS",
@@ -321,5 +322,5 @@ def _int_or_none(usage: object, *names: str) -> int | None:
 
 
 def _shorten(text: str) -> str:
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))  # a server's message: no terminal controls
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"

@@ -101,6 +101,8 @@ class Faults:
             and padded so that it inflates to at least this many bytes.
         usage_tokens: When not None, the ``output_tokens`` that finished Response objects
             report in their ``usage`` (any JSON value, e.g. ``10**30`` or ``-1``).
+        echo_key: Every create is answered ``400`` with an error message that quotes the
+            bearer key it was sent and holds terminal escape sequences (a careless server).
     """
 
     rate_429: float = 0.0
@@ -116,6 +118,7 @@ class Faults:
     hang: bool = False
     inflate_to: int = 0
     usage_tokens: int | float | str | None = None
+    echo_key: bool = False
 
     def __post_init__(self) -> None:
         for name in (
