@@ -18,6 +18,7 @@ The wire itself is :mod:`valar_pandas._conn` (why not aiohttp's client is explai
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 from ._config import Secret, ValarClient
@@ -35,6 +36,9 @@ A status map names every item of a batch: up to 100,000 ``custom_id``s of up to 
 characters with their statuses, about 10 MB. 64 MiB leaves room for servers that say more
 per item; every other answer is one Response object, under the client's
 ``max_response_bytes``."""
+
+
+_HEADER_VALUE = re.compile(r"[!-~]{1,255}")
 
 
 class Unreachable(Exception):
@@ -150,6 +154,10 @@ class Http:
             wait = self._bucket.reserve(asyncio.get_running_loop().time())
             if wait > 0:
                 await asyncio.sleep(wait)
+        if idempotency_key and not _HEADER_VALUE.fullmatch(idempotency_key):
+            # Never reached by the library's own keys; a key from elsewhere must not be able
+            # to add header lines (CR/LF) to the request.
+            raise ValueError("an Idempotency-Key must be 1-255 visible ASCII characters")
         extra = (
             b"Idempotency-Key: %s\r\n" % idempotency_key.encode("ascii") if idempotency_key else b""
         )
