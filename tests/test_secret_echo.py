@@ -124,3 +124,8 @@ def test_scrub_leaves_other_text_alone() -> None:
     assert scrub_text("no key here", Secret(KEY)) == "no key here"
     assert printable("Grüße 👋 naïve") == "Grüße 👋 naïve"
     assert printable(f"a{ESC}[31mb\u202ec\x00") == "a\\x1b[31mb\\u202ec\\x00"
+
+
+def test_a_key_too_short_to_be_real_does_not_mangle_answers() -> None:
+    assert scrub_body(b'{"output_text": "ok"}', Secret("k")) == b'{"output_text": "ok"}'
+    assert scrub_text("ok", Secret("k")) == "ok"

@@ -27,6 +27,10 @@ __all__ = ["MASK", "printable", "scrub_body", "scrub_text"]
 MASK = "***"
 """What stands where the key was."""
 
+MIN_SECRET = 8
+"""Keys shorter than this are not searched for: too short to be a real key, they would match
+ordinary text (a test's key ``"k"`` in every answer's ``"ok"``)."""
+
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 """C0 and C1 controls, DEL, the bidirectional overrides and lone surrogates."""
 
@@ -68,9 +72,9 @@ def scrub_text(text: str, secret: Secret) -> str:
         secret: The API key.
 
     Returns:
-        The text, the key masked.
+        The text, the key masked (a key shorter than :data:`MIN_SECRET` is left alone).
     """
-    if not secret.reveal() or secret.reveal() not in text:
+    if len(secret.reveal()) < MIN_SECRET or secret.reveal() not in text:
         return text
     return text.replace(secret.reveal(), MASK)
 
@@ -87,9 +91,10 @@ def scrub_body(body: bytes, secret: Secret) -> bytes:
         secret: The API key.
 
     Returns:
-        The body, unchanged when the key is not in it (the usual case, checked in one scan).
+        The body, unchanged when the key is not in it (the usual case, checked in one scan)
+        or shorter than :data:`MIN_SECRET`.
     """
-    if not secret.reveal():
+    if len(secret.reveal()) < MIN_SECRET:
         return body
     if secret.reveal().encode("latin-1") in body:
         body = body.replace(secret.reveal().encode("latin-1"), MASK.encode("ascii"))
