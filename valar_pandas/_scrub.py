@@ -37,6 +37,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069
 _ASCII_ESCAPE = re.compile(rb"\\u00([2-7][0-9a-fA-F])|\\([\"\\/])")
 r"""JSON escapes that stand for a printable ASCII character (``\u0073``, ``\/``, ``\"``)."""
 
+_ASCII_HINT = re.compile(rb"\\u00[2-7]|\\/")
+r"""Where an escape could spell one of a key's characters (``\"`` and ``\\`` aside): rare."""
+
 _REPLACED = (
     b'{"error": {"message": "the server\'s answer quoted the API key and could not be '
     b'cleaned, so it was dropped", "type": "server_error", "code": "key_in_answer"}}'
@@ -98,8 +101,8 @@ def scrub_body(body: bytes, secret: Secret) -> bytes:
         return body
     if secret.reveal().encode("latin-1") in body:
         body = body.replace(secret.reveal().encode("latin-1"), MASK.encode("ascii"))
-    if b"\\" not in body or not _ASCII_ESCAPE.search(body):
-        return body
+    if _ASCII_HINT.search(body) is None and not (b"\\" in body and _escaped_in_json(secret)):
+        return body  # no escape that could spell the key: JSON escapes \n, \" and é freely
     if secret.reveal().encode("latin-1") not in _ASCII_ESCAPE.sub(_unescape, body):
         return body
     try:
@@ -107,6 +110,11 @@ def scrub_body(body: bytes, secret: Secret) -> bytes:
         return json.dumps(_masked(decoded, secret)).encode("ascii")
     except (ValueError, RecursionError):
         return _REPLACED
+
+
+def _escaped_in_json(secret: Secret) -> bool:
+    """Whether the key holds a character JSON must escape (``"`` or a backslash)."""
+    return '"' in secret.reveal() or "\\" in secret.reveal()
 
 
 def _unescape(match: re.Match[bytes]) -> bytes:
