@@ -19,6 +19,7 @@ from helpers import FAST, MODEL, TEMPLATE, words
 
 from valar_pandas._config import Secret
 from valar_pandas._scrub import MASK, printable, scrub_body, scrub_text
+from valar_pandas._wire import error_summary, parse_response
 from valar_pandas.emulator import Faults
 
 KEY = "sk-echoed-4f2a9c71e0b3"
@@ -129,3 +130,11 @@ def test_scrub_leaves_other_text_alone() -> None:
 def test_a_key_too_short_to_be_real_does_not_mangle_answers() -> None:
     assert scrub_body(b'{"output_text": "ok"}', Secret("k")) == b'{"output_text": "ok"}'
     assert scrub_text("ok", Secret("k")) == "ok"
+
+
+def test_server_words_in_a_row_error_carry_no_terminal_controls() -> None:
+    _, message = error_summary(400, b'{"error": {"message": "bad \\u001b[2J\\u001b]0;x\\u0007"}}')
+    assert ESC not in message and "\x07" not in message and "\\x1b[2J" in message
+    incomplete = {"id": "r", "status": "incomplete", "incomplete_details": {"reason": f"{ESC}[31m"}}
+    outcome = parse_response(incomplete).outcome
+    assert outcome is not None and outcome.error is not None and ESC not in outcome.error

@@ -245,7 +245,7 @@ def parse_response(obj: object) -> Parsed:
     elif status == "incomplete":
         details = obj.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, Mapping) else None
-        error = f"incomplete: {reason or 'no reason given'}"
+        error = f"incomplete: {_shorten(str(reason)) if reason else 'no reason given'}"
     else:
         error = f"{status}: {_reason(obj.get('error')) or 'no reason given'}"
     outcome = Outcome(status, text, error, rid, tokens_in, tokens_out, cached)  # type: ignore[arg-type]
