@@ -5,7 +5,9 @@ cannot see; a server can, and it checks the bytes that really leave the client. 
 the server answers each request with the first unplayed recorded interaction of the same method,
 path, query and body. In ``record`` it forwards each request to the upstream API (the emulator
 or the real one), answers with what came back and writes the exchange to the cassette with the
-``Authorization`` header replaced by ``REDACTED``.
+``Authorization`` header replaced by ``REDACTED``. Secret headers are masked as requests
+arrive, so what the test holds in memory (``seen``, ``interactions``, the cassette's repr)
+never has them either; the request forwarded upstream carries them as they came.
 
 A cassette is JSON: ``{"interactions": [{"request": {...}, "response": {...}}, ...]}``.
 """
@@ -81,6 +83,19 @@ def _headers(raw: Any) -> dict[str, str]:
     return {name: value for name, value in raw.items() if name.lower() not in _VARYING}
 
 
+def _masked(headers: dict[str, str]) -> dict[str, str]:
+    """Headers with every secret value replaced, its scheme kept (``Bearer REDACTED``)."""
+    return {
+        name: _redacted(value) if name.lower() in SECRET_HEADERS else value
+        for name, value in headers.items()
+    }
+
+
+def _redacted(value: str) -> str:
+    scheme, space, _ = value.partition(" ")
+    return f"{scheme} REDACTED" if space and scheme.isalpha() else "REDACTED"
+
+
 def _app(cassette: Cassette, upstream: str | None) -> web.Application:
     session: dict[str, aiohttp.ClientSession] = {}
 
@@ -90,7 +105,7 @@ def _app(cassette: Cassette, upstream: str | None) -> web.Application:
             {
                 "method": request.method,
                 "path": request.path_qs,
-                "headers": dict(request.headers),
+                "headers": _masked(dict(request.headers)),
                 "body": body,
             }
         )
@@ -120,12 +135,12 @@ def _app(cassette: Cassette, upstream: str | None) -> web.Application:
                     "request": {
                         "method": request.method,
                         "path": request.path_qs,
-                        "headers": _headers(request.headers),
+                        "headers": _masked(_headers(request.headers)),
                         "body": body,
                     },
                     "response": {
                         "status": reply.status,
-                        "headers": headers,
+                        "headers": _masked(headers),
                         "body": answer.decode(),
                     },
                 }

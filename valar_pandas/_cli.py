@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ._cli_run import add_run_parser, joined_values, run_command
 from ._errors import StoreError, ValarError, for_command
+from ._scrub import printable
 
 if TYPE_CHECKING:
     from ._store import RunStore
@@ -137,11 +138,14 @@ def _store_action(store: RunStore, action: str, limit: int, older_than: float | 
     elif action == "list":
         for row in list(store.rows(limit)):  # read whole first: a damaged file fails here
             text = str(row["text"] if row["text"] is not None else row["error"] or "")
-            text = " ".join(text.split())
+            text = " ".join(text.split())[:60]
+            # Answers and errors are the server's words: controls are shown, never obeyed.
             print(
-                f"{_when(row['updated_at'])}  {str(row['fingerprint'])[:12]}  "
-                f"{row['state']:<9} {row['status'] or '-':<10} {row['model'] or '-'}  "
-                f"{text[:60]}"
+                printable(
+                    f"{_when(row['updated_at'])}  {str(row['fingerprint'])[:12]}  "
+                    f"{row['state']:<9} {row['status'] or '-':<10} {row['model'] or '-'}  "
+                    f"{text}"
+                )
             )
     else:
         deleted = store.clear(older_than)

@@ -39,6 +39,7 @@ from ._progress import Judged, Tally, close_display, make_display
 from ._prompt import compile_template
 from ._run import prepare_work
 from ._score import ScoreSpec, make_spec, reply_judge
+from ._scrub import printable
 from ._store import RunStore
 from ._stream import Job, Totals, Window, check_windows, prepare_window, stream, to_frame
 
@@ -518,7 +519,7 @@ def _print_summary(s: dict[str, Any], out: TextIO) -> None:
         f"Wrote {s['output']}",
     ]
     if s["first_error"]:
-        lines.insert(1, f"First error: {s['first_error']}")
+        lines.insert(1, f"First error: {printable(' '.join(s['first_error'].split()))}")
     print("\n".join(lines), file=out)
 
 

@@ -7,7 +7,11 @@ calls :meth:`Secret.reveal`, to build the ``Authorization`` header.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -55,6 +59,33 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _valid_host(host: str, netloc: str) -> bool:
+    """Whether a URL's host can be looked up and written in a ``Host`` header.
+
+    A bracketed host must be an IPv6 address; any other is an IPv4 address or a DNS name
+    whose labels are letters (any script), digits, ``-`` or ``_``, each 1 to 63 characters
+    once IDNA-encoded, 253 in all. A doubled dot, a smart quote, a backslash or a percent
+    sign is refused here, not met later as a ``UnicodeError`` on the first request.
+    """
+    if netloc.rpartition("@")[2].startswith("["):
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return False
+        return "%" not in host
+    name = host[:-1] if host.endswith(".") else host
+    if not all(char.isalnum() or char in "-_." for char in name):
+        return False
+    try:
+        encoded = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return len(encoded) <= 253 and all(_LABEL.fullmatch(label) for label in encoded.split("."))
+
+
 def resolve_base_url(given: object = None) -> str:
     """The API root a call uses: ``given``, else ``VALAR_BASE_URL``, else the Valar API.
 
@@ -69,9 +100,11 @@ def resolve_base_url(given: object = None) -> str:
         ``http[s]://host[:port][/path]`` without a trailing slash.
 
     Raises:
-        ConfigError: Not an http or https URL with a host and a valid port; a user name or
-            password in it (``user:password@host``); a query or fragment; spaces or control
-            characters inside it; a path that is not ASCII.
+        ConfigError: Not an http or https URL with a valid host (IDNA, IPv4 or bracketed
+            IPv6: no empty labels, quotes or stray punctuation) and a port between 1 and
+            65535; a user name or password in it (``user:password@host``); a query or
+            fragment; spaces, NUL or other control characters inside it; a path that is not
+            ASCII.
     """
     env = os.environ.get("VALAR_BASE_URL")
     where = "base_url" if given else "VALAR_BASE_URL" if env else "the default base URL"
@@ -82,7 +115,10 @@ def resolve_base_url(given: object = None) -> str:
     url = url.strip()
     if any(char.isspace() or not char.isprintable() for char in url):
         raise ConfigError(f"the base URL ({where}) contains spaces or control characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. brackets that do not hold an IPv6 address
+        raise ConfigError(f"the base URL ({where}) is not a well-formed URL") from None
     if "@" in parts.netloc:
         said = (
             f"the base URL ({where}) holds a user name or password (user:password@host); "
@@ -100,6 +136,16 @@ def resolve_base_url(given: object = None) -> str:
             f"the base URL ({where}) has characters outside ASCII in its path; percent-encode them"
         )
     try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not parts.hostname or port == 0 or not _valid_host(parts.hostname, parts.netloc):
+        raise ConfigError(
+            f"the base URL ({where}) must be http:// or https:// followed by a host (a name "
+            "such as api.valarhq.ai, an IPv4 address or a bracketed IPv6 address) and an "
+            "optional port between 1 and 65535"
+        )
+    try:
         Endpoint.parse(url)
     except ValueError:
         raise ConfigError(
@@ -107,6 +153,27 @@ def resolve_base_url(given: object = None) -> str:
             "optional port between 1 and 65535"
         ) from None
     return url.rstrip("/")
+
+
+def _key_sealed_first(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap the key given to ``ValarClient(...)`` in a :class:`Secret` before anything else.
+
+    Every frame below this one (the argument check, ``__init__``, the URL check) then holds
+    ``Secret('***')``, so a failure's traceback rendered with its locals cannot show the key.
+    """
+
+    def seal(value: object) -> object:
+        return Secret(value.strip()) if isinstance(value, str) else value
+
+    @functools.wraps(init)
+    def sealed(self: object, *args: object, **kwargs: object) -> None:
+        if args:
+            args = (seal(args[0]), *args[1:])
+        if "api_key" in kwargs:
+            kwargs["api_key"] = seal(kwargs["api_key"])
+        init(self, *args, **kwargs)
+
+    return sealed
 
 
 @dataclass(frozen=True, init=False, repr=False)
@@ -142,6 +209,7 @@ class ValarClient:
     realtime_timeout: float
     max_response_bytes: int
 
+    @_key_sealed_first
     @checked_arguments
     def __init__(
         self,
@@ -183,7 +251,13 @@ class ValarClient:
         object.__setattr__(self, "max_response_bytes", cap)
 
     def __repr__(self) -> str:
-        return (
-            f"ValarClient(base_url={self.base_url!r}, api_key={self.api_key!r}, "
-            f"timeout={self.timeout}, realtime_timeout={self.realtime_timeout})"
+        # Never raises, even on an object whose __init__ failed half-way (a traceback that
+        # shows locals reprs it); the key shows only as Secret('***').
+        fields = ("base_url", "api_key", "timeout", "realtime_timeout")
+        shown = ", ".join(
+            f"{name}={getattr(self, name, '<unset>')!r}"
+            if name in ("base_url", "api_key")
+            else f"{name}={getattr(self, name, '<unset>')}"
+            for name in fields
         )
+        return f"ValarClient({shown})"

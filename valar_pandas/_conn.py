@@ -31,6 +31,7 @@ import asyncio
 import socket
 import ssl
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -130,13 +131,24 @@ class Pool:
         headers: Header lines sent with every request (each ending in CRLF); the
             pool adds ``Host``, ``Content-Length`` and ``Content-Type``.
         limit: Most connections open at once; further requests wait for one to be free.
+        secret_header: Called as each request is written, for one more header line that
+            must not be kept (``Authorization``): its bytes go straight into the write and
+            are held by no variable or attribute, so a traceback that shows locals cannot
+            show them.
 
     Attributes:
         attempts: Connection attempts so far (TCP connects, with their TLS handshakes).
     """
 
-    def __init__(self, endpoint: Endpoint, headers: bytes, limit: int) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        headers: bytes,
+        limit: int,
+        secret_header: Callable[[], bytes] = bytes,
+    ) -> None:
         self._endpoint = endpoint
+        self._secret_header = secret_header
         self._prefix = endpoint.prefix.encode("ascii")
         self._common = b"Host: " + endpoint.authority.encode("idna") + b"\r\n" + headers
         self._slots = asyncio.Semaphore(limit)
@@ -149,7 +161,9 @@ class Pool:
         self.attempts = 0
 
     def __repr__(self) -> str:
-        return f"Pool({self._endpoint.authority!r}, open={len(self._open)})"
+        endpoint = getattr(self, "_endpoint", None)
+        where = endpoint.authority if endpoint is not None else None
+        return f"Pool({where!r}, open={len(getattr(self, '_open', ()))})"
 
     async def request(
         self,
@@ -177,13 +191,8 @@ class Pool:
             ConnectionFailed: No complete answer (refused, reset, closed, timed out, unreadable,
                 over the cap).
         """
-        head = b"%s %s%s HTTP/1.1\r\n%s%s" % (
-            method,
-            self._prefix,
-            path.encode("ascii"),
-            self._common,
-            extra,
-        )
+        line = b"%s %s%s HTTP/1.1\r\n" % (method, self._prefix, path.encode("ascii"))
+        head = self._common + extra
         if payload is not None:
             head += b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)
             if len(payload) <= _INLINE_BODY:
@@ -200,7 +209,9 @@ class Pool:
                 if conn is None:
                     conn = await self._connect(loop, deadline)
                 try:
-                    answer = await conn.exchange(loop, head, payload, deadline, cap)
+                    answer = await conn.exchange(
+                        loop, line, self._secret_header, head, payload, deadline, cap
+                    )
                 except ConnectionFailed as exc:
                     conn.drop()
                     if reused and exc.untouched and resend_safe and attempt == 1:
@@ -380,12 +391,19 @@ class _Connection(asyncio.Protocol):
     def exchange(
         self,
         loop: asyncio.AbstractEventLoop,
+        line: bytes,
+        secret_header: Callable[[], bytes],
         head: bytes,
         payload: bytes | None,
         deadline: float,
         cap: int,
     ) -> asyncio.Future[Answer]:
-        """Write one request; the future resolves with its answer (at most ``cap`` bytes)."""
+        """Write one request; the future resolves with its answer (at most ``cap`` bytes).
+
+        The request is ``line``, then ``secret_header()``, then ``head`` (the other header
+        lines, the blank line, perhaps the body), then ``payload``. The secret header is
+        made inside the write call, so no variable holds it.
+        """
         waiter: asyncio.Future[Answer] = loop.create_future()
         self._waiter = waiter
         self._cap = cap
@@ -396,7 +414,7 @@ class _Connection(asyncio.Protocol):
             self._fail(ConnectionFailed("the server closed the connection", untouched=True))
             return waiter
         self._timer = loop.call_at(deadline, self._expire)
-        self._transport.write(head)
+        self._transport.write(b"".join((line, secret_header(), head)))
         if payload is not None:
             self._transport.write(payload)
         return waiter

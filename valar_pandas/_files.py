@@ -28,6 +28,9 @@ Nothing is touched that this module did not write. A directory output is taken o
 is empty or holds our own record (``_manifest.json``, or ``_manifest.partial.json`` while a
 run is writing), and only the parts that record lists are replaced; temporary files carry
 ``valar-pandas`` and a process id in their name, and only those of dead processes are swept.
+Temporary files are made by :func:`tempfile.mkstemp` (an unpredictable name, ``O_EXCL``) and
+written through that descriptor, so a file or link planted in the folder is never followed.
+Every file written is no more readable than the input, nor than the umask allows.
 An output inside a directory input is refused: it would be read as input by the next run.
 """
 
@@ -38,10 +41,12 @@ import contextlib
 import json
 import os
 import re
+import stat
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
@@ -76,7 +81,7 @@ _JSONL = (".jsonl", ".ndjson", ".json")
 _READ_BLOCK = 1 << 22  # bytes per CSV / JSON Lines block (4 MiB)
 _CHECK_BLOCK = 1 << 20  # bytes decoded at a time by the encoding check (1 MiB)
 _PART = re.compile(r"part-\d{5}\.parquet")
-_TEMP = re.compile(rf"\..+\.{WRITER}-(\d+)\.tmp")
+_TEMP = re.compile(rf"\..+\.{WRITER}-(\d+)(?:\.[A-Za-z0-9_]+)?\.tmp")
 _SHOWN = 10  # foreign files named in an error
 NA_MARKERS = (
     *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"),
@@ -641,58 +646,114 @@ def open_output(path: Path, source: Path) -> Output:
             f"the input {source} is inside the output directory {path}, whose parts a run "
             "replaces; choose another output"
         )
+    mode = _output_mode(source)
     try:
         if path.suffix.lower() in _PARQUET:
             if path.is_dir():
                 raise ConfigError(f"output {path} is a directory; name a file or drop the suffix")
-            return _FileOutput(path)
+            return _FileOutput(path, mode)
         if path.exists() and not path.is_dir():
             raise ConfigError(
                 f"output {path} is a file; a directory output needs a directory "
                 "(or name a .parquet file)"
             )
-        return _PartsOutput(path)
+        return _PartsOutput(path, mode)
     except OSError as exc:
         raise ConfigError(f"cannot write the output {path}: {exc}") from exc
 
 
-def _temp(path: Path) -> Path:
-    """This process's temporary name for ``path``: hidden, beside it, ours by its name."""
-    return path.with_name(f".{path.name}.{WRITER}-{os.getpid()}.tmp")
+def _output_mode(source: Path) -> int:
+    """The permission bits of every file an output writes: the input's, within the umask.
+
+    An output is never more readable than its input (a 0600 input gives 0600 files), nor
+    than the umask allows; never executable.
+    """
+    try:
+        bits = stat.S_IMODE(os.stat(source).st_mode) & 0o666
+    except OSError:  # no input to compare (a check, or an input gone): the umask alone
+        bits = 0o666
+    return bits & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def _create_temp(path: Path) -> tuple[IO[bytes], Path]:
+    """A new temporary file for ``path``: hidden, beside it, ours by its name, open.
+
+    Made by :func:`tempfile.mkstemp` (``O_CREAT | O_EXCL``, an unpredictable name, mode
+    0600), so a file or symbolic link planted in the folder is never opened, followed or
+    overwritten; every byte is then written through the descriptor it returned, never by
+    opening the name again.
+
+    Returns:
+        The open file (binary, for writing) and its path.
+    """
+    fd, name = tempfile.mkstemp(
+        prefix=f".{path.name}.{WRITER}-{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
+    return os.fdopen(fd, "wb"), Path(name)
+
+
+def _settle(file: IO[bytes], tmp: Path, path: Path, mode: int) -> None:
+    """Give a written temporary file its mode, flush it to disk and rename it over ``path``."""
+    file.flush()
+    os.fchmod(file.fileno(), mode)
+    os.fsync(file.fileno())
+    file.close()
+    os.replace(tmp, path)
+
+
+def _discard(file: IO[bytes], tmp: Path) -> None:
+    """Close and remove a temporary file that will not be used."""
+    with contextlib.suppress(OSError):
+        file.close()
+    with contextlib.suppress(OSError):
+        tmp.unlink()
 
 
 class _FileOutput:
     """One parquet file: row groups go to a hidden temporary file, renamed at the end."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: int) -> None:
         self.path = path
+        self._mode = mode
         if not path.parent.is_dir():
             raise ConfigError(f"cannot write the output {path}: {path.parent} is not a directory")
         _sweep(path.parent, path.name)
-        self._tmp = _temp(path)
-        self._tmp.touch()  # fails now, not after the run, when the folder is not writable
+        # Made now, so a folder that is not writable fails before the run, not after it.
+        self._file, self._tmp = _create_temp(path)
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._schema = table.schema
-            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            self._writer = pq.ParquetWriter(self._file, table.schema)
         self._writer.write_table(table.cast(self._schema), row_group_size=table.num_rows or 1)
 
     def commit(self) -> None:
         if self._writer is None:
             raise ConfigError("nothing was written: the input holds no rows to write")
         self._writer.close()
-        _fsync(self._tmp)
-        os.replace(self._tmp, self.path)
+        _settle(self._file, self._tmp, self.path, self._mode)
 
     def abort(self) -> None:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
-        with contextlib.suppress(OSError):
-            self._tmp.unlink()
+        _discard(self._file, self._tmp)
 
 
 class _PartsOutput:
@@ -704,10 +765,12 @@ class _PartsOutput:
     Nothing else in the directory is ever touched.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: int) -> None:
         self.path = path
+        self._mode = mode
         self._made = _missing_folders(path)
-        path.mkdir(parents=True, exist_ok=True)
+        # The folder is searchable by whoever may read its files, and by no one else.
+        path.mkdir(mode=0o700 | mode | (mode & 0o444) >> 2, parents=True, exist_ok=True)
         own = _own_parts(path)
         if own is None:
             foreign = sorted(p.name for p in path.iterdir() if not _TEMP.fullmatch(p.name))
@@ -719,9 +782,7 @@ class _PartsOutput:
                     "directory, or a .parquet file name"
                 )
         self._old = own or set()
-        probe = _temp(path / "probe")
-        probe.touch()  # fails now, not after the run, when the folder is not writable
-        probe.unlink()
+        _discard(*_create_temp(path / "probe"))  # fails now, not after the run, if not writable
         self._recorded: set[str] | None = None  # None until the first change
         self._parts: list[dict[str, object]] = []
         self._schema: pa.Schema | None = None
@@ -730,7 +791,9 @@ class _PartsOutput:
         # Record every part of ours first, so a run killed from here on leaves a directory
         # the next run still knows as ours; then drop the old result, marker first.
         self._recorded = set(self._old)
-        _write_json(self.path / PARTIAL, _record(sorted(self._recorded), complete=False))
+        _write_json(
+            self.path / PARTIAL, _record(sorted(self._recorded), complete=False), self._mode
+        )
         with contextlib.suppress(FileNotFoundError):
             (self.path / MANIFEST).unlink()
         for name in sorted(self._old):
@@ -747,11 +810,16 @@ class _PartsOutput:
         name = f"part-{len(self._parts):05d}.parquet"
         if name not in self._recorded:
             self._recorded.add(name)
-            _write_json(self.path / PARTIAL, _record(sorted(self._recorded), complete=False))
-        tmp = _temp(self.path / name)
-        pq.write_table(table.cast(self._schema), tmp)
-        _fsync(tmp)
-        os.replace(tmp, self.path / name)
+            _write_json(
+                self.path / PARTIAL, _record(sorted(self._recorded), complete=False), self._mode
+            )
+        file, tmp = _create_temp(self.path / name)
+        try:
+            pq.write_table(table.cast(self._schema), file)
+            _settle(file, tmp, self.path / name, self._mode)
+        except BaseException:
+            _discard(file, tmp)
+            raise
         self._parts.append({"file": name, "rows": table.num_rows})
 
     def commit(self) -> None:
@@ -759,7 +827,7 @@ class _PartsOutput:
             self._begin()
         manifest = _record(self._parts, complete=True)
         manifest["rows"] = sum(int(str(p["rows"])) for p in self._parts)
-        _write_json(self.path / MANIFEST, manifest)
+        _write_json(self.path / MANIFEST, manifest, self._mode)
         with contextlib.suppress(FileNotFoundError):
             (self.path / PARTIAL).unlink()
 
@@ -822,11 +890,14 @@ def _listed(record: Any) -> set[str] | None:
     return names
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = _temp(path)
-    tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
-    _fsync(tmp)
-    os.replace(tmp, path)
+def _write_json(path: Path, value: Any, mode: int) -> None:
+    file, tmp = _create_temp(path)
+    try:
+        file.write((json.dumps(value, indent=1) + "\n").encode("utf-8"))
+        _settle(file, tmp, path, mode)
+    except BaseException:
+        _discard(file, tmp)
+        raise
 
 
 def _sweep(folder: Path, name: str | None) -> None:
@@ -849,11 +920,3 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True
     return True
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -2,25 +2,30 @@
 
 It turns every transport failure (refused, reset, dropped, timed out, unreadable, too large)
 and every redirect into :class:`Unreachable` and hands back status, ``Retry-After`` and body
-bytes. Every request of a run goes through it (creates, polls, batch calls, retries), so it
-also holds the run's request budget (never more than ``max_rps`` requests a second) and the
-run's :class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint
+bytes, with any echo of the API key masked (:mod:`valar_pandas._scrub`). Every request of a
+run goes through it (creates, polls, batch calls, retries), so it also holds the run's
+request budget (never more than ``max_rps`` requests a second) and the run's
+:class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint
 unusable (a certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it
 raises carries the :class:`~valar_pandas._errors.EndpointError` that both retry loops (the
 engine's and the Batch API's) raise instead of retrying. The ``Authorization`` header is
-attached here from the client's secret and never logged or echoed. The wire itself is
-:mod:`valar_pandas._conn` (why not aiohttp's client is explained there).
+attached here from the client's :class:`~valar_pandas._config.Secret` as a callable the pool
+calls while it writes each request, so the key never sits in a local variable or attribute as
+plain bytes (a traceback that shows locals cannot show it), and it is never logged or echoed.
+The wire itself is :mod:`valar_pandas._conn` (why not aiohttp's client is explained there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
-from ._config import ValarClient
+from ._config import Secret, ValarClient
 from ._conn import ConnectionFailed, Endpoint, Pool
 from ._errors import EndpointError
 from ._policy import RETRYABLE, Fault, Health, TokenBucket, explain
+from ._scrub import printable, scrub_body, scrub_text
 
 __all__ = ["LARGE_ANSWER", "Http", "Reply", "Unreachable"]
 
@@ -31,6 +36,9 @@ A status map names every item of a batch: up to 100,000 ``custom_id``s of up to 
 characters with their statuses, about 10 MB. 64 MiB leaves room for servers that say more
 per item; every other answer is one Response object, under the client's
 ``max_response_bytes``."""
+
+
+_HEADER_VALUE = re.compile(r"[!-~]{1,255}")
 
 
 class Unreachable(Exception):
@@ -86,13 +94,15 @@ class Http:
         self._large = max(client.max_response_bytes, LARGE_ANSWER)
         self.health = Health()
         headers = (
-            b"Authorization: Bearer " + client.api_key.reveal().encode("latin-1") + b"\r\n"
             b"User-Agent: valar-pandas\r\n"
             b"Accept: application/json\r\n"
             b"Accept-Encoding: gzip, deflate\r\n"
         )
+        self._secret = client.api_key
         self._endpoint = Endpoint.parse(client.base_url)
-        self._pool = Pool(self._endpoint, headers, connections)
+        # The key stays in its Secret: the pool asks for the header line as each request
+        # leaves, so no local variable or attribute holds it (tracebacks that show locals).
+        self._pool = Pool(self._endpoint, headers, connections, _Bearer(client.api_key))
         # Bursts of up to 50 requests, never more than one second's worth.
         self._bucket = (
             TokenBucket(max_rps, burst=min(50.0, max(1.0, max_rps)))
@@ -102,7 +112,7 @@ class Http:
         self.sent = 0
 
     def __repr__(self) -> str:
-        return f"Http({self._pool!r}, sent={self.sent})"
+        return f"Http({getattr(self, '_pool', None)!r}, sent={getattr(self, 'sent', 0)})"
 
     @property
     def connects(self) -> int:
@@ -144,6 +154,10 @@ class Http:
             wait = self._bucket.reserve(asyncio.get_running_loop().time())
             if wait > 0:
                 await asyncio.sleep(wait)
+        if idempotency_key and not _HEADER_VALUE.fullmatch(idempotency_key):
+            # Never reached by the library's own keys; a key from elsewhere must not be able
+            # to add header lines (CR/LF) to the request.
+            raise ValueError("an Idempotency-Key must be 1-255 visible ASCII characters")
         extra = (
             b"Idempotency-Key: %s\r\n" % idempotency_key.encode("ascii") if idempotency_key else b""
         )
@@ -161,6 +175,11 @@ class Http:
         except ConnectionFailed as exc:
             fatal = self._judge(exc.fault, exc.detail, path, None, timeout)
             raise Unreachable(str(exc), exc.fault, fatal) from None
+        # Everything the server says enters here: a key it echoes is masked before any of it
+        # is parsed, stored, written, shown or raised.
+        body = scrub_body(body, self._secret)
+        if location is not None:
+            location = printable(scrub_text(location, self._secret))
         if 300 <= status < 400:  # the API never redirects; following would move key and body
             detail = f"HTTP {status}"
             fatal = self._judge("redirect", detail, path, location, timeout)
@@ -200,6 +219,26 @@ class Http:
             timeout=timeout,
         )
         return EndpointError(message, cause=fault, location=location)
+
+
+class _Bearer:
+    """The ``Authorization`` header line, made from the key only when a request is written.
+
+    Args:
+        secret: The API key.
+    """
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: Secret) -> None:
+        self._secret = secret
+
+    def __call__(self) -> bytes:
+        """The header line, ``Authorization: Bearer <key>`` and CRLF."""
+        return b"Authorization: Bearer %s\r\n" % self._secret.reveal().encode("latin-1")
+
+    def __repr__(self) -> str:
+        return "Bearer(Secret('***'))"
 
 
 def _looks_like_json(body: bytes) -> bool:

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 _CHUNK = 500
+_KEY_SHAPE = re.compile(r"[!-~]{1,255}")
+"""An Idempotency-Key read back: visible ASCII, no space, CR or LF (it becomes a header)."""
+_ID_SHAPE = re.compile(r"[!-~]{1,1024}")
+"""A response, batch or item id read back (it becomes part of a request's path)."""
 _SUBMITTED = (
     "UPDATE requests SET state = 'submitted', response_id = ?, updated_at = ?"
     " WHERE endpoint = ? AND fingerprint = ? AND state != 'done'"
@@ -164,6 +169,19 @@ def classify(exc: BaseException) -> StoreFault:
     if isinstance(exc, sqlite3.DatabaseError):  # e.g. text that is not UTF-8: damaged
         return StoreFault("damaged", "the file holds data that cannot be read")
     return StoreFault("other", f"an SQLite error ({name or type(exc).__name__})")
+
+
+def _well_formed(keys: Iterable[object], ids: Iterable[object]) -> bool:
+    """Whether keys and ids read from the file have the shapes the library writes.
+
+    A file edited by hand or by another program could hold a key with CR/LF in it, which
+    would add header lines to a request; such a row is treated as unknown.
+    """
+    return all(
+        value is None or (isinstance(value, str) and shape.fullmatch(value) is not None)
+        for values, shape in ((keys, _KEY_SHAPE), (ids, _ID_SHAPE))
+        for value in values
+    )
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -324,6 +342,8 @@ class RunStore:
                 )
                 for fp, state, key, attempt, rid, status, text, error, *rest in rows:
                     t_in, t_out, t_cached, batch_id, cid, batch_key = rest
+                    if not _well_formed((key, batch_key), (rid, batch_id, cid)):
+                        continue  # a damaged or crafted row: asked afresh, its values unsent
                     outcome = (
                         Outcome(status, text, error, rid, t_in, t_out, t_cached)
                         if state == "done"

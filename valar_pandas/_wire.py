@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._models import Outcome, Request
+from ._scrub import printable
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -344,7 +345,7 @@ def parse_response(obj: object) -> Parsed:
     elif status == "incomplete":
         details = obj.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, Mapping) else None
-        error = f"incomplete: {reason or 'no reason given'}"
+        error = f"incomplete: {_shorten(str(reason)) if reason else 'no reason given'}"
     else:
         error = f"{status}: {_reason(obj.get('error')) or 'no reason given'}"
     outcome = Outcome(status, text, error, rid, tokens_in, tokens_out, cached)  # type: ignore[arg-type]
@@ -421,5 +422,5 @@ def _int_or_none(usage: object, *names: str) -> int | None:
 
 
 def _shorten(text: str) -> str:
-    text = " ".join(encodable(text).split())
+    text = printable(" ".join(encodable(text).split()))  # a server's message: no controls
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"

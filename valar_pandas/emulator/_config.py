@@ -112,6 +112,8 @@ class Faults:
             ``[``), ``"retry_after_date"`` (every other API request is answered 429 with
             ``Retry-After`` a date in the year 99999999999999999999), ``"raw_body"``
             (finished responses are sent uncompressed, padded to 1 GiB).
+        echo_key: Every create is answered ``400`` with an error message that quotes the
+            bearer key it was sent and holds terminal escape sequences (a careless server).
     """
 
     rate_429: float = 0.0
@@ -128,6 +130,7 @@ class Faults:
     inflate_to: int = 0
     usage_tokens: int | float | str | None = None
     hostile: str | None = None
+    echo_key: bool = False
 
     def __post_init__(self) -> None:
         for name in (

@@ -117,6 +117,17 @@ class Routes:
             return rejected
         emulator = self.emulator
         config = emulator.config
+        if config.faults.echo_key:
+            sent = request.headers.get("Authorization", "")
+            return _error(
+                ApiError(
+                    400,
+                    f"Key {sent.partition(' ')[2]} may not use this model."
+                    "\x1b[2J\x1b]0;pwned\x07\x1b[31m",
+                    "invalid_request_error",
+                    "model_not_allowed",
+                )
+            )
         try:
             body: Any = json.loads(await request.read())
         except ValueError:
