@@ -173,7 +173,7 @@ def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
             (EP,),
         )
     with RunStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         found = store.lookup(EP, ["done1", "sub1"])
         assert found["done1"].outcome == DONE
         assert (found["sub1"].state, found["sub1"].response_id) == ("submitted", "resp_2")
@@ -181,7 +181,9 @@ def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
         assert store.info()["batches"] == 0
         store.batch_planned(EP, "bk", None, [("sub1", "r000001")])  # the new table works
     with RunStore(path) as store:  # and a second open is a no-op
-        assert store.schema_version == 3 and store.lookup(EP, ["sub1"])["sub1"].custom_id
+        assert (
+            store.schema_version == SCHEMA_VERSION and store.lookup(EP, ["sub1"])["sub1"].custom_id
+        )
 
 
 def _indexes(path):
@@ -208,7 +210,7 @@ def test_a_version_2_store_loses_its_updated_at_index_and_keeps_its_rows(tmp_pat
         )
     assert "requests_updated" in _indexes(path)
     with RunStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert [r["fingerprint"] for r in store.rows()] == ["new", "old"]
         assert store.lookup(EP, ["old"])["old"].response_id == "resp_1"
         assert store.clear(older_than=86400) == 1
