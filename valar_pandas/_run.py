@@ -1,7 +1,9 @@
 """The composition root: a planned run → outcomes, wiring store, transport, engine, display.
 
 It consults the run store (finished rows come from disk; rows an earlier run created are
-re-attached by id, or by their batch; rows it only planned are re-sent under the same key),
+re-attached by id, or by their batch; rows it only planned are re-sent under the same key;
+a batch create that may have reached the server is replayed as it was) and claims the rows
+it sends, awaiting those another run holds (one owner per row, whatever runs at once),
 picks the path (the background engine, or the Batch API for ``mode="batch"`` and large
 ``mode="auto"`` runs, falling back to the engine when the Batch API is absent), records each
 request before it is sent, fans events out to the store, the budget and the display, and

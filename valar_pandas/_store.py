@@ -15,6 +15,12 @@ disk, submitted rows are re-attached by polling their id (or their batch), plann
 (including those whose id was lost) are re-sent with the same key, which the server replays.
 Batch keys and ids are written at once, in order with what the journal holds.
 
+Rows that several runs want at once (a command's windows, jobs, processes sharing the file)
+have one owner: a run claims the rows it sends in the transaction that reads them
+(:meth:`RunStore.claim`), and the others wait for its verdict. An owner is alive while its
+heartbeat is fresh (:data:`CLAIM_EXPIRY`) and, on this machine, its process runs; a run
+releases its claims when its verdicts are written.
+
 Rows are namespaced by the API base URL, so answers from the emulator never leak into a run
 against the real API. The file uses WAL journaling, so several processes (or notebooks) can
 share one store. The journal never waits for a lock on the event loop's thread: a write that
@@ -737,6 +743,9 @@ class RunStore:
             self._db.execute(
                 "DELETE FROM batches WHERE NOT EXISTS (SELECT 1 FROM requests r"
                 " WHERE r.endpoint = batches.endpoint AND r.batch_key = batches.batch_key)"
+            )
+            self._db.execute(  # owners long silent: killed runs, whose claims have lapsed
+                "DELETE FROM owners WHERE beat < ?", (time.time() - CLAIM_EXPIRY,)
             )
         with self._guard():
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
