@@ -11,7 +11,7 @@ import pytest
 
 from valar_pandas import ConfigError, RunStore
 from valar_pandas._models import Outcome
-from valar_pandas._store import SCHEMA_VERSION, default_store_path
+from valar_pandas._store import SCHEMA_VERSION, StoreFault, default_store_path
 
 EP = "http://127.0.0.1:1/v1"
 DONE = Outcome("completed", "yes", None, "resp_1", 10, 1, 0)
@@ -413,13 +413,13 @@ def test_a_claim_gives_each_row_one_owner_across_connections(tmp_path):
         first, second = new_owner(), new_owner()
         assert one.claim(EP, first, "m", ["a", "b"], _take("a", "b")) == {}
         seen = two.claim(EP, second, "m", ["a", "b", "c"], _take("a", "b", "c"))
-        assert seen is not None and {fp: s.holder for fp, s in seen.items()} == {
+        assert isinstance(seen, dict) and {fp: s.holder for fp, s in seen.items()} == {
             "a": first,
             "b": first,
         }
         assert one.lookup(EP, ["a"], me=first)["a"].holder is None  # its own rows
         assert one.lookup(EP, ["c"], me=first)["c"].holder == second
-        assert one.release(first)
+        assert one.release(EP, first, ["a", "b"])
         assert two.lookup(EP, ["a", "b"], me=second)["a"].holder is None
 
 
@@ -429,7 +429,8 @@ def test_a_claim_while_another_process_writes_fails_at_once_and_writes_nothing(t
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         started = time.monotonic()
-        assert store.claim(EP, "h:1:x", "m", ["a"], _take("a")) is None
+        fault = store.claim(EP, "h:1:x", "m", ["a"], _take("a"))
+        assert isinstance(fault, StoreFault) and fault.kind == "locked"
         assert time.monotonic() - started < store.lock_timeout  # never the busy wait
         other.execute("ROLLBACK")
         other.close()

@@ -212,8 +212,9 @@ async def claim_work(
 
     Rows another live run holds are left to it (:attr:`Work.awaited`). The claim never
     sleeps in SQLite: while another process holds the write lock it is tried again
-    between short sleeps on the loop, up to the store's ``lock_timeout``; past that the
-    plan is split unclaimed and its keys go through the journal, as before claims existed.
+    between short sleeps on the loop, up to the store's ``lock_timeout``; past that, or at
+    once when the store cannot be written at all (full, read-only, damaged), the plan is
+    split unclaimed and its keys go through the journal, as before claims existed.
 
     Args:
         requests: The distinct requests, by fingerprint.
@@ -235,10 +236,11 @@ async def claim_work(
     deadline = asyncio.get_running_loop().time() + store.lock_timeout
     delay = 0.005
     while True:
-        if store.claim(endpoint, owner, options.model, requests, decide) is not None:
+        claimed = store.claim(endpoint, owner, options.model, requests, decide)
+        if not isinstance(claimed, StoreFault):
             made[0].claimed = True
             return made[0]
-        if asyncio.get_running_loop().time() + delay > deadline:
+        if claimed.kind != "locked" or asyncio.get_running_loop().time() + delay > deadline:
             return split(requests, options, store.lookup(endpoint, requests), asked)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.25)
@@ -367,13 +369,16 @@ class _Claim:
     owner: str
     asked: set[str]
     journal: Journal
+    held: set[str] = field(default_factory=set)
 
     async def take(self, requests: Mapping[str, Request], options: RunOptions) -> Work:
         """Claim ``requests`` (recording their keys), as :func:`claim_work` does."""
         work = await claim_work(
             requests, options, self.store, self.endpoint, self.owner, self.asked
         )
-        if not work.claimed:
+        if work.claimed:
+            self.held.update(work.entries)
+        else:
             self.journal.plan(options.model, work.entries)
         self.asked.update(work.entries)
         self.asked.update(work.awaited)
@@ -381,7 +386,7 @@ class _Claim:
 
     def release(self) -> None:
         """Give up this run's claims once its verdicts are written (they lapse if not)."""
-        self.store.release(self.owner)
+        self.store.release(self.endpoint, self.owner, self.held)
 
     async def beat(self) -> None:
         """Say this run is alive every :data:`HEARTBEAT` seconds, until cancelled."""

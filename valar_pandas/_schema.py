@@ -66,7 +66,6 @@ _MIGRATIONS: dict[int, str] = {
     """,
     4: """
     ALTER TABLE requests ADD COLUMN owner TEXT;
-    CREATE INDEX requests_owner ON requests (owner) WHERE owner IS NOT NULL;
     CREATE TABLE owners (
         owner   TEXT    NOT NULL PRIMARY KEY,
         beat    REAL    NOT NULL

@@ -429,7 +429,7 @@ class RunStore:
         model: str,
         fingerprints: Iterable[str],
         decide: Callable[[dict[str, Stored]], Mapping[str, tuple[str, int]]],
-    ) -> dict[str, Stored] | None:
+    ) -> dict[str, Stored] | StoreFault:
         """Read rows and claim those ``decide`` takes, in one transaction, without waiting.
 
         Between the read and the write no other run (window, job or process) can claim a
@@ -445,8 +445,8 @@ class RunStore:
                 (Idempotency-Key, attempt), recorded as by :meth:`plan`.
 
         Returns:
-            What the store knew, by fingerprint; None when the store could not be written
-            at once (locked, full, read-only, damaged): nothing was claimed then.
+            What the store knew, by fingerprint; or why the store could not be written at
+            once (locked, full, read-only, damaged): nothing was claimed then.
         """
         known: dict[str, Stored] = {}
 
@@ -466,9 +466,8 @@ class RunStore:
                     [(owner, endpoint, fp) for fp in entries],
                 )
 
-        if self.attempt([write]) is not None:
-            return None
-        return known
+        fault = self.attempt([write])
+        return known if fault is None else fault
 
     def beat(self, owner: str) -> bool:
         """Say that ``owner`` is alive (without waiting for a lock); False if not written."""
@@ -478,15 +477,24 @@ class RunStore:
 
         return self.attempt([write]) is None
 
-    def release(self, owner: str) -> bool:
-        """Give up every claim of ``owner`` (without waiting); False if not written.
+    def release(self, endpoint: str, owner: str, fingerprints: Iterable[str]) -> bool:
+        """Give up ``owner``'s claims on these rows and its heartbeat, without waiting.
 
-        A release that cannot be written is harmless: the owner's heartbeat stops, and its
-        claims lapse after :data:`CLAIM_EXPIRY` seconds.
+        Rows are named (by primary key) rather than found by owner, so a release costs what
+        the claim cost, whatever the size of the store, and needs no index.
+
+        Returns:
+            False if it could not be written: harmless, as the owner's heartbeat stops and
+            its claims lapse after :data:`CLAIM_EXPIRY` seconds.
         """
+        rows = [(endpoint, fp, owner) for fp in fingerprints]
 
         def write() -> None:
-            self._db.execute("UPDATE requests SET owner = NULL WHERE owner = ?", (owner,))
+            self._db.executemany(
+                "UPDATE requests SET owner = NULL"
+                " WHERE endpoint = ? AND fingerprint = ? AND owner = ?",
+                rows,
+            )
             self._db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
 
         return self.attempt([write]) is None
