@@ -6,6 +6,7 @@ paid twice, whatever the output says.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -93,7 +94,17 @@ def test_two_jobs_on_one_store_in_batch_mode_pay_each_body_once(serve, tmp_path)
 
 def _interrupted_create(emulator, client, path, df):
     """Stop a batch run while its create is on the wire: the server made the batch, the
-    connection dropped before the answer, and the stop lands before the retry."""
+    connection dropped before the answer, and the stop lands before any retry (from the
+    drop on, the server answers nothing)."""
+    drop = emulator.drop_connection
+
+    def drop_then_hang(request):
+        dropped = drop(request)
+        if dropped:
+            emulator.config = dataclasses.replace(emulator.config, faults=Faults(hang=True))
+        return dropped
+
+    emulator.drop_connection = drop_then_hang
     job = df.valar.submit(TEMPLATE, client=client, store=path, model=MODEL, mode="batch",
                           progress=None)  # fmt: skip
     deadline = time.monotonic() + 30
