@@ -212,3 +212,35 @@ def test_a_row_held_by_a_live_run_is_awaited_then_taken_over_when_it_lets_go(ser
     assert time.monotonic() - started >= 0.5  # it waited for the owner
     assert out["output"].tolist() == echo(df)
     assert emulator.stats.inferences == 10  # re-sent under its key: replayed
+
+
+def test_two_processes_on_one_store_in_batch_mode_pay_each_body_once(serve, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    emulator, client = serve(latency=Latency(median=0.5, sigma=0.3))
+    df = shared(400, 150)
+    df.to_parquet(tmp_path / "in.parquet")
+    env = {
+        **os.environ,
+        "VALAR_API_KEY": client.api_key.reveal(),
+        "VALAR_BASE_URL": client.base_url,
+        "VALAR_PANDAS_STORE": str(tmp_path / "s.sqlite3"),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "valar_pandas", "run", str(tmp_path / "in.parquet"),
+             str(tmp_path / f"out{rows}.parquet"), "--model", MODEL, "--template", TEMPLATE,
+             "--mode", "batch", "--window-rows", str(rows), "--quiet"],
+            env=env, stderr=subprocess.PIPE, text=True,
+        )
+        for rows in (100, 70)  # other windows, so other batch chunks and keys
+    ]  # fmt: skip
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+    for rows in (100, 70):
+        assert pd.read_parquet(tmp_path / f"out{rows}.parquet")["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 150
+    assert max(emulator.stats.inferences_by_body.values()) == 1
