@@ -56,11 +56,14 @@ def test_the_job_keeps_the_frame_as_it_was_when_submitted(serve):
 
 def test_several_jobs_run_at_once(serve):
     _, client = serve(latency=Latency(median=0.5, sigma=0.1))
-    jobs = [words(20).valar.submit(TEMPLATE, client=client, into=f"c{i}", **FAST) for i in range(3)]
+    frames = [words(60).iloc[20 * i : 20 * (i + 1)] for i in range(3)]  # rows of their own
+    jobs = [
+        f.valar.submit(TEMPLATE, client=client, into=f"c{i}", **FAST) for i, f in enumerate(frames)
+    ]
     wait_until(lambda: all(j.status()["submitted"] == 20 for j in jobs))
     assert not any(j.done() for j in jobs)  # all three in flight together
     for i, job in enumerate(jobs):
-        assert job.result(timeout=60)[f"c{i}"].tolist() == echo(words(20))
+        assert job.result(timeout=60)[f"c{i}"].tolist() == echo(frames[i])
 
 
 def test_result_with_a_timeout_says_how_far_the_job_got(serve):

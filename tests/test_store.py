@@ -11,7 +11,7 @@ import pytest
 
 from valar_pandas import ConfigError, RunStore
 from valar_pandas._models import Outcome
-from valar_pandas._store import SCHEMA_VERSION, default_store_path
+from valar_pandas._store import SCHEMA_VERSION, StoreFault, default_store_path
 
 EP = "http://127.0.0.1:1/v1"
 DONE = Outcome("completed", "yes", None, "resp_1", 10, 1, 0)
@@ -173,7 +173,7 @@ def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
             (EP,),
         )
     with RunStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         found = store.lookup(EP, ["done1", "sub1"])
         assert found["done1"].outcome == DONE
         assert (found["sub1"].state, found["sub1"].response_id) == ("submitted", "resp_2")
@@ -181,7 +181,9 @@ def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
         assert store.info()["batches"] == 0
         store.batch_planned(EP, "bk", None, [("sub1", "r000001")])  # the new table works
     with RunStore(path) as store:  # and a second open is a no-op
-        assert store.schema_version == 3 and store.lookup(EP, ["sub1"])["sub1"].custom_id
+        assert (
+            store.schema_version == SCHEMA_VERSION and store.lookup(EP, ["sub1"])["sub1"].custom_id
+        )
 
 
 def _indexes(path):
@@ -208,7 +210,7 @@ def test_a_version_2_store_loses_its_updated_at_index_and_keeps_its_rows(tmp_pat
         )
     assert "requests_updated" in _indexes(path)
     with RunStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert [r["fingerprint"] for r in store.rows()] == ["new", "old"]
         assert store.lookup(EP, ["old"])["old"].response_id == "resp_1"
         assert store.clear(older_than=86400) == 1
@@ -396,3 +398,97 @@ def test_a_failed_tick_keeps_the_records_and_a_later_tick_writes_them(tmp_path):
         return found
 
     assert asyncio.run(run()).outcome == DONE
+
+
+def _take(*fingerprints):
+    """A claim's decision: take those of ``fingerprints`` the store does not know."""
+    return lambda known: {fp: ("k-" + fp, 0) for fp in fingerprints if fp not in known}
+
+
+def test_a_claim_gives_each_row_one_owner_across_connections(tmp_path):
+    from valar_pandas._store import new_owner
+
+    path = tmp_path / "s.sqlite3"
+    with RunStore(path) as one, RunStore(path) as two:
+        first, second = new_owner(), new_owner()
+        assert one.claim(EP, first, "m", ["a", "b"], _take("a", "b")) == {}
+        seen = two.claim(EP, second, "m", ["a", "b", "c"], _take("a", "b", "c"))
+        assert isinstance(seen, dict) and {fp: s.holder for fp, s in seen.items()} == {
+            "a": first,
+            "b": first,
+        }
+        assert one.lookup(EP, ["a"], me=first)["a"].holder is None  # its own rows
+        assert one.lookup(EP, ["c"], me=first)["c"].holder == second
+        assert one.release(EP, first, ["a", "b"])
+        assert two.lookup(EP, ["a", "b"], me=second)["a"].holder is None
+
+
+def test_a_claim_while_another_process_writes_fails_at_once_and_writes_nothing(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    with RunStore(path) as store:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        fault = store.claim(EP, "h:1:x", "m", ["a"], _take("a"))
+        assert isinstance(fault, StoreFault) and fault.kind == "locked"
+        assert time.monotonic() - started < store.lock_timeout  # never the busy wait
+        other.execute("ROLLBACK")
+        other.close()
+        assert store.lookup(EP, ["a"]) == {}
+
+
+def test_owners_are_judged_by_heartbeat_and_by_their_process(tmp_path):
+    import os
+    import socket
+
+    path = tmp_path / "s.sqlite3"
+    with RunStore(path) as store:
+        host = socket.gethostname()
+        dead = subprocess_pid()
+        owners = {
+            "live": f"{host}:{os.getpid()}:a",  # this process, fresh heartbeat
+            "killed": f"{host}:{dead}:b",  # a process of this machine that is gone
+            "stale": "elsewhere:1:c",  # another machine, silent for an hour
+            "remote": "elsewhere:1:d",  # another machine, fresh heartbeat
+        }
+        beats = {"live": time.time(), "killed": time.time(), "stale": time.time() - 3600}
+        beats["remote"] = time.time()
+        for fp, owner in owners.items():
+            store.claim(EP, owner, "m", [fp], lambda known, fp=fp: {fp: ("k-" + fp, 0)})
+        with sqlite3.connect(path) as db:
+            for fp, owner in owners.items():
+                db.execute("UPDATE owners SET beat = ? WHERE owner = ?", (beats[fp], owner))
+        found = store.lookup(EP, list(owners), me="someone:else:z")
+        held = {fp for fp, stored in found.items() if stored.holder is not None}
+        assert held == {"live", "remote"}
+
+
+def subprocess_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return int(proc.stdout)
+
+
+def test_a_version_3_store_gains_claims_and_keeps_its_rows(tmp_path):
+    from valar_pandas._schema import _MIGRATIONS
+
+    path = tmp_path / "v3.sqlite3"
+    with sqlite3.connect(path) as db:
+        for version in (1, 2, 3):
+            for statement in _MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute("PRAGMA user_version = 3")
+        db.execute(
+            "INSERT INTO requests (endpoint, fingerprint, idempotency_key, state, response_id,"
+            " created_at, updated_at) VALUES (?, 'old', 'k1', 'submitted', 'resp_1', 1.0, 1.0)",
+            (EP,),
+        )
+    with RunStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 4
+        old = store.lookup(EP, ["old"])["old"]
+        assert old.response_id == "resp_1" and old.holder is None
+        assert store.claim(EP, "h:1:x", "m", ["new"], lambda known: {"new": ("k2", 0)}) == {}

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from ._batchplan import Chunk, chunk_items, is_unavailable, make_item
+from ._batchplan import Chunk, chunk_items, is_unavailable, make_item, rebuild
 from ._batchwatch import BatchConfig, Session, Watch
 from ._errors import APIError, BatchUnavailable
 from ._http import Http
@@ -123,6 +123,26 @@ def _split(
     return [(watch, 0.0) for watch in watches.values()], fresh
 
 
+def _replays(
+    requests: Sequence[Request],
+    replay: Mapping[str, tuple[str | None, Sequence[tuple[str, str]]]],
+) -> tuple[list[Chunk], list[Request]]:
+    """The creates to send again as they were, and the requests left to pack anew."""
+    if not replay:
+        return [], list(requests)
+    by_fingerprint = {r.fingerprint: r for r in requests}
+    chunks: list[Chunk] = []
+    covered: set[str] = set()
+    for key, (label, items) in replay.items():
+        if not all(fp in by_fingerprint for fp, _ in items):
+            continue
+        chunk = rebuild(key, label, [(by_fingerprint[fp], cid) for fp, cid in items])
+        if chunk is not None:
+            chunks.append(chunk)
+            covered.update(fp for fp, _ in items)
+    return chunks, [r for r in requests if r.fingerprint not in covered]
+
+
 async def execute_batches(
     requests: Sequence[Request],
     shares: Mapping[str, int],
@@ -134,6 +154,7 @@ async def execute_batches(
     attach: Mapping[str, tuple[str, str, str]] | None = None,
     gate: Callable[[Request], str | None] | None = None,
     fallback: Fallback | None = None,
+    replay: Mapping[str, tuple[str | None, Sequence[tuple[str, str]]]] | None = None,
     now: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> dict[str, Outcome]:
@@ -151,6 +172,10 @@ async def execute_batches(
         gate: Asked for each new request before any batch is created; a returned reason
             skips it and every later one (a budget).
         fallback: Where to send the requests when the Batch API is absent; None raises.
+        replay: Batch key → (label, (fingerprint, custom_id) of each item) of batches an
+            earlier run planned, and may have created, with no id recorded. Each is sent
+            again exactly as it was, before any new batch, so the server replays the batch
+            it holds; a batch that cannot be rebuilt byte for byte is packed anew.
         now: Monotonic clock, in seconds.
         rand: Uniform random numbers for jitter.
 
@@ -167,9 +192,11 @@ async def execute_batches(
     total = len({r.fingerprint for r in requests})
     session = Session(shares, http, config, emit, now, rand, total)
     creator = _Creator(session)
+    replayed, requests = _replays(requests, replay or {})
     watches, fresh = _split(session, requests, attach or {}, gate)
     items = [make_item(r, positions.get(r.fingerprint, i)) for i, r in enumerate(fresh)]
     chunks, oversize = chunk_items(items, config.label, config.limits)
+    chunks = replayed + chunks
     for item in oversize:
         error = f"too large for one batch ({len(item.line):,} bytes as an item)"
         session.finish(item.fingerprint, Outcome("error", error=error))

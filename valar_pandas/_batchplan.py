@@ -44,6 +44,7 @@ __all__ = [
     "is_unavailable",
     "item_status",
     "make_item",
+    "rebuild",
     "status_map",
 ]
 
@@ -235,10 +236,35 @@ def make_item(request: Request, position: int) -> Item:
         request: The planned request.
         position: The row position its wire id is derived from.
     """
+    return _item(request, custom_id(position))
+
+
+def _item(request: Request, cid: str) -> Item:
     params = {k: v for k, v in request.body.items() if k != "background"}
-    cid = custom_id(position)
     line = _dumps({"custom_id": cid, "params": params})
     return Item(request.fingerprint, cid, request.idempotency_key, line)
+
+
+def rebuild(key: str, label: str | None, items: Sequence[tuple[Request, str]]) -> Chunk | None:
+    """The batch a run created, or may have created, under ``key``, exactly as it was sent.
+
+    Items go in the order their wire ids were given (row order), each with the wire id it
+    was recorded with; the chunk stands only when its key is ``key``, i.e. when the body
+    and every item's key are byte for byte those of the first create, so sending it again
+    under that key replays the batch the server holds (or creates it, if the first create
+    never arrived) and never makes a second one.
+
+    Args:
+        key: The batch's recorded ``Idempotency-Key``.
+        label: The label it was recorded with.
+        items: Each request (with the key it was recorded with) and its ``custom_id``.
+
+    Returns:
+        The chunk, or None when the same body cannot be built again.
+    """
+    ordered = sorted(items, key=lambda pair: (len(pair[1]), pair[1]))
+    chunk = _seal(_head(label), [_item(request, cid) for request, cid in ordered])
+    return chunk if chunk.key == key else None
 
 
 def _head(label: str | None) -> bytes:

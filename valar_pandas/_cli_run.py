@@ -254,6 +254,12 @@ def add_run_parser(commands: Any) -> None:
         "lacks (or to override it); --budget needs a price",
     )
     add(
+        "--retry-failed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ask again, once, the rows the server failed in an earlier run (default: on)",
+    )
+    add(
         "--store",
         type=Path,
         metavar="PATH",
@@ -371,6 +377,7 @@ def _setup(args: argparse.Namespace) -> _Setup:
         "max_output_tokens": args.max_output_tokens,
         "completion_window": args.completion_window,
         "mode": args.mode,
+        "retry_failed": args.retry_failed,
         "concurrency": max(1, args.concurrency // in_flight),
         "max_rps": args.max_rps / in_flight,
         "progress": None,

@@ -1,7 +1,9 @@
 """The composition root: a planned run → outcomes, wiring store, transport, engine, display.
 
 It consults the run store (finished rows come from disk; rows an earlier run created are
-re-attached by id, or by their batch; rows it only planned are re-sent under the same key),
+re-attached by id, or by their batch; rows it only planned are re-sent under the same key;
+a batch create that may have reached the server is replayed as it was) and claims the rows
+it sends, awaiting those another run holds (one owner per row, whatever runs at once),
 picks the path (the background engine, or the Batch API for ``mode="batch"`` and large
 ``mode="auto"`` runs, falling back to the engine when the Batch API is absent), records each
 request before it is sent, fans events out to the store, the budget and the display, and
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import warnings
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ from ._batch import BatchConfig, execute_batches
 from ._budget import Budget
 from ._config import ValarClient
 from ._engine import EngineConfig, execute
+from ._errors import StoreError
 from ._http import Http
 from ._loop import StopSignal
 from ._models import (
@@ -42,10 +45,18 @@ from ._plan import Plan
 from ._policy import PollSchedule
 from ._prices import Price
 from ._progress import Display, Tally, close_display, drop_display, is_dropped, make_display
-from ._store import Journal, RunStore, Stored, StoreFault
+from ._store import HEARTBEAT, Journal, RunStore, Stored, StoreFault, new_owner
 from ._wire import attempt_key
 
-__all__ = ["RunReport", "Work", "prepare_work", "run_plan", "served_from_store"]
+__all__ = [
+    "RunReport",
+    "Work",
+    "claim_work",
+    "prepare_work",
+    "run_plan",
+    "served_from_store",
+    "split",
+]
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,12 @@ class Work:
         entries: Fingerprint → (key, attempt), to record before anything is sent.
         batches: Fingerprint → (batch key, batch id, custom_id) of requests an earlier run
             put in a batch the server accepted.
+        awaited: Requests another live run holds (a window, a job or a process sending
+            them now): their verdicts are awaited from the store, not sent again.
+        replay: Batch key → (label, ((fingerprint, custom_id), ...)) of batches an earlier
+            run planned and may have created, with no id recorded: their creates are sent
+            again exactly as they were, so the server replays a batch it holds.
+        claimed: Whether :attr:`entries` are already recorded, under this run's claim.
     """
 
     cached: dict[str, Outcome]
@@ -84,6 +101,9 @@ class Work:
     attach: dict[str, str]
     entries: dict[str, tuple[str, int]]
     batches: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    awaited: dict[str, Request] = field(default_factory=dict)
+    replay: dict[str, tuple[str | None, tuple[tuple[str, str], ...]]] = field(default_factory=dict)
+    claimed: bool = False
 
 
 def served_from_store(stored: Stored, options: RunOptions) -> bool:
@@ -100,30 +120,69 @@ def served_from_store(stored: Stored, options: RunOptions) -> bool:
     return outcome is not None and (outcome.ok or not options.retry_failed)
 
 
-def prepare_work(plan: Plan, options: RunOptions, store: RunStore | None, endpoint: str) -> Work:
+def prepare_work(
+    plan: Plan,
+    options: RunOptions,
+    store: RunStore | None,
+    endpoint: str,
+    asked: Set[str] = frozenset(),
+) -> Work:
     """Split a plan into cached outcomes, re-attachments and requests to send.
+
+    Reads the store and claims nothing (for estimates and previews; a run claims its rows
+    with :func:`claim_work`).
 
     Args:
         plan: The planned requests.
         options: ``cache`` and ``retry_failed`` decide what the store may answer.
         store: The run store, or None.
         endpoint: The API base URL the store namespaces rows by.
+        asked: Requests this call or command already asked (their failures stand).
+
+    Returns:
+        The work.
+    """
+    known = store.lookup(endpoint, plan.requests) if store is not None else {}
+    return split(plan.requests, options, known, asked)
+
+
+def split(
+    requests: Mapping[str, Request],
+    options: RunOptions,
+    known: Mapping[str, Stored],
+    asked: Set[str] = frozenset(),
+) -> Work:
+    """Split requests against what the store knows of them (see :func:`prepare_work`).
+
+    Args:
+        requests: The distinct requests, by fingerprint.
+        options: ``retry_failed`` decides whether a stored failure stands.
+        known: What the store holds, by fingerprint (rows another live run holds carry
+            its id in ``holder``).
+        asked: Requests this call or command already asked (their failures stand).
 
     Returns:
         The work.
     """
     work = Work({}, [], {}, {})
-    known = store.lookup(endpoint, plan.requests) if store is not None else {}
-    for fingerprint, request in plan.requests.items():
+    pending: dict[str, list[tuple[str, str]]] = {}
+    for fingerprint, request in requests.items():
         stored = known.get(fingerprint)
         if stored is None:
             work.send.append(request)
             work.entries[fingerprint] = (request.idempotency_key, 0)
             continue
         outcome = stored.outcome
-        if served_from_store(stored, options):
-            assert outcome is not None
+        if outcome is not None and (
+            outcome.ok
+            or not options.retry_failed
+            or fingerprint in asked
+            or stored.holder is not None  # a live run's fresh verdict
+        ):
             work.cached[fingerprint] = outcome
+            continue
+        if stored.holder is not None:
+            work.awaited[fingerprint] = request
             continue
         attempt = stored.attempt + 1 if outcome is not None else stored.attempt
         key = attempt_key(fingerprint, attempt) if outcome is not None else stored.idempotency_key
@@ -133,7 +192,59 @@ def prepare_work(plan: Plan, options: RunOptions, store: RunStore | None, endpoi
             work.batches[fingerprint] = (stored.batch_key, stored.batch_id, stored.custom_id)
         elif outcome is None and stored.state == "submitted" and stored.response_id:
             work.attach[fingerprint] = stored.response_id
+        elif outcome is None and stored.batch_key and stored.custom_id and not stored.batch_id:
+            pending.setdefault(stored.batch_key, []).append((fingerprint, stored.custom_id))
+    for key, items in pending.items():
+        stored = known[items[0][0]]
+        if len(items) == stored.batch_items:  # every item is here: the create can be rebuilt
+            work.replay[key] = (stored.batch_label, tuple(items))
     return work
+
+
+async def claim_work(
+    requests: Mapping[str, Request],
+    options: RunOptions,
+    store: RunStore,
+    endpoint: str,
+    owner: str,
+    asked: Set[str] = frozenset(),
+) -> Work:
+    """Split requests against the store and claim the rows to send, in one transaction.
+
+    Rows another live run holds are left to it (:attr:`Work.awaited`). The claim never
+    sleeps in SQLite: while another process holds the write lock it is tried again
+    between short sleeps on the loop, up to the store's ``lock_timeout``; past that, or at
+    once when the store cannot be written at all (full, read-only, damaged), the plan is
+    split unclaimed and its keys go through the journal, as before claims existed.
+
+    Args:
+        requests: The distinct requests, by fingerprint.
+        options: ``retry_failed`` decides whether a stored failure stands.
+        store: The run store.
+        endpoint: The API base URL the store namespaces rows by.
+        owner: This run's owner id.
+        asked: Requests this call or command already asked (their failures stand).
+
+    Returns:
+        The work; :attr:`Work.claimed` says whether its entries are recorded.
+    """
+    made: list[Work] = []
+
+    def decide(known: dict[str, Stored]) -> dict[str, tuple[str, int]]:
+        made[:] = [split(requests, options, known, asked)]
+        return made[0].entries
+
+    deadline = asyncio.get_running_loop().time() + store.lock_timeout
+    delay = 0.005
+    while True:
+        claimed = store.claim(endpoint, owner, options.model, requests, decide)
+        if not isinstance(claimed, StoreFault):
+            made[0].claimed = True
+            return made[0]
+        if claimed.kind != "locked" or asyncio.get_running_loop().time() + delay > deadline:
+            return split(requests, options, store.lookup(endpoint, requests), asked)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 def _recorder(journal: Journal) -> Callable[[Event], None]:
@@ -177,13 +288,16 @@ async def _send(
             requests, plan.shares, http, engine, emit, attach=work.attach, gate=gate
         )
 
-    resumed = work.attach.keys() | work.batches.keys()
+    replayed = {fp for _, items in work.replay.values() for fp, _ in items}
+    resumed = work.attach.keys() | work.batches.keys() | replayed
     to_create = sum(1 for r in work.send if r.fingerprint not in resumed)
     chosen = _batchplan.choose_mode(options.mode, options.completion_window, to_create)
     batched = [
         r
         for r in work.send
-        if r.fingerprint in work.batches or (chosen == "batch" and r.fingerprint not in work.attach)
+        if r.fingerprint in work.batches
+        or r.fingerprint in replayed  # a create that may have reached the server: replayed
+        or (chosen == "batch" and r.fingerprint not in work.attach)
     ]
     if not batched:
         return await background(work.send)
@@ -196,13 +310,33 @@ async def _send(
     batches = execute_batches(
         batched, plan.shares, http, config, emit,
         positions=_batchplan.first_positions(plan.rows), attach=work.batches, gate=gate,
-        fallback=None if options.mode == "batch" else background,
+        fallback=None if options.mode == "batch" else background, replay=work.replay,
     )  # fmt: skip
     chosen_set = {r.fingerprint for r in batched}
     rest = [r for r in work.send if r.fingerprint not in chosen_set]
     if not rest:
         return await batches
     return await _together(batches, background(rest))
+
+
+def _sending(
+    plan: Plan,
+    work: Work,
+    options: RunOptions,
+    http: Http,
+    emit: Callable[[Event], None],
+    gate: Callable[[Request], str | None] | None,
+    claim: _Claim | None,
+) -> Coroutine[Any, Any, dict[str, Outcome]]:
+    """Send what this run claimed and, alongside, await what other runs hold."""
+
+    def send(part: Work) -> Coroutine[Any, Any, dict[str, Outcome]]:
+        return _send(plan, part, options, http, emit, gate)
+
+    if not work.awaited or claim is None:
+        return send(work)
+    held = _await_held(work, options, claim, plan.shares, emit, send)
+    return _together(send(work), held) if work.send else held
 
 
 async def _together(
@@ -254,6 +388,103 @@ def _fan_out(listeners: list[Callable[[Event], None]], display: Display) -> Call
             drop_display(display, error)
 
     return emit
+
+
+_AWAIT_FIRST = 0.05
+_AWAIT_MAX = 1.0
+
+
+@dataclass
+class _Claim:
+    """This run's claim on its rows: who it is, and what the call or command already asked."""
+
+    store: RunStore
+    endpoint: str
+    owner: str
+    asked: set[str]
+    journal: Journal
+    held: set[str] = field(default_factory=set)
+
+    async def take(self, requests: Mapping[str, Request], options: RunOptions) -> Work:
+        """Claim ``requests`` (recording their keys), as :func:`claim_work` does."""
+        work = await claim_work(
+            requests, options, self.store, self.endpoint, self.owner, self.asked
+        )
+        if work.claimed:
+            self.held.update(work.entries)
+        else:
+            self.journal.plan(options.model, work.entries)
+        self.asked.update(work.entries)
+        self.asked.update(work.awaited)
+        return work
+
+    def release(self) -> None:
+        """Give up this run's claims once its verdicts are written (they lapse if not)."""
+        self.store.release(self.endpoint, self.owner, self.held)
+
+    async def beat(self) -> None:
+        """Say this run is alive every :data:`HEARTBEAT` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            self.store.beat(self.owner)
+
+
+async def _await_held(
+    work: Work,
+    options: RunOptions,
+    claim: _Claim,
+    shares: Mapping[str, int],
+    emit: Callable[[Event], None],
+    send: Callable[[Work], Coroutine[Any, Any, dict[str, Outcome]]],
+) -> dict[str, Outcome]:
+    """Wait for the verdicts of rows other runs hold; take over those whose owner is gone.
+
+    The store is read every 50 ms at first, then less often (up to once a second). A row
+    the owner answered is this run's answer too (shown as from the store); a row whose
+    owner released it or died unanswered is claimed and sent by this run, resuming
+    whatever the owner left (its key, its response id, its batch).
+    """
+    waiting = dict(work.awaited)
+    results: dict[str, Outcome] = {}
+    delay = _AWAIT_FIRST
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks: list[asyncio.Task[dict[str, Outcome]]] = []
+            while waiting:
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, _AWAIT_MAX)
+                try:
+                    known = claim.store.lookup(claim.endpoint, waiting, me=claim.owner)
+                except StoreError:
+                    continue  # the store is busy or failing: read it again later
+                free: dict[str, Request] = {}
+                for fingerprint in list(waiting):
+                    stored = known.get(fingerprint)
+                    if stored is not None and stored.outcome is not None:
+                        results[fingerprint] = stored.outcome
+                        del waiting[fingerprint]
+                        emit(
+                            Finished(fingerprint, stored.outcome, shares[fingerprint], cached=True)
+                        )
+                    elif stored is None or stored.holder is None:
+                        free[fingerprint] = waiting.pop(fingerprint)
+                if not free:
+                    continue
+                taken = await claim.take(free, options)
+                waiting |= taken.awaited  # claimed again by another run meanwhile
+                for fingerprint, outcome in taken.cached.items():
+                    results[fingerprint] = outcome
+                    emit(Finished(fingerprint, outcome, shares[fingerprint], cached=True))
+                if taken.send:
+                    tasks.append(group.create_task(send(taken)))
+    except BaseExceptionGroup as group_error:
+        errors = [e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)]
+        if len(errors) == 1:
+            raise errors[0] from None
+        raise
+    for task in tasks:
+        results |= task.result()
+    return results
 
 
 def _follower(answered: dict[str, Outcome], running: dict[str, str]) -> Callable[[Event], None]:
@@ -327,6 +558,7 @@ async def run_plan(
     display: Display | None = None,
     budget: Budget | None = None,
     stop: StopSignal | None = None,
+    asked: set[str] | None = None,
 ) -> RunReport:
     """Send a plan's requests, resuming from the store, and gather every row's outcome.
 
@@ -345,6 +577,14 @@ async def run_plan(
             responses left running are left to finish on the server, their ids in the
             store for the next identical call to collect; only a stop that asks for it
             (``server=True``) cancels them on the server, best effort, detached.
+        asked: Requests the call or command this run belongs to already asked, shared by
+            its runs (a command's windows) and updated with this run's: their failures
+            stand, so ``retry_failed`` re-asks a failure once per call or command. None
+            for a run of its own.
+
+    Each row this run sends is first claimed in the store (see :func:`claim_work`): rows
+    another live run holds (another window, job or process) are awaited from the store,
+    never sent twice, and taken over if that run ends or dies without a verdict.
 
     Returns:
         The report; rows the run could not finish carry an ``error`` outcome.
@@ -355,15 +595,21 @@ async def run_plan(
         BatchUnavailable: ``mode="batch"`` and the server has no Batch API.
     """
     endpoint = client.base_url
-    work = prepare_work(plan, options, store, endpoint)
+    asked = set() if asked is None else asked
+    journal: Journal | None = None
+    claim: _Claim | None = None
+    if store is not None:
+        journal = store.journal(endpoint)
+        claim = _Claim(store, endpoint, new_owner(), asked, journal)
+        work = await claim.take(plan.requests, options)  # a failing store: keys in memory
+    else:
+        work = split(plan.requests, options, {}, asked)
+        asked.update(work.entries)
     owned = display is None
     # The recorder and the budget come first: what they keep is the run's, what a display
     # draws is not, so a display never stands between an answer and the store.
     listeners: list[Callable[[Event], None]] = []
-    journal: Journal | None = None
-    if store is not None:
-        journal = store.journal(endpoint)
-        journal.plan(options.model, work.entries)  # a store that fails keeps them in memory
+    if journal is not None:
         listeners.append(_recorder(journal))
     if budget is None and options.budget is not None and price is not None:
         budget = Budget(options.budget, price)
@@ -393,11 +639,14 @@ async def run_plan(
     results = dict(work.cached)
     http: Http | None = None
     fault: StoreFault | None = None
+    beating: asyncio.Task[None] | None = None
     try:
-        if work.send:
+        if work.send or work.awaited:
             http = Http(client, options.concurrency, options.max_rps)
             gate = budget.admit if budget is not None else None
-            sending = _send(plan, work, options, http, emit, gate)
+            if claim is not None and work.claimed:
+                beating = asyncio.ensure_future(claim.beat())
+            sending = _sending(plan, work, options, http, emit, gate, claim)
             if stop is None:
                 results |= await sending
             else:
@@ -421,11 +670,15 @@ async def run_plan(
             stopped = stop is not None and stop.stopped
             fault = await journal.aclose(0.0 if stopped else store.lock_timeout)
             journal = None
+            if fault is None and claim is not None:
+                claim.release()
     finally:
         try:
-            if journal is not None:
-                journal.close()  # one try, when the run is cancelled or failed
+            if journal is not None and journal.close() is None and claim is not None:
+                claim.release()  # one try, when the run is cancelled or failed
         finally:
+            if beating is not None:
+                beating.cancel()
             if http is not None:
                 await http.close()
             if owned:

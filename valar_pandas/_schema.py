@@ -5,7 +5,10 @@ adds what the Batch API path needs: each row's batch key and ``custom_id``, and 
 ``batches`` table mapping a batch's ``Idempotency-Key`` to the server's batch id. Version 3
 drops the index on ``updated_at``: every state change moved the row's entry in it, which
 cost about a third of each write during a run, and only ``store list`` and ``store clear
---older-than`` read it, which scan the table just as well. An older file is migrated in one
+--older-than`` read it, which scan the table just as well. Version 4 adds claims: each
+row's ``owner`` (the run that holds it, so no other run sends it meanwhile) and an
+``owners`` table of each owner's last heartbeat, by which the others judge whether it is
+still alive. An older file is migrated in one
 transaction; a newer one is refused, and so is an SQLite file of another program (one
 with tables but no version, or a version without the ``requests`` table): a store only ever
 migrates a file that is empty or its own.
@@ -20,7 +23,7 @@ from ._errors import ConfigError
 
 __all__ = ["SCHEMA_VERSION", "check", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE requests (
@@ -60,6 +63,13 @@ _MIGRATIONS: dict[int, str] = {
     """,
     3: """
     DROP INDEX IF EXISTS requests_updated;
+    """,
+    4: """
+    ALTER TABLE requests ADD COLUMN owner TEXT;
+    CREATE TABLE owners (
+        owner   TEXT    NOT NULL PRIMARY KEY,
+        beat    REAL    NOT NULL
+    ) WITHOUT ROWID;
     """,
 }
 

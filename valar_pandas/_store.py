@@ -15,6 +15,12 @@ disk, submitted rows are re-attached by polling their id (or their batch), plann
 (including those whose id was lost) are re-sent with the same key, which the server replays.
 Batch keys and ids are written at once, in order with what the journal holds.
 
+Rows that several runs want at once (a command's windows, jobs, processes sharing the file)
+have one owner: a run claims the rows it sends in the transaction that reads them
+(:meth:`RunStore.claim`), and the others wait for its verdict. An owner is alive while its
+heartbeat is fresh (:data:`CLAIM_EXPIRY`) and, on this machine, its process runs; a run
+releases its claims when its verdicts are written.
+
 Rows are namespaced by the API base URL, so answers from the emulator never leak into a run
 against the real API. The file uses WAL journaling, so several processes (or notebooks) can
 share one store. The journal never waits for a lock on the event loop's thread: a write that
@@ -32,9 +38,11 @@ import contextlib
 import dataclasses
 import os
 import re
+import socket
 import sqlite3
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +53,8 @@ from ._schema import SCHEMA_VERSION, check, migrate
 from ._wire import attempt_key, encodable
 
 __all__ = [
+    "CLAIM_EXPIRY",
+    "HEARTBEAT",
     "LOCK_TIMEOUT",
     "SCHEMA_VERSION",
     "Journal",
@@ -53,6 +63,7 @@ __all__ = [
     "Stored",
     "classify",
     "default_store_path",
+    "new_owner",
 ]
 
 _CHUNK = 500
@@ -217,6 +228,10 @@ class Stored:
         batch_id: The batch it was sent in, once the server accepted that batch.
         custom_id: Its wire id in that batch.
         batch_key: That batch's ``Idempotency-Key`` (recorded before the create).
+        holder: The live run that holds the row (another window, job or process), which
+            alone may send it; None when no other run holds it.
+        batch_label: That batch's label, as recorded before the create.
+        batch_items: How many items that batch was recorded with.
     """
 
     state: str
@@ -227,6 +242,64 @@ class Stored:
     batch_id: str | None = None
     custom_id: str | None = None
     batch_key: str | None = None
+    holder: str | None = None
+    batch_label: str | None = None
+    batch_items: int | None = None
+
+
+CLAIM_EXPIRY = 60.0
+"""Seconds without a heartbeat after which a run's claims lapse (another run takes over)."""
+
+HEARTBEAT = 10.0
+"""Seconds between a running run's heartbeats."""
+
+_HOST = socket.gethostname()
+
+
+def new_owner() -> str:
+    """A fresh owner id for one run: ``<host>:<pid>:<random>``.
+
+    The host and process id let another run on the same machine see at once that the
+    owner's process is gone; the random part tells apart the runs of one process (the
+    windows of a command, the jobs of a notebook).
+    """
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
+
+
+class _Liveness:
+    """Judges owners alive, once per process in one lookup.
+
+    An owner is alive while its heartbeat is under :data:`CLAIM_EXPIRY` seconds old and,
+    for an owner on this machine, its process still runs (a killed process frees its rows
+    at once).
+    """
+
+    def __init__(self, now: float) -> None:
+        self._now = now
+        self._pids: dict[int, bool] = {}
+
+    def __call__(self, owner: str, beat: float | None) -> bool:
+        if beat is None or beat < self._now - CLAIM_EXPIRY:
+            return False
+        host, _, rest = owner.rpartition(":")[0].rpartition(":")
+        pid = int(rest) if rest.isdigit() else None
+        if host != _HOST or pid is None or sys.platform == "win32":
+            return True
+        if pid not in self._pids:
+            self._pids[pid] = _pid_alive(pid)
+        return self._pids[pid]
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
 
 
 class RunStore:
@@ -316,41 +389,135 @@ class RunStore:
 
     # -- during a run ------------------------------------------------------------------------
 
-    def lookup(self, endpoint: str, fingerprints: Iterable[str]) -> dict[str, Stored]:
+    def lookup(
+        self, endpoint: str, fingerprints: Iterable[str], *, me: str | None = None
+    ) -> dict[str, Stored]:
         """What the store knows of these requests.
 
         Args:
             endpoint: The API base URL.
             fingerprints: Request fingerprints.
+            me: The asking run's owner id: rows it holds are not said to be held.
 
         Returns:
             The known ones, by fingerprint.
         """
+        with self._guard():
+            return self._lookup(endpoint, fingerprints, me)
+
+    def _lookup(
+        self, endpoint: str, fingerprints: Iterable[str], me: str | None
+    ) -> dict[str, Stored]:
         found: dict[str, Stored] = {}
         keys = list(fingerprints)
-        with self._guard():
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    "SELECT r.fingerprint, r.state, r.idempotency_key, r.attempt, r.response_id,"
-                    " r.status, r.text, r.error, r.input_tokens, r.output_tokens, r.cached_tokens,"
-                    " b.batch_id, r.custom_id, r.batch_key FROM requests r LEFT JOIN batches b"
-                    " ON b.endpoint = r.endpoint AND b.batch_key = r.batch_key"
-                    f" WHERE r.endpoint = ? AND r.fingerprint IN ({marks})",
-                    (endpoint, *chunk),
+        alive = _Liveness(time.time())
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT r.fingerprint, r.state, r.idempotency_key, r.attempt, r.response_id,"
+                " r.status, r.text, r.error, r.input_tokens, r.output_tokens, r.cached_tokens,"
+                " b.batch_id, r.custom_id, r.batch_key, b.label, b.items, r.owner, o.beat"
+                " FROM requests r LEFT JOIN batches b"
+                " ON b.endpoint = r.endpoint AND b.batch_key = r.batch_key"
+                " LEFT JOIN owners o ON o.owner = r.owner"
+                f" WHERE r.endpoint = ? AND r.fingerprint IN ({marks})",
+                (endpoint, *chunk),
+            )
+            for fp, state, key, attempt, rid, status, text, error, *rest in rows:
+                t_in, t_out, t_cached, batch_id, cid, batch_key, label, items, owner, beat = rest
+                if not _well_formed((key, batch_key), (rid, batch_id, cid)):
+                    continue  # a damaged or crafted row: asked afresh, its values unsent
+                outcome = (
+                    Outcome(status, text, error, rid, t_in, t_out, t_cached)
+                    if state == "done"
+                    else None
                 )
-                for fp, state, key, attempt, rid, status, text, error, *rest in rows:
-                    t_in, t_out, t_cached, batch_id, cid, batch_key = rest
-                    if not _well_formed((key, batch_key), (rid, batch_id, cid)):
-                        continue  # a damaged or crafted row: asked afresh, its values unsent
-                    outcome = (
-                        Outcome(status, text, error, rid, t_in, t_out, t_cached)
-                        if state == "done"
-                        else None
-                    )
-                    found[fp] = Stored(state, key, attempt, rid, outcome, batch_id, cid, batch_key)
+                holder = owner if owner is not None and owner != me and alive(owner, beat) else None
+                found[fp] = Stored(
+                    state, key, attempt, rid, outcome, batch_id, cid, batch_key,
+                    holder=holder, batch_label=label, batch_items=items,
+                )  # fmt: skip
         return found
+
+    # -- claims ------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        endpoint: str,
+        owner: str,
+        model: str,
+        fingerprints: Iterable[str],
+        decide: Callable[[dict[str, Stored]], Mapping[str, tuple[str, int]]],
+    ) -> dict[str, Stored] | StoreFault:
+        """Read rows and claim those ``decide`` takes, in one transaction, without waiting.
+
+        Between the read and the write no other run (window, job or process) can claim a
+        row, so each row has one owner: the others see it held and wait for its verdict.
+
+        Args:
+            endpoint: The API base URL.
+            owner: The claiming run's id (:func:`new_owner`).
+            model: The model id (for listings).
+            fingerprints: The rows to read.
+            decide: Given what the store knows (rows held by another live owner carry
+                its id in :attr:`Stored.holder`), the rows to claim: fingerprint →
+                (Idempotency-Key, attempt), recorded as by :meth:`plan`.
+
+        Returns:
+            What the store knew, by fingerprint; or why the store could not be written at
+            once (locked, full, read-only, damaged): nothing was claimed then.
+        """
+        known: dict[str, Stored] = {}
+
+        def write() -> None:
+            known.update(self._lookup(endpoint, fingerprints, owner))
+            entries = decide(known)
+            now = time.time()
+            self._db.execute(
+                "INSERT INTO owners (owner, beat) VALUES (?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET beat = excluded.beat",
+                (owner, now),
+            )
+            if entries:
+                self._plan(endpoint, model, entries)
+                self._db.executemany(
+                    "UPDATE requests SET owner = ? WHERE endpoint = ? AND fingerprint = ?",
+                    [(owner, endpoint, fp) for fp in entries],
+                )
+
+        fault = self.attempt([write])
+        return known if fault is None else fault
+
+    def beat(self, owner: str) -> bool:
+        """Say that ``owner`` is alive (without waiting for a lock); False if not written."""
+
+        def write() -> None:
+            self._db.execute("UPDATE owners SET beat = ? WHERE owner = ?", (time.time(), owner))
+
+        return self.attempt([write]) is None
+
+    def release(self, endpoint: str, owner: str, fingerprints: Iterable[str]) -> bool:
+        """Give up ``owner``'s claims on these rows and its heartbeat, without waiting.
+
+        Rows are named (by primary key) rather than found by owner, so a release costs what
+        the claim cost, whatever the size of the store, and needs no index.
+
+        Returns:
+            False if it could not be written: harmless, as the owner's heartbeat stops and
+            its claims lapse after :data:`CLAIM_EXPIRY` seconds.
+        """
+        rows = [(endpoint, fp, owner) for fp in fingerprints]
+
+        def write() -> None:
+            self._db.executemany(
+                "UPDATE requests SET owner = NULL"
+                " WHERE endpoint = ? AND fingerprint = ? AND owner = ?",
+                rows,
+            )
+            self._db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+
+        return self.attempt([write]) is None
 
     def plan(self, endpoint: str, model: str, entries: Mapping[str, tuple[str, int]]) -> None:
         """Record requests about to be sent, before any of them is.
@@ -607,6 +774,9 @@ class RunStore:
             self._db.execute(
                 "DELETE FROM batches WHERE NOT EXISTS (SELECT 1 FROM requests r"
                 " WHERE r.endpoint = batches.endpoint AND r.batch_key = batches.batch_key)"
+            )
+            self._db.execute(  # owners long silent: killed runs, whose claims have lapsed
+                "DELETE FROM owners WHERE beat < ?", (time.time() - CLAIM_EXPIRY,)
             )
         with self._guard():
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

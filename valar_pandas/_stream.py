@@ -10,6 +10,10 @@ done. Memory holds at most ``in_flight`` windows, however long the file.
 
 Resume comes from the run store: a window is planned the same way on every run, so its
 finished rows are answered from the store and rows an earlier run created are re-attached.
+Windows running at once share the store's claims: a body two windows ask is sent by the
+window that claimed it first, and awaited by the other (see :func:`~valar_pandas._run.run_plan`),
+in batch mode as in background mode. The windows also share what the command asked, so
+``retry_failed`` re-asks a failed body once per command, not once per window.
 
 A window becomes a frame by :func:`to_frame`, whose column types follow the file's declared
 arrow types alone, never the values a window happens to hold: an integer column is a nullable
@@ -294,6 +298,7 @@ async def stream(
         return None if item is None else prepare_window(job, *item)
 
     running: deque[tuple[Window, asyncio.Task[RunReport]]] = deque()
+    asked: set[str] = set()  # what the command asked: retry_failed re-asks a failure once
     exhausted = False
     try:
         while True:
@@ -303,9 +308,10 @@ async def stream(
                     exhausted = True
                     break
                 call = window.call
-                task = asyncio.create_task(
-                    run_plan(call.plan, call.options, client, store, call.price, display, budget)
+                run = run_plan(
+                    call.plan, call.options, client, store, call.price, display, budget, asked=asked
                 )
+                task = asyncio.create_task(run)
                 running.append((window, task))
             if not running:
                 return totals
