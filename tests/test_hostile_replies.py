@@ -74,6 +74,16 @@ def test_a_response_id_with_a_lone_surrogate_keeps_the_answer(serve, tmp_path):
     assert again["output"].tolist() == echo(df) and emulator.stats.inferences == 6
 
 
+def test_a_batch_id_with_a_lone_surrogate_is_a_row_error_not_a_crash(serve, tmp_path):
+    """A batch id that cannot go into a path or the store: the batch's rows fail, said so."""
+    _, client = serve(latency=QUICK, faults=Faults(hostile="surrogate_id"))
+    df = words(6)
+    ask = {**FAST, "completion_window": "standard", "mode": "batch"}
+    out = df.valar.run(TEMPLATE, client=client, store=tmp_path / "s.sqlite3", **ask)
+    assert out["output"].isna().all()
+    assert out["output_error"].str.contains("batch id").all(), out["output_error"].tolist()
+
+
 def test_a_store_an_earlier_version_left_unfinished_completes(serve, tmp_path, monkeypatch):
     """An earlier version planned the rows, sent them, and could not record the answers."""
     emulator, client = serve(latency=QUICK, faults=Faults(hostile="surrogate_text"))

@@ -21,7 +21,7 @@ from ._batchwatch import BatchConfig, Session, Watch
 from ._errors import APIError, BatchUnavailable
 from ._http import Http
 from ._models import BatchCreated, BatchLost, BatchPlanned, Event, Outcome, Request, Submitted
-from ._wire import error_summary
+from ._wire import error_summary, usable_id
 
 __all__ = ["BatchConfig", "execute_batches"]
 
@@ -55,7 +55,7 @@ class _Creator:
             return None
         obj = answer.obj
         batch_id = obj.get("id") if isinstance(obj, dict) else None
-        if answer.status < 300 and isinstance(batch_id, str) and batch_id:
+        if answer.status < 300 and isinstance(batch_id, str) and usable_id(batch_id):
             self.accepted += 1
             session.emit(BatchCreated(chunk.key, batch_id))
             for fingerprint, _ in items:
@@ -63,7 +63,7 @@ class _Creator:
             return Watch(batch_id, chunk.key, {c: f for f, c in items}, session.now())
         code, reason = error_summary(answer.status, answer.body)
         if answer.status < 300:
-            reason = f"HTTP {answer.status}: the server sent no batch id"
+            reason = f"HTTP {answer.status}: the server sent no usable batch id"
         elif not self.accepted and is_unavailable(answer.status, code, reason):
             session.emit(BatchLost(chunk.key, rekey=False))
             raise BatchUnavailable(

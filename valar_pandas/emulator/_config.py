@@ -107,10 +107,11 @@ class Faults:
         usage_tokens: When not None, the ``output_tokens`` that finished Response objects
             report in their ``usage`` (any JSON value, e.g. ``10**30`` or ``-1``).
         hostile: A hostile reply, or None: ``"surrogate_text"`` (answers end in half an
-            emoji, a lone surrogate, ``U+D83D``), ``"surrogate_id"`` (finished responses carry an id
-            holding one), ``"nested_json"`` (finished responses are 200 KB of nested
-            ``[``), ``"retry_after_date"`` (every other API request is answered 429 with
-            ``Retry-After`` a date in the year 99999999999999999999), ``"raw_body"``
+            emoji, a lone surrogate, ``U+D83D``), ``"surrogate_id"`` (finished responses,
+            and created batches, carry an id holding one), ``"nested_json"`` (finished
+            responses are 200 KB of nested ``[``), ``"retry_after_date"`` (every other API
+            request is answered 429 with ``Retry-After`` a date in the year
+            99999999999999999999), ``"raw_body"``
             (finished responses are sent uncompressed, padded to 1 GiB).
         echo_key: Every create is answered ``400`` with an error message that quotes the
             bearer key it was sent and holds terminal escape sequences (a careless server).

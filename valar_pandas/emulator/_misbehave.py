@@ -94,9 +94,28 @@ def _finished(response: web.Response) -> dict[str, object] | None:
     return obj if obj.get("status") in ("completed", "incomplete") else None
 
 
+def _created_batch(request: web.Request, response: web.Response) -> dict[str, object] | None:
+    """The batch a ``POST /batches`` answer carries, or None."""
+    body = response.body
+    if request.method != "POST" or not request.path.endswith("/batches"):
+        return None
+    if not isinstance(body, bytes):
+        return None
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+
+
 async def _hostile(request: web.Request, response: web.Response, kind: str) -> web.StreamResponse:
-    """Send a finished Response object the hostile way ``kind`` names."""
+    """Send a finished Response object (``surrogate_id``: a created batch too) as ``kind`` says."""
     obj = _finished(response)
+    if obj is None and kind == "surrogate_id":
+        batch = _created_batch(request, response)
+        if batch is not None:
+            batch["id"] = f"{batch['id']}\ud83d"
+            return web.json_response(batch, status=response.status)
     if obj is None:
         return response
     if kind == "surrogate_text":
