@@ -11,7 +11,7 @@ import asyncio
 import json
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -80,8 +80,8 @@ _FAR_DATE = "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"
 _RAW_BYTES = 1 << 30
 
 
-def _finished(response: web.Response) -> dict[str, object] | None:
-    """The finished Response object ``response`` carries, or None."""
+def _json_object(response: web.Response) -> dict[str, Any] | None:
+    """The JSON object ``response`` carries, or None."""
     body = response.body
     if not isinstance(body, bytes):
         return None
@@ -89,23 +89,23 @@ def _finished(response: web.Response) -> dict[str, object] | None:
         obj = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(obj, dict) or obj.get("object") != "response":
+    return obj if isinstance(obj, dict) else None
+
+
+def _finished(response: web.Response) -> dict[str, Any] | None:
+    """The finished Response object ``response`` carries, or None."""
+    obj = _json_object(response)
+    if obj is None or obj.get("object") != "response":
         return None
     return obj if obj.get("status") in ("completed", "incomplete") else None
 
 
-def _created_batch(request: web.Request, response: web.Response) -> dict[str, object] | None:
+def _created_batch(request: web.Request, response: web.Response) -> dict[str, Any] | None:
     """The batch a ``POST /batches`` answer carries, or None."""
-    body = response.body
     if request.method != "POST" or not request.path.endswith("/batches"):
         return None
-    if not isinstance(body, bytes):
-        return None
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+    obj = _json_object(response)
+    return obj if obj is not None and isinstance(obj.get("id"), str) else None
 
 
 async def _hostile(request: web.Request, response: web.Response, kind: str) -> web.StreamResponse:
@@ -119,7 +119,7 @@ async def _hostile(request: web.Request, response: web.Response, kind: str) -> w
     if obj is None:
         return response
     if kind == "surrogate_text":
-        for item in obj.get("output") or []:  # type: ignore[attr-defined]
+        for item in obj.get("output") or []:
             for part in item.get("content") or []:
                 if part.get("type") == "output_text":
                     part["text"] += "\ud83d"  # JSON-escaped on the wire, as a server sends it
@@ -145,15 +145,8 @@ async def _hostile(request: web.Request, response: web.Response, kind: str) -> w
 
 def _rewrite(response: web.Response, faults: Faults) -> web.Response:
     """Give a finished Response object absurd usage, or a gzip body that inflates hugely."""
-    body = response.body
-    if not isinstance(body, bytes):
-        return response
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return response
-    finished = obj.get("status") in ("completed", "incomplete") if isinstance(obj, dict) else False
-    if not finished or obj.get("object") != "response":
+    obj = _finished(response)
+    if obj is None:
         return response
     if faults.usage_tokens is not None:
         obj["usage"]["output_tokens"] = faults.usage_tokens
