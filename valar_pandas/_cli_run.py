@@ -584,8 +584,8 @@ def _estimate(setup: _Setup, args: argparse.Namespace, out: TextIO) -> int:
     assert total is not None  # windows() yields at least one window
     if args.json:
         print(json.dumps(total.to_dict()), file=out)
-    else:  # the estimate speaks Python (price=); the command's users have --price
-        print(repr(total).replace("pass price=", "give --price INPUT,OUTPUT"), file=out)
+    else:
+        print(total.render(price_hint="give --price INPUT,OUTPUT"), file=out)
     return 0
 
 
@@ -601,4 +601,5 @@ def _add(a: Estimate, b: Estimate) -> Estimate:
         input_tokens=a.input_tokens + b.input_tokens,
         output_tokens=a.output_tokens + b.output_tokens,
         cost_usd=cost,
+        images=a.images + b.images,
     )

@@ -113,8 +113,20 @@ class Estimate:
         return asdict(self)
 
     def __repr__(self) -> str:
+        return self.render()
+
+    def render(self, price_hint: str = "pass price=") -> str:
+        """The estimate as a table, as ``repr`` shows it.
+
+        Args:
+            price_hint: How to give a price when the model has none, in the caller's words
+                (the command says ``give --price INPUT,OUTPUT``).
+
+        Returns:
+            The table.
+        """
         cost = (
-            "unknown (no price for this model; pass price=)"
+            f"unknown (no price for this model; {price_hint})"
             if self.cost_usd is None
             else (f"${self.cost_usd:,.4f}")
         )
