@@ -139,3 +139,40 @@ def test_widget_progress_outside_a_kernel_is_a_clear_error():
         make_display("widget", None)
     assert type(make_display("auto", None)).__name__ == "_TqdmDisplay"
     assert type(make_display(None, None)).__name__ == "_Silent"
+
+
+def test_a_tick_caught_mid_draw_cannot_overwrite_the_final_line(capsys):
+    """The loop thread's tick and the caller's close() race; the final line must win."""
+    import threading
+
+    display = WidgetDisplay("valar", None)
+    for event in [Started(2, 2), Finished("a", OK, 1), Finished("b", OK, 1)]:
+        display.tally.add(event)
+    display._loop = asyncio.new_event_loop()  # the tick believes it runs on the library loop
+    entered, release = threading.Event(), threading.Event()
+
+    class Text:  # the status line's widget, slow to take the tick's (soon stale) line
+        value = ""
+
+        def __setattr__(self, name: str, new: object) -> None:
+            if threading.current_thread().name == "tick" and not entered.is_set():
+                entered.set()
+                release.wait(2)
+            object.__setattr__(self, name, new)
+
+        def send_state(self) -> None:
+            return None
+
+    display._text = Text()
+    display._dirty = True
+    tick = threading.Thread(target=display._tick, name="tick")
+    tick.start()
+    assert entered.wait(2)
+    closer = threading.Thread(target=display.close)
+    closer.start()
+    closer.join(0.3)  # close() must wait for the tick, not draw under it
+    release.set()
+    tick.join(2)
+    closer.join(2)
+    display._loop.close()
+    assert display._text.value.startswith("done: 2 rows"), display._text.value

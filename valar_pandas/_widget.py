@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import threading
 import time
 from typing import Any
 
@@ -118,6 +119,9 @@ class WidgetDisplay:
         self._dirty = False
         self._drawn_at = float("-inf")
         self._closed = False
+        # Ticks draw on the library's loop thread while close() runs on the caller's: a
+        # tick caught mid-draw would otherwise overwrite the final line with a stale one.
+        self._lock = threading.Lock()
         display(self.box)  # type: ignore[no-untyped-call]
 
     def __call__(self, event: Event) -> None:
@@ -128,22 +132,24 @@ class WidgetDisplay:
             try:
                 self._loop = asyncio.get_running_loop()
             except RuntimeError:  # called outside a loop: draw now
-                self._draw(time.monotonic())
+                with self._lock:
+                    self._draw(time.monotonic())
                 return
             self._timer = self._loop.call_soon(self._tick)
 
     def _tick(self) -> None:
-        if self._closed or self._loop is None:
-            return
-        now = time.monotonic()
-        if self._dirty or now - self._drawn_at >= _IDLE_REDRAW:
-            try:
-                self._draw(now)
-            except Exception as error:  # a widget gone wrong: stop drawing, keep running
-                self._closed = True
-                drop_display(self, error)
+        with self._lock:
+            if self._closed or self._loop is None:
                 return
-        self._timer = self._loop.call_later(_INTERVAL, self._tick)
+            now = time.monotonic()
+            if self._dirty or now - self._drawn_at >= _IDLE_REDRAW:
+                try:
+                    self._draw(now)
+                except Exception as error:  # a widget gone wrong: stop drawing, keep running
+                    self._closed = True
+                    drop_display(self, error)
+                    return
+            self._timer = self._loop.call_later(_INTERVAL, self._tick)
 
     def _draw(self, now: float) -> None:
         self._dirty = False
@@ -156,9 +162,13 @@ class WidgetDisplay:
 
     def close(self) -> None:
         """Draw the final state: green when every row succeeded, red on failures."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:  # after any tick already drawing, and no tick after it
+            if self._closed:
+                return
+            self._closed = True
+            self._close()
+
+    def _close(self) -> None:
         if self._timer is not None and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 self._loop.call_soon_threadsafe(self._timer.cancel)
