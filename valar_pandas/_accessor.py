@@ -35,7 +35,7 @@ from ._prompt import Template as CompiledTemplate
 from ._rows import render_rows
 from ._run import RunReport, Work, run_plan, served_from_store
 from ._score import ScoreSpec, instructions_hint, make_spec, parse, reply_judge, text_format
-from ._score_merge import row_errors, to_columns, value_columns
+from ._score.columns import row_errors, to_columns, value_columns
 from ._store import RunStore
 
 __all__ = [
