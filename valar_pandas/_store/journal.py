@@ -10,18 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
 
 from .._models import Outcome
 from . import records
 from .faults import StoreFault
 
-if TYPE_CHECKING:
-    from .runstore import RunStore
+__all__ = ["Journal", "Writable", "Write"]
 
-__all__ = ["Journal"]
+Write = Callable[[sqlite3.Connection], None]
+"""One write on the store's connection, inside the transaction its caller opened."""
+
+
+class Writable(Protocol):
+    """What a journal writes through: the run store (:class:`~.runstore.RunStore`)."""
+
+    path: Path
+
+    def attempt(self, writes: Sequence[Write]) -> StoreFault | None:
+        """Run ``writes`` in one transaction without waiting; what went wrong, or None."""
+        ...
+
+    def note(self, fault: StoreFault) -> None:
+        """Remember that a run could not write everything."""
+        ...
 
 
 class Journal:
@@ -49,12 +65,12 @@ class Journal:
 
     _MAX_RETRY = 1.0
 
-    def __init__(self, store: RunStore, endpoint: str, *, tick: float, limit: int) -> None:
+    def __init__(self, store: Writable, endpoint: str, *, tick: float, limit: int) -> None:
         self._store = store
         self._endpoint = endpoint
         self._tick = tick
         self._limit = limit
-        self._writes: list[Callable[[], None]] = []  # earlier writes, in order
+        self._writes: list[Write] = []  # earlier writes, in order
         self._answers = 0  # answers among them
         self._records = 0  # other records among them
         self._submitted: list[tuple[str, str | None]] = []
@@ -76,9 +92,7 @@ class Journal:
     def plan(self, model: str, entries: Mapping[str, tuple[str, int]]) -> None:
         """See :meth:`RunStore.plan`; tried before this returns."""
         if entries:
-            self._queue(
-                lambda: records.plan(self._store._db, self._endpoint, model, entries), len(entries)
-            )
+            self._queue(lambda db: records.plan(db, self._endpoint, model, entries), len(entries))
             self.flush()
 
     def submitted(self, fingerprint: str, response_id: str | None) -> None:
@@ -94,23 +108,17 @@ class Journal:
     def batch_planned(self, key: str, label: str | None, items: Iterable[tuple[str, str]]) -> None:
         """See :meth:`RunStore.batch_planned`; tried before this returns."""
         listed = list(items)
-        self._queue(
-            lambda: records.batch_planned(self._store._db, self._endpoint, key, label, listed), 1
-        )
+        self._queue(lambda db: records.batch_planned(db, self._endpoint, key, label, listed), 1)
         self.flush()
 
     def batch_created(self, key: str, batch_id: str) -> None:
         """See :meth:`RunStore.batch_created`; tried before this returns."""
-        self._queue(
-            lambda: records.batch_created(self._store._db, self._endpoint, key, batch_id), 1
-        )
+        self._queue(lambda db: records.batch_created(db, self._endpoint, key, batch_id), 1)
         self.flush()
 
     def batch_lost(self, key: str, *, rekey: bool = True) -> None:
         """See :meth:`RunStore.batch_lost`; tried before this returns."""
-        self._queue(
-            lambda: records.batch_lost(self._store._db, self._endpoint, key, rekey=rekey), 1
-        )
+        self._queue(lambda db: records.batch_lost(db, self._endpoint, key, rekey=rekey), 1)
         self.flush()
 
     def flush(self) -> bool:
@@ -178,19 +186,17 @@ class Journal:
         self._store.note(lost)
         return lost
 
-    def _queue(self, write: Callable[[], None], records: int) -> None:
+    def _queue(self, write: Write, count: int) -> None:
         self._seal()
         self._writes.append(write)
-        self._records += records
+        self._records += count
 
     def _seal(self) -> None:
         """Close the records gathered so far into one write, keeping their place in order."""
         if not (self._submitted or self._finished):
             return
         submitted, finished = self._submitted, self._finished
-        self._writes.append(
-            lambda: records.record(self._store._db, self._endpoint, submitted, finished)
-        )
+        self._writes.append(lambda db: records.record(db, self._endpoint, submitted, finished))
         self._answers += len(finished)
         self._records += len(submitted)
         self._submitted, self._finished = [], []

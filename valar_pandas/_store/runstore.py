@@ -21,7 +21,7 @@ from .._models import Outcome
 from . import claims, hygiene, records
 from .connection import Transaction, connect, default_store_path
 from .faults import StoreFault, classify
-from .journal import Journal
+from .journal import Journal, Write
 from .records import Stored
 
 __all__ = ["LOCK_TIMEOUT", "RunStore"]
@@ -138,12 +138,12 @@ class RunStore:
         """
         known: dict[str, Stored] = {}
 
-        def write() -> None:
-            known.update(records.lookup(self._db, endpoint, fingerprints, owner))
+        def write(db: sqlite3.Connection) -> None:
+            known.update(records.lookup(db, endpoint, fingerprints, owner))
             entries = decide(known)
             if entries:
-                records.plan(self._db, endpoint, model, entries)
-            claims.take(self._db, endpoint, owner, entries)
+                records.plan(db, endpoint, model, entries)
+            claims.take(db, endpoint, owner, entries)
 
         fault = self.attempt([write])
         return known if fault is None else fault
@@ -151,8 +151,8 @@ class RunStore:
     def beat(self, owner: str) -> bool:
         """Say that ``owner`` is alive (without waiting for a lock); False if not written."""
 
-        def write() -> None:
-            claims.beat(self._db, owner)
+        def write(db: sqlite3.Connection) -> None:
+            claims.beat(db, owner)
 
         return self.attempt([write]) is None
 
@@ -168,8 +168,8 @@ class RunStore:
         """
         listed = list(fingerprints)
 
-        def write() -> None:
-            claims.release(self._db, endpoint, owner, listed)
+        def write(db: sqlite3.Connection) -> None:
+            claims.release(db, endpoint, owner, listed)
 
         return self.attempt([write]) is None
 
@@ -328,7 +328,7 @@ class RunStore:
                 command=f"{said} {fault.remedy(self.path, command=True)}",
             ) from None
 
-    def attempt(self, writes: Sequence[Callable[[], None]]) -> StoreFault | None:
+    def attempt(self, writes: Sequence[Write]) -> StoreFault | None:
         """Run ``writes`` in one transaction without waiting for a lock.
 
         Used on the event loop's thread, which must never sleep in SQLite's busy handler:
@@ -345,7 +345,7 @@ class RunStore:
         try:
             with self._transaction():
                 for write in writes:
-                    write()
+                    write(self._db)
         except sqlite3.Error as exc:
             return classify(exc)
         except (UnicodeError, ValueError):  # a value SQLite cannot bind: kept, tried again
