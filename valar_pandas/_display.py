@@ -245,7 +245,14 @@ def status_line(tally: Tally, now: float, *, final: bool = False, errors_hint: s
 
 
 def si(n: int) -> str:
-    """A count in a few characters: ``1234567`` → ``1.2M``, ``1500`` → ``1.5k``."""
+    """A count in a few characters: ``1234567`` → ``1.2M``, ``1500`` → ``1.5k``.
+
+    Args:
+        n: The count.
+
+    Returns:
+        The count with one decimal and ``k`` or ``M`` past a thousand, else as it is.
+    """
     for unit, size in (("M", 1_000_000), ("k", 1_000)):
         if n >= size:
             return f"{n / size:.1f}{unit}"
