@@ -9,10 +9,11 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
+from helpers import Handler, scripted
 
 from valar_pandas import ValarClient
 from valar_pandas._batch import BatchConfig, execute_batches
@@ -25,7 +26,6 @@ from valar_pandas._models import Event, Outcome, Retrying
 from valar_pandas._policy import PollSchedule, RetryPolicy
 from valar_pandas._wire import make_request, response_body
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FAST_POLL = PollSchedule(first=0.01, growth=1.0, cap=0.01, deadline=5.0)
 QUICK_BATCH = BatchPoll(first=0.01, growth=1.0, cap=0.05)
 
@@ -43,19 +43,8 @@ def _busy(status: int = 429, after: str = "0.05") -> web.Response:
 
 @contextlib.asynccontextmanager
 async def _server(routes: dict[str, Handler], **client: float) -> AsyncIterator[ValarClient]:
-    app = web.Application()
-    for spec, handler in routes.items():
-        method, path = spec.split(" ")
-        app.router.add_route(method, path, handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", **client)
-    finally:
-        await runner.cleanup()
+    async with scripted(routes) as url:
+        yield ValarClient(api_key="k", base_url=url, **client)
 
 
 class _InFlight:
