@@ -25,13 +25,13 @@ from ._models import Outcome, Request
 from ._policy import LatencyModel, PollPlanner, PollSchedule
 from ._wire import Parsed, TooDeep, decode_json, error_summary, parse_response
 
-__all__ = ["Poller", "Watch", "read_response"]
+__all__ = ["Polled", "Poller", "read_response"]
 
 _COALESCE = 0.05
 
 
 @dataclass(slots=True)
-class Watch:
+class Polled:
     """One background response being polled."""
 
     fingerprint: str
@@ -82,11 +82,11 @@ class Poller:
         self.model = LatencyModel()
         self.planner = PollPlanner.from_schedule(schedule)
         self.watched = 0
-        self.heap: list[tuple[float, int, Watch]] = []
+        self.heap: list[tuple[float, int, Polled]] = []
         self.seq = itertools.count()
         self.wake = asyncio.Event()
 
-    def watch(self, watch: Watch, delay: float) -> None:
+    def watch(self, watch: Polled, delay: float) -> None:
         """Put a response on the heap, due in ``delay`` seconds."""
         heapq.heappush(self.heap, (self.now() + delay, next(self.seq), watch))
         if self.heap[0][2] is watch:  # the dispatcher only cares about a new earliest entry
@@ -97,7 +97,7 @@ class Poller:
         now = self.now()
         scout = self.planner.is_scout(self.watched, self.total)
         self.watched += 1
-        watch = Watch(fingerprint, response_id, now, scout=scout, last_status=raw_status)
+        watch = Polled(fingerprint, response_id, now, scout=scout, last_status=raw_status)
         if scout:
             self.model.started(now)
         self.plan_next(watch)
@@ -111,7 +111,7 @@ class Poller:
                 # Polled on the scout schedule: long-running already, and with every row
                 # re-attached there would be no scout to learn from otherwise.
                 self.model.started(created)
-                self.watch(Watch(request.fingerprint, response_id, created, request), 0.0)
+                self.watch(Polled(request.fingerprint, response_id, created, request), 0.0)
 
     async def dispatcher(self, group: asyncio.TaskGroup) -> None:
         """Send each response's poll when it falls due, until every outcome is in."""
@@ -136,7 +136,7 @@ class Poller:
             await self.exchange.slots.acquire()
             group.create_task(self.poll(watch))
 
-    async def poll(self, watch: Watch) -> None:
+    async def poll(self, watch: Polled) -> None:
         """GET one response (the dispatcher already took its slot)."""
         path = f"/responses/{quote(watch.response_id, safe='')}"
         try:
@@ -188,7 +188,7 @@ class Poller:
         self.poll_failed(watch, reply.status, reason, reply.retry_after)
 
     def poll_failed(
-        self, watch: Watch, status: int | None, reason: str, retry_after: str | None
+        self, watch: Polled, status: int | None, reason: str, retry_after: str | None
     ) -> None:
         delay = self.exchange.backoff(watch.tries, status, reason, retry_after)
         if delay is None:
@@ -198,13 +198,13 @@ class Poller:
             return
         self.watch(watch, delay)
 
-    def abandon(self, watch: Watch, error: str) -> None:
+    def abandon(self, watch: Polled, error: str) -> None:
         """Stop watching a response without a verdict; the row ends as a client error."""
         if watch.scout:
             self.model.forget(watch.created)
         self.finish(watch.fingerprint, Outcome("error", error=error, response_id=watch.response_id))
 
-    def plan_next(self, watch: Watch) -> None:
+    def plan_next(self, watch: Polled) -> None:
         """Put a response back on the heap at the planner's next look, or give up on it."""
         now = self.now()
         age = now - watch.created
