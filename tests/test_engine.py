@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
+from helpers import Handler, scripted
 
 from valar_pandas import ValarClient
 from valar_pandas._engine import EngineConfig, execute
@@ -18,7 +18,6 @@ from valar_pandas._wire import make_request, response_body
 
 FAST_POLL = PollSchedule(first=0.01, growth=1.0, cap=0.01, deadline=0.5)
 FAST_RETRY = RetryPolicy(attempts=3, base=0.01, cap=0.01)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _message(text: str) -> dict:
@@ -27,29 +26,18 @@ def _message(text: str) -> dict:
 
 async def _engine(routes: dict[str, Handler], n: int = 1, **config):
     """Serve ``routes`` on loopback and run ``n`` requests through the engine."""
-    app = web.Application()
-    for spec, handler in routes.items():
-        method, path = spec.split(" ")
-        app.router.add_route(method, path, handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     max_rps = config.pop("max_rps", None)
     connections = config.get("concurrency", 4)
-    http = Http(
-        ValarClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1"), connections, max_rps
-    )
     events: list[Event] = []
     requests = [make_request(response_body("m", f"row {i}")) for i in range(n)]
     settings = {"concurrency": 4, "background": True, "poll": FAST_POLL, "retry": FAST_RETRY}
     settings.update(config)
-    try:
-        results = await execute(requests, {}, http, EngineConfig(**settings), events.append)
-    finally:
-        await http.close()
-        await runner.cleanup()
+    async with scripted(routes) as url:
+        http = Http(ValarClient(api_key="k", base_url=url), connections, max_rps)
+        try:
+            results = await execute(requests, {}, http, EngineConfig(**settings), events.append)
+        finally:
+            await http.close()
     return [results[r.fingerprint] for r in requests], events, http.sent
 
 

@@ -19,13 +19,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from ._batchplan import Chunk, chunk_items, is_unavailable, make_item, rebuild
 from ._batchwatch import BatchConfig, Session, Watch
 from ._errors import APIError, BatchUnavailable
+from ._exchange import Admission
 from ._http import Http
+from ._log import child
 from ._models import BatchCreated, BatchLost, BatchPlanned, Event, Outcome, Request, Submitted
 from ._wire import error_summary, usable_id
 
 __all__ = ["BatchConfig", "execute_batches"]
 
 Fallback = Callable[[Sequence[Request]], Awaitable[dict[str, Outcome]]]
+log = child("batch")
 _BUG = (
     "the server holds a different batch under this batch's Idempotency-Key; "
     "this is a bug in valar_pandas, please report it"
@@ -49,11 +52,14 @@ class _Creator:
         session = self.session
         items = tuple((item.fingerprint, item.custom_id) for item in chunk.items)
         session.emit(BatchPlanned(chunk.key, session.config.label, items))
-        answer = await session.exchange("POST", "/batches", chunk.payload, chunk.key)
+        # The body may be up to 256 MiB: the upload gets the long timeout.
+        answer = await session.send(
+            "POST", "/batches", chunk.payload, chunk.key, timeout=session.http.realtime_timeout
+        )
         if isinstance(answer, str):
             self.refuse(chunk, answer)
             return None
-        obj = answer.obj
+        obj = answer.value
         batch_id = obj.get("id") if isinstance(obj, dict) else None
         if answer.status < 300 and isinstance(batch_id, str) and usable_id(batch_id):
             self.accepted += 1
@@ -106,7 +112,7 @@ def _split(
     """Re-attached batches to watch, and the new requests the gate admits."""
     watches: dict[str, Watch] = {}
     fresh: list[Request] = []
-    refusal: str | None = None
+    admission = Admission(gate)
     for request in requests:
         fingerprint = request.fingerprint
         if fingerprint in attach:
@@ -114,8 +120,7 @@ def _split(
             watch = watches.setdefault(batch_id, Watch(batch_id, key, {}, session.now()))
             watch.items[cid] = fingerprint
             continue
-        if gate is not None and refusal is None:
-            refusal = gate(request)
+        refusal = admission.refuse(request)
         if refusal is not None:
             session.finish(fingerprint, Outcome("skipped", error=refusal))
         else:
@@ -204,10 +209,16 @@ async def execute_batches(
     if chunks:
         try:
             first = await creator.create(chunks[0])
-        except BatchUnavailable:
+        except BatchUnavailable as exc:
             if fallback is None:
                 raise
             rest = [r for r in requests if r.fingerprint not in session.results]
+            log.warning(
+                "the Batch API is not available on this server (HTTP %s): %d requests go in "
+                "background mode instead",
+                exc.status_code,
+                len(rest),
+            )
             return session.results | await fallback(rest)
     if first is not None:
         watches.append((first, session.first_delay(first)))

@@ -8,30 +8,28 @@ slots (every HTTP exchange holds one) and its event sink. One task per batch pol
 and ``CANCELLED`` items end as row errors without a fetch; an item with a status the library
 does not know is polled until the deadline.
 
-The exchange retries what the engine retries, by the same :class:`~._policy.RetryPolicy`; a
-failure that proves the endpoint unusable raises the transport's
-:class:`~valar_pandas._errors.EndpointError`, and an over-cap answer is not fetched again.
+Every call goes through the run's :class:`~valar_pandas._exchange.Exchange`, as the engine's
+do: the same retries, the same stops, and the same overload control, so a batch run under 429
+or 503 answers has fewer requests in flight until the server recovers. An over-cap answer is
+not fetched again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from ._batchplan import BATCH_POLL, LIMITS, BatchLimits, BatchPoll, item_status, status_map
-from ._errors import AuthenticationError, ValarError
-from ._http import Http, Reply, Unreachable
-from ._models import BatchLost, Event, Finished, Outcome, Retrying
-from ._policy import OVERLOAD, RETRYABLE, RetryPolicy, parse_retry_after
+from ._exchange import Answered, Exchange, surface
+from ._http import Http, Reply
+from ._models import BatchLost, Event, Finished, Outcome
+from ._policy import RetryPolicy
 from ._wire import decode_json, error_summary, parse_response
 
-__all__ = ["Answer", "BatchConfig", "Session", "Watch"]
-
-_MAX_404 = 3
+__all__ = ["BatchConfig", "Session", "Watch"]
 
 
 @dataclass(frozen=True)
@@ -51,15 +49,6 @@ class BatchConfig:
     poll: BatchPoll = BATCH_POLL
     limits: BatchLimits = LIMITS
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A final HTTP answer: status, raw body, decoded JSON (None for an error)."""
-
-    status: int
-    body: bytes
-    obj: object
 
 
 @dataclass(slots=True)
@@ -86,7 +75,7 @@ class Session:
         self.shares, self.http, self.config, self.emit = shares, http, config, emit
         self.now, self.rand, self.total = now, rand, total
         self.results: dict[str, Outcome] = {}
-        self.slots = asyncio.Semaphore(config.concurrency)
+        self.exchange = Exchange(http, config.retry, config.concurrency, emit, rand=rand, now=now)
         self.queue: asyncio.Queue[tuple[Watch, str]] = asyncio.Queue()
         self.done = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
@@ -120,15 +109,7 @@ class Session:
                 for task in self._tasks:
                     task.cancel()
         except BaseExceptionGroup as group_error:
-            errors = [
-                e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)
-            ]
-            for exc in errors:  # several tasks may meet the same stop: raise one
-                if isinstance(exc, ValarError):
-                    raise exc from None
-            if len(errors) == 1:
-                raise errors[0] from None
-            raise
+            raise surface(group_error) from None  # several tasks may meet the same stop
         finally:
             self._group = None
 
@@ -156,69 +137,23 @@ class Session:
         if fingerprint is not None:
             self.finish(fingerprint, outcome)
 
-    async def exchange(
-        self,
-        method: str,
-        path: str,
-        payload: bytes | None = None,
-        key: str | None = None,
-        large: bool = False,
-    ) -> Answer | str:
-        """Send until an answer that is not transient; the reason for giving up otherwise.
+    async def send(
+        self, method: str, path: str, payload: bytes | None = None, key: str | None = None,
+        *, large: bool = False, timeout: float | None = None,
+    ) -> Answered[object] | str:  # fmt: skip
+        """One batch call, retried until an answer that is not transient (see ``Exchange.call``).
+
+        ``timeout`` defaults to the client's ``timeout``: a poll or a fetch does not wait for
+        a model.
 
         Raises:
             EndpointError: The endpoint is proven unusable.
             AuthenticationError: The server rejected the API key.
         """
-        retry = self.config.retry
-        attempt = overloads = 0
-        while True:
-            status: int | None
-            after: float | None = None
-            async with self.slots:
-                try:
-                    reply = await self.http.request(
-                        method, path, payload=payload, idempotency_key=key,
-                        realtime=bool(payload), large=large,
-                    )  # fmt: skip
-                except Unreachable as exc:
-                    if exc.fatal is not None:
-                        raise exc.fatal from None
-                    if not exc.retryable:
-                        return str(exc)
-                    status, reason = None, str(exc)
-                else:
-                    status, reason, answer = self.read(reply)
-                    if answer is not None:
-                        return answer
-                    after = parse_retry_after(reply.retry_after, time.time())
-            overloaded = status in OVERLOAD
-            overloads += overloaded
-            attempt += not overloaded
-            if not retry.should_retry(status, attempt, overloads):
-                return f"gave up after {attempt + overloads} attempts: {reason}"
-            delay = retry.delay(overloads if overloaded else attempt, after, self.rand())
-            self.emit(Retrying(reason, delay))
-            await asyncio.sleep(delay)
-
-    @staticmethod
-    def read(reply: Reply) -> tuple[int | None, str, Answer | None]:
-        """Classify a reply: (status for the retry policy, reason, the answer if final)."""
-        if reply.status in (401, 403):
-            _, message = error_summary(reply.status, reply.body)
-            raise AuthenticationError(
-                f"the Valar API rejected the API key ({message}); check VALAR_API_KEY",
-                status_code=reply.status,
-            )
-        if 200 <= reply.status < 300:
-            try:
-                return reply.status, "", Answer(reply.status, reply.body, decode_json(reply.body))
-            except ValueError:
-                return None, f"HTTP {reply.status} with an unreadable body", None
-        _, reason = error_summary(reply.status, reply.body)
-        if reply.status in RETRYABLE:
-            return reply.status, reason, None
-        return reply.status, reason, Answer(reply.status, reply.body, None)
+        when = self.http.timeout if timeout is None else timeout
+        return await self.exchange.call(
+            method, path, timeout=when, read=_json, payload=payload, key=key, large=large
+        )
 
     # -- watching ----------------------------------------------------------------------------
 
@@ -233,14 +168,16 @@ class Session:
                 continue
             age = self.now() - watch.created
             await asyncio.sleep(max(0.0, min(delay, poll.deadline - age)))
-            answer = await self.exchange("GET", path, large=True)
+            answer = await self.send("GET", path, large=True)
             if isinstance(answer, str):
                 self.abandon(watch, f"lost track of batch {watch.batch_id}: {answer}")
                 return
-            statuses = status_map(answer.obj)
-            if statuses is None and answer.status in (200, 404) and misses + 1 < _MAX_404:
-                misses += 1  # a 404 may be replication lag right after the create
-                delay = self.config.retry.delay(misses, None, self.rand())
+            statuses = status_map(answer.value)
+            lag = None
+            if statuses is None and answer.status in (200, 404):
+                lag = self.exchange.lag(misses + 1)  # a 404 may be lag right after the create
+            if lag is not None:
+                misses, delay = misses + 1, lag
                 continue
             if statuses is None:
                 _, reason = error_summary(answer.status, answer.body)
@@ -296,12 +233,12 @@ class Session:
         path = f"/batches/{quote(watch.batch_id, safe='')}/{quote(cid, safe='')}"
         misses = 0
         while True:
-            answer = await self.exchange("GET", path)
+            answer = await self.send("GET", path)
             if isinstance(answer, str):
                 reason = answer
                 break
             if answer.status == 200:
-                parsed = parse_response(answer.obj)
+                parsed = parse_response(answer.value)
                 if parsed.outcome is not None:
                     self.settle(watch, cid, parsed.outcome)
                     return
@@ -309,9 +246,19 @@ class Session:
                 watch.changed.set()
                 return
             _, reason = error_summary(answer.status, answer.body)
-            if answer.status != 404 or misses == _MAX_404:
-                break
             misses += 1
-            await asyncio.sleep(self.config.retry.delay(misses, None, self.rand()))
+            lag = self.exchange.lag(misses) if answer.status == 404 else None
+            if lag is None:
+                break
+            await asyncio.sleep(lag)
         error = f"could not fetch item {cid} of batch {watch.batch_id}: {reason}"
         self.settle(watch, cid, Outcome("error", error=error))
+
+
+def _json(reply: Reply) -> object:
+    """A batch answer's JSON.
+
+    Raises:
+        ValueError: The body is not JSON (unreadable: worth another try).
+    """
+    return decode_json(reply.body)

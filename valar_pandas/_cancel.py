@@ -6,8 +6,10 @@ while a row cancelled here is asked again, and paid again, by the next identical
 
 Valar does not document ``POST /v1/responses/{id}/cancel`` (early vendor pages list it,
 later ones do not), so this is a courtesy, never a requirement: it runs detached from the
-run it follows, so a stopped call returns at once; every failure is ignored; and when the
-first answers say the route does not exist (404, 405, 501) it stops asking.
+run it follows, so a stopped call returns at once; every failure is ignored once the
+exchange (:mod:`valar_pandas._exchange`) has retried it as it retries any call, overload
+control included; and when the first answers say the route does not exist (404, 405, 501)
+it stops asking.
 
 A cancel that succeeds is a server verdict, recorded in the run store like any other, so a
 later run asks that row afresh instead of re-attaching to a response that will never
@@ -19,15 +21,17 @@ cancel was not answered keeps its response id, and a later run re-attaches to it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
 from ._config import ValarClient
-from ._http import Http, Unreachable
-from ._models import SERVER_VERDICTS
+from ._errors import ValarError
+from ._exchange import Exchange
+from ._http import Http, Reply
+from ._models import SERVER_VERDICTS, Outcome
+from ._policy import RetryPolicy
 from ._store import RunStore
 from ._wire import decode_json, parse_response
 
@@ -74,6 +78,7 @@ async def cancel_responses(
     *,
     store: Path | None,
     endpoint: str,
+    retry: RetryPolicy | None = None,
 ) -> CancelReport:
     """Ask the server to cancel each response, recording the verdicts it answers with.
 
@@ -82,6 +87,7 @@ async def cancel_responses(
         inflight: Fingerprint → response id of the rows left unanswered.
         store: The run store's path, or None to record nothing.
         endpoint: The base URL the store namespaces rows by.
+        retry: When to retry each cancel; None for the policy every call uses.
 
     Returns:
         Counts by result.
@@ -90,6 +96,7 @@ async def cancel_responses(
     if not inflight:
         return report
     http = Http(client, _CONNECTIONS)
+    exchange = Exchange(http, retry or RetryPolicy(), _CONNECTIONS, lambda _: None)
     opened = RunStore(store) if store is not None else None
     work = iter(inflight.items())
     strikes = 0
@@ -101,17 +108,13 @@ async def cancel_responses(
                 report["skipped"] += 1
                 continue
             status, outcome = None, None
+            path = f"/responses/{quote(response_id, safe='')}/cancel"
             try:
-                async with asyncio.timeout(_TIMEOUT):
-                    reply = await http.request(
-                        "POST", f"/responses/{quote(response_id, safe='')}/cancel"
-                    )
-                status = reply.status
-                if 200 <= status < 300:
-                    with contextlib.suppress(ValueError):
-                        outcome = parse_response(decode_json(reply.body)).outcome
-            except (Unreachable, TimeoutError):
-                pass
+                answer = await exchange.call("POST", path, timeout=_TIMEOUT, read=_verdict)
+            except ValarError:  # a rejected key, an unusable endpoint: nothing to record
+                answer = "failed"
+            if not isinstance(answer, str):
+                status, outcome = answer.status, answer.value
             result = classify(status, outcome.status if outcome is not None else None)
             report[result] += 1
             if result == "unsupported" and not (report["cancelled"] or report["finished"]):
@@ -126,6 +129,15 @@ async def cancel_responses(
         if opened is not None:
             opened.close()
     return report
+
+
+def _verdict(reply: Reply) -> Outcome | None:
+    """The outcome a cancel's answer carries, if it is a final one.
+
+    Raises:
+        ValueError: The body is not JSON (unreadable: worth another try).
+    """
+    return parse_response(decode_json(reply.body)).outcome
 
 
 def spawn(

@@ -7,8 +7,8 @@ run goes through it (creates, polls, batch calls, retries), so it also holds the
 request budget (never more than ``max_rps`` requests a second) and the run's
 :class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint
 unusable (a certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it
-raises carries the :class:`~valar_pandas._errors.EndpointError` that both retry loops (the
-engine's and the Batch API's) raise instead of retrying. The ``Authorization`` header is
+raises carries the :class:`~valar_pandas._errors.EndpointError` that the exchange
+(:mod:`valar_pandas._exchange`) raises instead of retrying. The ``Authorization`` header is
 attached here from the client's :class:`~valar_pandas._config.Secret` as a callable the pool
 calls while it writes each request, so the key never sits in a local variable or attribute as
 plain bytes (a traceback that shows locals cannot show it), and it is never logged or echoed.
@@ -115,6 +115,16 @@ class Http:
         return f"Http({getattr(self, '_pool', None)!r}, sent={getattr(self, 'sent', 0)})"
 
     @property
+    def timeout(self) -> float:
+        """Seconds one exchange that does not wait for the model may take."""
+        return self._timeout
+
+    @property
+    def realtime_timeout(self) -> float:
+        """Seconds one exchange that waits for the model (a realtime create) may take."""
+        return self._realtime
+
+    @property
     def connects(self) -> int:
         """Connection attempts so far."""
         return self._pool.attempts
@@ -130,7 +140,7 @@ class Http:
         *,
         payload: bytes | None = None,
         idempotency_key: str | None = None,
-        realtime: bool = False,
+        timeout: float | None = None,
         large: bool = False,
     ) -> Reply:
         """Send one request and read the whole answer.
@@ -140,7 +150,9 @@ class Http:
             path: Path below the base URL, e.g. ``"/responses"``, already URL-quoted.
             payload: JSON bytes to send, if any.
             idempotency_key: Value of the ``Idempotency-Key`` header, if any.
-            realtime: Use the long realtime timeout (the call waits for the model).
+            timeout: Seconds the whole exchange may take, connecting included; None for
+                the client's ``timeout``. A call that waits for the model (a realtime
+                create) passes :attr:`realtime_timeout`.
             large: The answer may be as large as :data:`LARGE_ANSWER` (a batch's status map).
 
         Returns:
@@ -162,7 +174,8 @@ class Http:
             b"Idempotency-Key: %s\r\n" % idempotency_key.encode("ascii") if idempotency_key else b""
         )
         self.sent += 1
-        timeout = self._realtime if realtime else self._timeout
+        if timeout is None:
+            timeout = self._timeout
         try:
             status, retry_after, body, location = await self._pool.request(
                 method.encode("ascii"),

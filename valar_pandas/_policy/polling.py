@@ -1,0 +1,260 @@
+"""When to look at a background response again, learnt from the run itself. Pure.
+
+Time is passed in.
+
+:class:`PollSchedule` is the cold-start schedule and the deadline; :class:`LatencyModel` is
+what the run has learnt of how long its responses take; :class:`PollPlanner` turns both into
+the next look at each response.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+__all__ = ["LatencyModel", "PollPlanner", "PollSchedule"]
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """When to ask about a background response again.
+
+    Polls start ``first`` seconds after the create and the gap grows by ``growth`` each
+    time up to ``cap``, so a row that finishes quickly is noticed quickly while a slow one
+    is not asked about every second. ``deadline`` bounds the whole wait.
+
+    Attributes:
+        first: Seconds from create to the first poll.
+        growth: Factor by which each gap exceeds the previous one.
+        cap: Longest gap between polls.
+        deadline: Seconds after create after which a non-terminal row is given up on.
+    """
+
+    first: float
+    growth: float
+    cap: float
+    deadline: float
+
+    @classmethod
+    def for_window(cls, window: str) -> PollSchedule:
+        """The schedule for a completion window.
+
+        Args:
+            window: ``"asap"`` (seconds per turn) or ``"standard"`` (about five minutes).
+
+        Returns:
+            A schedule: asap polls from 1 s up to every 5 s for 30 minutes; standard
+            from 3 s up to every 30 s for 3 hours.
+        """
+        if window == "asap":
+            return cls(first=1.0, growth=1.5, cap=5.0, deadline=1800.0)
+        return cls(first=3.0, growth=1.5, cap=30.0, deadline=3 * 3600.0)
+
+    def next_delay(self, polls: int, rand: float) -> float:
+        """Seconds until the next poll.
+
+        Args:
+            polls: Polls already made for this response (0 right after the create).
+            rand: A uniform random number in [0, 1), spreading polls by ±10 %.
+
+        Returns:
+            The delay.
+        """
+        nominal = min(self.cap, self.first * self.growth**polls)
+        return nominal * (0.9 + 0.2 * rand)
+
+
+class LatencyModel:
+    """What the run has learnt about how long its responses take. Pure: time is passed in.
+
+    Every response is known to have finished somewhere between the poll before and the poll
+    that found it done (it is recorded three quarters of the way along: completions bunch
+    towards the later poll), and every pending response is known to take longer than its
+    current age. The fraction done by age ``t`` is estimated among the
+    responses observed up to ``t`` only:
+
+        F(t) = D(t) / (D(t) + (done later than t) + (pending and older than t))
+
+    which corrects for the fast responses being the first ones seen. The curve is
+    recomputed at most every ``refresh`` seconds (and when a completion arrives), so a
+    decision costs two bisections whatever the run's size.
+    """
+
+    def __init__(self, refresh: float = 0.5) -> None:
+        self._done: list[float] = []  # completion ages, sorted
+        self._created: list[float] = []  # create times of every watched response, sorted
+        self._done_created: list[float] = []  # create times of the finished ones, sorted
+        self._refresh = refresh
+        self._curve_at: float | None = None
+        self._curve: list[float] = []  # running maximum of F at each completion age
+
+    @property
+    def observed(self) -> int:
+        """How many completions have been recorded."""
+        return len(self._done)
+
+    def started(self, created: float) -> None:
+        """A response began to be watched (created at ``created``)."""
+        if self._created and created < self._created[-1]:
+            bisect.insort(self._created, created)
+        else:
+            self._created.append(created)
+
+    def finished(self, created: float, low: float, high: float) -> None:
+        """A response was found done at age ``high``; the poll before was at age ``low``."""
+        bisect.insort(self._done, low + 0.75 * (high - low))
+        bisect.insort(self._done_created, created)
+        self._curve_at = None
+
+    def forget(self, created: float) -> None:
+        """A response stopped being watched without a completion (an error)."""
+        bisect.insort(self._done_created, created)
+        self._curve_at = None
+
+    @property
+    def watching(self) -> int:
+        """Responses the model is watching that have not finished."""
+        return len(self._created) - len(self._done_created)
+
+    def pending_older(self, age: float, now: float) -> int:
+        """How many watched responses are still running at an age above ``age``."""
+        cutoff = now - age
+        return bisect.bisect_left(self._created, cutoff) - bisect.bisect_left(
+            self._done_created, cutoff
+        )
+
+    def _exact(self, age: float, now: float) -> float:
+        done = bisect.bisect_right(self._done, age)
+        later = len(self._done) - done
+        seen = done + later + max(self.pending_older(age, now), 0)
+        return done / seen if seen else 0.0
+
+    def _fresh_curve(self, now: float) -> list[float]:
+        if self._curve_at is None or now - self._curve_at >= self._refresh:
+            curve: list[float] = []
+            peak = 0.0
+            for age in self._done:
+                peak = max(peak, self._exact(age, now))
+                curve.append(peak)
+            self._curve, self._curve_at = curve, now
+        return self._curve
+
+    def fraction_done(self, age: float, now: float) -> float:
+        """Estimated share of responses finished by ``age`` (0 when nothing is known)."""
+        index = bisect.bisect_right(self._done, age)
+        return self._fresh_curve(now)[index - 1] if index else 0.0
+
+    def quantile(self, q: float, now: float) -> float | None:
+        """The smallest recorded completion age by which a share ``q`` is done, if known."""
+        curve = self._fresh_curve(now)
+        index = bisect.bisect_left(curve, q - 1e-12)
+        return self._done[index] if index < len(curve) else None
+
+
+@dataclass(frozen=True)
+class PollPlanner:
+    """When each outstanding response is next worth a GET, learnt from the run itself.
+
+    Scouts (every ``scout_every``-th response, or all in a small run) are polled on a dense
+    geometric schedule (each poll at ``scout_growth`` times the previous age) and are what
+    the latency model learns from. The others wait, at no cost, until the model is warm and
+    speaks for their age; then a response of age ``a`` is polled when the share ``target``
+    of the responses still running at ``a`` is expected to have finished, so most rows need
+    one poll. A row older than every running scout, or past the learnt nine-in-ten point,
+    keeps gaps under ``tail`` times its age (a late row is noticed soon after it is ready).
+    In the endgame (the last 1 % of the rows seen done, at least 20) the share shrinks with the
+    rows left, from ``endgame`` times the age down to a floor of half ``min_gap``: the run's
+    end waits on exactly these rows, and tight polls of a handful of rows are cheap. Otherwise
+    gaps stay within ``[min_gap, cold.cap]``.
+
+    Attributes:
+        cold: Gives the first scout poll, the longest gap and the deadline.
+        min_gap: Shortest gap between two polls of one response.
+        target: Share of the remaining responses expected done at the next poll.
+        tail: Longest gap, as a share of the response's age.
+        endgame: Longest gap as a share of age when the endgame begins; it shrinks in
+            proportion to the rows left.
+        warm: Completions needed before the learnt model is trusted.
+        scout_every: One scout per this many responses.
+        scout_growth: Each scout poll comes at this multiple of the previous one's age.
+        recheck: A row waiting on the scouts is reconsidered after this share of its age.
+    """
+
+    cold: PollSchedule
+    min_gap: float
+    target: float = 0.8
+    tail: float = 0.25
+    endgame: float = 0.04
+    warm: int = 10
+    scout_every: int = 40
+    scout_growth: float = 1.25
+    recheck: float = 0.5
+
+    @classmethod
+    def from_schedule(cls, schedule: PollSchedule) -> PollPlanner:
+        """A planner whose cold start, caps and deadline are ``schedule``'s.
+
+        The shortest gap is a third of the schedule's first poll (1 s on the standard window).
+        """
+        return cls(cold=schedule, min_gap=schedule.first / 3.0)
+
+    def is_scout(self, index: int, total: int) -> bool:
+        """Whether the ``index``-th response of ``total`` polls during the cold start."""
+        return total <= 10 * self.scout_every or index % self.scout_every == 0
+
+    def plan(
+        self,
+        *,
+        age: float,
+        polls: int,
+        scout: bool,
+        model: LatencyModel,
+        now: float,
+        outstanding: int,
+        rand: float,
+    ) -> tuple[float, bool]:
+        """Decide the next look at one response.
+
+        Args:
+            age: Seconds since the response was created.
+            polls: Polls made so far for it.
+            scout: Whether it is a cold-start scout.
+            model: What the run has learnt.
+            now: The current time (the model's clock).
+            outstanding: Responses not yet finished in the run.
+            rand: Uniform random number in [0, 1) for ±10 % jitter.
+
+        Returns:
+            ``(delay, poll)``: after ``delay`` seconds, poll it (True) or just decide again
+            (False: a cold-start non-scout, which costs no request).
+        """
+        jitter = 0.9 + 0.2 * rand
+        if not scout and model.observed < self.warm and model.watching == 0:
+            scout = True  # nothing to learn from: poll as a scout rather than wait forever
+        if scout:
+            # Dense enough that what scouts report keeps up with the rows waiting on them.
+            gap = max(self.min_gap, (self.scout_growth - 1.0) * age, self.cold.first * (polls == 0))
+            return min(gap, self.cold.cap) * jitter, True
+        if model.observed < self.warm:
+            return max(self.cold.first, age * 0.5) * jitter, False
+        done = model.fraction_done(age, now)
+        when = model.quantile(done + (1.0 - done) * self.target, now)
+        endgame_rows = max(20, model.observed // 100)
+        endgame = outstanding <= endgame_rows
+        late_from = model.quantile(0.9, now)
+        late = late_from is not None and age >= late_from
+        if when is not None:
+            gap = when - age if when > age else self.tail * age  # overdue: a late row
+        elif model.pending_older(age, now) > 0 and not (late or endgame):
+            # Scouts older than this row are still running: they will tell, for free.
+            return max(self.min_gap, self.recheck * age) * jitter, False
+        else:
+            gap = self.tail * age  # beyond what the scouts have shown: a late row
+        if endgame:
+            share = self.endgame * max(outstanding, 1) / endgame_rows
+            gap = min(gap, self.cold.cap, max(self.min_gap / 2.0, share * age))
+            return gap * jitter, True
+        if late or late_from is None:
+            gap = min(gap, max(self.min_gap, self.tail * age))
+        gap = min(gap, self.cold.cap)
+        return max(gap, self.min_gap) * jitter, True
