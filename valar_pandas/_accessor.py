@@ -8,7 +8,7 @@ and ``submit_score`` start a run in the background and return a :class:`Job`; ``
 and ``estimate`` send nothing.
 
 The options are defined once (:mod:`valar_pandas._spec`): each method takes them as
-``**options`` typed by a ``TypedDict``, and :func:`~valar_pandas._spec.takes` gives it the
+``**options`` typed by a ``TypedDict``, and :func:`~valar_pandas._signatures.takes` gives it the
 full signature and the ``Args:`` lines of its docstring. The work itself (prepare, open, run,
 re-ask, finish) is :mod:`valar_pandas._service`'s and :mod:`valar_pandas._service_score`'s.
 """
@@ -40,7 +40,8 @@ from ._service import (
     run_blocking,
 )
 from ._service_score import Reasks, merged, reask, reask_blocking, scoring
-from ._spec import PREVIEW_ROWS, EstimateArgs, RequestsArgs, RunArgs, ScoreArgs, takes
+from ._signatures import takes
+from ._spec import PREVIEW_ROWS, EstimateArgs, RequestsArgs, RunArgs, ScoreArgs
 
 __all__ = ["ValarAccessor"]
 

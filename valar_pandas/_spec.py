@@ -18,9 +18,10 @@ Two definitions say the same thing, each for its reader, and are checked against
 when this module is imported: the :class:`~typing.TypedDict` per kind (composed into one per
 method, as ``**options: Unpack[RunArgs]``), which is what a type checker reads, so
 ``df.valar.run("x", model=1)`` is a type error; and :data:`OPTIONS`, one row per option
-(default, one-line doc, kind, command-line flag), which is what runs. :func:`takes` gives
-each public method a signature listing every option with its default (for ``help()``,
-``inspect.signature`` and editors' completion) and the ``Args:`` lines of its docstring;
+(default, one-line doc, kind, command-line flag), which is what runs.
+:func:`~valar_pandas._signatures.takes` gives each public method a signature listing every
+option with its default (for ``help()``, ``inspect.signature`` and editors' completion) and
+the ``Args:`` lines of its docstring;
 :func:`~valar_pandas._options.validate_options` fills its defaults from the table, and the
 ``valar-pandas run`` command adds one flag per row that has one. An option added to both
 definitions so appears in every method that takes its kind, in validation and on the
@@ -31,10 +32,9 @@ from __future__ import annotations
 
 import inspect
 import os
-import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
 
 from ._prices import Price
 
@@ -54,8 +54,8 @@ __all__ = [
     "ScoreArgs",
     "ScoreOptions",
     "defaults",
+    "names_of",
     "option",
-    "takes",
 ]
 
 StoreArg = str | os.PathLike[str] | bool | None
@@ -64,7 +64,6 @@ Mode = Literal["background", "realtime", "batch", "auto"]
 Window = Literal["standard", "asap"]
 Progress = Literal["auto", "tqdm", "widget"] | None
 Kind = Literal["request", "execution", "presentation", "scoring", "preview"]
-F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_MAX_RPS = 2000.0
 """The default request budget, requests a second. Valar publishes no rate limit; 200
@@ -332,13 +331,9 @@ OPTIONS: tuple[Option, ...] = (
 )  # fmt: skip
 
 _BY_NAME = {o.name: o for o in OPTIONS}
-_ANNOTATIONS: dict[str, Any] = {}
-for _args in (RunArgs, ScoreArgs, RequestsArgs, EstimateArgs):
-    for _name, _hint in _args.__annotations__.items():
-        # As the methods' own annotations read (postponed): text, ``Required`` dropped.
-        _text = getattr(_hint, "__forward_arg__", str(_hint))
-        _bare = _text.startswith("Required[")
-        _ANNOTATIONS[_name] = _text[len("Required[") : -1] if _bare else _text
+_KEYS = {
+    k for args in (RunArgs, ScoreArgs, RequestsArgs, EstimateArgs) for k in args.__annotations__
+}
 
 
 def option(name: str) -> Option:
@@ -363,66 +358,11 @@ def _check() -> None:
     table = [o.name for o in OPTIONS]
     if len(set(table)) != len(table):
         raise RuntimeError("an option is in OPTIONS twice")
-    if set(table) != set(_ANNOTATIONS):
-        raise RuntimeError(
-            f"OPTIONS and the TypedDicts differ: {sorted(set(table) ^ set(_ANNOTATIONS))}"
-        )
+    if set(table) != _KEYS:
+        raise RuntimeError(f"OPTIONS and the TypedDicts differ: {sorted(set(table) ^ _KEYS)}")
     for o in OPTIONS:
         if (o.flag is None) == (not o.offline):
             raise RuntimeError(f"option {o.name!r} needs exactly one of flag= and offline=")
 
 
 _check()
-
-
-def takes(args: type, **overrides: tuple[Any, str]) -> Callable[[F], F]:
-    """Give a method taking ``**options: Unpack[args]`` the signature and docs of its options.
-
-    The method's keyword-only parameters become the options of ``args`` in table order,
-    each with its default, so ``help()``, ``inspect.signature`` and editors show them all;
-    the line ``{options}`` of its docstring becomes one ``Args:`` entry per option.
-
-    Args:
-        args: The method's TypedDict (:class:`RunArgs`, :class:`ScoreArgs`, ...).
-        **overrides: ``name=(default, doc)`` for an option whose default or doc differs
-            in this method (``into`` is ``"score"`` when scoring); an empty doc keeps the
-            table's.
-
-    Returns:
-        A decorator that sets ``__signature__`` and ``__doc__`` and returns the method.
-    """
-
-    def decorate(method: F) -> F:
-        own = inspect.signature(method)
-        fixed = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
-        params, lines = [], []
-        for name in names_of(args):
-            default, doc = overrides.get(name, (_BY_NAME[name].default, ""))
-            annotation = _ANNOTATIONS[name]
-            params.append(
-                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                  annotation=annotation)
-            )  # fmt: skip
-            lines.append(f"{name}: {doc or _BY_NAME[name].doc}")
-        method.__signature__ = own.replace(parameters=[*fixed, *params])  # type: ignore[attr-defined]
-        method.__doc__ = _fill(method.__doc__ or "", lines)
-        return method
-
-    return decorate
-
-
-def _fill(doc: str, entries: list[str]) -> str:
-    """``doc`` with its ``{options}`` line replaced by ``entries``, wrapped as ``Args:``."""
-    out = []
-    for line in doc.splitlines():
-        if line.strip() != "{options}":
-            out.append(line)
-            continue
-        indent = line[: len(line) - len(line.lstrip())]
-        for entry in entries:
-            out.extend(
-                textwrap.wrap(
-                    entry, width=96, initial_indent=indent, subsequent_indent=indent + "    "
-                )
-            )
-    return "\n".join(out) + ("\n" if doc.endswith("\n") else "")
