@@ -7,9 +7,9 @@ import json
 import pytest
 from helpers import FAST
 
+import valar_pandas._progress as progress
 import valar_pandas._service as service
 import valar_pandas._service_score as service_score
-import valar_pandas._progress as progress
 from valar_pandas._cli import main
 from valar_pandas._models import Finished, Outcome, Started
 from valar_pandas._progress import Judged, Tally
