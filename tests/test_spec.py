@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import pydoc
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -134,3 +135,14 @@ def test_a_type_checker_reads_the_options(tmp_path):
     assert 'snippet.py:6: error: Unexpected keyword argument "temprature"' in out
     assert 'snippet.py:7: error: Argument "max_output_tokens"' in out
     assert "snippet.py:8" not in out
+
+
+def test_the_cli_docs_list_every_option():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    table = text.split("### The command and the accessor take the same options")[1]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+    listed = {name.strip() for row in rows for name in row.split(",")}
+    assert {o.name for o in OPTIONS} <= listed
+    for o in OPTIONS:
+        if o.flag is not None:
+            assert f"`{flag_of(o)}" in table, o.name

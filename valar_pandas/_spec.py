@@ -17,7 +17,8 @@ A call's options fall into four kinds, by what they decide:
 Two definitions say the same thing, each for its reader, and are checked against each other
 when this module is imported: the :class:`~typing.TypedDict` per kind (composed into one per
 method, as ``**options: Unpack[RunArgs]``), which is what a type checker reads, so
-``df.valar.run("x", model=1)`` is a type error; and :data:`OPTIONS`, one row per option
+``ValarAccessor(df).run("x", model=1)`` is a type error (pandas' stubs do not type
+``df.valar``); and :data:`OPTIONS`, one row per option
 (default, one-line doc, kind, command-line flag), which is what runs.
 :func:`~valar_pandas._signatures.takes` gives each public method a signature listing every
 option with its default (for ``help()``, ``inspect.signature`` and editors' completion) and
