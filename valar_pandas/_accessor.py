@@ -283,7 +283,7 @@ class ValarAccessor:
                 opened.display, stop=stop,
             )  # fmt: skip
             steps.append(Reasks(spec, call, 0 if stop.stopped else again, first))
-            await reask(steps[0], opened.client, opened.store)
+            await reask(steps[0], opened.client, opened.store, stop=stop)
             return steps[0].report(opened.store)
 
         def finish(report: Any) -> pd.DataFrame:

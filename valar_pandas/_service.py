@@ -20,7 +20,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -89,9 +89,9 @@ class Call:
     options: RunOptions
     plan: Plan
     price: Price | None
-    template: Template = ""
-    price_arg: PriceArg = None
-    given: Mapping[str, Any] = field(default_factory=dict)
+    template: Template
+    price_arg: PriceArg
+    given: Mapping[str, Any]
 
     def again(self, rows: list[int], salt: str) -> Call:
         """The same call on the rows at positions ``rows``, under another ``salt``."""

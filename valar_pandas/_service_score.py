@@ -18,7 +18,9 @@ from typing import Any
 from pandas.api.extensions import ExtensionArray
 
 from ._budget import Budget
+from ._config import ValarClient
 from ._errors import ConfigError
+from ._loop import StopSignal
 from ._models import Outcome
 from ._options import as_int
 from ._progress import Judged, make_display
@@ -185,10 +187,11 @@ def reask_blocking(reasks: Reasks, opened: Opened) -> None:
 
 async def reask(
     reasks: Reasks,
-    client: Any,
+    client: ValarClient,
     store: RunStore | None,
     budget: Budget | None = None,
     asked: set[str] | None = None,
+    stop: StopSignal | None = None,
 ) -> None:
     """Run every re-ask round as a coroutine, without a display of its own.
 
@@ -198,10 +201,11 @@ async def reask(
         store: The run store, or None.
         budget: The budget the first round ran under, if any.
         asked: What the command asked already (see :func:`~valar_pandas._run.run_plan`).
+        stop: The call's stop signal: once stopped, no further round starts.
     """
-    while (retry := reasks.next()) is not None:
+    while (stop is None or not stop.stopped) and (retry := reasks.next()) is not None:
         redo = await run_plan(
-            retry.plan, retry.options, client, store, retry.price, None, budget, asked=asked
+            retry.plan, retry.options, client, store, retry.price, None, budget, stop, asked
         )
         reasks.absorb(redo)
 
