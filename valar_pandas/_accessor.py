@@ -20,8 +20,6 @@ from typing import Any, Unpack
 
 import pandas as pd
 
-from ._config import ValarClient
-from ._errors import ConfigError
 from ._estimate import Estimate
 from ._job import Job
 from ._loop import StopSignal
@@ -30,15 +28,7 @@ from ._preview import estimate_call, preview_requests
 from ._progress import close_display
 from ._run import run_plan
 from ._score import ScoreSpec
-from ._service import (
-    Call,
-    Opened,
-    Template,
-    check_planned,
-    open_call,
-    prepare_call,
-    run_blocking,
-)
+from ._service import Opened, Template, open_call, plan_call, resources, run_blocking
 from ._service_score import Reasks, merged, reask, reask_blocking, scoring
 from ._signatures import takes
 from ._spec import PREVIEW_ROWS, EstimateArgs, RequestsArgs, RunArgs, ScoreArgs
@@ -46,26 +36,6 @@ from ._spec import PREVIEW_ROWS, EstimateArgs, RequestsArgs, RunArgs, ScoreArgs
 __all__ = ["ValarAccessor"]
 
 _INTO_SCORE = ("score", "The column (or column prefix) for the values.")
-
-
-def _resources(options: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """``client``, ``store`` and ``price`` taken out of a call's options, and the rest."""
-    rest = dict(options)
-    client = rest.pop("client", None)
-    if client is not None and not isinstance(client, ValarClient):
-        raise ConfigError("client must be a valar_pandas.ValarClient")
-    return client, rest.pop("store", None), rest.pop("price", None), rest
-
-
-def _prepare(
-    frame: pd.DataFrame,
-    template: Template,
-    price: Any,
-    spec: ScoreSpec | None,
-    given: dict[str, Any],
-) -> Call:
-    """Plan a call and check its new columns; pure, so it may run on a worker thread."""
-    return check_planned(prepare_call(frame, template, price, **given), spec)
 
 
 @pd.api.extensions.register_dataframe_accessor("valar")
@@ -80,9 +50,9 @@ class ValarAccessor:
         score: bool = False,
     ) -> tuple[Opened, ScoreSpec | None, int]:  # fmt: skip
         """Check everything, plan every request, open the store and show the display."""
-        client, store, price, rest = _resources(options)
+        client, store, price, rest = resources(options)
         spec, again, given = scoring(rest, required=True) if score else (None, 0, rest)
-        call = _prepare(self._obj if frame is None else frame, template, price, spec, given)
+        call = plan_call(self._obj if frame is None else frame, template, price, spec, given)
         return open_call(call, client, store, spec), spec, again
 
     @checked_arguments
@@ -151,8 +121,8 @@ class ValarAccessor:
             ...     "Review: {review}", model="zai-org/GLM-5.1-FP8"
             ... )
         """
-        client, store, price, given = _resources(dict(options))
-        call = await asyncio.to_thread(_prepare, self._obj, template, price, None, given)
+        client, store, price, given = resources(dict(options))
+        call = await asyncio.to_thread(plan_call, self._obj, template, price, None, given)
         opened = open_call(call, client, store)
         try:
             report = await run_plan(

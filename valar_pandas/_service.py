@@ -53,7 +53,9 @@ __all__ = [
     "check_call",
     "open_call",
     "open_store",
+    "plan_call",
     "prepare_call",
+    "resources",
     "run_blocking",
 ]
 
@@ -222,6 +224,32 @@ def check_call(
             "table; give --price INPUT,OUTPUT in USD per million tokens",
         )
     return frame, options, compiled, resolved
+
+
+def resources(
+    options: Mapping[str, Any],
+) -> tuple[ValarClient | None, StoreArg, PriceArg, dict[str, Any]]:
+    """``client``, ``store`` and ``price`` taken out of a call's options, and the rest.
+
+    Raises:
+        ConfigError: ``client`` is not a :class:`ValarClient`.
+    """
+    rest = dict(options)
+    client = rest.pop("client", None)
+    if client is not None and not isinstance(client, ValarClient):
+        raise ConfigError("client must be a valar_pandas.ValarClient")
+    return client, rest.pop("store", None), rest.pop("price", None), rest
+
+
+def plan_call(
+    frame: pd.DataFrame,
+    template: Template,
+    price: PriceArg,
+    spec: ScoreSpec | None,
+    given: Mapping[str, Any],
+) -> Call:
+    """Plan a call and check its new columns; pure, so it may run on a worker thread."""
+    return check_planned(prepare_call(frame, template, price, **given), spec)
 
 
 def check_planned(call: Call, spec: ScoreSpec | None) -> Call:
