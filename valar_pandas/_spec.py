@@ -235,8 +235,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("retries_on_invalid", "scoring", 0,
            "Re-ask a row whose reply could not be read up to this many times, each under a "
            "fresh salt (a new inference, billed).",
-           Flag("re-ask a row whose reply could not be read up to N times (billed)", "count",
-                "N"), settled=False),
+           Flag("re-ask a row whose reply could not be read up to N times, each a billed "
+                "inference", "count", "N"), settled=False),
     Option("into", "presentation", "output",
            "Name of the output text column (the column prefix when scoring). The error "
            "column is ``<into>_error``.",
@@ -266,7 +266,7 @@ OPTIONS: tuple[Option, ...] = (
            "50, never more than one second's worth); None for no limit. The default, 2,000, is "
            "what 200 connections make at 100 ms round trips: it holds back only a client whose "
            "server answers faster than that.",
-           Flag("most HTTP requests a second, shared by the windows running (at least 0.1)",
+           Flag("most HTTP requests a second, at least 0.1; shared by the windows running",
                 "rate", "N")),
     Option("errors", "presentation", "column",
            '``"column"`` puts failures in ``<into>_error``; ``"raise"`` raises '
