@@ -194,7 +194,7 @@ def test_cli_run_with_a_locked_store_writes_every_answer_and_warns(
     from helpers import MODEL, TEMPLATE, echo, words
     from test_store_faults import locked
 
-    import valar_pandas._store as store_module
+    import valar_pandas._store.runstore as store_module
     from valar_pandas import RunStore
 
     emulator, client = serve()

@@ -15,7 +15,7 @@ from test_conn import _answer_once, serving
 
 from valar_pandas._conn import MAX_HEADER_BYTES, ConnectionFailed, Pool
 from valar_pandas._policy import parse_retry_after
-from valar_pandas._store import RunStore
+from valar_pandas._store import records
 from valar_pandas._wire import decode_json
 from valar_pandas.emulator import EmulatorConfig, Faults, Latency
 
@@ -94,7 +94,7 @@ def test_a_store_an_earlier_version_left_unfinished_completes(serve, tmp_path, m
         "\ud83d".encode()
 
     with monkeypatch.context() as patch:  # as every write of an answer failed before
-        patch.setattr(RunStore, "_record", unencodable)
+        patch.setattr(records, "record", unencodable)
         with pytest.warns(Warning, match="could not be written"):
             first = df.valar.run(TEMPLATE, client=client, store=store, **FAST)
     assert first["output"].tolist() == escaped(df)

@@ -59,7 +59,7 @@ def test_an_output_write_timing_out_ends_the_command(serve, tmp_path):
     script = textwrap.dedent(
         """
         import errno, sys
-        from valar_pandas import _files
+        from valar_pandas._files import output as _files
         from valar_pandas._cli import main
 
         def write(self, table):

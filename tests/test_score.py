@@ -24,7 +24,7 @@ from valar_pandas._score import (
     text_format,
     validate,
 )
-from valar_pandas._score_merge import row_errors, to_columns
+from valar_pandas._score.columns import row_errors, to_columns
 
 SENTIMENT = ["positive", "negative", "neutral"]
 LABELS = make_spec(labels=SENTIMENT)

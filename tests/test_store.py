@@ -151,7 +151,7 @@ def test_two_processes_writing_one_store_do_not_corrupt_it(tmp_path):
 
 
 def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
-    from valar_pandas._schema import _MIGRATIONS
+    from valar_pandas._store.schema import _MIGRATIONS
 
     path = tmp_path / "v1.sqlite3"
     with sqlite3.connect(path) as db:
@@ -194,7 +194,7 @@ def _indexes(path):
 
 
 def test_a_version_2_store_loses_its_updated_at_index_and_keeps_its_rows(tmp_path):
-    from valar_pandas._schema import _MIGRATIONS
+    from valar_pandas._store.schema import _MIGRATIONS
 
     path = tmp_path / "v2.sqlite3"
     with sqlite3.connect(path) as db:
@@ -473,7 +473,7 @@ def subprocess_pid() -> int:
 
 
 def test_a_version_3_store_gains_claims_and_keeps_its_rows(tmp_path):
-    from valar_pandas._schema import _MIGRATIONS
+    from valar_pandas._store.schema import _MIGRATIONS
 
     path = tmp_path / "v3.sqlite3"
     with sqlite3.connect(path) as db:

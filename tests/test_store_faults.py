@@ -25,7 +25,7 @@ import pytest
 from helpers import FAST, TEMPLATE, echo, words
 
 import valar_pandas._service as service
-import valar_pandas._store as store_module
+import valar_pandas._store.runstore as store_module
 from valar_pandas import ConfigError, RunStore, StoreError, StoreWarning
 from valar_pandas._models import Outcome
 from valar_pandas._reviews import make_reviews

@@ -66,7 +66,7 @@ def test_the_check_is_a_config_error_from_python(tmp_path):
 
 
 def test_a_multibyte_character_split_across_reads_is_fine(tmp_path, monkeypatch):
-    monkeypatch.setattr("valar_pandas._files._CHECK_BLOCK", 7)
+    monkeypatch.setattr("valar_pandas._files.encoding._CHECK_BLOCK", 7)
     source = tmp_path / "in.csv"
     source.write_text("id,t\n" + "".join(f"{i},naïve café ☕\n" for i in range(50)), "utf-8")
     assert open_input(source).rows == 50

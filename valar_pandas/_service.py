@@ -40,7 +40,7 @@ from ._prompt import Template as CompiledTemplate
 from ._rows import render_rows
 from ._run import RunReport, Work, run_plan
 from ._score import ScoreSpec, reply_judge
-from ._score_merge import value_columns
+from ._score.columns import value_columns
 from ._spec import PriceArg, StoreArg
 from ._store import RunStore
 

@@ -26,7 +26,7 @@ from ._options import as_int
 from ._progress import Judged, make_display
 from ._run import RunReport, run_plan
 from ._score import Parsed, ScoreSpec, instructions_hint, make_spec, parse, reply_judge, text_format
-from ._score_merge import row_errors, to_columns
+from ._score.columns import row_errors, to_columns
 from ._service import Call, Opened, run_blocking
 from ._store import RunStore
 

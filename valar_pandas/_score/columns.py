@@ -1,7 +1,7 @@
 """Parsed scoring replies → typed pandas columns.
 
 Owns :func:`to_columns` (one positional array per output column, in the dtype
-:func:`valar_pandas._score.dtypes` names) and :func:`row_errors` (the one error per row, from
+:func:`~.dtypes.dtypes` names) and :func:`row_errors` (the one error per row, from
 the request or from reading the reply). The arrays carry no index, so the caller attaches them
 by position, as ``_merge`` does, and every index shape survives.
 """
@@ -16,7 +16,9 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 from pandas.arrays import NumpyExtensionArray
 
-from ._score import REASON, Parsed, ScoreSpec, column_name, dtypes
+from .dtypes import dtypes
+from .reply import Parsed
+from .spec import REASON, ScoreSpec, column_name
 
 __all__ = ["row_errors", "to_columns", "value_columns"]
 

@@ -1,41 +1,30 @@
-"""The Valar contract as pure functions: request bodies, fingerprints, parsing, statuses.
-
-No sockets, no sleeping, no pandas. Everything here is decided from plain data, so it is
-table-tested without a server. See ``valar-api.md`` in the design notes for the sources.
+"""Reading the API's answers: statuses, output text, Response objects and error envelopes.
 
 Status vocabulary: the API reference documents ``pending/running`` while the idempotency
 guide and observed traffic use ``queued/in_progress``; batch item statuses are upper-case.
-:func:`normalise_status` accepts all of them.
+:func:`normalise_status` accepts all of them. A server's message is shortened and made
+printable before it reaches a row's error. Pure: decided from plain data and table-tested.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._models import Outcome, Request
-from ._scrub import printable
+from .._models import Outcome
+from .._scrub import printable
+from .untrusted import decode_json, encodable, usable_id
 
 __all__ = [
-    "MAX_JSON_DEPTH",
     "MAX_TOKENS",
+    "TERMINAL",
     "Parsed",
     "Status",
-    "TooDeep",
-    "attempt_key",
-    "decode_json",
-    "encodable",
     "error_summary",
-    "make_request",
     "normalise_status",
     "output_text",
     "parse_response",
-    "response_body",
-    "usable_id",
 ]
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled", "incomplete", "unknown"]
@@ -53,183 +42,13 @@ _STATUS = {
     "expired": "failed",
 }
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "incomplete"})
-_KEY_PREFIX = "vp1-"
 _MAX_ERROR = 300
 MAX_TOKENS = 10**9
 """The largest token count believed: no context or answer comes near a billion tokens."""
 
 
-MAX_JSON_DEPTH = 64
-"""The deepest nesting of arrays and objects read in a reply (a Response object needs 5)."""
-_MAX_ID = 256
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-"""A JSON string (skipped whole, brackets inside it are text) or one bracket."""
-
-
-class TooDeep(ValueError):
-    """A reply nests arrays and objects deeper than anything the contract sends."""
-
-
-def decode_json(body: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Decode a reply's JSON, refusing nesting deeper than ``max_depth``.
-
-    Args:
-        body: The reply's body.
-        max_depth: The deepest nesting of arrays and objects accepted.
-
-    Returns:
-        The decoded value.
-
-    Raises:
-        ValueError: The body is not JSON.
-        TooDeep: It nests deeper than ``max_depth`` (which would otherwise exhaust the
-            stack while decoding, or after): the same reply again would be no better.
-
-    Example:
-        >>> decode_json(b'{"a": ["[[[["]}')
-        {'a': ['[[[[']}
-        >>> decode_json(b"[" * 100)
-        Traceback (most recent call last):
-        valar_pandas._wire.TooDeep: JSON nested deeper than 64 levels
-    """
-    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-    if raw.count(b"[") + raw.count(b"{") > max_depth:  # may nest too deep: measure it
-        depth = 0
-        for token in _TOKENS.finditer(raw):
-            char = token.group()
-            if char in (b"[", b"{"):
-                depth += 1
-                if depth > max_depth:
-                    raise TooDeep(f"JSON nested deeper than {max_depth} levels")
-            elif char in (b"]", b"}"):
-                depth -= 1
-    try:
-        return json.loads(raw)
-    except RecursionError:  # a deep nest with brackets the scan could not see: still refused
-        raise TooDeep(f"JSON nested deeper than {max_depth} levels") from None
-
-
-def encodable(text: str) -> str:
-    r"""Text UTF-8 can carry: each lone surrogate (half an emoji) becomes its escape.
-
-    The six characters ``\udXXX`` stand for the surrogate, so nothing is lost, and the
-    same text is written to the run store, the frame and output files.
-
-    Example:
-        >>> encodable("ok \ud83d")
-        'ok \\ud83d'
-    """
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-def usable_id(value: object) -> bool:
-    r"""Whether a server's id can go into a request path and the run store as it is.
-
-    A usable id is a string of 1 to 256 printable ASCII characters, without spaces.
-
-    Example:
-        >>> usable_id("resp_abc123"), usable_id("resp_\ud83d"), usable_id("a b")
-        (True, False, False)
-    """
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= _MAX_ID
-        and value.isascii()
-        and value.isprintable()
-        and " " not in value
-    )
-
-
 class _BadUsage(ValueError):
     """A usage field holds something that is not a token count."""
-
-
-def response_body(
-    model: str,
-    input: str | list[dict[str, Any]],
-    *,
-    instructions: str | None = None,
-    max_output_tokens: int | None = None,
-    temperature: float | None = None,
-    completion_window: str = "standard",
-    background: bool = True,
-    text: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Build the JSON body of ``POST /v1/responses``.
-
-    Instructions travel as a leading ``system`` message rather than the ``instructions``
-    field, which Valar does not document as supported; a shared leading message also keeps
-    the prompt prefix identical across rows, which is what prefix caching rewards.
-
-    Args:
-        model: Model id, e.g. ``"zai-org/GLM-5.1-FP8"``.
-        input: The rendered prompt, or a list of messages.
-        instructions: Optional system instructions prepended to every request.
-        max_output_tokens: Optional cap on output tokens.
-        temperature: Optional sampling temperature (0–2).
-        completion_window: ``"standard"`` or ``"asap"``, sent as ``metadata.completion_window``.
-        background: Whether to ask for background (asynchronous) processing.
-        text: The ``text`` field (``{"format": ...}``) asking for structured output.
-
-    Returns:
-        The request body, with keys in a fixed order.
-    """
-    messages = [{"role": "user", "content": input}] if isinstance(input, str) else list(input)
-    if instructions:
-        messages.insert(0, {"role": "system", "content": instructions})
-    body: dict[str, Any] = {"model": model, "input": messages}
-    if max_output_tokens is not None:
-        body["max_output_tokens"] = max_output_tokens
-    if temperature is not None:
-        body["temperature"] = temperature
-    if text is not None:
-        body["text"] = dict(text)
-    if background:
-        body["background"] = True
-    body["metadata"] = {"completion_window": completion_window}
-    return body
-
-
-def make_request(body: Mapping[str, Any], salt: str | None = None) -> Request:
-    """Fingerprint a body and derive its ``Idempotency-Key``.
-
-    The key is a hash of the canonical body (model included) and the optional salt, so any
-    retry or re-run of the same row re-sends the same key and the server replays instead of
-    running, and billing, the inference again. A new salt asks for a fresh sample.
-
-    Args:
-        body: The request body.
-        salt: Optional user salt; different salts give different keys.
-
-    Returns:
-        The request with its fingerprint, key and wire bytes (canonical JSON: sorted keys,
-        no spaces, so the bytes sent are the bytes hashed).
-    """
-    payload = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
-    digest = hashlib.sha256(payload)
-    if salt is not None:
-        digest.update(b"\x00salt\x00" + salt.encode())
-    fingerprint = digest.hexdigest()
-    return Request(fingerprint, attempt_key(fingerprint, 0), body, payload)
-
-
-def attempt_key(fingerprint: str, attempt: int) -> str:
-    """The ``Idempotency-Key`` for a request's ``attempt``-th asking.
-
-    Attempt 0 is the first; a row whose response the server failed is asked again under a
-    new key (the old one would only replay the failure).
-
-    Example:
-        >>> attempt_key("ab12", 0), attempt_key("ab12", 2)
-        ('vp1-ab12', 'vp1-ab12-2')
-    """
-    return _KEY_PREFIX + fingerprint + (f"-{attempt}" if attempt else "")
 
 
 def normalise_status(status: object) -> Status:
