@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ._conn import Endpoint
+from ._endpoint import Endpoint
 from ._errors import ConfigError
 from ._options import as_int, as_real, checked_arguments
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from ._display import status_line
 from ._loop import StopSignal, get_loop
 from ._progress import Display, close_display
 from ._run import RunReport
-from ._widget import status_line
 
 __all__ = ["Job"]
 

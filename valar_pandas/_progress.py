@@ -1,7 +1,9 @@
-"""Progress: a pure tally of engine events, and the choice of display that draws it.
+"""Progress: the choice of display, the tqdm bar, and a caller's verdict on answers.
 
-Displays subscribe to events; they never steer the run. The tally is a plain fold so every
-display (the tqdm bar here, the notebook widget in ``_widget``) draws the same numbers.
+Displays subscribe to events; they never steer the run. What they share (the :class:`Tally`
+fold, the status line, dropping a display that fails) lives in ``_display``; the notebook
+widget lives in ``_widget``, imported only when a widget is made, so neither ipywidgets nor
+the widget's module loads with the package.
 
 A run's events say whether the server answered; whether the answer is usable is the
 caller's to say (a scoring reply that cannot be read is a failed row). :class:`Judged` puts a
@@ -12,15 +14,14 @@ failed as they arrive, while the run itself, its store and its report see the ev
 from __future__ import annotations
 
 import sys
-import time
 import warnings
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
+from ._display import Display, Tally, close_display, drop_display, is_dropped
 from ._errors import ConfigError
-from ._models import Event, Finished, Retrying, Started, Stopped, Submitted
+from ._models import Event, Finished, Started
 from ._prices import Price
 
 __all__ = [
@@ -33,162 +34,6 @@ __all__ = [
     "is_dropped",
     "make_display",
 ]
-
-
-@dataclass
-class Tally:
-    """Counts folded from events, in rows (rows sharing one request count separately).
-
-    Attributes:
-        price: Prices reported usage into ``spent``; None when the model has no price.
-    """
-
-    price: Price | None = None
-    total: int = 0
-    unique: int = 0
-    submitted: int = 0
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    cached: int = 0
-    retries: int = 0
-    cancelled: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    spent: float = 0.0
-    last_retry: str | None = None
-    started_at: float = field(default_factory=time.monotonic)
-
-    def add(self, event: Event) -> None:
-        """Fold one event into the counts."""
-        if isinstance(event, Started):
-            # Adds up, so a tally shared by several runs (a file read in windows) counts all.
-            self.total += event.total
-            self.unique += event.unique
-        elif isinstance(event, Submitted):
-            self.submitted += event.rows
-        elif isinstance(event, Finished):
-            outcome = event.outcome
-            self.done += event.rows
-            if event.cached:
-                self.cached += event.rows
-            if outcome.status == "skipped":
-                self.skipped += event.rows
-            elif not outcome.ok:
-                self.failed += event.rows
-            if not event.cached:
-                self.input_tokens += outcome.input_tokens or 0
-                self.output_tokens += outcome.output_tokens or 0
-                if self.price is not None:
-                    self.spent += self.price.of(outcome)
-        elif isinstance(event, Retrying):
-            self.retries += 1
-            self.last_retry = event.reason
-        elif isinstance(event, Stopped):
-            self.cancelled += event.rows
-
-    @property
-    def running(self) -> int:
-        """Rows accepted by the server and not yet finished."""
-        return max(self.submitted - (self.done - self.skipped - self.cached), 0)
-
-    def rate(self, now: float) -> float | None:
-        """Rows answered per second by requests (cached and skipped rows excluded)."""
-        answered = self.done - self.cached - self.skipped
-        elapsed = now - self.started_at
-        return answered / elapsed if answered > 0 and elapsed > 0 else None
-
-    def eta(self, now: float) -> float | None:
-        """Seconds until every row is done at the current rate; None before any answer."""
-        rate = self.rate(now)
-        left = self.total - self.done - self.cancelled
-        if left <= 0:
-            return 0.0
-        return left / rate if rate else None
-
-    def counts(self) -> dict[str, int]:
-        """The row counts by state, as plain numbers."""
-        return {
-            "total": self.total,
-            "submitted": self.submitted,
-            "running": self.running,
-            "done": self.done,
-            "failed": self.failed,
-            "cached": self.cached,
-            "skipped": self.skipped,
-            "cancelled": self.cancelled,
-        }
-
-    def summary(self) -> str:
-        """A one-line status: failures, retries and tokens so far."""
-        parts = [f"running={self.running}"]
-        if self.failed:
-            parts.append(f"failed={self.failed}")
-        if self.skipped:
-            parts.append(f"skipped={self.skipped}")
-        if self.cached:
-            parts.append(f"cached={self.cached}")
-        if self.cancelled:
-            parts.append(f"cancelled={self.cancelled}")
-        if self.retries:
-            parts.append(f"retries={self.retries}")
-        parts.append(f"tokens={_si(self.input_tokens + self.output_tokens)}")
-        if self.price is not None:
-            parts.append(f"spent=${self.spent:,.4f}")
-        return " ".join(parts)
-
-
-class Display(Protocol):
-    """What a progress display does: keep a tally, receive events, then close."""
-
-    tally: Tally
-
-    def __call__(self, event: Event) -> None:
-        """Receive one event (on the library's loop thread)."""
-
-    def close(self) -> None:
-        """Finish drawing."""
-
-
-_dropped: weakref.WeakSet[Any] = weakref.WeakSet()
-"""Displays that failed: never drawn to or closed again (closing one may block on its lock)."""
-
-
-def drop_display(display: object, error: BaseException) -> None:
-    """Stop using a display that failed, warning once (the run goes on).
-
-    Args:
-        display: The display that raised.
-        error: What it raised (e.g. ``BrokenPipeError`` once a terminal went away).
-    """
-    if display in _dropped:
-        return
-    _dropped.add(display)
-    warnings.warn(
-        f"the progress display failed ({type(error).__name__}: {error}) and is no longer "
-        "drawn; the run goes on, and every answer is kept",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-
-
-def is_dropped(display: object) -> bool:
-    """Whether a display failed and was dropped."""
-    return display in _dropped
-
-
-def close_display(display: Display) -> None:
-    """Close a display, unless it was dropped; a failure to close is warned of, never raised.
-
-    Args:
-        display: The display to close.
-    """
-    if display in _dropped:
-        return
-    try:
-        display.close()
-    except Exception as error:  # the display is not the run: nothing of the run is lost
-        drop_display(display, error)
 
 
 class Judged:
@@ -380,10 +225,3 @@ def make_display(
 
         return WidgetDisplay(desc, price, errors_hint)
     return _TqdmDisplay(desc, price, total)
-
-
-def _si(n: int) -> str:
-    for unit, size in (("M", 1_000_000), ("k", 1_000)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)

@@ -1,52 +1,42 @@
 """The composition root: a planned run → outcomes, wiring store, transport, engine, display.
 
-It consults the run store (finished rows come from disk; rows an earlier run created are
-re-attached by id, or by their batch; rows it only planned are re-sent under the same key;
-a batch create that may have reached the server is replayed as it was) and claims the rows
-it sends, awaiting those another run holds (one owner per row, whatever runs at once),
-picks the path (the background engine, or the Batch API for ``mode="batch"`` and large
-``mode="auto"`` runs, falling back to the engine when the Batch API is absent), records each
-request before it is sent, fans events out to the store, the budget and the display, and
+It splits the plan against the run store and claims the rows it sends, awaiting those
+another run holds (``_claims``: one owner per row, whatever runs at once), picks the path
+(the background engine, or the Batch API for ``mode="batch"`` and large ``mode="auto"``
+runs, falling back to the engine when the Batch API is absent), records each request before
+it is sent, fans events out to the store, the budget and the display (``_fanout``), and
 closes everything whatever happens. It decides nothing a pure module could decide.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import warnings
-from collections.abc import Callable, Coroutine, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import _batchplan, _cancel
 from ._batch import BatchConfig, execute_batches
 from ._budget import Budget
+from ._claims import Claim, Work, await_held, claim_work, prepare_work, served_from_store, split
 from ._config import ValarClient
+from ._display import Display, Tally, close_display
 from ._engine import EngineConfig, execute
-from ._errors import StoreError
+from ._fanout import fan_out, follower, recorder
 from ._http import Http
+from ._log import child
 from ._loop import StopSignal
-from ._models import (
-    SERVER_VERDICTS,
-    BatchCreated,
-    BatchLost,
-    BatchPlanned,
-    Event,
-    Finished,
-    Outcome,
-    Request,
-    Started,
-    Stopped,
-    Submitted,
-)
+from ._models import Event, Finished, Outcome, Request, Started, Stopped
 from ._options import RunOptions
 from ._plan import Plan
 from ._policy import PollSchedule
 from ._prices import Price
-from ._progress import Display, Tally, close_display, drop_display, is_dropped, make_display
-from ._store import HEARTBEAT, Journal, RunStore, Stored, StoreFault, new_owner
-from ._wire import attempt_key
+from ._progress import make_display
+from ._store import Journal, RunStore, StoreFault, new_owner
+
+_LOG = child("run")
+_STORE_LOG = child("store")
 
 __all__ = [
     "RunReport",
@@ -75,197 +65,6 @@ class RunReport:
     tally: Tally
     http_requests: int
     store_fault: StoreFault | None = None
-
-
-@dataclass
-class Work:
-    """A plan split against the store: what is already known and what must be sent.
-
-    Attributes:
-        cached: Outcomes served from the store, by fingerprint.
-        send: Requests to send (with the key each must carry).
-        attach: Fingerprint → response id of requests an earlier run created.
-        entries: Fingerprint → (key, attempt), to record before anything is sent.
-        batches: Fingerprint → (batch key, batch id, custom_id) of requests an earlier run
-            put in a batch the server accepted.
-        awaited: Requests another live run holds (a window, a job or a process sending
-            them now): their verdicts are awaited from the store, not sent again.
-        replay: Batch key → (label, ((fingerprint, custom_id), ...)) of batches an earlier
-            run planned and may have created, with no id recorded: their creates are sent
-            again exactly as they were, so the server replays a batch it holds.
-        claimed: Whether :attr:`entries` are already recorded, under this run's claim.
-    """
-
-    cached: dict[str, Outcome]
-    send: list[Request]
-    attach: dict[str, str]
-    entries: dict[str, tuple[str, int]]
-    batches: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-    awaited: dict[str, Request] = field(default_factory=dict)
-    replay: dict[str, tuple[str | None, tuple[tuple[str, str], ...]]] = field(default_factory=dict)
-    claimed: bool = False
-
-
-def served_from_store(stored: Stored, options: RunOptions) -> bool:
-    """Whether the store's answer to a request stands (else the request is sent).
-
-    Args:
-        stored: What the store holds of the request.
-        options: ``retry_failed`` decides whether a failure stands.
-
-    Returns:
-        True for a stored success, and for a stored failure unless it is to be re-asked.
-    """
-    outcome = stored.outcome
-    return outcome is not None and (outcome.ok or not options.retry_failed)
-
-
-def prepare_work(
-    plan: Plan,
-    options: RunOptions,
-    store: RunStore | None,
-    endpoint: str,
-    asked: Set[str] = frozenset(),
-) -> Work:
-    """Split a plan into cached outcomes, re-attachments and requests to send.
-
-    Reads the store and claims nothing (for estimates and previews; a run claims its rows
-    with :func:`claim_work`).
-
-    Args:
-        plan: The planned requests.
-        options: ``cache`` and ``retry_failed`` decide what the store may answer.
-        store: The run store, or None.
-        endpoint: The API base URL the store namespaces rows by.
-        asked: Requests this call or command already asked (their failures stand).
-
-    Returns:
-        The work.
-    """
-    known = store.lookup(endpoint, plan.requests) if store is not None else {}
-    return split(plan.requests, options, known, asked)
-
-
-def split(
-    requests: Mapping[str, Request],
-    options: RunOptions,
-    known: Mapping[str, Stored],
-    asked: Set[str] = frozenset(),
-) -> Work:
-    """Split requests against what the store knows of them (see :func:`prepare_work`).
-
-    Args:
-        requests: The distinct requests, by fingerprint.
-        options: ``retry_failed`` decides whether a stored failure stands.
-        known: What the store holds, by fingerprint (rows another live run holds carry
-            its id in ``holder``).
-        asked: Requests this call or command already asked (their failures stand).
-
-    Returns:
-        The work.
-    """
-    work = Work({}, [], {}, {})
-    pending: dict[str, list[tuple[str, str]]] = {}
-    for fingerprint, request in requests.items():
-        stored = known.get(fingerprint)
-        if stored is None:
-            work.send.append(request)
-            work.entries[fingerprint] = (request.idempotency_key, 0)
-            continue
-        outcome = stored.outcome
-        if outcome is not None and (
-            outcome.ok
-            or not options.retry_failed
-            or fingerprint in asked
-            or stored.holder is not None  # a live run's fresh verdict
-        ):
-            work.cached[fingerprint] = outcome
-            continue
-        if stored.holder is not None:
-            work.awaited[fingerprint] = request
-            continue
-        attempt = stored.attempt + 1 if outcome is not None else stored.attempt
-        key = attempt_key(fingerprint, attempt) if outcome is not None else stored.idempotency_key
-        work.send.append(dataclasses.replace(request, idempotency_key=key))
-        work.entries[fingerprint] = (key, attempt)
-        if outcome is None and stored.batch_key and stored.batch_id and stored.custom_id:
-            work.batches[fingerprint] = (stored.batch_key, stored.batch_id, stored.custom_id)
-        elif outcome is None and stored.state == "submitted" and stored.response_id:
-            work.attach[fingerprint] = stored.response_id
-        elif outcome is None and stored.batch_key and stored.custom_id and not stored.batch_id:
-            pending.setdefault(stored.batch_key, []).append((fingerprint, stored.custom_id))
-    for key, items in pending.items():
-        stored = known[items[0][0]]
-        if len(items) == stored.batch_items:  # every item is here: the create can be rebuilt
-            work.replay[key] = (stored.batch_label, tuple(items))
-    return work
-
-
-async def claim_work(
-    requests: Mapping[str, Request],
-    options: RunOptions,
-    store: RunStore,
-    endpoint: str,
-    owner: str,
-    asked: Set[str] = frozenset(),
-) -> Work:
-    """Split requests against the store and claim the rows to send, in one transaction.
-
-    Rows another live run holds are left to it (:attr:`Work.awaited`). The claim never
-    sleeps in SQLite: while another process holds the write lock it is tried again
-    between short sleeps on the loop, up to the store's ``lock_timeout``; past that, or at
-    once when the store cannot be written at all (full, read-only, damaged), the plan is
-    split unclaimed and its keys go through the journal, as before claims existed.
-
-    Args:
-        requests: The distinct requests, by fingerprint.
-        options: ``retry_failed`` decides whether a stored failure stands.
-        store: The run store.
-        endpoint: The API base URL the store namespaces rows by.
-        owner: This run's owner id.
-        asked: Requests this call or command already asked (their failures stand).
-
-    Returns:
-        The work; :attr:`Work.claimed` says whether its entries are recorded.
-    """
-    made: list[Work] = []
-
-    def decide(known: dict[str, Stored]) -> dict[str, tuple[str, int]]:
-        made[:] = [split(requests, options, known, asked)]
-        return made[0].entries
-
-    deadline = asyncio.get_running_loop().time() + store.lock_timeout
-    delay = 0.005
-    while True:
-        claimed = store.claim(endpoint, owner, options.model, requests, decide)
-        if not isinstance(claimed, StoreFault):
-            made[0].claimed = True
-            return made[0]
-        if claimed.kind != "locked" or asyncio.get_running_loop().time() + delay > deadline:
-            return split(requests, options, store.lookup(endpoint, requests), asked)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.25)
-
-
-def _recorder(journal: Journal) -> Callable[[Event], None]:
-    def record(event: Event) -> None:
-        if isinstance(event, Submitted):
-            journal.submitted(event.fingerprint, event.response_id)
-        elif (
-            isinstance(event, Finished)
-            and not event.cached
-            and event.fingerprint is not None
-            and event.outcome.status in SERVER_VERDICTS
-        ):
-            journal.finished(event.fingerprint, event.outcome)
-        elif isinstance(event, BatchPlanned):
-            journal.batch_planned(event.key, event.label, event.items)
-        elif isinstance(event, BatchCreated):
-            journal.batch_created(event.key, event.batch_id)
-        elif isinstance(event, BatchLost):
-            journal.batch_lost(event.key, rekey=event.rekey)
-
-    return record
 
 
 async def _send(
@@ -299,6 +98,10 @@ async def _send(
         or r.fingerprint in replayed  # a create that may have reached the server: replayed
         or (chosen == "batch" and r.fingerprint not in work.attach)
     ]
+    _LOG.debug(
+        "sending %d requests: %d through the Batch API, %d in the background (%d re-attached)",
+        len(work.send), len(batched), len(work.send) - len(batched), len(work.attach),
+    )  # fmt: skip
     if not batched:
         return await background(work.send)
     config = BatchConfig(
@@ -326,7 +129,7 @@ def _sending(
     http: Http,
     emit: Callable[[Event], None],
     gate: Callable[[Request], str | None] | None,
-    claim: _Claim | None,
+    claim: Claim | None,
 ) -> Coroutine[Any, Any, dict[str, Outcome]]:
     """Send what this run claimed and, alongside, await what other runs hold."""
 
@@ -335,7 +138,7 @@ def _sending(
 
     if not work.awaited or claim is None:
         return send(work)
-    held = _await_held(work, options, claim, plan.shares, emit, send)
+    held = await_held(work, options, claim, plan.shares, emit, send)
     return _together(send(work), held) if work.send else held
 
 
@@ -355,147 +158,6 @@ async def _together(
     for task in tasks:
         results |= task.result()
     return results
-
-
-def _fan_out(listeners: list[Callable[[Event], None]], display: Display) -> Callable[[Event], None]:
-    """Hand each event to every listener, then to the display, each on its own.
-
-    A listener that raises does not keep the event from the others, nor end the run (its
-    first failure is warned of once). A display that raises is dropped for the rest of the
-    run with one warning; its tally goes on counting.
-    """
-    warned: set[int] = set()
-
-    def emit(event: Event) -> None:
-        for index, listener in enumerate(listeners):
-            try:
-                listener(event)
-            except Exception as error:
-                if index not in warned:
-                    warned.add(index)
-                    warnings.warn(
-                        f"recording a run event failed ({type(error).__name__}: {error}); "
-                        "the run goes on and its frame holds every answer",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-        if is_dropped(display):
-            display.tally.add(event)
-            return
-        try:
-            display(event)
-        except Exception as error:
-            drop_display(display, error)
-
-    return emit
-
-
-_AWAIT_FIRST = 0.05
-_AWAIT_MAX = 1.0
-
-
-@dataclass
-class _Claim:
-    """This run's claim on its rows: who it is, and what the call or command already asked."""
-
-    store: RunStore
-    endpoint: str
-    owner: str
-    asked: set[str]
-    journal: Journal
-    held: set[str] = field(default_factory=set)
-
-    async def take(self, requests: Mapping[str, Request], options: RunOptions) -> Work:
-        """Claim ``requests`` (recording their keys), as :func:`claim_work` does."""
-        work = await claim_work(
-            requests, options, self.store, self.endpoint, self.owner, self.asked
-        )
-        if work.claimed:
-            self.held.update(work.entries)
-        else:
-            self.journal.plan(options.model, work.entries)
-        self.asked.update(work.entries)
-        self.asked.update(work.awaited)
-        return work
-
-    def release(self) -> None:
-        """Give up this run's claims once its verdicts are written (they lapse if not)."""
-        self.store.release(self.endpoint, self.owner, self.held)
-
-    async def beat(self) -> None:
-        """Say this run is alive every :data:`HEARTBEAT` seconds, until cancelled."""
-        while True:
-            await asyncio.sleep(HEARTBEAT)
-            self.store.beat(self.owner)
-
-
-async def _await_held(
-    work: Work,
-    options: RunOptions,
-    claim: _Claim,
-    shares: Mapping[str, int],
-    emit: Callable[[Event], None],
-    send: Callable[[Work], Coroutine[Any, Any, dict[str, Outcome]]],
-) -> dict[str, Outcome]:
-    """Wait for the verdicts of rows other runs hold; take over those whose owner is gone.
-
-    The store is read every 50 ms at first, then less often (up to once a second). A row
-    the owner answered is this run's answer too (shown as from the store); a row whose
-    owner released it or died unanswered is claimed and sent by this run, resuming
-    whatever the owner left (its key, its response id, its batch).
-    """
-    waiting = dict(work.awaited)
-    results: dict[str, Outcome] = {}
-    delay = _AWAIT_FIRST
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks: list[asyncio.Task[dict[str, Outcome]]] = []
-            while waiting:
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, _AWAIT_MAX)
-                try:
-                    known = claim.store.lookup(claim.endpoint, waiting, me=claim.owner)
-                except StoreError:
-                    continue  # the store is busy or failing: read it again later
-                free: dict[str, Request] = {}
-                for fingerprint in list(waiting):
-                    stored = known.get(fingerprint)
-                    if stored is not None and stored.outcome is not None:
-                        results[fingerprint] = stored.outcome
-                        del waiting[fingerprint]
-                        emit(
-                            Finished(fingerprint, stored.outcome, shares[fingerprint], cached=True)
-                        )
-                    elif stored is None or stored.holder is None:
-                        free[fingerprint] = waiting.pop(fingerprint)
-                if not free:
-                    continue
-                taken = await claim.take(free, options)
-                waiting |= taken.awaited  # claimed again by another run meanwhile
-                for fingerprint, outcome in taken.cached.items():
-                    results[fingerprint] = outcome
-                    emit(Finished(fingerprint, outcome, shares[fingerprint], cached=True))
-                if taken.send:
-                    tasks.append(group.create_task(send(taken)))
-    except BaseExceptionGroup as group_error:
-        errors = [e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)]
-        if len(errors) == 1:
-            raise errors[0] from None
-        raise
-    for task in tasks:
-        results |= task.result()
-    return results
-
-
-def _follower(answered: dict[str, Outcome], running: dict[str, str]) -> Callable[[Event], None]:
-    def follow(event: Event) -> None:
-        if isinstance(event, Submitted) and event.response_id is not None:
-            running[event.fingerprint] = event.response_id
-        elif isinstance(event, Finished) and event.fingerprint is not None:
-            answered[event.fingerprint] = event.outcome
-            running.pop(event.fingerprint, None)
-
-    return follow
 
 
 async def _unless_stopped(
@@ -594,13 +256,14 @@ async def run_plan(
         APIError: The first requests, or the first batch, were rejected.
         BatchUnavailable: ``mode="batch"`` and the server has no Batch API.
     """
+    started = time.monotonic()
     endpoint = client.base_url
     asked = set() if asked is None else asked
     journal: Journal | None = None
-    claim: _Claim | None = None
+    claim: Claim | None = None
     if store is not None:
         journal = store.journal(endpoint)
-        claim = _Claim(store, endpoint, new_owner(), asked, journal)
+        claim = Claim(store, endpoint, new_owner(), asked, journal)
         work = await claim.take(plan.requests, options)  # a failing store: keys in memory
     else:
         work = split(plan.requests, options, {}, asked)
@@ -610,7 +273,7 @@ async def run_plan(
     # draws is not, so a display never stands between an answer and the store.
     listeners: list[Callable[[Event], None]] = []
     if journal is not None:
-        listeners.append(_recorder(journal))
+        listeners.append(recorder(journal))
     if budget is None and options.budget is not None and price is not None:
         budget = Budget(options.budget, price)
     if budget is not None:
@@ -621,14 +284,14 @@ async def run_plan(
     answered: dict[str, Outcome] = {}
     running: dict[str, str] = dict(work.attach)
     if stop is not None:
-        listeners.append(_follower(answered, running))
+        listeners.append(follower(answered, running))
     if display is None:  # the run's own display: its tally is the run's
         shown = make_display(options.progress, price)
         tally = shown.tally
     else:  # a caller's display may span several runs: keep this run's counts apart
         shown, tally = display, Tally(price)
         listeners.append(tally.add)
-    emit = _fan_out(listeners, shown)
+    emit = fan_out(listeners, shown)
 
     emit(Started(total=len(plan.rows), unique=len(plan.requests)))
     for row in plan.rows:
@@ -640,6 +303,7 @@ async def run_plan(
     http: Http | None = None
     fault: StoreFault | None = None
     beating: asyncio.Task[None] | None = None
+    ended = "done"
     try:
         if work.send or work.awaited:
             http = Http(client, options.concurrency, options.max_rps)
@@ -653,6 +317,7 @@ async def run_plan(
                 sent = await _unless_stopped(sending, stop)
                 results |= sent if sent is not None else answered
                 if sent is None:
+                    ended = f"stopped: {stop.reason}"
                     left = [f for f in plan.requests if f not in results]
                     results |= _wind_down(left, plan.shares, running, stop, emit)
                     if journal is not None:
@@ -672,6 +337,15 @@ async def run_plan(
             journal = None
             if fault is None and claim is not None:
                 claim.release()
+            elif fault is not None:
+                _STORE_LOG.warning(
+                    "the run store %s could not record %d answers and %d other records "
+                    "of this run (%s); the run's outcomes hold every answer",
+                    fault.path or store.path, fault.answers, fault.records, fault.reason,
+                )  # fmt: skip
+    except BaseException as error:
+        ended = f"raised {type(error).__name__}"
+        raise
     finally:
         try:
             if journal is not None and journal.close() is None and claim is not None:
@@ -683,4 +357,26 @@ async def run_plan(
                 await http.close()
             if owned:
                 close_display(shown)
+            _log_run(plan, work, options, endpoint, tally, http, time.monotonic() - started, ended)
     return RunReport(plan.outcomes(results), tally, http.sent if http else 0, fault)
+
+
+def _log_run(
+    plan: Plan,
+    work: Work,
+    options: RunOptions,
+    endpoint: str,
+    tally: Tally,
+    http: Http | None,
+    elapsed: float,
+    ended: str,
+) -> None:
+    """One INFO line per run: what it asked, what the store answered, what it cost."""
+    _LOG.info(
+        "run %s: %d rows, %d distinct requests (%d from the store, %d sent, %d awaited "
+        "from another run); mode=%s model=%s endpoint=%s; %.3f s, %d HTTP requests; "
+        "%d rows failed, %d cancelled",
+        ended, len(plan.rows), len(plan.requests), len(work.cached), len(work.send),
+        len(work.awaited), options.mode, options.model, endpoint, elapsed,
+        http.sent if http is not None else 0, tally.failed, tally.cancelled,
+    )  # fmt: skip

@@ -6,8 +6,9 @@ redraws at most ten times a second (and once a second while nothing happens, so 
 and ETA keep moving). Widget traits may be set from any thread: the kernel sends the updates
 over its own comm channel, so the bar moves while the kernel is idle after ``submit()``.
 
-``ipywidgets`` is imported only when a widget is made: the rest of the package runs without
-it.
+``ipywidgets`` is imported only when a widget is made, and this module only when a widget is
+chosen (``_progress.make_display``): the rest of the package loads and runs without either.
+The status line drawn here is ``_display.status_line``, which a job's ``repr`` shares.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import threading
 import time
 from typing import Any
 
+from ._display import Tally, drop_display, status_line
 from ._models import Event
 from ._prices import Price
-from ._progress import Tally, _si, drop_display
 
 __all__ = ["WidgetDisplay", "status_line"]
 
@@ -29,63 +30,6 @@ _INTERVAL = 0.1
 """Seconds between redraws at most: no more than ten updates a second."""
 _IDLE_REDRAW = 1.0
 """Seconds after which the line is redrawn even when no event came (elapsed, ETA)."""
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
-
-
-def status_line(tally: Tally, now: float, *, final: bool = False, errors_hint: str = "") -> str:
-    """One line of counts for people: what is done, running and failed, how fast, what cost.
-
-    Args:
-        tally: The counts so far.
-        now: The monotonic clock, in seconds.
-        final: The run has ended: report the outcome rather than an ETA.
-        errors_hint: Where failed rows' reasons can be read (e.g. a column name).
-
-    Returns:
-        Plain text, parts separated by `` · ``.
-    """
-    elapsed = now - tally.started_at
-    parts = [f"{tally.done:,}/{tally.total:,} rows"]
-    if final:
-        if tally.done + tally.cancelled < tally.total:
-            parts[0] = f"ended early: {tally.done:,} of {tally.total:,} rows done"
-        elif tally.cancelled:
-            parts[0] = (
-                f"stopped: {tally.done:,} of {tally.total:,} rows done, "
-                f"{tally.cancelled:,} cancelled (run the same call again to resume)"
-            )
-        elif tally.failed:
-            where = f"; see {errors_hint}" if errors_hint else ""
-            parts[0] = f"{tally.failed:,} of {tally.total:,} rows failed{where}"
-        else:
-            parts[0] = f"done: {tally.total:,} rows"
-    else:
-        parts.append(f"submitted {tally.submitted:,}")
-        parts.append(f"running {tally.running:,}")
-        if tally.failed:
-            parts.append(f"failed {tally.failed:,}")
-    if tally.cached:
-        parts.append(f"cached {tally.cached:,}")
-    if tally.retries and not final:
-        parts.append(f"retries {tally.retries:,}")
-    rate = tally.rate(now)
-    if rate is not None:
-        digits = 0 if rate >= 10 else 1 if rate >= 1 else 2
-        parts.append(f"{rate:,.{digits}f} rows/s")
-    parts.append(f"elapsed {_clock(elapsed)}")
-    if not final:
-        eta = tally.eta(now)
-        parts.append(f"ETA {_clock(eta)}" if eta is not None else "ETA –")
-    parts.append(f"{_si(tally.input_tokens + tally.output_tokens)} tokens")
-    if tally.price is not None:
-        parts.append(f"${tally.spent:,.4f}")
-    return " · ".join(parts)
 
 
 class WidgetDisplay:

@@ -24,13 +24,13 @@ Answers are bounded: a body, and a gzip or deflate body once inflated, may not e
 request's ``cap`` in bytes. Inflating stops at the cap (``decompressobj`` with
 ``max_length``), so a small compressed answer cannot make a large one in memory.
 
-Modules: :mod:`.endpoint` (the base URL parsed), :mod:`.pool` (keep-alive connections, the
+Modules: :mod:`.pool` (keep-alive connections, the
 resend and the one-at-a-time first connect), :mod:`.connection` (one connection: the request
 written, the answer parsed, inflated within its cap).
 """
 
+from .._endpoint import Endpoint
 from .connection import MAX_HEADER_BYTES, Answer, ConnectionFailed
-from .endpoint import Endpoint
 from .pool import Pool
 
 __all__ = ["MAX_HEADER_BYTES", "Answer", "ConnectionFailed", "Endpoint", "Pool"]

@@ -16,9 +16,9 @@ import socket
 import ssl
 from collections.abc import Callable
 
+from .._endpoint import Endpoint
 from .._policy import Fault
 from .connection import Answer, Connection, ConnectionFailed
-from .endpoint import Endpoint
 
 __all__ = ["Pool"]
 

@@ -1,4 +1,8 @@
-"""Where requests go: the API's base URL parsed once into host, port, TLS and path prefix."""
+"""Where requests go: the base URL parsed once into host, port, TLS and path prefix.
+
+Pure (no socket is opened): the URL check in ``_config`` and the connection pool in ``_conn``
+parse the same way.
+"""
 
 from __future__ import annotations
 
