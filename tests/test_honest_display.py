@@ -7,8 +7,9 @@ import json
 import pytest
 from helpers import FAST
 
-import valar_pandas._accessor as accessor
 import valar_pandas._progress as progress
+import valar_pandas._service as service
+import valar_pandas._service_score as service_score
 from valar_pandas._cli import main
 from valar_pandas._models import Finished, Outcome, Started
 from valar_pandas._progress import Judged, Tally
@@ -23,14 +24,15 @@ LABELS = ["positive", "negative", "neutral"]
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """The displays the accessor makes, as made (before any wrapping)."""
     made: list[object] = []
-    real = accessor.make_display
+    real = service.make_display
 
     def make(*args: object, **kwargs: object) -> object:
         display = real(*args, **kwargs)  # type: ignore[arg-type]
         made.append(display)
         return display
 
-    monkeypatch.setattr(accessor, "make_display", make)
+    monkeypatch.setattr(service, "make_display", make)
+    monkeypatch.setattr(service_score, "make_display", make)
     return made
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from helpers import FAST, TEMPLATE, echo, words
 
-import valar_pandas._accessor as accessor
+import valar_pandas._service as service
 import valar_pandas._store.runstore as store_module
 from valar_pandas import ConfigError, RunStore, StoreError, StoreWarning
 from valar_pandas._models import Outcome
@@ -224,7 +224,7 @@ def test_a_lock_released_before_the_end_loses_nothing_and_warns_nothing(serve, t
 
 def _failing_store(monkeypatch: pytest.MonkeyPatch, pragma: str) -> None:
     """The store the accessor opens gets ``pragma`` on its connection (a full disk, ...)."""
-    real = accessor.open_store
+    real = service.open_store
 
     def open_store(store, options):
         opened = real(store, options)
@@ -233,7 +233,7 @@ def _failing_store(monkeypatch: pytest.MonkeyPatch, pragma: str) -> None:
             opened._db.execute(pragma.format(pages=pages))
         return opened
 
-    monkeypatch.setattr(accessor, "open_store", open_store)
+    monkeypatch.setattr(service, "open_store", open_store)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from ._errors import (
     ValarError,
 )
 from ._estimate import Estimate
+from ._job import Job
 from ._prices import PRICES, PRICES_AS_OF, Price
 from ._store import RunStore, default_store_path
 
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigError",
     "EndpointError",
     "Estimate",
+    "Job",
     "Price",
     "RowErrors",
     "RunStore",

@@ -18,11 +18,12 @@ import math
 import numbers
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 from ._batchplan import check_label
 from ._errors import ConfigError
+from ._spec import DEFAULT_MAX_RPS, OPTIONS, defaults
 
 __all__ = [
     "DEFAULT_MAX_RPS",
@@ -43,11 +44,6 @@ WINDOWS = ("standard", "asap")
 ERRORS = ("column", "raise")
 PROGRESS = ("auto", "tqdm", "widget", None)
 ON_MISSING = ("empty", "skip")
-DEFAULT_MAX_RPS = 2000.0
-"""The default request budget, requests a second. Valar publishes no rate limit; 200
-connections (the default concurrency) at 100 ms round trips make 2,000 requests a second, so
-the budget holds back only a client whose server answers faster than that (a local emulator,
-a nearby proxy), where one process could otherwise send several thousand a second."""
 MIN_MAX_RPS = 0.1
 """The smallest request budget, requests a second: one request every ten seconds. A row costs
 at least two requests (a create, then a poll; one in realtime mode), so at this floor a row
@@ -58,7 +54,11 @@ under an endpoint's limit of a few requests a minute."""
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Everything a run needs besides the frame, the template and the client."""
+    """Everything a run needs besides the frame, the template and the client.
+
+    One field per *settled* row of :data:`~valar_pandas._spec.OPTIONS` (checked when this
+    module is imported), plus ``text``; the rows' defaults fill :func:`validate_options`.
+    """
 
     model: str
     into: str
@@ -218,41 +218,34 @@ def _choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
         raise ConfigError(f"unknown {name} {value!r}; use one of {shown}")
 
 
-def validate_options(
-    *,
-    model: object,
-    into: object = "output",
-    instructions: object = None,
-    max_output_tokens: object = None,
-    temperature: object = None,
-    completion_window: object = None,
-    mode: object = "background",
-    concurrency: object = 200,
-    errors: object = "column",
-    progress: object = "auto",
-    details: object = False,
-    on_missing: object = "empty",
-    salt: object = None,
-    cache: object = True,
-    retry_failed: object = True,
-    budget: object = None,
-    text: dict[str, Any] | None = None,
-    label: object = None,
-    max_rps: object = DEFAULT_MAX_RPS,
-) -> RunOptions:
-    """Check every option and fill defaults.
+def validate_options(**values: object) -> RunOptions:
+    """Check every option and fill defaults (from :data:`~valar_pandas._spec.OPTIONS`).
 
-    ``completion_window`` defaults to ``"asap"`` in realtime mode (a foreground call on the
-    standard window would hold a connection open for minutes) and to ``"standard"`` in every
-    other mode. The Batch API runs only on the standard window, so ``mode="batch"`` with
-    ``"asap"`` is refused; ``label`` names batches and needs ``mode="batch"`` or ``"auto"``.
+    Takes the options that become :class:`RunOptions` fields, by name, plus ``text`` (the
+    structured-output format a scoring call sets). ``completion_window`` defaults to
+    ``"asap"`` in realtime mode (a foreground call on the standard window would hold a
+    connection open for minutes) and to ``"standard"`` in every other mode. The Batch API
+    runs only on the standard window, so ``mode="batch"`` with ``"asap"`` is refused;
+    ``label`` names batches and needs ``mode="batch"`` or ``"auto"``.
 
     Returns:
         The validated options.
 
     Raises:
-        ConfigError: Any option is of the wrong type or out of range.
+        ConfigError: Any option is unknown, of the wrong type or out of range.
     """
+    unknown = [name for name in values if name not in _SETTLED and name != "text"]
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}; the options are {', '.join(_SETTLED)}")
+    given = {**defaults(_SETTLED), "text": None, "model": None, **values}
+    model, into, mode, label = given["model"], given["into"], given["mode"], given["label"]
+    instructions, salt = given["instructions"], given["salt"]
+    max_output_tokens, temperature = given["max_output_tokens"], given["temperature"]
+    concurrency, budget, max_rps = given["concurrency"], given["budget"], given["max_rps"]
+    errors, progress, on_missing = given["errors"], given["progress"], given["on_missing"]
+    details, cache, retry_failed = given["details"], given["cache"], given["retry_failed"]
+    text = cast("dict[str, Any] | None", given["text"])
+    completion_window = given["completion_window"]
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("model is required, e.g. model='zai-org/GLM-5.1-FP8'")
     if not isinstance(into, str) or not into:
@@ -314,12 +307,12 @@ def validate_options(
         max_output_tokens=tokens,
         temperature=heat,
         completion_window=str(window),
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         concurrency=slots,
-        errors=errors,  # type: ignore[arg-type]
-        progress=progress,  # type: ignore[arg-type]
+        errors=errors,
+        progress=progress,
         details=bool(details),
-        on_missing=on_missing,  # type: ignore[arg-type]
+        on_missing=on_missing,
         salt=salt,
         cache=bool(cache),
         retry_failed=bool(retry_failed),
@@ -328,3 +321,8 @@ def validate_options(
         label=label,
         max_rps=rate,
     )
+
+
+_SETTLED = [o.name for o in OPTIONS if o.settled]
+if {f.name for f in fields(RunOptions)} != {*_SETTLED, "text"}:
+    raise RuntimeError("RunOptions and the settled rows of OPTIONS name different options")

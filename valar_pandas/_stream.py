@@ -1,7 +1,7 @@
 """A table larger than memory, in windows: plan each, run a few at once, write them in order.
 
 The input is cut into windows of a fixed number of rows. Each window is prepared exactly as
-``df.valar.run`` prepares a frame (:func:`~valar_pandas._accessor.prepare_call`: the same
+``df.valar.run`` prepares a frame (:func:`~valar_pandas._service.prepare_call`: the same
 template, options and requests, so the CLI and the accessor share the run store) and handed
 to :func:`~valar_pandas._run.run_plan`. A few windows run at once on the library's loop, so
 the slow tail of one window overlaps the next ones instead of idling the client; results are
@@ -13,7 +13,10 @@ finished rows are answered from the store and rows an earlier run created are re
 Windows running at once share the store's claims: a body two windows ask is sent by the
 window that claimed it first, and awaited by the other (see :func:`~valar_pandas._run.run_plan`),
 in batch mode as in background mode. The windows also share what the command asked, so
-``retry_failed`` re-asks a failed body once per command, not once per window.
+``retry_failed`` re-asks a failed body once per command, not once per window. A scoring
+run re-asks the rows of a window whose reply could not be read (``--retries-on-invalid``)
+as soon as the window's first round ends, as ``df.valar.score`` does
+(:mod:`valar_pandas._service_score`).
 
 A window becomes a frame by :func:`to_frame`, whose column types follow the file's declared
 arrow types alone, never the values a window happens to hold: an integer column is a nullable
@@ -35,7 +38,6 @@ import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 from pandas.api.extensions import ExtensionArray
 
-from ._accessor import PriceArg, _Call, prepare_call, score_columns
 from ._budget import Budget
 from ._config import ValarClient
 from ._files import Output
@@ -44,6 +46,8 @@ from ._prompt import Template
 from ._rows import render_rows
 from ._run import RunReport, run_plan
 from ._score import ScoreSpec
+from ._service import Call, PriceArg, prepare_call
+from ._service_score import Reasks, reask, score_columns
 from ._store import RunStore
 
 __all__ = [
@@ -67,12 +71,13 @@ class Job:
 
     Attributes:
         template: The prompt template (a format string naming columns).
-        options: Run options for :func:`~valar_pandas._accessor.prepare_call`.
+        options: Run options for :func:`~valar_pandas._service.prepare_call`.
         price: A price override, or None for the shipped table.
         spec: The scoring spec of a scoring run, else None.
         keep: The input columns carried into the output, in order.
         render: The input columns the template reads.
         window_rows: Rows per window (every window but the last is full).
+        retries: Most re-asks of a row whose scoring reply could not be read.
     """
 
     template: str
@@ -82,6 +87,7 @@ class Job:
     keep: tuple[str, ...]
     render: tuple[str, ...]
     window_rows: int
+    retries: int = 0
 
     @property
     def read(self) -> list[str]:
@@ -101,7 +107,7 @@ class Window:
 
     index: int
     table: pa.Table
-    call: _Call
+    call: Call
 
 
 @dataclass
@@ -114,6 +120,7 @@ class Totals:
         first_error: The first failed row's error.
         http_requests: HTTP requests sent, retries and polls included.
         windows: Windows written.
+        invalid_retries: Rows re-asked because their scoring reply could not be read.
     """
 
     rows: int = 0
@@ -121,6 +128,7 @@ class Totals:
     first_error: str | None = None
     http_requests: int = 0
     windows: int = 0
+    invalid_retries: int = 0
 
 
 def prepare_window(job: Job, index: int, table: pa.Table) -> Window:
@@ -297,7 +305,17 @@ async def stream(
         item = next(numbered, None)
         return None if item is None else prepare_window(job, *item)
 
-    running: deque[tuple[Window, asyncio.Task[RunReport]]] = deque()
+    async def run_window(call: Call) -> tuple[RunReport, int]:
+        report = await run_plan(
+            call.plan, call.options, client, store, call.price, display, budget, asked=asked
+        )
+        if job.spec is None or not job.retries:
+            return report, 0
+        reasks = Reasks(job.spec, call, job.retries, report)
+        await reask(reasks, client, store, budget, asked)
+        return reasks.report(store), reasks.asked
+
+    running: deque[tuple[Window, asyncio.Task[tuple[RunReport, int]]]] = deque()
     asked: set[str] = set()  # what the command asked: retry_failed re-asks a failure once
     exhausted = False
     try:
@@ -307,16 +325,12 @@ async def stream(
                 if window is None:
                     exhausted = True
                     break
-                call = window.call
-                run = run_plan(
-                    call.plan, call.options, client, store, call.price, display, budget, asked=asked
-                )
-                task = asyncio.create_task(run)
+                task = asyncio.create_task(run_window(window.call))
                 running.append((window, task))
             if not running:
                 return totals
             window, task = running[0]
-            report = await task
+            report, reasked = await task
             running.popleft()
             table, failed = finish_window(job, window, report)
             output.write(table)
@@ -325,6 +339,7 @@ async def stream(
             totals.first_error = totals.first_error or (failed[0] if failed else None)
             totals.http_requests += report.http_requests
             totals.windows += 1
+            totals.invalid_retries += reasked
     finally:
         for _, task in running:
             task.cancel()
