@@ -9,8 +9,8 @@ import pytest
 
 import valar_pandas  # noqa: F401  (registers df.valar)
 from valar_pandas import ValarClient
-from valar_pandas._cancel import drain
-from valar_pandas._loop import run_sync
+from valar_pandas._run.cancel import drain
+from valar_pandas._run.loop import run_sync
 from valar_pandas.emulator import Emulator, EmulatorConfig
 
 Serve = Callable[..., tuple[Emulator, ValarClient]]

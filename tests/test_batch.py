@@ -17,7 +17,7 @@ import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
 from valar_pandas import APIError, BatchUnavailable, ConfigError, Price, _batchplan
-from valar_pandas._batchplan import BatchLimits, BatchPoll
+from valar_pandas._core.batchplan import BatchLimits, BatchPoll
 from valar_pandas.emulator import Faults, Latency
 
 QUICK = Latency(median=0.02, sigma=0.3)

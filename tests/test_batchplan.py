@@ -8,7 +8,7 @@ import json
 import pytest
 
 from valar_pandas import ConfigError
-from valar_pandas._batchplan import (
+from valar_pandas._core.batchplan import (
     AUTO_MIN_REQUESTS,
     BatchLimits,
     BatchPoll,
@@ -23,8 +23,8 @@ from valar_pandas._batchplan import (
     make_item,
     status_map,
 )
-from valar_pandas._options import validate_options
-from valar_pandas._wire import make_request, response_body
+from valar_pandas._core.options import validate_options
+from valar_pandas._core.wire import make_request, response_body
 
 MODEL = "zai-org/GLM-5.1-FP8"
 

@@ -10,7 +10,7 @@ import pytest
 from helpers import FAST
 
 from valar_pandas import ConfigError
-from valar_pandas._merge import attach, check_columns, planned_columns
+from valar_pandas._frame.merge import attach, check_columns, planned_columns
 
 STATUS_SCHEMA = {
     "type": "object",

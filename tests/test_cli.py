@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from valar_pandas._cli import main
+from valar_pandas._cli.main import main
 
 
 def test_demo_scores_reviews_and_writes_parquet(tmp_path):
@@ -47,8 +47,8 @@ SCRIPT = textwrap.dedent(
     # A parent started in the background may pass SIGINT down as ignored; restore Python's own.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from valar_pandas import ValarClient
-    from valar_pandas._cancel import drain
-    from valar_pandas._loop import run_sync
+    from valar_pandas._run.cancel import drain
+    from valar_pandas._run.loop import run_sync
     from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
     # Latencies from well under a second to several: some rows finish before the interrupt.
     emulator = Emulator(EmulatorConfig(latency=Latency(median=1.5, sigma=0.6, minimum=0.05)))

@@ -12,8 +12,8 @@ import pytest
 from helpers import MODEL, TEMPLATE, words
 
 from valar_pandas import ConfigError
-from valar_pandas._cli import main
-from valar_pandas._cli_run import joined_values
+from valar_pandas._cli.main import main
+from valar_pandas._cli.run import joined_values
 from valar_pandas.emulator import Latency
 from valar_pandas.emulator._config import DEFAULT_MODELS
 

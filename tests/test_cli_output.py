@@ -11,7 +11,7 @@ import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
 from valar_pandas import ConfigError
-from valar_pandas._cli import main
+from valar_pandas._cli.main import main
 from valar_pandas._files import MANIFEST, open_output
 from valar_pandas.emulator import Latency
 

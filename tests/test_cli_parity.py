@@ -9,9 +9,9 @@ import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
 from valar_pandas import _batchplan
-from valar_pandas._batchplan import BatchPoll
-from valar_pandas._cli import main
-from valar_pandas._reviews import make_reviews
+from valar_pandas._cli.main import main
+from valar_pandas._cli.reviews import make_reviews
+from valar_pandas._core.batchplan import BatchPoll
 from valar_pandas.emulator import Faults, Latency
 
 RUN = ["--model", MODEL, "--template", TEMPLATE, "--completion-window", "asap", "--quiet"]

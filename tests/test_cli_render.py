@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import MODEL
 
-from valar_pandas._cli import main
+from valar_pandas._cli.main import main
 from valar_pandas._store import RunStore
 from valar_pandas.emulator import Latency
 

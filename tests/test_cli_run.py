@@ -17,9 +17,9 @@ import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
 from valar_pandas import ConfigError
-from valar_pandas._cli import main
+from valar_pandas._cli.main import main
+from valar_pandas._cli.stream import Job, prepare_window
 from valar_pandas._files import MANIFEST, windows
-from valar_pandas._stream import Job, prepare_window
 from valar_pandas.emulator import Faults, Latency
 
 RUN = ["--model", MODEL, "--template", TEMPLATE, "--completion-window", "asap", "--quiet"]
@@ -365,7 +365,7 @@ def test_sigkill_mid_run_then_the_same_command_gives_the_same_file(
 CTRL_C = (
     "import signal, sys\n"
     "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # background shells ignore it
-    "from valar_pandas._cli import main\n"
+    "from valar_pandas._cli.main import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from valar_pandas import ValarClient
-from valar_pandas._conn import ConnectionFailed, Endpoint, Pool
-from valar_pandas._errors import ConfigError
-from valar_pandas._http import Http, Unreachable
+from valar_pandas._core.errors import ConfigError
+from valar_pandas._transport.conn import ConnectionFailed, Endpoint, Pool
+from valar_pandas._transport.http import Http, Unreachable
 
 CAP = 1 << 20
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

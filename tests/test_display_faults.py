@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
-from valar_pandas._models import Event
-from valar_pandas._progress import Tally
+from valar_pandas._core.models import Event
+from valar_pandas._display.progress import Tally
 from valar_pandas.emulator import Latency
 
 HANG = 120  # seconds after which a command that should end is taken as hung

@@ -52,7 +52,7 @@ import pandas as pd
 import pytest
 
 import valar_pandas  # noqa: F401  (registers df.valar)
-from valar_pandas._reviews import make_reviews
+from valar_pandas._cli.reviews import make_reviews
 from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
 from valar_pandas.emulator._config import DEFAULT_MODELS
 

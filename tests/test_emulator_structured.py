@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from valar_pandas._score import (
+from valar_pandas._scoring import (
     ScoreSpec,
     instructions_hint,
     make_spec,

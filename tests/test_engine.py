@@ -10,11 +10,11 @@ from aiohttp import web
 from helpers import Handler, scripted
 
 from valar_pandas import ValarClient
-from valar_pandas._engine import EngineConfig, execute
-from valar_pandas._http import Http
-from valar_pandas._models import Event, Retrying
+from valar_pandas._core.models import Event, Retrying
+from valar_pandas._core.wire import make_request, response_body
 from valar_pandas._policy import PollSchedule, RetryPolicy
-from valar_pandas._wire import make_request, response_body
+from valar_pandas._run.engine import EngineConfig, execute
+from valar_pandas._transport.http import Http
 
 FAST_POLL = PollSchedule(first=0.01, growth=1.0, cap=0.01, deadline=0.5)
 FAST_RETRY = RetryPolicy(attempts=3, base=0.01, cap=0.01)
@@ -300,7 +300,7 @@ def test_max_rps_paces_requests():
 
 
 def test_gate_follows_a_changing_limit():
-    from valar_pandas._gate import Gate
+    from valar_pandas._transport.gate import Gate
 
     async def go():
         limit = {"n": 2}

@@ -16,15 +16,15 @@ from aiohttp import web
 from helpers import Handler, scripted
 
 from valar_pandas import ValarClient
-from valar_pandas._batch import BatchConfig, execute_batches
-from valar_pandas._batchplan import BatchPoll
-from valar_pandas._cancel import cancel_responses
-from valar_pandas._engine import EngineConfig, execute
-from valar_pandas._exchange import Exchange
-from valar_pandas._http import Http, Unreachable
-from valar_pandas._models import Event, Outcome, Retrying
+from valar_pandas._core.batchplan import BatchPoll
+from valar_pandas._core.models import Event, Outcome, Retrying
+from valar_pandas._core.wire import make_request, response_body
 from valar_pandas._policy import PollSchedule, RetryPolicy
-from valar_pandas._wire import make_request, response_body
+from valar_pandas._run.batch import BatchConfig, execute_batches
+from valar_pandas._run.cancel import cancel_responses
+from valar_pandas._run.engine import EngineConfig, execute
+from valar_pandas._transport.exchange import Exchange
+from valar_pandas._transport.http import Http, Unreachable
 
 FAST_POLL = PollSchedule(first=0.01, growth=1.0, cap=0.01, deadline=5.0)
 QUICK_BATCH = BatchPoll(first=0.01, growth=1.0, cap=0.05)
@@ -323,7 +323,7 @@ def test_a_fallback_to_background_mode_is_logged_at_warning(caplog):
 
 def test_the_library_prints_no_log_line_unless_logging_is_configured():
     code = (
-        "import logging, valar_pandas._exchange\n"
+        "import logging, valar_pandas._transport.exchange\n"
         "logging.getLogger('valar_pandas.exchange').warning('a line nobody asked for')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from valar_pandas._gate import Gate
+from valar_pandas._transport.gate import Gate
 
 
 class Bench:

@@ -7,14 +7,14 @@ import json
 import pytest
 from helpers import FAST
 
-import valar_pandas._progress as progress
-import valar_pandas._service as service
-import valar_pandas._service_score as service_score
-from valar_pandas._cli import main
-from valar_pandas._models import Finished, Outcome, Started
-from valar_pandas._progress import Judged, Tally
-from valar_pandas._reviews import make_reviews
-from valar_pandas._widget import WidgetDisplay
+import valar_pandas._display.progress as progress
+import valar_pandas._service.call as service
+import valar_pandas._service.score as service_score
+from valar_pandas._cli.main import main
+from valar_pandas._cli.reviews import make_reviews
+from valar_pandas._core.models import Finished, Outcome, Started
+from valar_pandas._display.progress import Judged, Tally
+from valar_pandas._display.widget import WidgetDisplay
 from valar_pandas.emulator import Faults
 
 SENTIMENT = "Classify the sentiment of this product review.\n\nReview: {review}"

@@ -13,10 +13,10 @@ import pytest
 from helpers import FAST, TEMPLATE, echo, words
 from test_conn import _answer_once, serving
 
-from valar_pandas._conn import MAX_HEADER_BYTES, ConnectionFailed, Pool
+from valar_pandas._core.wire import decode_json
 from valar_pandas._policy import parse_retry_after
 from valar_pandas._store import records
-from valar_pandas._wire import decode_json
+from valar_pandas._transport.conn import MAX_HEADER_BYTES, ConnectionFailed, Pool
 from valar_pandas.emulator import EmulatorConfig, Faults, Latency
 
 QUICK = Latency(median=0.02, sigma=0.1)
@@ -49,7 +49,7 @@ def test_an_answer_with_a_lone_surrogate_is_kept_escaped_and_stored(serve, tmp_p
 def test_an_answer_with_a_lone_surrogate_reaches_the_command_output(serve, tmp_path):
     import pandas as pd
 
-    from valar_pandas._cli import main
+    from valar_pandas._cli.main import main
 
     _, client = serve(latency=QUICK, faults=Faults(hostile="surrogate_text"))
     words(8).to_parquet(tmp_path / "in.parquet")
@@ -197,7 +197,7 @@ def test_the_emulator_refuses_an_unknown_hostile_reply():
     ],
 )
 def test_a_scoring_answer_nested_past_the_stack_is_that_rows_error(spec):
-    from valar_pandas._score import make_spec, parse
+    from valar_pandas._scoring import make_spec, parse
 
     for text in ("{" + "[" * 200_000 + "}", '{"x": ' + "[" * 5_000 + "]" * 5_000 + "}"):
         assert parse(make_spec(**spec), text).error is not None

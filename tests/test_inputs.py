@@ -14,7 +14,7 @@ from helpers import FAST, MODEL, TEMPLATE, echo, words
 
 from valar_pandas import ConfigError, ValarClient
 from valar_pandas._accessor import ValarAccessor
-from valar_pandas._cli import main
+from valar_pandas._cli.main import main
 
 PUBLIC = ("run", "arun", "submit", "score", "requests", "estimate")
 

@@ -11,8 +11,8 @@ import pytest
 from helpers import FAST, TEMPLATE, echo, words
 
 from valar_pandas import ConfigError
-from valar_pandas._cancel import classify, drain
-from valar_pandas._loop import StopSignal, get_loop, run_sync
+from valar_pandas._run.cancel import classify, drain
+from valar_pandas._run.loop import StopSignal, get_loop, run_sync
 from valar_pandas.emulator import Latency
 
 CANCEL_ROUTE = "POST /v1/responses/{id}/cancel"

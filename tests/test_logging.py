@@ -9,9 +9,9 @@ import pytest
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
 from valar_pandas import AuthenticationError, RunStore, ValarClient
-from valar_pandas._options import validate_options
-from valar_pandas._plan import plan_requests
-from valar_pandas._run import run_plan
+from valar_pandas._core.options import validate_options
+from valar_pandas._core.plan import plan_requests
+from valar_pandas._run.compose import run_plan
 
 KEY = "sk-logcheck-Zq7Xw93LmPv"
 WRONG = "sk-wrongkey-Hk4Rt82NsQe"

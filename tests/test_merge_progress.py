@@ -3,10 +3,10 @@
 import pandas as pd
 import pytest
 
-from valar_pandas._merge import merge
-from valar_pandas._models import Finished, Outcome, Retrying, Started, Submitted
-from valar_pandas._prices import Price
-from valar_pandas._progress import Tally
+from valar_pandas._core.models import Finished, Outcome, Retrying, Started, Submitted
+from valar_pandas._core.prices import Price
+from valar_pandas._display.progress import Tally
+from valar_pandas._frame.merge import merge
 
 OK = Outcome("completed", text="yes", response_id="r1", input_tokens=10, output_tokens=1)
 BAD = Outcome("failed", error="failed: boom", response_id="r2")

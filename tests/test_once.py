@@ -16,8 +16,8 @@ import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
 from valar_pandas import _batchplan
-from valar_pandas._batchplan import BatchPoll
-from valar_pandas._cli import main
+from valar_pandas._cli.main import main
+from valar_pandas._core.batchplan import BatchPoll
 from valar_pandas.emulator import Faults, Latency
 
 QUICK = Latency(median=0.05, sigma=0.3)

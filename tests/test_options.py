@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from valar_pandas import ConfigError
-from valar_pandas._options import validate_options
+from valar_pandas._core.options import validate_options
 
 
 def test_defaults():

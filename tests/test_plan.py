@@ -1,8 +1,8 @@
 """Planning: identical bodies collapse into one request; skips carry their reason."""
 
-from valar_pandas._models import Outcome
-from valar_pandas._options import validate_options
-from valar_pandas._plan import Skip, plan_requests
+from valar_pandas._core.models import Outcome
+from valar_pandas._core.options import validate_options
+from valar_pandas._core.plan import Skip, plan_requests
 
 
 def test_identical_rows_share_one_request():

@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 from helpers import MODEL, TEMPLATE, words
 
-import valar_pandas._plan as plan_module
+import valar_pandas._core.plan as plan_module
 from valar_pandas import ConfigError, Price
-from valar_pandas._budget import Budget, estimated_cost
-from valar_pandas._estimate import Sizes, count_requests
-from valar_pandas._images import IMAGE_LOW_TOKENS, IMAGE_MAX_TOKENS, image_tokens, tile_tokens
-from valar_pandas._options import validate_options
-from valar_pandas._plan import Skip, plan_requests
-from valar_pandas._prices import estimate_input_tokens
-from valar_pandas._wire import make_request, response_body
+from valar_pandas._core.budget import Budget, estimated_cost
+from valar_pandas._core.estimate import Sizes, count_requests
+from valar_pandas._core.images import IMAGE_LOW_TOKENS, IMAGE_MAX_TOKENS, image_tokens, tile_tokens
+from valar_pandas._core.options import validate_options
+from valar_pandas._core.plan import Skip, plan_requests
+from valar_pandas._core.prices import estimate_input_tokens
+from valar_pandas._core.wire import make_request, response_body
 
 ODD = [
     "plain",

@@ -3,7 +3,7 @@
 import pytest
 
 from valar_pandas import ConfigError
-from valar_pandas._prompt import Row, check_messages, compile_template
+from valar_pandas._core.prompt import Row, check_messages, compile_template
 
 COLUMNS = ["review", "stars", "unit price", "a.b", 0]
 
@@ -92,7 +92,7 @@ def test_check_messages_accepts_and_copies():
 
 
 def test_missing_values_render_empty_whatever_the_spec():
-    from valar_pandas._prompt import MISSING
+    from valar_pandas._core.prompt import MISSING
 
     t = compile_template("[{unit price:.2f}][{review!r}]", COLUMNS)
     assert t.render({"unit price": MISSING, "review": MISSING}) == "[][]"

@@ -12,9 +12,9 @@ from helpers import MODEL
 from pandas._libs.parsers import STR_NA_VALUES
 
 from valar_pandas import ConfigError
-from valar_pandas._cli import main
+from valar_pandas._cli.main import main
+from valar_pandas._cli.stream import to_frame
 from valar_pandas._files import NA_MARKERS, open_input
-from valar_pandas._stream import to_frame
 from valar_pandas.emulator import Latency
 
 FAST = ["--model", MODEL, "--completion-window", "asap", "--quiet", "--max-rps", "500"]

@@ -17,13 +17,13 @@ import pytest
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
 from valar_pandas import ConfigError, Price, RunStore
-from valar_pandas._cancel import drain
-from valar_pandas._loop import StopSignal
-from valar_pandas._models import Submitted
-from valar_pandas._options import validate_options
-from valar_pandas._plan import plan_requests
-from valar_pandas._progress import Tally
-from valar_pandas._run import run_plan
+from valar_pandas._core.models import Submitted
+from valar_pandas._core.options import validate_options
+from valar_pandas._core.plan import plan_requests
+from valar_pandas._display.progress import Tally
+from valar_pandas._run.cancel import drain
+from valar_pandas._run.compose import run_plan
+from valar_pandas._run.loop import StopSignal
 from valar_pandas._store import Journal
 from valar_pandas.emulator import Faults, Latency
 
@@ -144,8 +144,8 @@ INTERRUPTED_RUN = textwrap.dedent(
     # A parent started in the background may pass SIGINT down as ignored; restore Python's own.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from valar_pandas import ValarClient
-    from valar_pandas._cancel import drain
-    from valar_pandas._loop import run_sync
+    from valar_pandas._run.cancel import drain
+    from valar_pandas._run.loop import run_sync
     url, key = sys.argv[1], sys.argv[2]
     df = pd.DataFrame({"i": range(1000), "word": ["w"] * 1000})
     print("started", flush=True)
@@ -220,7 +220,7 @@ INTERRUPTED_SCORE = textwrap.dedent(
     import json, signal, sys, warnings, valar_pandas
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from valar_pandas import ValarClient
-    from valar_pandas._reviews import make_reviews
+    from valar_pandas._cli.reviews import make_reviews
     url, key = sys.argv[1], sys.argv[2]
     print("started", flush=True)
     with warnings.catch_warnings(record=True):
@@ -238,7 +238,7 @@ INTERRUPTED_SCORE = textwrap.dedent(
 
 def test_ctrl_c_during_score_then_the_same_call_pays_for_no_row_twice(serve, tmp_path):
     """score(): the interrupt skips the re-asks; the same call completes and re-asks once."""
-    from valar_pandas._reviews import make_reviews
+    from valar_pandas._cli.reviews import make_reviews
 
     emulator, client = serve(
         latency=Latency(median=1.0, sigma=0.4, minimum=0.05),

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from valar_pandas import _reviews
-from valar_pandas._reviews import make_reviews
+from valar_pandas._cli.reviews import make_reviews
 
 COLUMNS = ["review_id", "product", "category", "stars", "review", "label"]
 
@@ -38,7 +38,7 @@ def test_different_seed_gives_different_frame(reviews):
 
 def test_deterministic_across_processes_and_hash_seeds():
     code = (
-        "import hashlib; from valar_pandas._reviews import make_reviews; "
+        "import hashlib; from valar_pandas._cli.reviews import make_reviews; "
         "print(hashlib.sha256(make_reviews(200, seed=5).to_csv(index=False).encode()).hexdigest())"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

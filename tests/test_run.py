@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
-from valar_pandas._options import validate_options
-from valar_pandas._plan import plan_requests
+from valar_pandas._core.options import validate_options
+from valar_pandas._core.plan import plan_requests
 from valar_pandas.emulator import Faults, Latency
 
 
@@ -207,7 +207,7 @@ def test_progress_bar_draws_to_stderr(serve, capsys):
 
 def test_max_rps_reaches_the_transport(serve, monkeypatch):
     from valar_pandas import _run
-    from valar_pandas._http import Http
+    from valar_pandas._transport.http import Http
 
     _, client = serve()
     budgets = []

@@ -12,7 +12,7 @@ import threading
 import pytest
 from helpers import FAST, MODEL, TEMPLATE, words
 
-from valar_pandas._loop import run_sync
+from valar_pandas._run.loop import run_sync
 
 HANG = 60  # seconds after which a call that should return at once is taken as hung
 
@@ -60,7 +60,7 @@ def test_an_output_write_timing_out_ends_the_command(serve, tmp_path):
         """
         import errno, sys
         from valar_pandas._files import output as _files
-        from valar_pandas._cli import main
+        from valar_pandas._cli.main import main
 
         def write(self, table):
             raise OSError(errno.ETIMEDOUT, "Connection timed out")

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from valar_pandas import ConfigError
-from valar_pandas._score import (
+from valar_pandas._frame.score_columns import row_errors, to_columns
+from valar_pandas._scoring import (
     Parsed,
     ScoreSpec,
     column_name,
@@ -24,7 +25,6 @@ from valar_pandas._score import (
     text_format,
     validate,
 )
-from valar_pandas._score.columns import row_errors, to_columns
 
 SENTIMENT = ["positive", "negative", "neutral"]
 LABELS = make_spec(labels=SENTIMENT)

@@ -7,7 +7,7 @@ import pytest
 from helpers import FAST
 
 from valar_pandas import ConfigError, RowErrors
-from valar_pandas._reviews import make_reviews
+from valar_pandas._cli.reviews import make_reviews
 from valar_pandas.emulator import Faults
 
 SENTIMENT = "Classify the sentiment of this product review.\n\nReview: {review}"

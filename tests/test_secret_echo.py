@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from helpers import FAST, MODEL, TEMPLATE, words
 
-from valar_pandas._config import Secret
-from valar_pandas._scrub import MASK, printable, scrub_body, scrub_text
-from valar_pandas._wire import error_summary, parse_response
+from valar_pandas._core.config import Secret
+from valar_pandas._core.scrub import MASK, printable, scrub_body, scrub_text
+from valar_pandas._core.wire import error_summary, parse_response
 from valar_pandas.emulator import Faults
 
 KEY = "sk-echoed-4f2a9c71e0b3"

@@ -16,9 +16,9 @@ from cassette import serve as serve_cassette
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
 from valar_pandas import ValarClient
-from valar_pandas._cli import main
+from valar_pandas._cli.main import main
 from valar_pandas._files import MANIFEST, PARTIAL, WRITER
-from valar_pandas._http import Http
+from valar_pandas._transport.http import Http
 from valar_pandas.emulator import Latency
 
 RUN = ["--model", MODEL, "--template", TEMPLATE, "--completion-window", "asap", "--quiet"]

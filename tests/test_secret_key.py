@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from valar_pandas import ValarClient
-from valar_pandas._errors import ConfigError
-from valar_pandas._http import Http, Unreachable
+from valar_pandas._core.errors import ConfigError
+from valar_pandas._transport.http import Http, Unreachable
 
 KEY = "sk-live-0123456789abcdef"
 

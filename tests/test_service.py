@@ -11,7 +11,7 @@ from helpers import FAST
 
 import valar_pandas._accessor as accessor
 from valar_pandas import ConfigError, Job, RunStore, ValarClient
-from valar_pandas._reviews import make_reviews
+from valar_pandas._cli.reviews import make_reviews
 from valar_pandas.emulator import Faults
 
 SENTIMENT = "Classify the sentiment of this product review.\n\nReview: {review}"

@@ -14,10 +14,10 @@ import pytest
 
 import valar_pandas
 from valar_pandas import ConfigError, ValarAccessor
-from valar_pandas._cli import _parser
-from valar_pandas._cli_args import flag_of
-from valar_pandas._options import RunOptions, validate_options
-from valar_pandas._spec import (
+from valar_pandas._cli.args import flag_of
+from valar_pandas._cli.main import _parser
+from valar_pandas._core.options import RunOptions, validate_options
+from valar_pandas._core.spec import (
     OPTIONS,
     REQUIRED,
     EstimateArgs,

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from valar_pandas import ConfigError, RunStore
-from valar_pandas._models import Outcome
+from valar_pandas._core.models import Outcome
 from valar_pandas._store import SCHEMA_VERSION, StoreFault, default_store_path
 
 EP = "http://127.0.0.1:1/v1"

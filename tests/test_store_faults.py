@@ -24,11 +24,11 @@ import pandas as pd
 import pytest
 from helpers import FAST, TEMPLATE, echo, words
 
-import valar_pandas._service as service
+import valar_pandas._service.call as service
 import valar_pandas._store.runstore as store_module
 from valar_pandas import ConfigError, RunStore, StoreError, StoreWarning
-from valar_pandas._models import Outcome
-from valar_pandas._reviews import make_reviews
+from valar_pandas._cli.reviews import make_reviews
+from valar_pandas._core.models import Outcome
 from valar_pandas.emulator import Latency
 
 EP = "http://127.0.0.1:1/v1"

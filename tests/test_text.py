@@ -9,7 +9,7 @@ import pytest
 from helpers import MODEL
 
 from valar_pandas import ConfigError
-from valar_pandas._cli import main
+from valar_pandas._cli.main import main
 from valar_pandas._files import open_input
 from valar_pandas.emulator import Latency
 

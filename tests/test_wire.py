@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from valar_pandas._wire import (
+from valar_pandas._core.wire import (
     error_summary,
     make_request,
     normalise_status,

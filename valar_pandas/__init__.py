@@ -11,8 +11,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._accessor import ValarAccessor
-from ._config import DEFAULT_BASE_URL, ValarClient
-from ._errors import (
+from ._core.config import DEFAULT_BASE_URL, ValarClient
+from ._core.errors import (
     APIError,
     AuthenticationError,
     BatchUnavailable,
@@ -23,9 +23,9 @@ from ._errors import (
     StoreWarning,
     ValarError,
 )
-from ._estimate import Estimate
-from ._job import Job
-from ._prices import PRICES, PRICES_AS_OF, Price
+from ._core.estimate import Estimate
+from ._core.prices import PRICES, PRICES_AS_OF, Price
+from ._run.job import Job
 from ._store import RunStore, default_store_path
 
 try:

@@ -1,5 +1,5 @@
 """``python -m valar_pandas`` runs the command line."""
 
-from ._cli import main
+from ._cli.main import main
 
 raise SystemExit(main())

@@ -7,10 +7,10 @@ loop); ``arun`` is the same thing as a coroutine for code already in an event lo
 and ``submit_score`` start a run in the background and return a :class:`Job`; ``requests``
 and ``estimate`` send nothing.
 
-The options are defined once (:mod:`valar_pandas._spec`): each method takes them as
-``**options`` typed by a ``TypedDict``, and :func:`~valar_pandas._signatures.takes` gives it the
-full signature and the ``Args:`` lines of its docstring. The work itself (prepare, open, run,
-re-ask, finish) is :mod:`valar_pandas._service`'s and :mod:`valar_pandas._service_score`'s.
+The options are defined once (:mod:`valar_pandas._core.spec`): each method takes them as
+``**options`` typed by a ``TypedDict``, and :func:`~valar_pandas._core.signatures.takes` gives it
+the full signature and the ``Args:`` lines of its docstring. The work itself (prepare, open, run,
+re-ask, finish) is :mod:`valar_pandas._service.call`'s and :mod:`valar_pandas._service.score`'s.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from typing import Any, Unpack
 
 import pandas as pd
 
-from ._estimate import Estimate
-from ._job import Job
-from ._loop import StopSignal
-from ._options import checked_arguments
-from ._preview import estimate_call, preview_requests
-from ._progress import close_display
-from ._run import run_plan
-from ._score import ScoreSpec
-from ._service import Opened, Template, open_call, plan_call, resources, run_blocking
-from ._service_score import Reasks, merged, reask, reask_blocking, scoring
-from ._signatures import takes
-from ._spec import PREVIEW_ROWS, EstimateArgs, RequestsArgs, RunArgs, ScoreArgs
+from ._core.estimate import Estimate
+from ._core.options import checked_arguments
+from ._core.signatures import takes
+from ._core.spec import PREVIEW_ROWS, EstimateArgs, RequestsArgs, RunArgs, ScoreArgs
+from ._display.progress import close_display
+from ._run.compose import run_plan
+from ._run.job import Job
+from ._run.loop import StopSignal
+from ._scoring import ScoreSpec
+from ._service.call import Opened, Template, open_call, plan_call, resources, run_blocking
+from ._service.preview import estimate_call, preview_requests
+from ._service.score import Reasks, merged, reask, reask_blocking, scoring
 
 __all__ = ["ValarAccessor"]
 

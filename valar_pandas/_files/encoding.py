@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
-from .._errors import ConfigError
+from .._core.errors import ConfigError
 
 __all__ = ["check_decodes", "check_encoding"]
 

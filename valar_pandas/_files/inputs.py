@@ -20,7 +20,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.dataset as pa_ds  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from .._errors import ConfigError
+from .._core.errors import ConfigError
 from .encoding import check_decodes, check_encoding
 from .text import READ_BLOCK, csv_types, jsonl_types, text_reader
 

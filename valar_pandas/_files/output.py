@@ -18,7 +18,7 @@ from typing import Protocol
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from .._errors import ConfigError
+from .._core.errors import ConfigError
 from .atomic import TEMP, WRITER, create_temp, discard, output_mode, settle, sweep
 from .inputs import PARQUET
 from .manifest import MANIFEST, PARTIAL, contents, missing_folders, own_parts, write_json

@@ -20,7 +20,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
 import pyarrow.json as pa_json  # type: ignore[import-untyped]
 
-from .._errors import ConfigError
+from .._core.errors import ConfigError
 
 __all__ = ["NA_MARKERS", "READ_BLOCK", "csv_types", "jsonl_types", "text_reader"]
 

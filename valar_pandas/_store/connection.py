@@ -14,7 +14,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from .._errors import ConfigError
+from .._core.errors import ConfigError
 from .faults import classify, os_reason
 from .schema import check, migrate
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from .._models import Outcome
+from .._core.models import Outcome
 from . import records
 from .faults import StoreFault
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .._models import Outcome
-from .._wire import attempt_key, encodable
+from .._core.models import Outcome
+from .._core.wire import attempt_key, encodable
 from .claims import Liveness
 
 __all__ = [

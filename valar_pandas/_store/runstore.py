@@ -16,8 +16,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from .._errors import StoreError
-from .._models import Outcome
+from .._core.errors import StoreError
+from .._core.models import Outcome
 from . import claims, hygiene, records
 from .connection import Transaction, connect, default_store_path
 from .faults import StoreFault, classify

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from .._errors import ConfigError
+from .._core.errors import ConfigError
 
 __all__ = ["SCHEMA_VERSION", "check", "migrate"]
 

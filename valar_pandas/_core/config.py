@@ -1,0 +1,263 @@
+"""Where the API key and base URL come from, and how the key is kept out of sight.
+
+The key lives inside a :class:`Secret` whose ``repr`` and ``str`` are masked, so printing a
+client, a job, an exception or a dataclass that holds one never shows it. Only the transport
+calls :meth:`Secret.reveal`, to build the ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .endpoint import Endpoint
+from .errors import ConfigError
+from .options import as_int, as_real, checked_arguments
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "Secret",
+    "ValarClient",
+    "resolve_base_url",
+]
+
+DEFAULT_BASE_URL = "https://api.valarhq.ai/v1"
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+"""The cap on one answer, decoded: a Response object with a long answer is well under 1 MB."""
+
+
+class Secret:
+    """A string that does not show itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value. Call only where it must go on the wire."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret cannot be pickled")
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _valid_host(host: str, netloc: str) -> bool:
+    """Whether a URL's host can be looked up and written in a ``Host`` header.
+
+    A bracketed host must be an IPv6 address; any other is an IPv4 address or a DNS name
+    whose labels are letters (any script), digits, ``-`` or ``_``, each 1 to 63 characters
+    once IDNA-encoded, 253 in all. A doubled dot, a smart quote, a backslash or a percent
+    sign is refused here, not met later as a ``UnicodeError`` on the first request.
+    """
+    if netloc.rpartition("@")[2].startswith("["):
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return False
+        return "%" not in host
+    name = host[:-1] if host.endswith(".") else host
+    if not all(char.isalnum() or char in "-_." for char in name):
+        return False
+    try:
+        encoded = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return len(encoded) <= 253 and all(_LABEL.fullmatch(label) for label in encoded.split("."))
+
+
+def resolve_base_url(given: object = None) -> str:
+    """The API root a call uses: ``given``, else ``VALAR_BASE_URL``, else the Valar API.
+
+    The URL is checked before anything uses it, and normalised (surrounding whitespace and
+    trailing slashes dropped) so that the run store files rows under one name for it. No
+    message quotes the URL: a key or a password pasted into it must not show.
+
+    Args:
+        given: A base URL, or None (or ``""``) for the environment's or the default.
+
+    Returns:
+        ``http[s]://host[:port][/path]`` without a trailing slash.
+
+    Raises:
+        ConfigError: Not an http or https URL with a valid host (IDNA, IPv4 or bracketed
+            IPv6: no empty labels, quotes or stray punctuation) and a port between 1 and
+            65535; a user name or password in it (``user:password@host``); a query or
+            fragment; spaces, NUL or other control characters inside it; a path that is not
+            ASCII.
+    """
+    env = os.environ.get("VALAR_BASE_URL")
+    where = "base_url" if given else "VALAR_BASE_URL" if env else "the default base URL"
+    url = given or env or DEFAULT_BASE_URL
+    if not isinstance(url, str) or not url.strip().startswith(("http://", "https://")):
+        # The value is not echoed: a key passed in the base URL's place must not show.
+        raise ConfigError(f"the base URL ({where}) must start with http:// or https://")
+    url = url.strip()
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise ConfigError(f"the base URL ({where}) contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. brackets that do not hold an IPv6 address
+        raise ConfigError(f"the base URL ({where}) is not a well-formed URL") from None
+    if "@" in parts.netloc:
+        said = (
+            f"the base URL ({where}) holds a user name or password (user:password@host); "
+            "it is refused so that it is never sent or stored. Give the URL without them, and "
+            "the key through VALAR_API_KEY"
+        )
+        raise ConfigError(f"{said} or ValarClient(api_key=...)", command=said)
+    if "?" in url or "#" in url:
+        raise ConfigError(
+            f"the base URL ({where}) has a query (?...) or a fragment (#...), which would not "
+            "be sent; give only http[s]://host[:port]/path"
+        )
+    if not parts.path.isascii():
+        raise ConfigError(
+            f"the base URL ({where}) has characters outside ASCII in its path; percent-encode them"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not parts.hostname or port == 0 or not _valid_host(parts.hostname, parts.netloc):
+        raise ConfigError(
+            f"the base URL ({where}) must be http:// or https:// followed by a host (a name "
+            "such as api.valarhq.ai, an IPv4 address or a bracketed IPv6 address) and an "
+            "optional port between 1 and 65535"
+        )
+    try:
+        Endpoint.parse(url)
+    except ValueError:
+        raise ConfigError(
+            f"the base URL ({where}) must be http:// or https:// followed by a host and an "
+            "optional port between 1 and 65535"
+        ) from None
+    return url.rstrip("/")
+
+
+def _key_sealed_first(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap the key given to ``ValarClient(...)`` in a :class:`Secret` before anything else.
+
+    Every frame below this one (the argument check, ``__init__``, the URL check) then holds
+    ``Secret('***')``, so a failure's traceback rendered with its locals cannot show the key.
+    """
+
+    def seal(value: object) -> object:
+        return Secret(value.strip()) if isinstance(value, str) else value
+
+    @functools.wraps(init)
+    def sealed(self: object, *args: object, **kwargs: object) -> None:
+        if args:
+            args = (seal(args[0]), *args[1:])
+        if "api_key" in kwargs:
+            kwargs["api_key"] = seal(kwargs["api_key"])
+        init(self, *args, **kwargs)
+
+    return sealed
+
+
+@dataclass(frozen=True, init=False, repr=False)
+class ValarClient:
+    """Connection settings for the Valar API.
+
+    Args:
+        api_key: The API key. Defaults to the ``VALAR_API_KEY`` environment variable.
+        base_url: The API root including ``/v1``. Defaults to ``VALAR_BASE_URL`` or
+            ``https://api.valarhq.ai/v1``.
+        timeout: Seconds to wait for one HTTP exchange of a background call. Realtime calls
+            wait for the model, so they use ``realtime_timeout``.
+        realtime_timeout: Seconds to wait for one realtime (foreground) call.
+        max_response_bytes: The most bytes one answer may have once decompressed (8 MiB by
+            default); a larger one is that row's error and is not fetched again. A batch's
+            status map may be larger (up to 64 MiB), as it lists up to 100,000 items.
+
+    Raises:
+        ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty; the base URL
+            is not a plain http or https URL (see :func:`resolve_base_url`: credentials, a
+            query or a fragment in it are refused); a timeout is not a positive, finite
+            number; an unknown argument.
+
+    Example:
+        >>> client = ValarClient(api_key="sk-test", base_url="http://127.0.0.1:8080/v1")
+        >>> client
+        ValarClient(base_url='http://127.0.0.1:8080/v1', api_key=Secret('***'), ...)
+    """
+
+    api_key: Secret
+    base_url: str
+    timeout: float
+    realtime_timeout: float
+    max_response_bytes: int
+
+    @_key_sealed_first
+    @checked_arguments
+    def __init__(
+        self,
+        api_key: str | Secret | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float = 60.0,
+        realtime_timeout: float = 600.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        url = resolve_base_url(base_url)
+        wait, realtime_wait = as_real(timeout), as_real(realtime_timeout)
+        if wait is None or realtime_wait is None or wait <= 0 or realtime_wait <= 0:
+            raise ConfigError("timeouts must be positive, finite numbers of seconds")
+        cap = as_int(max_response_bytes)
+        if cap is None or cap < 64 * 1024:
+            raise ConfigError("max_response_bytes must be a whole number of bytes, 65536 or more")
+        secret = api_key if isinstance(api_key, Secret) else None
+        if secret is None:
+            raw = api_key if api_key is not None else os.environ.get("VALAR_API_KEY", "")
+            secret = Secret(raw.strip()) if isinstance(raw, str) else Secret("")
+            del raw
+        if not secret.reveal():
+            raise ConfigError(
+                "No Valar API key: set the VALAR_API_KEY environment variable or pass "
+                "client=ValarClient(api_key=...).",
+                command="No Valar API key: set the VALAR_API_KEY environment variable.",
+            )
+        if not all("!" <= char <= "~" for char in secret.reveal()):
+            # Not echoed either: the key travels in a header, which allows no spaces or controls.
+            raise ConfigError(
+                "the API key contains spaces, control or non-ASCII characters; "
+                "check that it was copied whole and alone"
+            )
+        object.__setattr__(self, "api_key", secret)
+        object.__setattr__(self, "base_url", url)
+        object.__setattr__(self, "timeout", wait)
+        object.__setattr__(self, "realtime_timeout", realtime_wait)
+        object.__setattr__(self, "max_response_bytes", cap)
+
+    def __repr__(self) -> str:
+        # Never raises, even on an object whose __init__ failed half-way (a traceback that
+        # shows locals reprs it); the key shows only as Secret('***').
+        fields = ("base_url", "api_key", "timeout", "realtime_timeout")
+        shown = ", ".join(
+            f"{name}={getattr(self, name, '<unset>')!r}"
+            if name in ("base_url", "api_key")
+            else f"{name}={getattr(self, name, '<unset>')}"
+            for name in fields
+        )
+        return f"ValarClient({shown})"

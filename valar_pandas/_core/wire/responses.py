@@ -1,0 +1,245 @@
+"""Reading the API's answers: statuses, output text, Response objects and error envelopes.
+
+Status vocabulary: the API reference documents ``pending/running`` while the idempotency
+guide and observed traffic use ``queued/in_progress``; batch item statuses are upper-case.
+:func:`normalise_status` accepts all of them. A server's message is shortened and made
+printable before it reaches a row's error. Pure: decided from plain data and table-tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..models import Outcome
+from ..scrub import printable
+from .untrusted import decode_json, encodable, usable_id
+
+__all__ = [
+    "MAX_TOKENS",
+    "TERMINAL",
+    "Parsed",
+    "Status",
+    "error_summary",
+    "normalise_status",
+    "output_text",
+    "parse_response",
+]
+
+Status = Literal["queued", "running", "completed", "failed", "cancelled", "incomplete", "unknown"]
+
+_STATUS = {
+    "pending": "queued",
+    "queued": "queued",
+    "running": "running",
+    "in_progress": "running",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "incomplete": "incomplete",
+    "expired": "failed",
+}
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "incomplete"})
+_MAX_ERROR = 300
+MAX_TOKENS = 10**9
+"""The largest token count believed: no context or answer comes near a billion tokens."""
+
+
+class _BadUsage(ValueError):
+    """A usage field holds something that is not a token count."""
+
+
+def normalise_status(status: object) -> Status:
+    """Map any documented status spelling to one vocabulary.
+
+    Args:
+        status: The ``status`` field as received (any case; may be missing or not a string).
+
+    Returns:
+        ``queued``, ``running``, a terminal status, or ``unknown``.
+
+    Example:
+        >>> [normalise_status(s) for s in ("pending", "IN_PROGRESS", "COMPLETED", "weird")]
+        ['queued', 'running', 'completed', 'unknown']
+    """
+    if not isinstance(status, str):
+        return "unknown"
+    return _STATUS.get(status.strip().lower(), "unknown")  # type: ignore[return-value]
+
+
+def output_text(obj: Mapping[str, Any]) -> str | None:
+    """Join every ``output_text`` part of every message item in a Response object.
+
+    Falls back to a top-level string ``output`` or ``output_text`` field, which the contract
+    types loosely. Returns None when the object carries no text at all.
+    """
+    output = obj.get("output")
+    if isinstance(output, str):
+        return output
+    parts: list[str] = []
+    found = False
+    if isinstance(output, list):
+        for item in output:
+            if not isinstance(item, Mapping) or item.get("type", "message") != "message":
+                continue
+            content = item.get("content")
+            if not isinstance(content, list):
+                continue
+            for part in content:
+                if isinstance(part, Mapping) and part.get("type") == "output_text":
+                    text = part.get("text")
+                    if isinstance(text, str):
+                        parts.append(text)
+                        found = True
+    if found:
+        return "".join(parts)
+    fallback = obj.get("output_text")
+    return fallback if isinstance(fallback, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A Response object read off the wire.
+
+    Attributes:
+        status: The normalised status.
+        raw_status: The status string as sent, for error messages.
+        response_id: The ``id`` field, if any.
+        outcome: The row's outcome once the status is terminal, else None.
+    """
+
+    status: Status
+    raw_status: str
+    response_id: str | None
+    outcome: Outcome | None
+
+
+def parse_response(obj: object) -> Parsed:
+    """Read a Response object (create, replay or retrieve).
+
+    Args:
+        obj: The decoded JSON body.
+
+    Returns:
+        What the client needs: status, id and, when terminal, the outcome. A body that is not
+        a JSON object, or lacks an id while not terminal, parses as ``unknown``. A terminal
+        response whose ``usage`` holds an impossible token count (negative, not a whole
+        number, over :data:`MAX_TOKENS`) is the row's ``error``: not a server verdict, so the
+        run store keeps its id and a re-run asks again, for free.
+    """
+    if not isinstance(obj, Mapping):
+        return Parsed("unknown", repr(obj)[:60], None, None)
+    raw = obj.get("status")
+    status = normalise_status(raw)
+    sent_id = obj.get("id")
+    rid = sent_id if usable_id(sent_id) else None
+    raw_status = encodable(raw) if isinstance(raw, str) else repr(raw)
+    if status not in TERMINAL:
+        if isinstance(sent_id, str) and rid is None:
+            shown = _shorten(repr(encodable(sent_id)))
+            bad = f"the server sent a response id that cannot be used ({shown}): not polled"
+            return Parsed(status, raw_status, None, Outcome("error", error=bad))
+        return Parsed(status, raw_status, rid, None)
+    usage = obj.get("usage")
+    try:
+        tokens_in = _int_or_none(usage, "input_tokens", "prompt_tokens")
+        tokens_out = _int_or_none(usage, "output_tokens", "completion_tokens")
+        details = usage.get("input_tokens_details") if isinstance(usage, Mapping) else None
+        cached = _int_or_none(details, "cached_tokens")
+    except _BadUsage as exc:
+        bad = (
+            f"the server reported an impossible token count ({exc}), so the answer was not "
+            "kept; a re-run asks for it again, without a new inference"
+        )
+        return Parsed(status, raw_status, rid, Outcome("error", error=bad, response_id=rid))
+    text = output_text(obj)
+    if text is not None:
+        text = encodable(text)
+    error: str | None = None
+    if status == "completed":
+        if text is None:
+            status, error = "failed", "completed without any output text"
+    elif status == "incomplete":
+        details = obj.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, Mapping) else None
+        error = f"incomplete: {_shorten(str(reason)) if reason else 'no reason given'}"
+    else:
+        error = f"{status}: {_reason(obj.get('error')) or 'no reason given'}"
+    outcome = Outcome(status, text, error, rid, tokens_in, tokens_out, cached)  # type: ignore[arg-type]
+    return Parsed(status, raw_status, rid, outcome)
+
+
+def error_summary(status_code: int, body: bytes | str | None) -> tuple[str | None, str]:
+    """Read an error envelope into a code and a short message.
+
+    Args:
+        status_code: The HTTP status.
+        body: The raw response body (any content type).
+
+    Returns:
+        ``(code, message)``: the envelope's ``code`` or ``type`` (None when absent) and a
+        message of at most 300 characters that starts with the HTTP status.
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    code: str | None = None
+    message = text.strip()
+    try:
+        decoded = decode_json(text) if text else None
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, Mapping):
+        err = decoded.get("error", decoded)
+        if isinstance(err, Mapping):
+            raw_code = err.get("code") or err.get("type")
+            if "idempotency_error" in (err.get("code"), err.get("type")):
+                raw_code = "idempotency_error"
+            code = str(raw_code) if raw_code is not None else None
+            message = _reason(err) or message
+        elif isinstance(err, str):
+            message = err
+    summary = (
+        f"HTTP {status_code}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+    )
+    return code, _shorten(summary)
+
+
+def _reason(err: object) -> str | None:
+    if isinstance(err, str):
+        return _shorten(err)
+    if isinstance(err, Mapping):
+        message = err.get("message")
+        code = err.get("code") or err.get("type")
+        if message and code:
+            return _shorten(f"{message} ({code})")
+        if message or code:
+            return _shorten(str(message or code))
+    return None
+
+
+def _int_or_none(usage: object, *names: str) -> int | None:
+    """The first of ``names`` present in ``usage``, checked; None when none is.
+
+    Raises:
+        _BadUsage: The value is not a whole number between 0 and :data:`MAX_TOKENS`.
+    """
+    if not isinstance(usage, Mapping):
+        return None
+    for name in names:
+        value = usage.get(name)
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+            return value
+        try:
+            shown = repr(value)
+        except ValueError:  # an integer past Python's digit limit for str()
+            shown = "an integer too long to print"
+        raise _BadUsage(f"usage.{name} = {shown if len(shown) <= 40 else shown[:39] + '…'}")
+    return None
+
+
+def _shorten(text: str) -> str:
+    text = printable(" ".join(encodable(text).split()))  # a server's message: no controls
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"

@@ -1,0 +1,226 @@
+"""The Batch API path: create batches within the limits, then watch them to the end.
+
+The first batch is created before anything else runs, so an absent Batch API is known before
+any work starts: :class:`BatchUnavailable` is raised, or, when a ``fallback`` is given
+(``mode="auto"``), every request goes to it instead. Each create carries the chunk's
+content-addressed ``Idempotency-Key`` (retries replay, never duplicate) and is announced by
+a :class:`BatchPlanned` event before it is sent and a :class:`BatchCreated` event after, so
+the run store can re-attach to the batch after a crash. Watching and fetching live in
+``batchwatch``. Events are the background engine's, so progress, the run store and the
+budget work unchanged.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from .._core.batchplan import Chunk, chunk_items, is_unavailable, make_item, rebuild
+from .._core.errors import APIError, BatchUnavailable
+from .._core.log import child
+from .._core.models import BatchCreated, BatchLost, BatchPlanned, Event, Outcome, Request, Submitted
+from .._core.wire import error_summary, usable_id
+from .._transport.exchange import Admission
+from .._transport.http import Http
+from .batchwatch import BatchConfig, Session, Watch
+
+__all__ = ["BatchConfig", "execute_batches"]
+
+Fallback = Callable[[Sequence[Request]], Awaitable[dict[str, Outcome]]]
+log = child("batch")
+_BUG = (
+    "the server holds a different batch under this batch's Idempotency-Key; "
+    "this is a bug in valar_pandas, please report it"
+)
+
+
+class _Creator:
+    """Creates a run's batches, and starts watching each one the server accepts."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.accepted = 0
+
+    async def create(self, chunk: Chunk) -> Watch | None:
+        """Create one batch: its watch, or None when the server refused it (items ended).
+
+        Raises:
+            BatchUnavailable: No batch was accepted yet and the Batch API is absent.
+            APIError: No batch was accepted yet and the server rejected this one.
+        """
+        session = self.session
+        items = tuple((item.fingerprint, item.custom_id) for item in chunk.items)
+        session.emit(BatchPlanned(chunk.key, session.config.label, items))
+        # The body may be up to 256 MiB: the upload gets the long timeout.
+        answer = await session.send(
+            "POST", "/batches", chunk.payload, chunk.key, timeout=session.http.realtime_timeout
+        )
+        if isinstance(answer, str):
+            self.refuse(chunk, answer)
+            return None
+        obj = answer.value
+        batch_id = obj.get("id") if isinstance(obj, dict) else None
+        if answer.status < 300 and isinstance(batch_id, str) and usable_id(batch_id):
+            self.accepted += 1
+            session.emit(BatchCreated(chunk.key, batch_id))
+            for fingerprint, _ in items:
+                session.emit(Submitted(fingerprint, None, session.shares.get(fingerprint, 1)))
+            return Watch(batch_id, chunk.key, {c: f for f, c in items}, session.now())
+        code, reason = error_summary(answer.status, answer.body)
+        if answer.status < 300:
+            reason = f"HTTP {answer.status}: the server sent no usable batch id"
+        elif not self.accepted and is_unavailable(answer.status, code, reason):
+            session.emit(BatchLost(chunk.key, rekey=False))
+            raise BatchUnavailable(
+                f"the Batch API is not available on this server ({reason}); use mode='auto' "
+                "to fall back to background mode automatically, or mode='background'",
+                status_code=answer.status,
+                code=code,
+                command=f"the Batch API is not available on this server ({reason}); use "
+                "--mode auto to fall back to background mode automatically, or --mode background",
+            )
+        elif code == "idempotency_error":
+            reason = f"{reason}: {_BUG}"
+        elif not self.accepted:
+            raise APIError(
+                f"the server rejected the batch, so the run stopped: {reason}",
+                status_code=answer.status,
+                code=code,
+            )
+        self.refuse(chunk, reason)
+        return None
+
+    def refuse(self, chunk: Chunk, reason: str) -> None:
+        for item in chunk.items:
+            error = f"batch not created: {reason}"
+            self.session.finish(item.fingerprint, Outcome("error", error=error))
+
+    async def create_rest(self, chunks: Sequence[Chunk]) -> None:
+        for chunk in chunks:
+            watch = await self.create(chunk)
+            if watch is not None:
+                self.session.spawn(self.session.watch(watch, self.session.first_delay(watch)))
+
+
+def _split(
+    session: Session,
+    requests: Sequence[Request],
+    attach: Mapping[str, tuple[str, str, str]],
+    gate: Callable[[Request], str | None] | None,
+) -> tuple[list[tuple[Watch, float]], list[Request]]:
+    """Re-attached batches to watch, and the new requests the gate admits."""
+    watches: dict[str, Watch] = {}
+    fresh: list[Request] = []
+    admission = Admission(gate)
+    for request in requests:
+        fingerprint = request.fingerprint
+        if fingerprint in attach:
+            key, batch_id, cid = attach[fingerprint]
+            watch = watches.setdefault(batch_id, Watch(batch_id, key, {}, session.now()))
+            watch.items[cid] = fingerprint
+            continue
+        refusal = admission.refuse(request)
+        if refusal is not None:
+            session.finish(fingerprint, Outcome("skipped", error=refusal))
+        else:
+            fresh.append(request)
+    return [(watch, 0.0) for watch in watches.values()], fresh
+
+
+def _replays(
+    requests: Sequence[Request],
+    replay: Mapping[str, tuple[str | None, Sequence[tuple[str, str]]]],
+) -> tuple[list[Chunk], list[Request]]:
+    """The creates to send again as they were, and the requests left to pack anew."""
+    if not replay:
+        return [], list(requests)
+    by_fingerprint = {r.fingerprint: r for r in requests}
+    chunks: list[Chunk] = []
+    covered: set[str] = set()
+    for key, (label, items) in replay.items():
+        if not all(fp in by_fingerprint for fp, _ in items):
+            continue
+        chunk = rebuild(key, label, [(by_fingerprint[fp], cid) for fp, cid in items])
+        if chunk is not None:
+            chunks.append(chunk)
+            covered.update(fp for fp, _ in items)
+    return chunks, [r for r in requests if r.fingerprint not in covered]
+
+
+async def execute_batches(
+    requests: Sequence[Request],
+    shares: Mapping[str, int],
+    http: Http,
+    config: BatchConfig,
+    emit: Callable[[Event], None],
+    *,
+    positions: Mapping[str, int],
+    attach: Mapping[str, tuple[str, str, str]] | None = None,
+    gate: Callable[[Request], str | None] | None = None,
+    fallback: Fallback | None = None,
+    replay: Mapping[str, tuple[str | None, Sequence[tuple[str, str]]]] | None = None,
+    now: Callable[[], float] = time.monotonic,
+    rand: Callable[[], float] = random.random,
+) -> dict[str, Outcome]:
+    """Send requests through the Batch API and wait for every outcome.
+
+    Args:
+        requests: The distinct requests to send (or to re-attach).
+        shares: How many rows each fingerprint fills (for progress counts).
+        http: The transport.
+        config: Concurrency, label, poll schedule, limits and retries.
+        emit: Receives every event, on the event loop's thread.
+        positions: Fingerprint → row position its ``custom_id`` comes from.
+        attach: Fingerprint → (batch key, batch id, custom_id) for requests an earlier run
+            put in a batch the server accepted: that batch is polled, not created again.
+        gate: Asked for each new request before any batch is created; a returned reason
+            skips it and every later one (a budget).
+        fallback: Where to send the requests when the Batch API is absent; None raises.
+        replay: Batch key → (label, (fingerprint, custom_id) of each item) of batches an
+            earlier run planned, and may have created, with no id recorded. Each is sent
+            again exactly as it was, before any new batch, so the server replays the batch
+            it holds; a batch that cannot be rebuilt byte for byte is packed anew.
+        now: Monotonic clock, in seconds.
+        rand: Uniform random numbers for jitter.
+
+    Returns:
+        The outcome of every request, by fingerprint.
+
+    Raises:
+        BatchUnavailable: The Batch API is absent and there is no ``fallback``.
+        AuthenticationError: The server rejected the API key.
+        EndpointError: The endpoint cannot be used (certificate, DNS, refused, redirect,
+            answers that are not the API's, no answers at all).
+        APIError: The server rejected the first batch.
+    """
+    total = len({r.fingerprint for r in requests})
+    session = Session(shares, http, config, emit, now, rand, total)
+    creator = _Creator(session)
+    replayed, requests = _replays(requests, replay or {})
+    watches, fresh = _split(session, requests, attach or {}, gate)
+    items = [make_item(r, positions.get(r.fingerprint, i)) for i, r in enumerate(fresh)]
+    chunks, oversize = chunk_items(items, config.label, config.limits)
+    chunks = replayed + chunks
+    for item in oversize:
+        error = f"too large for one batch ({len(item.line):,} bytes as an item)"
+        session.finish(item.fingerprint, Outcome("error", error=error))
+    first: Watch | None = None
+    if chunks:
+        try:
+            first = await creator.create(chunks[0])
+        except BatchUnavailable as exc:
+            if fallback is None:
+                raise
+            rest = [r for r in requests if r.fingerprint not in session.results]
+            log.warning(
+                "the Batch API is not available on this server (HTTP %s): %d requests go in "
+                "background mode instead",
+                exc.status_code,
+                len(rest),
+            )
+            return session.results | await fallback(rest)
+    if first is not None:
+        watches.append((first, session.first_delay(first)))
+    await session.drive(watches, creator.create_rest(chunks[1:]))
+    return session.results
