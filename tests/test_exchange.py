@@ -328,3 +328,61 @@ def test_the_library_prints_no_log_line_unless_logging_is_configured():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == ""
+
+
+def test_a_run_sending_down_both_paths_has_one_set_of_slots():
+    """Rows resumed from a batch and fresh background rows share the run's concurrency."""
+    from valar_pandas._core.options import validate_options
+    from valar_pandas._core.plan import plan_requests
+    from valar_pandas._run.claims import Work
+    from valar_pandas._run.compose import _send
+
+    n, limit, flight = 24, 4, _InFlight(storm=0)
+    options = validate_options(model="m", concurrency=limit, mode="background")
+    plan = plan_requests([f"row {i}" for i in range(2 * n)], options)
+    requests = list(plan.requests.values())
+    resumed = requests[:n]  # the other half is sent in the background
+    cids = {r.fingerprint: f"r{i:06d}" for i, r in enumerate(resumed)}
+
+    async def slowly(answer: Callable[[], web.Response]) -> web.Response:
+        flight.now += 1
+        flight.peak = max(flight.peak, flight.now)
+        await asyncio.sleep(0.05)
+        flight.now -= 1
+        return answer()
+
+    async def create(request):
+        body = await request.json()
+        return await slowly(lambda: web.json_response(_completed(body["input"][-1]["content"])))
+
+    async def status(request):
+        return await slowly(
+            lambda: web.json_response({"request_status": {c: "COMPLETED" for c in cids.values()}})
+        )
+
+    async def fetch(request):
+        cid = request.match_info["cid"]
+        return await slowly(lambda: web.json_response(_completed(cid, f"resp_{cid}")))
+
+    routes = {
+        "POST /v1/responses": create,
+        "GET /v1/batches/{id}": status,
+        "GET /v1/batches/{id}/{cid}": fetch,
+    }
+    work = Work(
+        cached={}, send=requests, attach={}, entries={},
+        batches={fp: ("bk", "batch_1", cid) for fp, cid in cids.items()},
+    )  # fmt: skip
+
+    async def go() -> dict[str, Outcome]:
+        async with _server(routes) as client:
+            http = Http(client, 64)
+            try:
+                return await _send(plan, work, options, http, lambda e: None, None)
+            finally:
+                await http.close()
+
+    results = asyncio.run(go())
+    assert len(results) == 2 * n and all(o.ok for o in results.values())
+    assert {results[r.fingerprint].text for r in resumed} == set(cids.values())
+    assert flight.peak <= limit  # two paths, one run: never more than its concurrency

@@ -21,7 +21,7 @@ from .._core.errors import APIError, BatchUnavailable
 from .._core.log import child
 from .._core.models import BatchCreated, BatchLost, BatchPlanned, Event, Outcome, Request, Submitted
 from .._core.wire import error_summary, usable_id
-from .._transport.exchange import Admission
+from .._transport.exchange import Admission, Exchange
 from .._transport.http import Http
 from .batchwatch import BatchConfig, Session, Watch
 
@@ -160,6 +160,7 @@ async def execute_batches(
     gate: Callable[[Request], str | None] | None = None,
     fallback: Fallback | None = None,
     replay: Mapping[str, tuple[str | None, Sequence[tuple[str, str]]]] | None = None,
+    exchange: Exchange | None = None,
     now: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> dict[str, Outcome]:
@@ -181,6 +182,8 @@ async def execute_batches(
             earlier run planned, and may have created, with no id recorded. Each is sent
             again exactly as it was, before any new batch, so the server replays the batch
             it holds; a batch that cannot be rebuilt byte for byte is packed anew.
+        exchange: The run's exchange, shared with its other paths (one set of slots and
+            one overload control per run); None makes one from ``config``.
         now: Monotonic clock, in seconds.
         rand: Uniform random numbers for jitter.
 
@@ -195,7 +198,7 @@ async def execute_batches(
         APIError: The server rejected the first batch.
     """
     total = len({r.fingerprint for r in requests})
-    session = Session(shares, http, config, emit, now, rand, total)
+    session = Session(shares, http, config, emit, now, rand, total, exchange)
     creator = _Creator(session)
     replayed, requests = _replays(requests, replay or {})
     watches, fresh = _split(session, requests, attach or {}, gate)

@@ -70,12 +70,14 @@ class Session:
     def __init__(
         self, shares: Mapping[str, int], http: Http, config: BatchConfig,
         emit: Callable[[Event], None], now: Callable[[], float], rand: Callable[[], float],
-        total: int,
+        total: int, exchange: Exchange | None = None,
     ) -> None:  # fmt: skip
         self.shares, self.http, self.config, self.emit = shares, http, config, emit
         self.now, self.rand, self.total = now, rand, total
         self.results: dict[str, Outcome] = {}
-        self.exchange = Exchange(http, config.retry, config.concurrency, emit, rand=rand, now=now)
+        self.exchange = exchange or Exchange(
+            http, config.retry, config.concurrency, emit, rand=rand, now=now
+        )
         self.queue: asyncio.Queue[tuple[Watch, str]] = asyncio.Queue()
         self.done = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None

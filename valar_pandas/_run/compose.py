@@ -26,8 +26,9 @@ from .._core.plan import Plan
 from .._core.prices import Price
 from .._display.progress import make_display
 from .._display.tally import Display, Tally, close_display
-from .._policy import PollSchedule
+from .._policy import PollSchedule, RetryPolicy
 from .._store import Journal, RunStore, StoreFault, new_owner
+from .._transport.exchange import Exchange
 from .._transport.http import Http
 from . import cancel as _cancel
 from .batch import BatchConfig, execute_batches
@@ -76,7 +77,12 @@ async def _send(
     emit: Callable[[Event], None],
     gate: Callable[[Request], str | None] | None,
 ) -> dict[str, Outcome]:
-    """Send the work down the engine, the Batch API, or both (rows resumed from a batch)."""
+    """Send the work down the engine, the Batch API, or both (rows resumed from a batch).
+
+    Both paths share one exchange, so the run has one set of ``concurrency`` slots and one
+    overload control whichever way its rows go.
+    """
+    exchange = Exchange(http, RetryPolicy(), options.concurrency, emit)
     engine = EngineConfig(
         concurrency=options.concurrency,
         background=options.background,
@@ -85,8 +91,9 @@ async def _send(
 
     async def background(requests: Sequence[Request]) -> dict[str, Outcome]:
         return await execute(
-            requests, plan.shares, http, engine, emit, attach=work.attach, gate=gate
-        )
+            requests, plan.shares, http, engine, emit, attach=work.attach, gate=gate,
+            exchange=exchange,
+        )  # fmt: skip
 
     replayed = {fp for _, items in work.replay.values() for fp, _ in items}
     resumed = work.attach.keys() | work.batches.keys() | replayed
@@ -115,6 +122,7 @@ async def _send(
         batched, plan.shares, http, config, emit,
         positions=_batchplan.first_positions(plan.rows), attach=work.batches, gate=gate,
         fallback=None if options.mode == "batch" else background, replay=work.replay,
+        exchange=exchange,
     )  # fmt: skip
     chosen_set = {r.fingerprint for r in batched}
     rest = [r for r in work.send if r.fingerprint not in chosen_set]

@@ -81,6 +81,7 @@ class _Run:
         rand: Callable[[], float],
         attach: Mapping[str, str],
         gate: Callable[[Request], str | None] | None,
+        exchange: Exchange | None = None,
     ) -> None:
         self.requests = requests
         self.attach = attach
@@ -91,7 +92,9 @@ class _Run:
         self.now = now
         self.rand = rand
         self.results: dict[str, Outcome] = {}
-        self.exchange = Exchange(http, config.retry, config.concurrency, emit, rand=rand, now=now)
+        self.exchange = exchange or Exchange(
+            http, config.retry, config.concurrency, emit, rand=rand, now=now
+        )
         # A realtime create waits for the model; a background create and a poll do not.
         self.create_timeout = http.timeout if config.background else http.realtime_timeout
         self.total = len({r.fingerprint for r in requests})
@@ -235,6 +238,7 @@ async def execute(
     *,
     attach: Mapping[str, str] | None = None,
     gate: Callable[[Request], str | None] | None = None,
+    exchange: Exchange | None = None,
     now: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> dict[str, Outcome]:
@@ -250,6 +254,8 @@ async def execute(
             they are polled, not created again.
         gate: Asked before each create; a returned reason stops all further creates, and
             every request not yet created ends ``skipped`` with that reason (a budget).
+        exchange: The run's exchange, shared with its other paths (one set of slots and
+            one overload control per run); None makes one from ``config``.
         now: Monotonic clock, in seconds.
         rand: Uniform random numbers for jitter.
 
@@ -262,7 +268,7 @@ async def execute(
         EndpointError: The endpoint cannot be used (certificate, DNS, refused, redirect,
             answers that are not the API's, no answers at all).
     """
-    run = _Run(requests, shares, http, config, emit, now, rand, attach or {}, gate)
+    run = _Run(requests, shares, http, config, emit, now, rand, attach or {}, gate, exchange)
     if not requests:
         return run.results
     run.poller.reattach(requests, run.attach)
