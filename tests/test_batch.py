@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
-from valar_pandas import APIError, BatchUnavailable, ConfigError, Price, _batchplan
+from valar_pandas import APIError, BatchUnavailable, ConfigError, Price
+from valar_pandas._core import batchplan as _batchplan
 from valar_pandas._core.batchplan import BatchLimits, BatchPoll
 from valar_pandas.emulator import Faults, Latency
 
@@ -280,7 +281,8 @@ def test_background_mode_reattaches_rows_a_batch_run_left_running(serve, tmp_pat
 KILLED_RUN = textwrap.dedent(
     """
     import sys, pandas as pd, valar_pandas
-    from valar_pandas import ValarClient, _batchplan
+    from valar_pandas import ValarClient
+    from valar_pandas._core import batchplan as _batchplan
     _batchplan.BATCH_POLL = _batchplan.BatchPoll(first=0.1, growth=1.5, cap=0.5)
     url, key = sys.argv[1], sys.argv[2]
     df = pd.DataFrame({"i": range(400), "word": ["w"] * 400})

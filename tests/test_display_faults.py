@@ -40,7 +40,7 @@ class Raising:
 def test_a_display_that_raises_is_dropped_and_every_answer_is_kept(serve, monkeypatch, tmp_path):
     emulator, client = serve(latency=Latency(median=0.05, sigma=0.3))
     shown = Raising()
-    from valar_pandas import _service
+    from valar_pandas._service import call as _service
 
     monkeypatch.setattr(_service, "make_display", lambda *args, **kwargs: shown)
     df = words(12)

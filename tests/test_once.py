@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
-from valar_pandas import _batchplan
 from valar_pandas._cli.main import main
+from valar_pandas._core import batchplan as _batchplan
 from valar_pandas._core.batchplan import BatchPoll
 from valar_pandas.emulator import Faults, Latency
 

@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from valar_pandas import _reviews
+from valar_pandas._cli import reviews as _reviews
 from valar_pandas._cli.reviews import make_reviews
 
 COLUMNS = ["review_id", "product", "category", "stars", "review", "label"]

@@ -206,7 +206,7 @@ def test_progress_bar_draws_to_stderr(serve, capsys):
 
 
 def test_max_rps_reaches_the_transport(serve, monkeypatch):
-    from valar_pandas import _run
+    from valar_pandas._run import compose as _run
     from valar_pandas._transport.http import Http
 
     _, client = serve()
