@@ -53,24 +53,23 @@ environment: VALAR_API_KEY (required to send), VALAR_BASE_URL, VALAR_PANDAS_STOR
 See docs/cli.md."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
+def _whole(lowest: int) -> Callable[[str], int]:
+    """A reader of whole numbers of at least ``lowest``, for argparse's ``type=``."""
+
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {lowest} or more")
+        return value
+
+    return read
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+_positive_int = _whole(1)
+_count = _whole(0)
 
 
 def _real(text: str) -> float:
