@@ -12,7 +12,7 @@ import pytest
 from helpers import FAST, MODEL, TEMPLATE, echo, words
 
 from valar_pandas._core.models import Event
-from valar_pandas._display.progress import Tally
+from valar_pandas._display.tally import Tally
 from valar_pandas.emulator import Latency
 
 HANG = 120  # seconds after which a command that should end is taken as hung

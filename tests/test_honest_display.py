@@ -13,7 +13,8 @@ import valar_pandas._service.score as service_score
 from valar_pandas._cli.main import main
 from valar_pandas._cli.reviews import make_reviews
 from valar_pandas._core.models import Finished, Outcome, Started
-from valar_pandas._display.progress import Judged, Tally
+from valar_pandas._display.progress import Judged
+from valar_pandas._display.tally import Tally
 from valar_pandas._display.widget import WidgetDisplay
 from valar_pandas.emulator import Faults
 

@@ -5,7 +5,7 @@ import pytest
 
 from valar_pandas._core.models import Finished, Outcome, Retrying, Started, Submitted
 from valar_pandas._core.prices import Price
-from valar_pandas._display.progress import Tally
+from valar_pandas._display.tally import Tally
 from valar_pandas._frame.merge import merge
 
 OK = Outcome("completed", text="yes", response_id="r1", input_tokens=10, output_tokens=1)

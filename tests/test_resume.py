@@ -20,7 +20,7 @@ from valar_pandas import ConfigError, Price, RunStore
 from valar_pandas._core.models import Submitted
 from valar_pandas._core.options import validate_options
 from valar_pandas._core.plan import plan_requests
-from valar_pandas._display.progress import Tally
+from valar_pandas._display.tally import Tally
 from valar_pandas._run.cancel import drain
 from valar_pandas._run.compose import run_plan
 from valar_pandas._run.loop import StopSignal

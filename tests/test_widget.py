@@ -9,8 +9,9 @@ import pytest
 from valar_pandas import ConfigError
 from valar_pandas._core.models import Finished, Outcome, Retrying, Started, Stopped, Submitted
 from valar_pandas._core.prices import Price
-from valar_pandas._display.progress import Tally, in_kernel, make_display
-from valar_pandas._display.widget import WidgetDisplay, status_line
+from valar_pandas._display.progress import in_kernel, make_display
+from valar_pandas._display.tally import Tally, status_line
+from valar_pandas._display.widget import WidgetDisplay
 
 OK = Outcome("completed", "yes", input_tokens=1000, output_tokens=500)
 BAD = Outcome("failed", error="model exploded")

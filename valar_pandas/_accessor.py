@@ -24,7 +24,7 @@ from ._core.estimate import Estimate
 from ._core.options import checked_arguments
 from ._core.signatures import takes
 from ._core.spec import PREVIEW_ROWS, EstimateArgs, RequestsArgs, RunArgs, ScoreArgs
-from ._display.progress import close_display
+from ._display.tally import close_display
 from ._run.compose import run_plan
 from ._run.job import Job
 from ._run.loop import StopSignal

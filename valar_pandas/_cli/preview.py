@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .._core.config import resolve_base_url
 from .._core.estimate import Estimate
-from .._run.compose import prepare_work
+from .._run.claims import prepare_work
 from .._service.call import open_store
 from .._store import RunStore
 from .stream import Window, prepare_window

@@ -33,7 +33,8 @@ from .._core.prices import Price
 from .._core.prompt import compile_template
 from .._core.scrub import printable
 from .._core.spec import OPTIONS, defaults
-from .._display.progress import Judged, Tally, close_display, make_display
+from .._display.progress import Judged, make_display
+from .._display.tally import Tally, close_display
 from .._files import Input, open_input, open_output, windows
 from .._run.loop import run_sync
 from .._scoring import ScoreSpec, make_spec, reply_judge

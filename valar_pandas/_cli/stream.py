@@ -41,7 +41,7 @@ from pandas.api.extensions import ExtensionArray
 from .._core.budget import Budget
 from .._core.config import ValarClient
 from .._core.prompt import Template
-from .._display.progress import Display
+from .._display.tally import Display
 from .._files import Output
 from .._frame.rows import render_rows
 from .._run.compose import RunReport, run_plan

@@ -22,18 +22,9 @@ from typing import Any
 from .._core.errors import ConfigError
 from .._core.models import Event, Finished, Started
 from .._core.prices import Price
-from .tally import Display, Tally, close_display, drop_display, is_dropped
+from .tally import Display, Tally, drop_display
 
-__all__ = [
-    "Display",
-    "Judged",
-    "Tally",
-    "close_display",
-    "drop_display",
-    "in_kernel",
-    "is_dropped",
-    "make_display",
-]
+__all__ = ["Judged", "in_kernel", "make_display"]
 
 
 class Judged:

@@ -24,7 +24,7 @@ from .._core.models import Event
 from .._core.prices import Price
 from .tally import Tally, drop_display, status_line
 
-__all__ = ["WidgetDisplay", "status_line"]
+__all__ = ["WidgetDisplay"]
 
 _INTERVAL = 0.1
 """Seconds between redraws at most: no more than ten updates a second."""

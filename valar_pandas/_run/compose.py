@@ -32,7 +32,7 @@ from .._transport.exchange import Exchange
 from .._transport.http import Http
 from . import cancel as _cancel
 from .batch import BatchConfig, execute_batches
-from .claims import Claim, Work, await_held, claim_work, prepare_work, served_from_store, split
+from .claims import Claim, Work, await_held, split
 from .engine import EngineConfig, execute
 from .fanout import fan_out, follower, recorder
 from .loop import StopSignal
@@ -40,15 +40,7 @@ from .loop import StopSignal
 _LOG = child("run")
 _STORE_LOG = child("store")
 
-__all__ = [
-    "RunReport",
-    "Work",
-    "claim_work",
-    "prepare_work",
-    "run_plan",
-    "served_from_store",
-    "split",
-]
+__all__ = ["RunReport", "run_plan"]
 
 
 @dataclass(frozen=True)

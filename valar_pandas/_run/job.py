@@ -19,8 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from .._display.progress import Display, close_display
-from .._display.tally import status_line
+from .._display.tally import Display, close_display, status_line
 from .compose import RunReport
 from .loop import StopSignal, get_loop
 

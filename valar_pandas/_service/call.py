@@ -35,11 +35,13 @@ from .._core.prices import Price, resolve_price
 from .._core.prompt import Row, compile_template
 from .._core.prompt import Template as CompiledTemplate
 from .._core.spec import PriceArg, StoreArg
-from .._display.progress import Display, Judged, close_display, make_display
+from .._display.progress import Judged, make_display
+from .._display.tally import Display, close_display
 from .._frame.merge import attach, check_columns, outcome_columns, planned_columns
 from .._frame.rows import render_rows
 from .._frame.score_columns import value_columns
-from .._run.compose import RunReport, Work, run_plan
+from .._run.claims import Work
+from .._run.compose import RunReport, run_plan
 from .._run.loop import StopSignal, run_sync
 from .._scoring import ScoreSpec, reply_judge
 from .._store import RunStore

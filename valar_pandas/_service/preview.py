@@ -18,7 +18,7 @@ from .._core.estimate import Estimate, Sizer, estimate
 from .._core.models import Outcome
 from .._core.options import as_int
 from .._frame.rows import render_rows
-from .._run.compose import served_from_store
+from .._run.claims import served_from_store
 from .call import PriceArg, StoreArg, Template, check_call, open_store, prepare_call
 from .score import scoring
 
