@@ -1,19 +1,23 @@
-"""The one place that speaks HTTP: a thin wrapper over the connection pool that counts requests.
+"""A run's doorway to the API: a thin wrapper over its client's pool that counts requests.
 
-It turns every transport failure (refused, reset, dropped, timed out, unreadable, too large)
-and every redirect into :class:`Unreachable` and hands back status, ``Retry-After`` and body
-bytes, with any echo of the API key masked (:mod:`valar_pandas._core.scrub`). Every request of a
-run goes through it (creates, polls, batch calls, retries), so it also holds the run's
-request budget (never more than ``max_rps`` requests a second) and the run's
-:class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint
-unusable (a certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it
-raises carries the :class:`~valar_pandas._core.errors.EndpointError` that the exchange
-(:mod:`valar_pandas._transport.exchange`) raises instead of retrying. The ``Authorization`` header
-is attached here from the client's :class:`~valar_pandas._core.config.Secret` as a callable the pool
-calls while it writes each request, so the key never sits in a local variable or attribute as
-plain bytes (a traceback that shows locals cannot show it), and it is never logged or echoed.
-The wire itself is :mod:`valar_pandas._transport.conn` (why not aiohttp's client is explained
-there).
+The pool, the client-wide request budget and limit in flight belong to the client
+(:mod:`valar_pandas._transport.shared`); a doorway is the run's own view of them. It turns
+every transport failure (refused, reset, dropped, timed out, unreadable, too large) and every
+redirect into :class:`Unreachable` and hands back status, ``Retry-After`` and body bytes, with
+any echo of the API key masked (:mod:`valar_pandas._core.scrub`). Every request of a run goes
+through it (creates, polls, batch calls, retries), so it also holds the run's own request
+budget (never more than ``max_rps`` requests a second, within the client's) and the run's
+:class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint unusable (a
+certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it raises carries
+the :class:`~valar_pandas._core.errors.EndpointError` that the exchange
+(:mod:`valar_pandas._transport.exchange`) raises instead of retrying. The ``Authorization``
+header is made from the client's :class:`~valar_pandas._core.config.Secret` by a callable the
+pool calls while it writes each request (given to the pool by
+:mod:`~valar_pandas._transport.shared`), so the key never sits in a local variable or attribute
+as plain bytes (a traceback that shows locals cannot show it), and it is never logged or
+echoed. A client closed under a run makes its next request, or the one in flight, raise a
+:class:`~valar_pandas._core.errors.ConfigError` that says so. The wire itself is
+:mod:`valar_pandas._transport.conn` (why not aiohttp's client is explained there).
 """
 
 from __future__ import annotations
