@@ -154,14 +154,19 @@ class Http:
         return self._pool.attempts
 
     async def close(self) -> None:
-        """Stop using the client's pool (closed with its last user unless the loop is kept)."""
+        """Stop using the client's pool (closed with its last user unless the loop is kept).
+
+        A doorway that sent requests and never had a usable answer retires the pool: the
+        next run opens a new one, so a fix made meanwhile (a CA trusted through
+        ``SSL_CERT_FILE``, a DNS entry) is seen by the same client.
+        """
         if self._left:
             return
         self._left = True
         if self._lane.loop is None:
             await self._pool.close()
         else:
-            await self._shared.leave(self._lane)
+            await self._shared.leave(self._lane, retire=self.sent > 0 and not self.health.reached)
 
     async def request(
         self,

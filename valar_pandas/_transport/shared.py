@@ -85,14 +85,16 @@ class Lane:
         loop: The loop the pool's connections belong to; None for a pool of its own.
         pool: The pool.
         users: Transports (:class:`~valar_pandas._transport.http.Http`) using it now.
+        retired: No new user joins it; it closes with its last one.
     """
 
-    __slots__ = ("loop", "pool", "users")
+    __slots__ = ("loop", "pool", "retired", "users")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None, pool: WirePool) -> None:
         self.loop = loop
         self.pool = pool
         self.users = 0
+        self.retired = False
 
 
 class Shared:
@@ -148,11 +150,20 @@ class Shared:
             lane.users += 1
         return lane
 
-    async def leave(self, lane: Lane) -> None:
-        """Stop using ``lane``; its pool closes with its last user unless its loop is kept."""
+    async def leave(self, lane: Lane, *, retire: bool = False) -> None:
+        """Stop using ``lane``; its pool closes with its last user unless its loop is kept.
+
+        Args:
+            lane: A lane :meth:`join` gave.
+            retire: Later users get a new pool (this one never reached the endpoint); this
+                one closes with its last user, kept loop or not.
+        """
         with self._lock:
             lane.users -= 1
-            last = lane.users <= 0 and lane.loop not in _kept
+            lane.retired = lane.retired or retire
+            if lane.retired and lane.loop is not None and self._lanes.get(lane.loop) is lane:
+                del self._lanes[lane.loop]
+            last = lane.users <= 0 and (lane.retired or lane.loop not in _kept)
             if last and lane.loop is not None and self._lanes.get(lane.loop) is lane:
                 del self._lanes[lane.loop]
         if last:
