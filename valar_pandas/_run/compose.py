@@ -316,7 +316,7 @@ async def run_plan(
     try:
         if work.send or work.awaited:
             # The client's pool, budget and limit; the run's own concurrency is its exchange's.
-            http = Http(client, max_rps=options.max_rps)
+            http = Http(client, None, options.max_rps)
             gate = budget.admit if budget is not None else None
             if claim is not None and work.claimed:
                 beating = asyncio.ensure_future(claim.beat())
