@@ -36,10 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = parse_child_args("python -m benchmarks.client_valar", argv)
     frame = pd.DataFrame({"i": range(args.rows), "phrase": [phrase(i) for i in range(args.rows)]})
-    client = ValarClient(api_key=args.api_key, base_url=args.base_url)
     budget: dict[str, float | None] = {}
     if args.max_rps is not None:
         budget["max_rps"] = None if args.max_rps == "none" else float(args.max_rps)
+    # The client's budget is the ceiling of the run's: a budget given here is given to both.
+    client = ValarClient(api_key=args.api_key, base_url=args.base_url, **budget)
     with Stopwatch() as watch:
         out = frame.valar.run(
             PROMPT_TEMPLATE,

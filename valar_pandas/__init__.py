@@ -24,6 +24,7 @@ from ._core.errors import (
     ValarError,
 )
 from ._core.estimate import Estimate
+from ._core.handler import HttpRequest, HttpResponse
 from ._core.prices import PRICES, PRICES_AS_OF, Price
 from ._run.job import Job
 from ._store import RunStore, default_store_path
@@ -43,6 +44,8 @@ __all__ = [
     "ConfigError",
     "EndpointError",
     "Estimate",
+    "HttpRequest",
+    "HttpResponse",
     "Job",
     "Price",
     "RowErrors",

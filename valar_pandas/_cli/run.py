@@ -28,7 +28,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from .._core.budget import Budget
 from .._core.config import ValarClient
 from .._core.errors import ConfigError
-from .._core.options import MIN_MAX_RPS, RunOptions
+from .._core.options import RunOptions
 from .._core.prices import Price
 from .._core.prompt import compile_template
 from .._core.scrub import printable
@@ -149,13 +149,11 @@ def _setup(args: argparse.Namespace) -> Setup:
     given.pop("store", None)  # opened by the command itself
     price, budget = given.pop("price", None), given.pop("budget", None)
     in_flight = min(IN_FLIGHT, count)
-    while in_flight > 1 and given["max_rps"] / in_flight < MIN_MAX_RPS:
-        in_flight -= 1  # each window's share of --max-rps stays at or above the floor
+    # Each window may use the whole of --concurrency and --max-rps: the command's one client
+    # holds them for every window together, so a slow window leaves its share to the others.
     options: dict[str, Any] = {
         **given,
         "into": args.into or ("output" if spec is None else "score"),
-        "concurrency": max(1, given["concurrency"] // in_flight),
-        "max_rps": given["max_rps"] / in_flight,
         "progress": None,
     }
     if spec is None:
@@ -198,7 +196,9 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return dry_run(setup, out)
     if args.estimate:
         return estimate_run(setup, out)
-    client = ValarClient()
+    # One client for the command: one pool, one --concurrency and one --max-rps for every
+    # window, and its connections closed when the command ends.
+    client = ValarClient(concurrency=setup.options.concurrency, max_rps=setup.options.max_rps)
     output = open_output(args.output, args.input)
     store: RunStore | None = None
     started, cpu = time.perf_counter(), time.process_time()
@@ -242,6 +242,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         output.abort()
         raise
     finally:
+        client.close()
         if store is not None:
             store.close()
     summary = _summary(setup, args, totals, display.tally, started, cpu)

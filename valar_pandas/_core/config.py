@@ -13,13 +13,18 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from .endpoint import Endpoint
 from .errors import ConfigError
-from .options import as_int, as_real, checked_arguments
+from .handler import Handler
+from .options import MIN_MAX_RPS, as_int, as_real, checked_arguments
+from .spec import DEFAULT_MAX_RPS, defaults
 
 __all__ = [
+    "CLOSED",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "Secret",
@@ -28,6 +33,11 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.valarhq.ai/v1"
+CLOSED = (
+    "this ValarClient was closed (client.close(), or the end of its `with` block); "
+    "make a new ValarClient to send more"
+)
+"""What a run on a closed client raises (a ConfigError), before or while it sends."""
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 """The cap on one answer, decoded: a Response object with a long answer is well under 1 MB."""
 
@@ -176,9 +186,32 @@ def _key_sealed_first(init: Callable[..., None]) -> Callable[..., None]:
     return sealed
 
 
+class _Live(Protocol):
+    """What a client holds once it has been used: its pools, its budget, its limit."""
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+_DEFAULT_CONCURRENCY: int = defaults(["concurrency"])["concurrency"]
+
+
 @dataclass(frozen=True, init=False, repr=False)
 class ValarClient:
-    """Connection settings for the Valar API.
+    """The client of the Valar API: its settings, and the connections everything shares.
+
+    One client is one connection pool, one request budget (``max_rps``) and one limit on
+    requests in flight (``concurrency``) for everything that uses it in the process: runs one
+    after another reuse its connections, and runs, jobs, the windows of ``valar-pandas run``
+    and server-side cancels going on at once share its budget and its limit. A run's own
+    ``concurrency=`` and ``max_rps=`` options cap that run further, within the client's. The
+    connections are opened on first use; close the client when done (``with ValarClient()
+    as client:``, :meth:`close` or ``await`` :meth:`aclose`), or leave it open: whatever is
+    open is closed when the interpreter exits. A run on a closed client raises
+    :class:`~valar_pandas.ConfigError`. A call without ``client=`` uses one client per
+    process made from the environment
+    (:func:`~valar_pandas._transport.shared.default_client`).
 
     Args:
         api_key: The API key. Defaults to the ``VALAR_API_KEY`` environment variable.
@@ -190,12 +223,19 @@ class ValarClient:
         max_response_bytes: The most bytes one answer may have once decompressed (8 MiB by
             default); a larger one is that row's error and is not fetched again. A batch's
             status map may be larger (up to 64 MiB), as it lists up to 100,000 items.
+        concurrency: The most HTTP requests in flight at once, everything sent through this
+            client together (also the most connections it keeps open per event loop).
+        max_rps: The most HTTP requests a second, everything sent through this client
+            together (bursts of up to 50); None for no limit.
+        transport: A function that answers the requests instead of the network, for tests
+            (see :class:`~valar_pandas.HttpRequest`); None to use the network.
 
     Raises:
         ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty; the base URL
             is not a plain http or https URL (see :func:`resolve_base_url`: credentials, a
             query or a fragment in it are refused); a timeout is not a positive, finite
-            number; an unknown argument.
+            number; ``concurrency`` is not a positive whole number, ``max_rps`` not None or
+            at least 0.1, ``transport`` not callable; an unknown argument.
 
     Example:
         >>> client = ValarClient(api_key="sk-test", base_url="http://127.0.0.1:8080/v1")
@@ -208,6 +248,9 @@ class ValarClient:
     timeout: float
     realtime_timeout: float
     max_response_bytes: int
+    concurrency: int
+    max_rps: float | None
+    transport: Handler | None
 
     @_key_sealed_first
     @checked_arguments
@@ -219,6 +262,9 @@ class ValarClient:
         timeout: float = 60.0,
         realtime_timeout: float = 600.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        concurrency: int = _DEFAULT_CONCURRENCY,
+        max_rps: float | None = DEFAULT_MAX_RPS,
+        transport: Handler | None = None,
     ) -> None:
         url = resolve_base_url(base_url)
         wait, realtime_wait = as_real(timeout), as_real(realtime_timeout)
@@ -227,6 +273,15 @@ class ValarClient:
         cap = as_int(max_response_bytes)
         if cap is None or cap < 64 * 1024:
             raise ConfigError("max_response_bytes must be a whole number of bytes, 65536 or more")
+        slots, rate = as_int(concurrency), None if max_rps is None else as_real(max_rps)
+        if slots is None or slots < 1:
+            raise ConfigError("concurrency must be a positive whole number of requests")
+        if max_rps is not None and (rate is None or not rate >= MIN_MAX_RPS):
+            raise ConfigError(
+                f"max_rps must be at least {MIN_MAX_RPS} requests a second, or None for no limit"
+            )
+        if transport is not None and not callable(transport):
+            raise ConfigError("transport must be a function that answers an HttpRequest")
         secret = api_key if isinstance(api_key, Secret) else None
         if secret is None:
             raw = api_key if api_key is not None else os.environ.get("VALAR_API_KEY", "")
@@ -249,11 +304,59 @@ class ValarClient:
         object.__setattr__(self, "timeout", wait)
         object.__setattr__(self, "realtime_timeout", realtime_wait)
         object.__setattr__(self, "max_response_bytes", cap)
+        object.__setattr__(self, "concurrency", slots)
+        object.__setattr__(self, "max_rps", rate)
+        object.__setattr__(self, "transport", transport)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: nothing more can be sent through this client."""
+        return bool(self.__dict__.get("_closed", False))
+
+    def close(self) -> None:
+        """Close the client's connections; runs still going on end with a ConfigError.
+
+        Call it from any thread (from inside a coroutine, prefer :meth:`aclose`). Closing
+        twice is harmless.
+        """
+        object.__setattr__(self, "_closed", True)
+        live: _Live | None = self.__dict__.get("_live")
+        if live is not None:
+            live.close()
+
+    async def aclose(self) -> None:
+        """Close the client's connections, from a coroutine (see :meth:`close`)."""
+        object.__setattr__(self, "_closed", True)
+        live: _Live | None = self.__dict__.get("_live")
+        if live is not None:
+            await live.aclose()
+
+    def __enter__(self) -> ValarClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ValarClient:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         # Never raises, even on an object whose __init__ failed half-way (a traceback that
         # shows locals reprs it); the key shows only as Secret('***').
-        fields = ("base_url", "api_key", "timeout", "realtime_timeout")
+        fields = ("base_url", "api_key", "timeout", "realtime_timeout", "concurrency", "max_rps")
         shown = ", ".join(
             f"{name}={getattr(self, name, '<unset>')!r}"
             if name in ("base_url", "api_key")

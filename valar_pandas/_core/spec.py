@@ -258,12 +258,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("mode", "request", "background", _MODE_DOC,
            Flag("how to send", "choice", choices=("background", "realtime", "batch", "auto"))),
     Option("concurrency", "execution", 200,
-           "Most HTTP requests in flight at once (on the command line: shared by the windows "
-           "running).",
+           "Most HTTP requests in flight at once, within the client's ``concurrency`` (which "
+           "runs, jobs and cancels using the client share; on the command line: shared by the "
+           "windows running).",
            Flag("most HTTP requests in flight, shared by the windows running", "int", "N")),
     Option("max_rps", "execution", DEFAULT_MAX_RPS,
            "Most HTTP requests a second, creates, polls and retries together (bursts of up to "
-           "50, never more than one second's worth); None for no limit. The default, 2,000, is "
+           "50, never more than one second's worth), within the client's ``max_rps`` (which "
+           "everything using the client shares); None for no limit of the call's own. The "
+           "default, 2,000, is "
            "what 200 connections make at 100 ms round trips: it holds back only a client whose "
            "server answers faster than that.",
            Flag("most HTTP requests a second, at least 0.1; shared by the windows running",

@@ -95,7 +95,7 @@ async def cancel_responses(
     report: CancelReport = Counter()
     if not inflight:
         return report
-    http = Http(client, _CONNECTIONS)
+    http = Http(client)  # the client's pool: no new connections, within its budget
     exchange = Exchange(http, retry or RetryPolicy(), _CONNECTIONS, lambda _: None)
     opened = RunStore(store) if store is not None else None
     work = iter(inflight.items())

@@ -307,7 +307,8 @@ async def run_plan(
     ended = "done"
     try:
         if work.send or work.awaited:
-            http = Http(client, options.concurrency, options.max_rps)
+            # The client's pool, budget and limit; the run's own concurrency is its exchange's.
+            http = Http(client, None, options.max_rps)
             gate = budget.admit if budget is not None else None
             if claim is not None and work.claimed:
                 beating = asyncio.ensure_future(claim.beat())

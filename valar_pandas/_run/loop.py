@@ -24,6 +24,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from .._transport.shared import keep_pools_on
+
 __all__ = ["StopSignal", "get_loop", "run_sync"]
 
 T = TypeVar("T")
@@ -101,6 +103,7 @@ def get_loop() -> asyncio.AbstractEventLoop:
                 target=loop.run_forever, name="valar-pandas-loop", daemon=True
             )
             thread.start()
+            keep_pools_on(loop)  # runs one after another reuse their client's connections
             _loop, _thread = loop, thread
         return _loop
 

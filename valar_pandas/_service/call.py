@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from .._core.config import ValarClient
+from .._core.config import CLOSED, ValarClient
 from .._core.errors import ConfigError, RowErrors, StoreError, StoreWarning
 from .._core.estimate import Estimate, estimate
 from .._core.options import RunOptions, validate_options
@@ -45,6 +45,7 @@ from .._run.compose import RunReport, run_plan
 from .._run.loop import StopSignal, run_sync
 from .._scoring import ScoreSpec, reply_judge
 from .._store import RunStore
+from .._transport.shared import default_client
 
 __all__ = [
     "Call",
@@ -293,7 +294,9 @@ def open_call(
     """
     if client is not None and not isinstance(client, ValarClient):
         raise ConfigError("client must be a valar_pandas.ValarClient")
-    client = client or ValarClient()
+    client = client or default_client()
+    if client.closed:
+        raise ConfigError(CLOSED)
     opened = open_store(store, call.options)
     try:
         display = make_display(

@@ -1,19 +1,23 @@
-"""The one place that speaks HTTP: a thin wrapper over the connection pool that counts requests.
+"""A run's doorway to the API: a thin wrapper over its client's pool that counts requests.
 
-It turns every transport failure (refused, reset, dropped, timed out, unreadable, too large)
-and every redirect into :class:`Unreachable` and hands back status, ``Retry-After`` and body
-bytes, with any echo of the API key masked (:mod:`valar_pandas._core.scrub`). Every request of a
-run goes through it (creates, polls, batch calls, retries), so it also holds the run's
-request budget (never more than ``max_rps`` requests a second) and the run's
-:class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint
-unusable (a certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it
-raises carries the :class:`~valar_pandas._core.errors.EndpointError` that the exchange
-(:mod:`valar_pandas._transport.exchange`) raises instead of retrying. The ``Authorization`` header
-is attached here from the client's :class:`~valar_pandas._core.config.Secret` as a callable the pool
-calls while it writes each request, so the key never sits in a local variable or attribute as
-plain bytes (a traceback that shows locals cannot show it), and it is never logged or echoed.
-The wire itself is :mod:`valar_pandas._transport.conn` (why not aiohttp's client is explained
-there).
+The pool, the client-wide request budget and limit in flight belong to the client
+(:mod:`valar_pandas._transport.shared`); a doorway is the run's own view of them. It turns
+every transport failure (refused, reset, dropped, timed out, unreadable, too large) and every
+redirect into :class:`Unreachable` and hands back status, ``Retry-After`` and body bytes, with
+any echo of the API key masked (:mod:`valar_pandas._core.scrub`). Every request of a run goes
+through it (creates, polls, batch calls, retries), so it also holds the run's own request
+budget (never more than ``max_rps`` requests a second, within the client's) and the run's
+:class:`~valar_pandas._policy.Health`: when the exchanges so far prove the endpoint unusable (a
+certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it raises carries
+the :class:`~valar_pandas._core.errors.EndpointError` that the exchange
+(:mod:`valar_pandas._transport.exchange`) raises instead of retrying. The ``Authorization``
+header is made from the client's :class:`~valar_pandas._core.config.Secret` by a callable the
+pool calls while it writes each request (given to the pool by
+:mod:`~valar_pandas._transport.shared`), so the key never sits in a local variable or attribute
+as plain bytes (a traceback that shows locals cannot show it), and it is never logged or
+echoed. A client closed under a run makes its next request, or the one in flight, raise a
+:class:`~valar_pandas._core.errors.ConfigError` that says so. The wire itself is
+:mod:`valar_pandas._transport.conn` (why not aiohttp's client is explained there).
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import asyncio
 import re
 from dataclasses import dataclass
 
-from .._core.config import Secret, ValarClient
-from .._core.errors import EndpointError
+from .._core.config import CLOSED, ValarClient
+from .._core.errors import ConfigError, EndpointError
 from .._core.scrub import printable, scrub_body, scrub_text
 from .._policy import RETRYABLE, Fault, Health, TokenBucket, explain
-from .conn import ConnectionFailed, Endpoint, Pool
+from .conn import ConnectionFailed, Endpoint
+from .shared import Lane, shared
 
 __all__ = ["LARGE_ANSWER", "Http", "Reply", "Unreachable"]
 
@@ -74,40 +79,58 @@ class Reply:
 
 
 class Http:
-    """Send requests to the Valar API over one pool of keep-alive connections.
+    """A run's doorway to the API, through its client's shared pool, budget and limit.
 
     Args:
-        client: Where to connect and with which key.
-        connections: Size of the connection pool (the run's concurrency).
-        max_rps: The most requests a second (a token bucket: bursts of up to 50 requests,
-            never more than one second's worth); None for no limit.
+        client: Where to connect and with which key; its pool on the running loop is used
+            (:mod:`valar_pandas._transport.shared`). Made outside any event loop, the
+            doorway has a pool of its own instead, closed with it.
+        connections: The most requests of this doorway in flight at once, within the
+            client's ``concurrency``; None for the client's limit alone (a run's exchange
+            keeps its own count of slots).
+        max_rps: The most requests a second of this doorway, within the client's
+            ``max_rps`` (a token bucket: bursts of up to 50 requests, never more than one
+            second's worth); None for the client's budget alone.
+
+    Raises:
+        ConfigError: The client is closed.
 
     Attributes:
         sent: HTTP requests sent so far, retries included.
         health: What the run has seen of the endpoint.
     """
 
-    def __init__(self, client: ValarClient, connections: int, max_rps: float | None = None) -> None:
+    def __init__(
+        self, client: ValarClient, connections: int | None = None, max_rps: float | None = None
+    ) -> None:
         self._timeout = client.timeout
         self._realtime = client.realtime_timeout
         self._base_url = client.base_url
         self._cap = client.max_response_bytes
         self._large = max(client.max_response_bytes, LARGE_ANSWER)
         self.health = Health()
-        headers = (
-            b"User-Agent: valar-pandas\r\n"
-            b"Accept: application/json\r\n"
-            b"Accept-Encoding: gzip, deflate\r\n"
-        )
         self._secret = client.api_key
         self._endpoint = Endpoint.parse(client.base_url)
-        # The key stays in its Secret: the pool asks for the header line as each request
-        # leaves, so no local variable or attribute holds it (tracebacks that show locals).
-        self._pool = Pool(self._endpoint, headers, connections, _Bearer(client.api_key))
-        # Bursts of up to 50 requests, never more than one second's worth.
+        self._shared = shared(client)
+        self._client = client  # held: a client collected is closed, and this one is in use
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._lane = Lane(None, self._shared.pool(connections or client.concurrency))
+        else:
+            self._lane = self._shared.join()
+        self._pool = self._lane.pool
+        self._left = False
+        # A cap of the doorway's own only where it is below the client's.
+        self._slots = (
+            asyncio.Semaphore(connections)
+            if connections is not None and connections < client.concurrency
+            else None
+        )
+        rate = self._shared.rate
         self._bucket = (
             TokenBucket(max_rps, burst=min(50.0, max(1.0, max_rps)))
-            if max_rps is not None
+            if max_rps is not None and (rate is None or max_rps < rate)
             else None
         )
         self.sent = 0
@@ -131,8 +154,19 @@ class Http:
         return self._pool.attempts
 
     async def close(self) -> None:
-        """Close the pool."""
-        await self._pool.close()
+        """Stop using the client's pool (closed with its last user unless the loop is kept).
+
+        A doorway that sent requests and never had a usable answer retires the pool: the
+        next run opens a new one, so a fix made meanwhile (a CA trusted through
+        ``SSL_CERT_FILE``, a DNS entry) is seen by the same client.
+        """
+        if self._left:
+            return
+        self._left = True
+        if self._lane.loop is None:
+            await self._pool.close()
+        else:
+            await self._shared.leave(self._lane, retire=self.sent > 0 and not self.health.reached)
 
     async def request(
         self,
@@ -163,10 +197,15 @@ class Http:
             Unreachable: No complete, usable HTTP answer arrived; its ``fatal`` is set when
                 the endpoint is proven unusable.
         """
+        shared = self._shared
+        if shared.closed:
+            raise ConfigError(CLOSED)
+        now = asyncio.get_running_loop().time()
+        wait = shared.reserve(now)
         if self._bucket is not None:
-            wait = self._bucket.reserve(asyncio.get_running_loop().time())
-            if wait > 0:
-                await asyncio.sleep(wait)
+            wait = max(wait, self._bucket.reserve(now))
+        if wait > 0:
+            await asyncio.sleep(wait)
         if idempotency_key and not _HEADER_VALUE.fullmatch(idempotency_key):
             # Never reached by the library's own keys; a key from elsewhere must not be able
             # to add header lines (CR/LF) to the request.
@@ -178,17 +217,23 @@ class Http:
         if timeout is None:
             timeout = self._timeout
         try:
-            status, retry_after, body, location = await self._pool.request(
-                method.encode("ascii"),
-                path,
-                payload,
-                extra,
-                timeout,
-                self._large if large else self._cap,
-            )
+            if self._slots is None:
+                answer = await self._pool.request(
+                    method.encode("ascii"), path, payload, extra, timeout,
+                    self._large if large else self._cap,
+                )  # fmt: skip
+            else:
+                async with self._slots:
+                    answer = await self._pool.request(
+                        method.encode("ascii"), path, payload, extra, timeout,
+                        self._large if large else self._cap,
+                    )  # fmt: skip
         except ConnectionFailed as exc:
+            if shared.closed:  # closed under the run: say so, not "connection failed"
+                raise ConfigError(CLOSED) from None
             fatal = self._judge(exc.fault, exc.detail, path, None, timeout)
             raise Unreachable(str(exc), exc.fault, fatal) from None
+        status, retry_after, body, location = answer
         # Everything the server says enters here: a key it echoes is masked before any of it
         # is parsed, stored, written, shown or raised.
         body = scrub_body(body, self._secret)
@@ -233,26 +278,6 @@ class Http:
             timeout=timeout,
         )
         return EndpointError(message, cause=fault, location=location)
-
-
-class _Bearer:
-    """The ``Authorization`` header line, made from the key only when a request is written.
-
-    Args:
-        secret: The API key.
-    """
-
-    __slots__ = ("_secret",)
-
-    def __init__(self, secret: Secret) -> None:
-        self._secret = secret
-
-    def __call__(self) -> bytes:
-        """The header line, ``Authorization: Bearer <key>`` and CRLF."""
-        return b"Authorization: Bearer %s\r\n" % self._secret.reveal().encode("latin-1")
-
-    def __repr__(self) -> str:
-        return "Bearer(Secret('***'))"
 
 
 def _looks_like_json(body: bytes) -> bool:
