@@ -27,6 +27,7 @@ from .._core.errors import EndpointError
 from .._core.scrub import printable, scrub_body, scrub_text
 from .._policy import RETRYABLE, Fault, Health, TokenBucket, explain
 from .conn import ConnectionFailed, Endpoint, Pool
+from .network import network
 
 __all__ = ["LARGE_ANSWER", "Http", "Reply", "Unreachable"]
 
@@ -103,7 +104,15 @@ class Http:
         self._endpoint = Endpoint.parse(client.base_url)
         # The key stays in its Secret: the pool asks for the header line as each request
         # leaves, so no local variable or attribute holds it (tracebacks that show locals).
-        self._pool = Pool(self._endpoint, headers, connections, _Bearer(client.api_key))
+        route = network(client)  # the client's proxy and SSL context, built once
+        self._pool = Pool(
+            self._endpoint,
+            headers,
+            connections,
+            _Bearer(client.api_key),
+            proxy=route.proxy_for(self._endpoint),
+            ssl_context=route.ssl_context,
+        )
         # Bursts of up to 50 requests, never more than one second's worth.
         self._bucket = (
             TokenBucket(max_rps, burst=min(50.0, max(1.0, max_rps)))
@@ -185,6 +194,7 @@ class Http:
                 extra,
                 timeout,
                 self._large if large else self._cap,
+                resend_safe=method == "GET" or idempotency_key is not None,
             )
         except ConnectionFailed as exc:
             fatal = self._judge(exc.fault, exc.detail, path, None, timeout)

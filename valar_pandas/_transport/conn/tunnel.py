@@ -1,0 +1,166 @@
+"""Opening a connection: directly, through an HTTP proxy, or through a proxy's CONNECT tunnel.
+
+For an ``https://`` API behind a proxy, a plain TCP connection to the proxy carries
+``CONNECT host:port`` (with ``Proxy-Authorization`` when the proxy URL has credentials); once
+the proxy answers 2xx, the same transport is upgraded with :meth:`asyncio.loop.start_tls`, so
+TLS runs end to end with the API host: the SNI and the certificate's host name check are the
+API's, never the proxy's. ``start_tls`` was chosen over a blocking ``CONNECT`` on a raw
+socket handed to ``create_connection(sock=...)`` because it keeps the whole exchange on the
+event loop (no thread, one deadline for the lot) and the connection keeps the same
+:class:`~.connection.Connection` protocol as a direct one. A plain ``http://`` API behind a
+proxy needs no tunnel: its requests go to the proxy in absolute form (see the pool).
+
+Connects use Happy Eyeballs (RFC 8305: ``happy_eyeballs_delay``, ``interleave``): when a
+host has IPv6 and IPv4 addresses and the IPv6 route is broken, the next address is tried
+after 0.25 s instead of after the first attempt times out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+import httptools
+
+from ..._core.endpoint import Endpoint
+from ..._core.proxy import ProxyRoute
+from .connection import MAX_HEADER_BYTES, Connection, ConnectionFailed
+
+__all__ = ["EYEBALLS_DELAY", "open_direct", "open_tunnel", "refused", "unreachable"]
+
+EYEBALLS_DELAY = 0.25
+"""Seconds before the next address of a host is tried while a connect to one is pending."""
+
+
+async def open_direct(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], Connection],
+    host: str,
+    port: int,
+    context: ssl.SSLContext | None,
+) -> Connection:
+    """Connect to ``host:port`` (with TLS when ``context`` is given).
+
+    Raises:
+        OSError: The connection or the TLS handshake failed (``ssl.SSLError`` is one).
+    """
+    _, conn = await loop.create_connection(
+        factory,
+        host,
+        port,
+        ssl=context,
+        server_hostname=host if context is not None else None,
+        happy_eyeballs_delay=EYEBALLS_DELAY,
+        interleave=1,
+    )
+    return conn
+
+
+async def open_tunnel(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], Connection],
+    proxy: ProxyRoute,
+    endpoint: Endpoint,
+    context: ssl.SSLContext,
+) -> Connection:
+    """Connect to the proxy, ask it for a tunnel to ``endpoint``, and speak TLS through it.
+
+    Raises:
+        ConnectionFailed: The proxy cannot be reached (fault ``proxy_unreachable``), or it
+            refused the tunnel: a 407 or any other non-2xx answer (fault ``proxy``).
+        OSError: The TLS handshake with the API failed (``ssl.SSLError`` is one).
+    """
+    try:
+        transport, reply = await loop.create_connection(
+            _TunnelReply,
+            proxy.host,
+            proxy.port,
+            happy_eyeballs_delay=EYEBALLS_DELAY,
+            interleave=1,
+        )
+    except OSError as exc:
+        raise unreachable(proxy, exc) from None
+    try:
+        host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+        target = f"{host}:{endpoint.port}".encode("idna")
+        # The credentials are made into the header line inside the write: no variable holds it.
+        transport.write(
+            b"".join(
+                (
+                    b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n" % (target, target),
+                    proxy.authorization(),
+                    b"\r\n",
+                )
+            )
+        )
+        status, reason = await reply.answer
+        if not 200 <= status < 300:
+            raise refused(proxy, endpoint, status, reason)
+        conn = factory()
+        tls = await loop.start_tls(transport, conn, context, server_hostname=endpoint.host)
+        if tls is None:  # the loop closed the transport meanwhile
+            raise ConnectionFailed("the proxy closed the tunnel", untouched=True)
+        conn.connection_made(tls)
+        return conn
+    except BaseException:
+        transport.abort()
+        raise
+
+
+def unreachable(proxy: ProxyRoute, exc: OSError) -> ConnectionFailed:
+    """The failure of a connection to the proxy itself: it names the proxy, not the API."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    detail = f"cannot connect to the proxy {proxy.shown} (from {proxy.source}): {reason}"
+    return ConnectionFailed(detail, fault="proxy_unreachable", detail=detail)
+
+
+def refused(proxy: ProxyRoute, endpoint: Endpoint, status: int, reason: str) -> ConnectionFailed:
+    """A proxy's refusal (407, or a non-2xx answer to ``CONNECT``), naming the proxy."""
+    said = f"{status} {reason}".strip()
+    detail = f"the proxy {proxy.shown} (from {proxy.source}) answered {said}"
+    if status == 407:
+        detail += (
+            " to the credentials given" if proxy.has_credentials else ", asking for credentials"
+        )
+    else:
+        detail += f" when asked for a tunnel to {endpoint.authority}"
+    return ConnectionFailed(detail, fault="proxy", detail=detail)
+
+
+class _TunnelReply(asyncio.Protocol):
+    """The proxy's answer to ``CONNECT``: its status line and headers, parsed by httptools."""
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self._parser = httptools.HttpResponseParser(self)
+        self._reason = b""
+        self._head = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return  # a refusal's body, read no further
+        self._head += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(f"the proxy's answer to CONNECT is not HTTP: {exc}")
+            return
+        if not self.answer.done() and self._head > MAX_HEADER_BYTES:
+            self._fail(f"the proxy's answer to CONNECT exceeds {MAX_HEADER_BYTES:,} bytes")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail("the proxy closed the connection before answering CONNECT")
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_headers_complete(self) -> None:
+        if not self.answer.done():
+            text = self._reason.decode("latin-1", "replace")[:100]
+            reason = "".join(char for char in text if char.isprintable())
+            self.answer.set_result((self._parser.get_status_code(), reason))
+
+    def _fail(self, message: str) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ConnectionFailed(message, fault="transient"))
