@@ -11,6 +11,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import traceback
 from collections.abc import Iterator
 
 import pytest
@@ -230,3 +231,14 @@ def test_proxies_that_are_not_http_are_refused_before_any_request(monkeypatch):
         words(3).valar.run(TEMPLATE, client=client, store=False, **FAST)
     assert "pw" not in str(caught.value)
     assert isinstance(parse_proxy("http://h:99999", "x"), str)
+
+
+def test_a_bad_proxy_url_in_a_traceback_with_locals_does_not_show_the_password():
+    with pytest.raises(ConfigError) as caught:
+        ValarClient(api_key="sk-x", proxy="socks5://bob:hunter2@127.0.0.1:1080")
+    shown = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    ours = [frame for frame in shown.stack if "valar_pandas" in frame.filename]
+    assert ours  # the library's own frames, where the URL was read
+    rendered = "".join(traceback.StackSummary.from_list(ours).format())
+    assert "proxy = Secret('***')" in rendered  # the frames' locals are there, masked
+    assert "hunter2" not in rendered

@@ -2,7 +2,8 @@
 
 A request that fails on a reused keep-alive connection before any byte of the answer arrived
 (the server closed the idle connection as the request left) is sent once more on a fresh
-connection when that is safe: a ``GET``, or a request with an ``Idempotency-Key``.
+connection when the caller says that is safe (``resend_safe``): a ``GET``, or a request with
+an ``Idempotency-Key``.
 
 Behind a proxy (:class:`~valar_pandas._core.proxy.ProxyRoute`), an ``http://`` API's requests
 go to the proxy in absolute form (``POST http://host/v1/responses``) with
