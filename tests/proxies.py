@@ -22,6 +22,21 @@ class RunningProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait until the proxy has logged no new connection for half a second.
+
+        Call it before stopping a TLS server the proxy tunnels to: the proxy closes its side
+        of each tunnel after the client does, and a server stopped first would be left with
+        TLS closes that never finish.
+        """
+        deadline = time.monotonic() + timeout
+        count = -1
+        while time.monotonic() < deadline:
+            now = len(self.seen(settle=0.5))
+            if now == count:
+                return
+            count = now
+
     def seen(self, settle: float = 0.3) -> list[str]:
         """The access log's lines: one per client connection the proxy has finished."""
         time.sleep(settle)  # the line is written when the proxy closes the connection

@@ -50,6 +50,18 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProxy]:
         yield running
 
 
+@pytest.fixture(scope="module")
+def tls_proxy(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProxy]:
+    """An https:// proxy: clients speak TLS to it, its certificate from ``ca``."""
+    folder = tmp_path_factory.mktemp("tls_proxy")
+    issued = ca.issue_cert("127.0.0.1")
+    issued.private_key_pem.write_to_path(str(folder / "key.pem"))
+    issued.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    certificate = ["--cert-file", str(folder / "cert.pem"), "--key-file", str(folder / "key.pem")]
+    with running_proxy(folder, *certificate) as running:
+        yield running
+
+
 @contextlib.contextmanager
 def tls_emulator(ca: trustme.CA) -> Iterator[tuple[Emulator, str]]:
     """The emulator over HTTPS for ``localhost``, its certificate from ``ca``."""
@@ -92,6 +104,7 @@ def test_https_goes_through_a_connect_tunnel_with_verify(ca, proxy, tmp_path):
         df = words(40)
         out = df.valar.run(TEMPLATE, client=client, store=False, **FAST)
         assert out["output"].tolist() == echo(df)
+        proxy.settle()
     port = url.split(":")[2].split("/")[0]
     lines = proxy.seen()[before:]
     assert lines and all(f"CONNECT localhost:{port}" in line for line in lines)
@@ -107,6 +120,7 @@ def test_https_through_the_proxy_trusts_ssl_cert_file(ca, proxy, monkeypatch):
         assert df.valar.run(TEMPLATE, client=client, store=False, **FAST)[
             "output"
         ].tolist() == echo(df)
+        proxy.settle()
     assert any("CONNECT localhost:" in line for line in proxy.seen()[before:])
 
 
@@ -143,6 +157,7 @@ def test_proxy_credentials_are_sent_and_never_shown(ca, guarded, caplog):
         df = words(20)
         out = df.valar.run(TEMPLATE, client=client, store=False, **FAST)
         assert out["output"].tolist() == echo(df)
+        guarded.settle()
         http = Http(client, 4)
         shown = [repr(client), repr(client.proxy), repr(network(client)), repr(http), caplog.text]
     for text in shown:
@@ -221,8 +236,8 @@ def test_the_environment_picks_the_proxy_by_scheme(proxies, tls, expected):
     assert (route.shown if route else None) == expected
 
 
-def test_proxies_that_are_not_http_are_refused_before_any_request(monkeypatch):
-    for url in ("socks5://127.0.0.1:1080", "https://127.0.0.1:3128", "http://:3128"):
+def test_proxies_that_are_not_http_or_https_are_refused_before_any_request(monkeypatch):
+    for url in ("socks5://127.0.0.1:1080", "ftp://127.0.0.1:3128", "http://:3128"):
         with pytest.raises(ConfigError, match=r"proxy \(ValarClient\(proxy=...\)\)"):
             ValarClient(api_key="sk-x", proxy=url)
     monkeypatch.setenv("HTTPS_PROXY", "socks5://user:pw@127.0.0.1:1080")
@@ -242,3 +257,45 @@ def test_a_bad_proxy_url_in_a_traceback_with_locals_does_not_show_the_password()
     rendered = "".join(traceback.StackSummary.from_list(ours).format())
     assert "proxy = Secret('***')" in rendered  # the frames' locals are there, masked
     assert "hunter2" not in rendered
+
+
+def test_an_https_proxy_carries_tls_inside_tls_and_plain_http(ca, tls_proxy, serve, tmp_path):
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    via = f"https://127.0.0.1:{tls_proxy.port}"
+    before = len(tls_proxy.seen(settle=0))
+    with tls_emulator(ca) as (emulator, url):
+        client = ValarClient(
+            api_key=emulator.config.api_key,
+            base_url=url,
+            proxy=via,
+            verify=str(tmp_path / "ca.pem"),
+        )
+        df = words(20)
+        assert df.valar.run(TEMPLATE, client=client, store=False, **FAST)[
+            "output"
+        ].tolist() == echo(df)
+        tls_proxy.settle()
+    _, plain = serve(latency=QUICK)
+    client = ValarClient(
+        api_key=plain.api_key, base_url=plain.base_url, proxy=via, verify=str(tmp_path / "ca.pem")
+    )
+    assert df.valar.run(TEMPLATE, client=client, store=False, **FAST)["output"].tolist() == echo(df)
+    lines = tls_proxy.seen()[before:]
+    assert any("CONNECT localhost:" in line for line in lines)
+    assert any("/v1/responses" in line for line in lines)
+
+
+def test_an_https_proxy_whose_certificate_is_not_trusted_is_one_error(tls_proxy, serve):
+    _, plain = serve(latency=QUICK)
+    client = ValarClient(
+        api_key=plain.api_key,
+        base_url=plain.base_url,
+        proxy=f"https://127.0.0.1:{tls_proxy.port}",
+    )
+    with pytest.raises(EndpointError) as caught:
+        words(200).valar.run(TEMPLATE, client=client, store=False, **FAST)
+    assert caught.value.cause == "proxy"
+    assert f"the TLS connection to the proxy https://127.0.0.1:{tls_proxy.port}" in str(
+        caught.value
+    )
+    assert "verify=" in str(caught.value)

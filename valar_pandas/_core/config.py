@@ -197,7 +197,7 @@ class ValarClient:
         max_response_bytes: The most bytes one answer may have once decompressed (8 MiB by
             default); a larger one is that row's error and is not fetched again. A batch's
             status map may be larger (up to 64 MiB), as it lists up to 100,000 items.
-        proxy: An HTTP proxy, ``http://[user:password@]host:port``, for every request
+        proxy: An HTTP proxy, ``http[s]://[user:password@]host:port``, for every request
             (``NO_PROXY`` is not read for it). None (the default) takes the proxy from the
             environment: ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` in
             either case, as ``requests`` and ``httpx`` read them. The password is kept out of
@@ -217,8 +217,8 @@ class ValarClient:
         ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty; the base URL
             is not a plain http or https URL (see :func:`resolve_base_url`: credentials, a
             query or a fragment in it are refused); a timeout is not a positive, finite
-            number; an unknown argument; a proxy that is not ``http://`` with a host and a
-            valid port; ``verify`` that is not ``True``, a path, ``"system"`` or an
+            number; an unknown argument; a proxy that is not ``http://`` or ``https://`` with a
+            host and a valid port; ``verify`` that is not ``True``, a path, ``"system"`` or an
             ``ssl.SSLContext``.
 
     Example:

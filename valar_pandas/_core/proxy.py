@@ -7,10 +7,12 @@ an ``http://`` one, ``ALL_PROXY`` for either when the other is unset, and no pro
 that ``NO_PROXY`` lists. A proxy given as ``ValarClient(proxy=...)`` is used for every request
 and ``NO_PROXY`` is not read for it.
 
-A proxy URL is ``http://[user:password@]host[:port]``; a bare ``host:port`` is read as
-``http://``. The user name and password (percent-encoded in the URL when they hold ``:``,
-``@`` or ``/``) are kept in an object whose repr is masked and leave only as the
-``Proxy-Authorization`` header line: no repr, message or log line shows the password.
+A proxy URL is ``http://[user:password@]host[:port]``, or ``https://`` for a proxy that is
+itself spoken to over TLS (its certificate checked with the client's ``verify=``); a bare
+``host:port`` is read as ``http://``. SOCKS is not spoken. The user name and password
+(percent-encoded in the URL when they hold ``:``, ``@`` or ``/``) are kept in an object whose
+repr is masked and leave only as the ``Proxy-Authorization`` header line: no repr, message
+or log line shows the password.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class ProxyRoute:
         host: The proxy's host name or address.
         port: Its TCP port (80 when the URL names none, as ``requests`` and ``httpx`` take it).
         shown: The proxy as messages name it: ``http://user@host:port``, never the password.
+        tls: Whether the connection to the proxy itself is TLS (an ``https://`` proxy).
         source: Where it was configured, for messages (``"HTTPS_PROXY"``, ``"proxy="``).
     """
 
@@ -62,6 +65,7 @@ class ProxyRoute:
     port: int
     shown: str
     source: str
+    tls: bool = False
     _credentials: _Credentials | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -96,14 +100,14 @@ def parse_proxy(url: str, source: str) -> ProxyRoute | str:
     not hold the URL (a traceback that shows locals must not show the password).
 
     Args:
-        url: ``http://[user:password@]host[:port]``, or ``host:port``.
+        url: ``http[s]://[user:password@]host[:port]``, or ``host:port``.
         source: Where it came from (``"ValarClient(proxy=...)"`` or the environment
             variable's name), for messages.
 
     Returns:
-        The proxy; or, when it is not an ``http://`` proxy with a host and a valid port (an
-        ``https://`` or ``socks5://`` proxy is refused before any request), the message of
-        the :class:`ConfigError` to raise. The message never quotes the URL.
+        The proxy; or, when it is not an ``http://`` or ``https://`` proxy with a host and a
+        valid port (a ``socks5://`` proxy is refused before any request), the message of the
+        :class:`ConfigError` to raise. The message never quotes the URL.
     """
     text = url.strip()
     if "://" not in text:
@@ -116,16 +120,17 @@ def parse_proxy(url: str, source: str) -> ProxyRoute | str:
             f"the proxy ({source}) is not a well-formed URL: give http://[user:password@]host:port"
         )
     scheme = parts.scheme.lower()
-    if scheme != "http":
+    if scheme not in ("http", "https"):
         return (
             f"the proxy ({source}) uses {scheme}://, which valar_pandas does not speak: only "
-            "http:// proxies are supported (HTTPS to the API still goes end-to-end encrypted "
-            "through them, in a CONNECT tunnel)"
+            "http:// and https:// proxies are supported (HTTPS to the API goes end-to-end "
+            "encrypted through either, in a CONNECT tunnel)"
         )
     host = parts.hostname
     if not host or any(char.isspace() or not char.isprintable() for char in text):
         return f"the proxy ({source}) must be http://[user:password@]host[:port] with a host"
-    port = port or 80
+    tls = scheme == "https"
+    port = port or (443 if tls else 80)
     credentials = None
     user = ""
     if parts.username is not None:
@@ -133,8 +138,8 @@ def parse_proxy(url: str, source: str) -> ProxyRoute | str:
         credentials = _Credentials(f"{user}:{unquote(parts.password or '')}")
     shown_host = f"[{host}]" if ":" in host else host
     login = f"{user}@" if user else ""
-    shown = f"http://{login}{shown_host}:{port}"
-    return ProxyRoute(host, port, shown, source, credentials)
+    shown = f"{scheme}://{login}{shown_host}:{port}"
+    return ProxyRoute(host, port, shown, source, tls, credentials)
 
 
 _ENVIRONMENT_NAMES = {"https": "HTTPS_PROXY", "http": "HTTP_PROXY", "all": "ALL_PROXY"}

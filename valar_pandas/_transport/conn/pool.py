@@ -29,7 +29,7 @@ from ..._core.endpoint import Endpoint
 from ..._core.proxy import ProxyRoute
 from ..._policy import Fault
 from .connection import Answer, Connection, ConnectionFailed
-from .tunnel import open_direct, open_tunnel, refused, unreachable
+from .tunnel import open_direct, open_proxied, open_tunnel, refused
 
 __all__ = ["Pool"]
 
@@ -81,7 +81,9 @@ class Pool:
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
-        self._ssl = (ssl_context or ssl.create_default_context()) if endpoint.tls else None
+        tls = endpoint.tls or (proxy is not None and proxy.tls)
+        self._context = (ssl_context or ssl.create_default_context()) if tls else None
+        self._ssl = self._context if endpoint.tls else None
         self._closed = False
         self._reached = False  # a connection succeeded once: connect freely from then on
         self._probe = asyncio.Semaphore(1)
@@ -205,10 +207,7 @@ class Pool:
                     return await open_direct(loop, factory, endpoint.host, endpoint.port, self._ssl)
                 if self._ssl is not None:
                     return await open_tunnel(loop, factory, proxy, endpoint, self._ssl)
-                try:
-                    return await open_direct(loop, factory, proxy.host, proxy.port, None)
-                except OSError as exc:
-                    raise unreachable(proxy, exc) from None
+                return await open_proxied(loop, factory, proxy, self._context)
         except TimeoutError:
             where = endpoint.authority
             if proxy is not None:

@@ -4,9 +4,12 @@ For an ``https://`` API behind a proxy, a plain TCP connection to the proxy carr
 ``CONNECT host:port`` (with ``Proxy-Authorization`` when the proxy URL has credentials); once
 the proxy answers 2xx, the same transport is upgraded with :meth:`asyncio.loop.start_tls`, so
 TLS runs end to end with the API host: the SNI and the certificate's host name check are the
-API's, never the proxy's. ``start_tls`` was chosen over a blocking ``CONNECT`` on a raw
-socket handed to ``create_connection(sock=...)`` because it keeps the whole exchange on the
-event loop (no thread, one deadline for the lot) and the connection keeps the same
+API's, never the proxy's. An ``https://`` proxy is itself spoken to over TLS (checked with the
+same context, so ``verify=`` must trust its CA too), and the API's TLS then runs inside that
+(TLS in TLS, which ``start_tls`` supports from Python 3.11 on). ``start_tls`` was chosen over
+a blocking ``CONNECT`` on a raw socket handed to ``create_connection(sock=...)`` because it
+keeps the whole exchange on the event loop (no thread, one deadline for the lot), works over
+a TLS connection to the proxy too, and the connection keeps the same
 :class:`~.connection.Connection` protocol as a direct one. A plain ``http://`` API behind a
 proxy needs no tunnel: its requests go to the proxy in absolute form (see the pool).
 
@@ -27,7 +30,7 @@ from ..._core.endpoint import Endpoint
 from ..._core.proxy import ProxyRoute
 from .connection import MAX_HEADER_BYTES, Connection, ConnectionFailed
 
-__all__ = ["EYEBALLS_DELAY", "open_direct", "open_tunnel", "refused", "unreachable"]
+__all__ = ["EYEBALLS_DELAY", "open_direct", "open_proxied", "open_tunnel", "refused", "unreachable"]
 
 EYEBALLS_DELAY = 0.25
 """Seconds before the next address of a host is tried while a connect to one is pending."""
@@ -57,6 +60,30 @@ async def open_direct(
     return conn
 
 
+async def open_proxied(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], Connection],
+    proxy: ProxyRoute,
+    context: ssl.SSLContext | None,
+) -> Connection:
+    """Connect to the proxy for absolute-form requests (an ``http://`` API).
+
+    Raises:
+        ConnectionFailed: The proxy cannot be reached (``proxy_unreachable``), or its own
+            certificate does not verify (``proxy``).
+    """
+    try:
+        return await open_direct(loop, factory, proxy.host, proxy.port, _to_proxy(proxy, context))
+    except OSError as exc:
+        raise unreachable(proxy, exc) from None
+
+
+def _to_proxy(proxy: ProxyRoute, context: ssl.SSLContext | None) -> ssl.SSLContext | None:
+    if not proxy.tls:
+        return None
+    return context if context is not None else ssl.create_default_context()
+
+
 async def open_tunnel(
     loop: asyncio.AbstractEventLoop,
     factory: Callable[[], Connection],
@@ -68,7 +95,8 @@ async def open_tunnel(
 
     Raises:
         ConnectionFailed: The proxy cannot be reached (fault ``proxy_unreachable``), or it
-            refused the tunnel: a 407 or any other non-2xx answer (fault ``proxy``).
+            refused the tunnel: a 407 or any other non-2xx answer, or its own certificate
+            does not verify (fault ``proxy``).
         OSError: The TLS handshake with the API failed (``ssl.SSLError`` is one).
     """
     try:
@@ -76,6 +104,8 @@ async def open_tunnel(
             _TunnelReply,
             proxy.host,
             proxy.port,
+            ssl=_to_proxy(proxy, context),
+            server_hostname=proxy.host if proxy.tls else None,
             happy_eyeballs_delay=EYEBALLS_DELAY,
             interleave=1,
         )
@@ -110,6 +140,13 @@ async def open_tunnel(
 
 def unreachable(proxy: ProxyRoute, exc: OSError) -> ConnectionFailed:
     """The failure of a connection to the proxy itself: it names the proxy, not the API."""
+    if isinstance(exc, ssl.SSLError):  # the proxy's own certificate or TLS: its word, final
+        said = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        detail = (
+            f"the TLS connection to the proxy {proxy.shown} (from {proxy.source}) failed: "
+            f"{said}; verify= must also trust the proxy's certificate authority"
+        )
+        return ConnectionFailed(detail, fault="proxy", detail=detail)
     reason = exc.strerror or str(exc) or type(exc).__name__
     detail = f"cannot connect to the proxy {proxy.shown} (from {proxy.source}): {reason}"
     return ConnectionFailed(detail, fault="proxy_unreachable", detail=detail)
