@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import socket
 import struct
@@ -11,6 +12,7 @@ import time
 import pytest
 from test_conn import CAP, read_request, serving
 
+from valar_pandas._core.proxy import ProxyRoute, parse_proxy
 from valar_pandas._transport.conn import ConnectionFailed, Endpoint, Pool
 
 
@@ -90,3 +92,66 @@ def test_a_stalled_first_address_does_not_stall_the_connect():
         for sock in sockets:
             sock.close()
     assert took < 2.0  # without Happy Eyeballs: the whole 5 s timeout
+
+
+def proxy_at(port: int, login: str = "") -> ProxyRoute:
+    route = parse_proxy(f"http://{login}127.0.0.1:{port}", "HTTPS_PROXY")
+    assert isinstance(route, ProxyRoute)
+    return route
+
+
+def test_the_bytes_a_proxy_receives_absolute_form_and_connect():
+    seen: list[bytes] = []
+
+    async def main() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = await read_request(reader)
+            seen.append(request)
+            if request.startswith(b"CONNECT"):
+                writer.write(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
+                )
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        route = proxy_at(port, "alice:p%40ss@")
+        plain = Pool(
+            Endpoint.parse("http://bücher.example:8080/v1"),
+            b"",
+            1,
+            lambda: b"X-Key: k\r\n",
+            proxy=route,
+        )
+        tunnel = Pool(Endpoint.parse("https://api.example.com/v1"), b"", 1, proxy=route)
+        try:
+            assert (await plain.request(b"GET", "/x", None, b"", 5.0, CAP))[2] == b"{}"
+            with pytest.raises(ConnectionFailed) as caught:
+                await tunnel.request(b"GET", "/x", None, b"", 5.0, CAP)
+        finally:
+            await plain.close()
+            await tunnel.close()
+            server.close()
+        assert caught.value.fault == "proxy"
+        assert str(caught.value) == (
+            f"the proxy http://alice@127.0.0.1:{port} (from HTTPS_PROXY) answered 407 Proxy "
+            "Authentication Required to the credentials given"
+        )
+        assert (
+            repr(plain)
+            == f"Pool('bücher.example:8080', proxy='http://alice@127.0.0.1:{port}', open=0)"
+        )
+
+    asyncio.run(main())
+    login = b"Proxy-Authorization: Basic " + base64.b64encode(b"alice:p@ss") + b"\r\n"
+    assert seen[0] == (
+        b"GET http://xn--bcher-kva.example:8080/v1/x HTTP/1.1\r\nX-Key: k\r\n"
+        + login
+        + b"Host: xn--bcher-kva.example:8080\r\n\r\n"
+    )
+    assert seen[1] == (
+        b"CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\n" + login + b"\r\n"
+    )

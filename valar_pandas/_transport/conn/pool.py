@@ -75,8 +75,8 @@ class Pool:
             if self._forward and proxy is not None and proxy.has_credentials
             else secret_header
         )
-        origin = f"http://{endpoint.authority}" if self._forward else ""
-        self._prefix = (origin + endpoint.prefix).encode("idna")
+        origin = b"http://" + endpoint.authority.encode("idna") if self._forward else b""
+        self._prefix = origin + endpoint.prefix.encode("ascii")
         self._common = b"Host: " + endpoint.authority.encode("idna") + b"\r\n" + headers
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[Connection] = []
