@@ -21,8 +21,10 @@ after 0.25 s instead of after the first attempt times out.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httptools
 
@@ -30,7 +32,15 @@ from ..._core.endpoint import Endpoint
 from ..._core.proxy import ProxyRoute
 from .connection import MAX_HEADER_BYTES, Connection, ConnectionFailed
 
-__all__ = ["EYEBALLS_DELAY", "open_direct", "open_proxied", "open_tunnel", "refused", "unreachable"]
+__all__ = [
+    "EYEBALLS_DELAY",
+    "connect",
+    "open_direct",
+    "open_proxied",
+    "open_tunnel",
+    "refused",
+    "unreachable",
+]
 
 EYEBALLS_DELAY = 0.25
 """Seconds before the next address of a host is tried while a connect to one is pending."""
@@ -48,16 +58,71 @@ async def open_direct(
     Raises:
         OSError: The connection or the TLS handshake failed (``ssl.SSLError`` is one).
     """
-    _, conn = await loop.create_connection(
-        factory,
-        host,
-        port,
-        ssl=context,
-        server_hostname=host if context is not None else None,
-        happy_eyeballs_delay=EYEBALLS_DELAY,
-        interleave=1,
+    _, conn = await connect(
+        loop, factory, host, port, context, host if context is not None else None
     )
     return conn
+
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
+
+
+async def connect(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], _P],
+    host: str,
+    port: int,
+    context: ssl.SSLContext | None,
+    server_hostname: str | None,
+) -> tuple[asyncio.Transport, _P]:
+    """``loop.create_connection`` with Happy Eyeballs where there is a race to run.
+
+    A host with one address is connected to without a race (asyncio then closes the socket
+    of a cancelled connect). Python 3.11's Happy Eyeballs (``staggered_race``) leaks a
+    connected socket when it is cancelled just after an attempt wins, which a run that stops
+    (cancelling its connects) would hit; so it is used only for hosts with several
+    addresses, and shielded: a connect cancelled there is left to finish, and what it made
+    is closed.
+
+    Raises:
+        OSError: The connection or the TLS handshake failed.
+    """
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"getaddrinfo({host!r}) returned no address")
+    if len(infos) == 1:  # the address as resolved: asyncio's one-at-a-time connect
+        family, _, proto, _, address = infos[0]
+        return await loop.create_connection(
+            factory,
+            str(address[0]),
+            int(address[1]),
+            ssl=context,
+            server_hostname=server_hostname,
+            family=family,
+            proto=proto,
+        )
+    racing = loop.create_task(
+        loop.create_connection(
+            factory,
+            host,
+            port,
+            ssl=context,
+            server_hostname=server_hostname,
+            happy_eyeballs_delay=EYEBALLS_DELAY,
+            interleave=1,
+        )
+    )
+    try:
+        return await asyncio.shield(racing)
+    except BaseException:
+        racing.add_done_callback(_close_late)
+        raise
+
+
+def _close_late(racing: asyncio.Task[tuple[asyncio.Transport, Any]]) -> None:
+    """Close a connection made after its caller stopped waiting for it."""
+    if not racing.cancelled() and racing.exception() is None:
+        racing.result()[0].abort()
 
 
 async def open_proxied(
@@ -100,14 +165,13 @@ async def open_tunnel(
         OSError: The TLS handshake with the API failed (``ssl.SSLError`` is one).
     """
     try:
-        transport, reply = await loop.create_connection(
+        transport, reply = await connect(
+            loop,
             _TunnelReply,
             proxy.host,
             proxy.port,
-            ssl=_to_proxy(proxy, context),
-            server_hostname=proxy.host if proxy.tls else None,
-            happy_eyeballs_delay=EYEBALLS_DELAY,
-            interleave=1,
+            _to_proxy(proxy, context),
+            proxy.host if proxy.tls else None,
         )
     except OSError as exc:
         raise unreachable(proxy, exc) from None
