@@ -74,7 +74,7 @@ def test_a_traceback_with_locals_does_not_show_the_key() -> None:
 
     failure = asyncio.run(work())
     rendered = _rendered_with_locals(failure)
-    pool_file = str(Path("_conn", "pool.py"))
+    pool_file = str(Path("_transport", "conn", "pool.py"))
     assert pool_file in rendered and "self = " in rendered  # the pool's frames, with locals
     assert KEY not in rendered
     assert KEY.encode() not in repr(rendered).encode()
