@@ -299,3 +299,19 @@ def test_an_https_proxy_whose_certificate_is_not_trusted_is_one_error(tls_proxy,
         caught.value
     )
     assert "verify=" in str(caught.value)
+
+
+def test_the_environment_is_read_again_when_it_changes(monkeypatch):
+    client = ValarClient(api_key="sk-x", base_url="https://api.example.com/v1")
+    endpoint = Endpoint.parse(client.base_url)
+    assert network(client).proxy_for(endpoint) is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    route = network(client).proxy_for(endpoint)
+    assert route is not None and (route.shown, route.source) == (
+        "http://127.0.0.1:3128",
+        "HTTPS_PROXY",
+    )
+    monkeypatch.setenv("NO_PROXY", ".example.com")
+    assert network(client).proxy_for(endpoint) is None
+    fixed = ValarClient(api_key="sk-x", base_url=client.base_url, proxy="http://10.0.0.1:8080")
+    assert network(fixed).proxy_for(endpoint) == fixed.proxy  # NO_PROXY is not read for proxy=
