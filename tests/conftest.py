@@ -48,8 +48,11 @@ def serve_cli(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Em
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Tests never pick up a developer's key, base URL or run store, nor share a store."""
+    """Tests never pick up a developer's key, base URL, proxy or run store, nor share a store."""
     monkeypatch.delenv("VALAR_API_KEY", raising=False)
     monkeypatch.delenv("VALAR_BASE_URL", raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
     store = tmp_path_factory.mktemp("store") / "store.sqlite3"
     monkeypatch.setenv("VALAR_PANDAS_STORE", str(store))

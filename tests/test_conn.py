@@ -187,20 +187,28 @@ def closes_on_second_request(count: list[int]) -> Handler:
 
 
 @pytest.mark.parametrize(
-    ("method", "extra", "resent"),
-    [(b"GET", b"", True), (b"POST", b"Idempotency-Key: k\r\n", True), (b"POST", b"", False)],
-    ids=["get", "post-with-key", "post-without-key"],
+    ("method", "extra", "safe", "resent"),
+    [
+        (b"GET", b"", None, True),
+        (b"POST", b"Idempotency-Key: k\r\n", True, True),
+        (b"POST", b"", None, False),
+        # The caller's word decides, not a search of the header bytes.
+        (b"POST", b"Idempotency-Key: k\r\n", False, False),
+    ],
+    ids=["get", "post-with-key", "post-without-key", "post-said-unsafe"],
 )
-def test_request_on_a_connection_the_server_closes_is_resent_when_safe(method, extra, resent):
+def test_request_on_a_connection_the_server_closes_is_resent_when_safe(method, extra, safe, resent):
     count: list[int] = []
 
     async def work(pool: Pool) -> None:
-        assert (await pool.request(method, "/x", None, extra, 5.0, CAP))[2] == b"once"
+        first = await pool.request(method, "/x", None, extra, 5.0, CAP, resend_safe=safe)
+        assert first[2] == b"once"
         if resent:
-            assert (await pool.request(method, "/x", None, extra, 5.0, CAP))[2] == b"once"
+            again = await pool.request(method, "/x", None, extra, 5.0, CAP, resend_safe=safe)
+            assert again[2] == b"once"
         else:
             with pytest.raises(ConnectionFailed, match="closed the connection") as caught:
-                await pool.request(method, "/x", None, extra, 5.0, CAP)
+                await pool.request(method, "/x", None, extra, 5.0, CAP, resend_safe=safe)
             assert caught.value.untouched
 
     asyncio.run(serving(closes_on_second_request(count), work))

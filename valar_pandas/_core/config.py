@@ -14,14 +14,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from .endpoint import Endpoint
 from .errors import ConfigError
 from .handler import Handler
 from .options import MIN_MAX_RPS, as_int, as_real, checked_arguments
+from .proxy import ProxyRoute, parse_proxy
 from .spec import DEFAULT_MAX_RPS, defaults
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "CLOSED",
@@ -181,6 +185,8 @@ def _key_sealed_first(init: Callable[..., None]) -> Callable[..., None]:
             args = (seal(args[0]), *args[1:])
         if "api_key" in kwargs:
             kwargs["api_key"] = seal(kwargs["api_key"])
+        if isinstance(kwargs.get("proxy"), str):  # it may hold the proxy's password
+            kwargs["proxy"] = Secret(str(kwargs["proxy"]))
         init(self, *args, **kwargs)
 
     return sealed
@@ -229,13 +235,30 @@ class ValarClient:
             together (bursts of up to 50); None for no limit.
         transport: A function that answers the requests instead of the network, for tests
             (see :class:`~valar_pandas.HttpRequest`); None to use the network.
+        proxy: An HTTP proxy, ``http[s]://[user:password@]host:port``, for every request
+            (``NO_PROXY`` is not read for it). None (the default) takes the proxy from the
+            environment: ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` in
+            either case, as ``requests`` and ``httpx`` read them. The password is kept out of
+            every repr, message and log line.
+        trust_env: Whether the environment's proxy variables are read. ``False`` connects
+            directly unless ``proxy`` is given. It does not touch ``SSL_CERT_FILE`` and
+            ``SSL_CERT_DIR``, which ``verify=True`` always honours.
+        verify: Which certificate authorities the API's TLS certificate must chain to.
+            ``True``: the system's defaults, with ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when
+            set. A path: only the CAs of that PEM file (or directory of hashed
+            certificates), e.g. a company's inspection CA. ``"system"``: the operating
+            system's trust store through the ``truststore`` package (``pip install
+            truststore``). An ``ssl.SSLContext``: used as it is. There is no ``False``: to
+            reach a lab server with a self-made certificate, pass its CA.
 
     Raises:
         ConfigError: No key was given and ``VALAR_API_KEY`` is unset or empty; the base URL
             is not a plain http or https URL (see :func:`resolve_base_url`: credentials, a
             query or a fragment in it are refused); a timeout is not a positive, finite
             number; ``concurrency`` is not a positive whole number, ``max_rps`` not None or
-            at least 0.1, ``transport`` not callable; an unknown argument.
+            at least 0.1, ``transport`` not callable; a proxy that is not ``http://`` or
+            ``https://`` with a host and a valid port; ``verify`` that is not ``True``, a path,
+            ``"system"`` or an ``ssl.SSLContext``; an unknown argument.
 
     Example:
         >>> client = ValarClient(api_key="sk-test", base_url="http://127.0.0.1:8080/v1")
@@ -251,6 +274,9 @@ class ValarClient:
     concurrency: int
     max_rps: float | None
     transport: Handler | None
+    proxy: ProxyRoute | None
+    trust_env: bool
+    verify: bool | str | ssl.SSLContext
 
     @_key_sealed_first
     @checked_arguments
@@ -265,6 +291,9 @@ class ValarClient:
         concurrency: int = _DEFAULT_CONCURRENCY,
         max_rps: float | None = DEFAULT_MAX_RPS,
         transport: Handler | None = None,
+        proxy: str | Secret | None = None,
+        trust_env: bool = True,
+        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
     ) -> None:
         url = resolve_base_url(base_url)
         wait, realtime_wait = as_real(timeout), as_real(realtime_timeout)
@@ -307,6 +336,11 @@ class ValarClient:
         object.__setattr__(self, "concurrency", slots)
         object.__setattr__(self, "max_rps", rate)
         object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "proxy", _checked_proxy(proxy))
+        if not isinstance(trust_env, bool):
+            raise ConfigError("trust_env must be True or False")
+        object.__setattr__(self, "trust_env", trust_env)
+        object.__setattr__(self, "verify", _checked_verify(verify))
 
     @property
     def closed(self) -> bool:
@@ -364,3 +398,39 @@ class ValarClient:
             for name in fields
         )
         return f"ValarClient({shown})"
+
+
+def _checked_proxy(proxy: object) -> ProxyRoute | None:
+    """``proxy=`` read; the URL (sealed in a :class:`Secret`) is never held in plain here."""
+    if proxy is None:
+        return None
+    if not isinstance(proxy, Secret):
+        raise ConfigError("proxy must be a URL, http://[user:password@]host:port, or None")
+    route = parse_proxy(proxy.reveal(), "ValarClient(proxy=...)")
+    if isinstance(route, str):
+        raise ConfigError(route)
+    return route
+
+
+def _checked_verify(verify: object) -> bool | str | ssl.SSLContext:
+    """``verify=`` read: ``True``, a path (as ``str``), ``"system"`` or an SSL context."""
+    if verify is True:
+        return True
+    if verify is False:
+        raise ConfigError(
+            "verify=False is not offered: it would send the API key to whoever answers. For a "
+            "server with a private or self-signed certificate authority, pass that CA: "
+            'ValarClient(verify="path/to/ca.pem")'
+        )
+    if isinstance(verify, str | os.PathLike):
+        path = os.fspath(verify)
+        if isinstance(path, str) and path.strip():
+            return path
+    elif any(
+        kind.__module__ == "ssl" and kind.__name__ == "SSLContext" for kind in type(verify).__mro__
+    ):
+        return verify  # type: ignore[return-value]  # an ssl.SSLContext (ssl is not imported here)
+    raise ConfigError(
+        'verify must be True, a path to a PEM file of CA certificates, "system" or an '
+        "ssl.SSLContext"
+    )

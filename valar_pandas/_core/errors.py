@@ -152,7 +152,8 @@ class EndpointError(ValarError):
 
     Attributes:
         cause: ``"certificate"``, ``"tls"``, ``"dns"``, ``"refused"``, ``"redirect"``,
-            ``"not_api"`` or ``"silent"``.
+            ``"not_api"``, ``"silent"``, ``"proxy"`` (the proxy refused: a 407, or a non-2xx
+            answer to ``CONNECT``) or ``"proxy_unreachable"``.
         location: The ``Location`` a redirect pointed at, else None.
     """
 

@@ -19,7 +19,7 @@ __all__ = ["FATAL_EVIDENCE", "ColdStart", "Fault", "Health", "explain", "suggest
 
 Fault = Literal[
     "certificate", "tls", "dns", "refused", "redirect", "not_api", "silent", "too_large",
-    "transient",
+    "transient", "proxy", "proxy_unreachable",
 ]  # fmt: skip
 """Why an exchange gave no usable answer.
 
@@ -28,7 +28,10 @@ set up (e.g. https:// to a plain-HTTP port). ``dns``: the host name did not reso
 ``refused``: nothing listens on the port. ``redirect``: a 3xx answer. ``not_api``: an answer
 that is not JSON (an HTML page, a proxy's text). ``silent``: no answer before the timeout.
 ``too_large``: the answer exceeds the size cap (a row error, never retried). ``transient``:
-anything else worth a retry (a reset, a cut answer, a 5xx, 408, 409, 429).
+anything else worth a retry (a reset, a cut answer, a 5xx, 408, 409, 429). ``proxy``: the
+proxy refused: a 407 (credentials missing or wrong), or a non-2xx answer to ``CONNECT`` (the
+proxy will not or cannot open a tunnel to the API). ``proxy_unreachable``: the proxy itself
+cannot be reached (not resolved, refused, unreachable).
 """
 
 FATAL_EVIDENCE: dict[str, tuple[int, bool]] = {
@@ -39,12 +42,15 @@ FATAL_EVIDENCE: dict[str, tuple[int, bool]] = {
     "refused": (3, True),
     "not_api": (3, True),
     "silent": (3, False),
+    "proxy": (1, False),
+    "proxy_unreachable": (2, True),
 }
 """Fault → (failures of that kind in a row that prove the endpoint unusable, whether they
-count only before the first good answer). A certificate or a redirect is the server's own
-word; a host that does not resolve is checked twice; the rest need three in a row. Refused
-connections, TLS errors, unresolvable names and non-JSON answers are taken as transient once
-the endpoint has answered well: a server restarting mid-run is not a wrong address."""
+count only before the first good answer). A certificate, a redirect or a proxy's refusal is
+the server's (or the proxy's) own word; a host or a proxy that cannot be reached is checked
+twice; the rest need three in a row. Refused connections, TLS errors, unresolvable names,
+unreachable proxies and non-JSON answers are taken as transient once the endpoint has
+answered well: a server restarting mid-run is not a wrong address."""
 
 
 @dataclass
@@ -178,7 +184,8 @@ def explain(
             f"was sent. If the server uses a private or self-signed certificate authority, "
             f"trust that CA: set the environment variable SSL_CERT_FILE to a PEM bundle that "
             f"includes it (or SSL_CERT_DIR to a directory of hashed certificates) before the "
-            f"run starts. Otherwise check the host in the base URL ({base_url})"
+            f'run starts, or pass ValarClient(verify="path/to/ca.pem"). Otherwise check the '
+            f"host in the base URL ({base_url})"
         )
     if fault == "redirect":
         target = location or "no Location"
@@ -219,6 +226,20 @@ def explain(
             f"{FATAL_EVIDENCE['silent'][0]} (each waited {timeout:g} s), so the run stopped: "
             f"check that the base URL ({base_url}) is the API and that it is up, or give "
             f"slower servers more time with ValarClient(timeout=...)"
+        )
+    if fault == "proxy":
+        return (
+            f"{detail}, so nothing was sent to {authority}. Check the proxy's address and, "
+            f"if it asks for credentials, the user name and password in its URL "
+            f"(http://user:password@host:port, percent-encoding any : @ or / in them) in "
+            f"HTTPS_PROXY / HTTP_PROXY / ALL_PROXY or ValarClient(proxy=...); if {host!r} "
+            f"should be reached directly, list it in NO_PROXY"
+        )
+    if fault == "proxy_unreachable":
+        return (
+            f"{detail}. Check the proxy's host and port in HTTPS_PROXY / HTTP_PROXY / "
+            f"ALL_PROXY or ValarClient(proxy=...) and that the proxy is running; "
+            f"ValarClient(trust_env=False) ignores the environment's proxy"
         )
     return f"the server at {base_url} cannot be used: {detail}"
 

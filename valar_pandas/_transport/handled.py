@@ -49,8 +49,10 @@ class HandlerPool:
         extra: bytes,
         timeout: float,
         cap: int,
+        *,
+        resend_safe: bool = False,
     ) -> Answer:
-        """Hand one request to the handler and return its answer.
+        """Hand one request to the handler and return its answer (never sent twice).
 
         Raises:
             ConnectionFailed: The pool is closed, the handler raised an ``OSError`` or took

@@ -216,17 +216,19 @@ class Http:
         self.sent += 1
         if timeout is None:
             timeout = self._timeout
+        # A GET, or a POST the server deduplicates by its key, may be sent twice.
+        resend_safe = method == "GET" or idempotency_key is not None
         try:
             if self._slots is None:
                 answer = await self._pool.request(
                     method.encode("ascii"), path, payload, extra, timeout,
-                    self._large if large else self._cap,
+                    self._large if large else self._cap, resend_safe=resend_safe,
                 )  # fmt: skip
             else:
                 async with self._slots:
                     answer = await self._pool.request(
                         method.encode("ascii"), path, payload, extra, timeout,
-                        self._large if large else self._cap,
+                        self._large if large else self._cap, resend_safe=resend_safe,
                     )  # fmt: skip
         except ConnectionFailed as exc:
             if shared.closed:  # closed under the run: say so, not "connection failed"

@@ -35,6 +35,7 @@ from .._core.errors import ConfigError
 from .._policy import TokenBucket
 from .conn import Answer, Pool
 from .handled import HandlerPool
+from .network import network
 
 __all__ = ["HEADERS", "Lane", "Shared", "WirePool", "default_client", "keep_pools_on", "shared"]
 
@@ -64,8 +65,10 @@ class WirePool(Protocol):
         extra: bytes,
         timeout: float,
         cap: int,
+        *,
+        resend_safe: bool,
     ) -> Answer:
-        """Send one request and read the whole answer."""
+        """Send one request and read the whole answer; ``resend_safe``: may go twice."""
         ...
 
     async def close(self) -> None:
@@ -110,6 +113,9 @@ class Shared:
         self.limit = client.concurrency
         self.rate = client.max_rps
         self._handler = client.transport
+        # The client itself, weakly: its network settings (proxy, SSL context) are built on
+        # it once and rebuilt when the environment they come from changes.
+        self._client = weakref.ref(client)
         self._lock = threading.Lock()
         self._lanes: dict[asyncio.AbstractEventLoop, Lane] = {}
         self.closed = False
@@ -132,7 +138,14 @@ class Shared:
             return HandlerPool(self._handler, self._secret, limit)
         # The key stays in its Secret: the pool asks for the header line as each request
         # leaves, so no local variable or attribute holds it (tracebacks that show locals).
-        return Pool(self._endpoint, HEADERS, limit, _Bearer(self._secret))
+        client = self._client()
+        if client is None:  # collected: it is being closed, and so is this
+            raise ConfigError(CLOSED)
+        route = network(client)
+        return Pool(
+            self._endpoint, HEADERS, limit, _Bearer(self._secret),
+            proxy=route.proxy_for(self._endpoint), ssl_context=route.ssl_context,
+        )  # fmt: skip
 
     def join(self) -> Lane:
         """The client's lane on the running loop, counted as used until :meth:`leave`.

@@ -1,9 +1,11 @@
 """One HTTP/1.1 connection: a request written, its answer parsed by httptools, bounded.
 
 Answers with ``Content-Length``, chunked or close-delimited bodies are read, plain or
-gzip/deflate. A body, and a gzip or deflate body once inflated, may not exceed the request's
-``cap`` in bytes: inflating stops at the cap (``decompressobj`` with ``max_length``), so a
-small compressed answer cannot make a large one in memory. Every failure says what kind it is
+gzip/deflate. A close-delimited body is complete only when the connection closes in order; a
+reset (or a TLS connection cut without its close) in the middle of one is a cut-off answer.
+A body, and a gzip or deflate body once inflated, may not exceed the request's ``cap`` in
+bytes: inflating stops at the cap (``decompressobj`` with ``max_length``), so a small
+compressed answer cannot make a large one in memory. Every failure says what kind it is
 (:data:`~valar_pandas._policy.Fault`).
 """
 
@@ -86,8 +88,8 @@ class Connection(asyncio.Protocol):
         self._registry.discard(self)
         if self._waiter is None or self._waiter.done():
             return
-        if self._headers_done and not self._framed:
-            self._finish()  # a close-delimited body ends with the connection
+        if self._headers_done and not self._framed and exc is None:
+            self._finish()  # a close-delimited body ends with the connection's orderly close
             return
         untouched = not self._received
         reason = "the server closed the connection" if untouched else "the answer was cut off"

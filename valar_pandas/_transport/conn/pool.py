@@ -2,7 +2,15 @@
 
 A request that fails on a reused keep-alive connection before any byte of the answer arrived
 (the server closed the idle connection as the request left) is sent once more on a fresh
-connection when that is safe: a ``GET``, or a request with an ``Idempotency-Key``.
+connection when the caller says that is safe (``resend_safe``): a ``GET``, or a request with
+an ``Idempotency-Key``.
+
+Behind a proxy (:class:`~valar_pandas._core.proxy.ProxyRoute`), an ``http://`` API's requests
+go to the proxy in absolute form (``POST http://host/v1/responses``) with
+``Proxy-Authorization`` when the proxy has credentials, and an ``https://`` API is reached
+through a ``CONNECT`` tunnel (:mod:`.tunnel`). The proxy's refusal (a 407, a non-2xx answer to
+``CONNECT``) fails with fault ``proxy``; a proxy that cannot be reached with
+``proxy_unreachable``, naming the proxy.
 
 Until one connection to the endpoint has succeeded, connection attempts go one at a time: a
 certificate that does not verify, a host that does not resolve or a closed port is then seen
@@ -12,13 +20,16 @@ by a single handshake instead of one per waiting request, and the caller can sto
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 from collections.abc import Callable
 
 from ..._core.endpoint import Endpoint
+from ..._core.proxy import ProxyRoute
 from ..._policy import Fault
 from .connection import Answer, Connection, ConnectionFailed
+from .tunnel import open_direct, open_proxied, open_tunnel, refused
 
 __all__ = ["Pool"]
 
@@ -38,6 +49,9 @@ class Pool:
             must not be kept (``Authorization``): its bytes go straight into the write and
             are held by no variable or attribute, so a traceback that shows locals cannot
             show them.
+        proxy: The proxy to go through, or None to connect directly.
+        ssl_context: The context TLS connections verify with (shared by the client's pools);
+            None for :func:`ssl.create_default_context`.
 
     Attributes:
         attempts: Connection attempts so far (TCP connects, with their TLS handshakes).
@@ -49,15 +63,27 @@ class Pool:
         headers: bytes,
         limit: int,
         secret_header: Callable[[], bytes] = bytes,
+        *,
+        proxy: ProxyRoute | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._endpoint = endpoint
-        self._secret_header = secret_header
-        self._prefix = endpoint.prefix.encode("ascii")
+        self._proxy = proxy
+        self._forward = proxy is not None and not endpoint.tls  # absolute-form requests
+        self._secret_header = (
+            _WithProxyLogin(secret_header, proxy)
+            if self._forward and proxy is not None and proxy.has_credentials
+            else secret_header
+        )
+        origin = b"http://" + endpoint.authority.encode("idna") if self._forward else b""
+        self._prefix = origin + endpoint.prefix.encode("ascii")
         self._common = b"Host: " + endpoint.authority.encode("idna") + b"\r\n" + headers
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
-        self._ssl = ssl.create_default_context() if endpoint.tls else None
+        tls = endpoint.tls or (proxy is not None and proxy.tls)
+        self._context = (ssl_context or ssl.create_default_context()) if tls else None
+        self._ssl = self._context if endpoint.tls else None
         self._closed = False
         self._reached = False  # a connection succeeded once: connect freely from then on
         self._probe = asyncio.Semaphore(1)
@@ -66,7 +92,9 @@ class Pool:
     def __repr__(self) -> str:
         endpoint = getattr(self, "_endpoint", None)
         where = endpoint.authority if endpoint is not None else None
-        return f"Pool({where!r}, open={len(getattr(self, '_open', ()))})"
+        via = getattr(self, "_proxy", None)
+        through = f", proxy={via.shown!r}" if via is not None else ""
+        return f"Pool({where!r}{through}, open={len(getattr(self, '_open', ()))})"
 
     async def request(
         self,
@@ -76,6 +104,8 @@ class Pool:
         extra: bytes,
         timeout: float,
         cap: int,
+        *,
+        resend_safe: bool | None = None,
     ) -> Answer:
         """Send one request and read the whole answer.
 
@@ -86,6 +116,10 @@ class Pool:
             extra: More header lines for this request only (e.g. ``Idempotency-Key``).
             timeout: Seconds for the whole exchange, connecting included.
             cap: Most bytes the answer's body may have, decoded.
+            resend_safe: Whether the request may be sent a second time when a reused
+                connection turns out closed before any of its answer arrived (the server
+                would then not have acted on it): true for a ``GET`` and for a ``POST`` that
+                carries an ``Idempotency-Key``. None: only a ``GET`` is.
 
         Returns:
             The answer.
@@ -102,7 +136,8 @@ class Pool:
                 head, payload = head + payload, None
         else:
             head += b"Content-Length: 0\r\n\r\n" if method == b"POST" else b"\r\n"
-        resend_safe = method == b"GET" or b"Idempotency-Key:" in extra
+        if resend_safe is None:
+            resend_safe = method == b"GET"
         async with self._slots:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
@@ -123,6 +158,10 @@ class Pool:
                 except BaseException:  # cancelled mid-exchange: the connection state is unknown
                     conn.drop()
                     raise
+                if answer[0] == 407 and self._forward and self._proxy is not None:
+                    conn.drop()  # the API never asks for proxy credentials: the proxy did
+                    reason = "Proxy Authentication Required"
+                    raise refused(self._proxy, self._endpoint, 407, reason)
                 if conn.keep_alive and not self._closed:
                     self._idle.append(conn)
                 else:
@@ -160,25 +199,42 @@ class Pool:
         if self._closed:
             raise ConnectionFailed("the connection pool is closed")
         self.attempts += 1
+        proxy = self._proxy
+        factory = functools.partial(Connection, self._open)
         try:
             async with asyncio.timeout_at(min(deadline, loop.time() + _CONNECT_TIMEOUT)):
-                _, conn = await loop.create_connection(
-                    lambda: Connection(self._open),
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=self._ssl,
-                    server_hostname=endpoint.host if self._ssl is not None else None,
-                )
+                if proxy is None:
+                    return await open_direct(loop, factory, endpoint.host, endpoint.port, self._ssl)
+                if self._ssl is not None:
+                    return await open_tunnel(loop, factory, proxy, endpoint, self._ssl)
+                return await open_proxied(loop, factory, proxy, self._context)
         except TimeoutError:
-            raise ConnectionFailed(
-                f"timed out connecting to {endpoint.authority}", fault="silent"
-            ) from None
+            where = endpoint.authority
+            if proxy is not None:
+                where += f" through the proxy {proxy.shown}"
+            raise ConnectionFailed(f"timed out connecting to {where}", fault="silent") from None
         except (OSError, ssl.SSLError) as exc:
             fault, reason = _connect_fault(exc)
             raise ConnectionFailed(
                 f"cannot connect to {endpoint.authority}: {reason}", fault=fault, detail=reason
             ) from None
-        return conn
+
+
+class _WithProxyLogin:
+    """The secret header line followed by ``Proxy-Authorization``, both made at the write."""
+
+    __slots__ = ("_proxy", "_secret_header")
+
+    def __init__(self, secret_header: Callable[[], bytes], proxy: ProxyRoute) -> None:
+        self._secret_header = secret_header
+        self._proxy = proxy
+
+    def __call__(self) -> bytes:
+        """Both header lines, CRLF-ended."""
+        return self._secret_header() + self._proxy.authorization()
+
+    def __repr__(self) -> str:
+        return f"WithProxyLogin({self._secret_header!r}, {self._proxy!r})"
 
 
 def _connect_fault(exc: BaseException) -> tuple[Fault, str]:
