@@ -86,6 +86,7 @@ def test_plain_http_goes_through_the_environments_proxy(serve, proxy, monkeypatc
     out = df.valar.run(TEMPLATE, client=client, store=False, **FAST)
     assert out["output"].tolist() == echo(df)
     port = client.base_url.split(":")[2].split("/")[0]
+    client.close()  # the proxy logs a connection when it ends; the client keeps it open
     lines = proxy.seen()[before:]
     assert lines and all(f"127.0.0.1:{port}/v1/responses" in line for line in lines)
     assert emulator.stats.total_requests >= 30
@@ -274,12 +275,14 @@ def test_an_https_proxy_carries_tls_inside_tls_and_plain_http(ca, tls_proxy, ser
         assert df.valar.run(TEMPLATE, client=client, store=False, **FAST)[
             "output"
         ].tolist() == echo(df)
+        client.close()  # its connections end, so the proxy logs them
         tls_proxy.settle()
     _, plain = serve(latency=QUICK)
     client = ValarClient(
         api_key=plain.api_key, base_url=plain.base_url, proxy=via, verify=str(tmp_path / "ca.pem")
     )
     assert df.valar.run(TEMPLATE, client=client, store=False, **FAST)["output"].tolist() == echo(df)
+    client.close()
     lines = tls_proxy.seen()[before:]
     assert any("CONNECT localhost:" in line for line in lines)
     assert any("/v1/responses" in line for line in lines)
