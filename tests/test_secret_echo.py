@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from helpers import FAST, MODEL, TEMPLATE, words
 
-from valar_pandas._core.config import Secret
 from valar_pandas._core.scrub import MASK, printable, scrub_body, scrub_text
+from valar_pandas._core.secret import Secret
 from valar_pandas._core.wire import error_summary, parse_response
 from valar_pandas.emulator import Faults
 

@@ -22,6 +22,7 @@ from .errors import ConfigError
 from .handler import Handler
 from .options import MIN_MAX_RPS, as_int, as_real, checked_arguments
 from .proxy import ProxyRoute, parse_proxy
+from .secret import Secret
 from .spec import DEFAULT_MAX_RPS, defaults
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ __all__ = [
     "CLOSED",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RESPONSE_BYTES",
-    "Secret",
     "ValarClient",
     "resolve_base_url",
 ]
@@ -44,33 +44,6 @@ CLOSED = (
 """What a run on a closed client raises (a ConfigError), before or while it sends."""
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 """The cap on one answer, decoded: a Response object with a long answer is well under 1 MB."""
-
-
-class Secret:
-    """A string that does not show itself in reprs, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """Return the secret value. Call only where it must go on the wire."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("a Secret cannot be pickled")
 
 
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")

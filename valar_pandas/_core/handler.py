@@ -18,7 +18,7 @@ runs on, so a plain one must not block. An ``OSError`` it raises (``ConnectionRe
 
 The API key is not among the request's headers: a handler that logs or prints its requests
 cannot show it. It is there as :attr:`HttpRequest.api_key`, a masked
-:class:`~valar_pandas._core.config.Secret`, for a handler that checks it.
+:class:`~valar_pandas._core.secret.Secret`, for a handler that checks it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import Secret
+    from .secret import Secret
 
 __all__ = ["Handler", "HttpRequest", "HttpResponse"]
 

@@ -6,7 +6,7 @@ per run). Each area logs under a child (``valar_pandas.run``, ``valar_pandas.sto
 an application can raise or lower one area alone.
 
 Never log the API key, a request body or an answer's text: records hold counts, names,
-states and ids. A key only exists inside a :class:`~valar_pandas._core.config.Secret`, whose
+states and ids. A key only exists inside a :class:`~valar_pandas._core.secret.Secret`, whose
 ``repr`` is masked, and server text is scrubbed of it before it reaches any message.
 """
 

@@ -24,29 +24,9 @@ from urllib.parse import unquote, urlsplit
 
 from .endpoint import Endpoint
 from .errors import ConfigError
+from .secret import Secret
 
 __all__ = ["ProxyRoute", "choose_proxy", "parse_proxy"]
-
-
-class _Credentials:
-    """``user:password`` that does not show itself in reprs, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The value. Called only while the header line is written."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Credentials('***')"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("proxy credentials cannot be pickled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +46,7 @@ class ProxyRoute:
     shown: str
     source: str
     tls: bool = False
-    _credentials: _Credentials | None = field(default=None, repr=False, compare=False)
+    _credentials: Secret | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return f"ProxyRoute({self.shown!r}, source={self.source!r})"
@@ -135,7 +115,7 @@ def parse_proxy(url: str, source: str) -> ProxyRoute | str:
     user = ""
     if parts.username is not None:
         user = unquote(parts.username)
-        credentials = _Credentials(f"{user}:{unquote(parts.password or '')}")
+        credentials = Secret(f"{user}:{unquote(parts.password or '')}")
     shown_host = f"[{host}]" if ":" in host else host
     login = f"{user}@" if user else ""
     shown = f"{scheme}://{login}{shown_host}:{port}"

@@ -8,7 +8,7 @@ text may hold terminal control sequences (``ESC [ 2 J`` clears a screen, ``ESC ]
 the window): :func:`printable` writes every control character as a visible escape before the
 text reaches a terminal or a message.
 
-Pure: no I/O. The key is read from its :class:`~valar_pandas._core.config.Secret` inside each
+Pure: no I/O. The key is read from its :class:`~valar_pandas._core.secret.Secret` inside each
 expression that needs it and kept in no variable, so a traceback shown with its locals cannot
 show it.
 """
@@ -20,7 +20,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import Secret
+    from .secret import Secret
 
 __all__ = ["MASK", "printable", "scrub_body", "scrub_text"]
 

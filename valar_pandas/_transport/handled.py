@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 
-from .._core.config import Secret
 from .._core.handler import Handler, HttpRequest, HttpResponse
+from .._core.secret import Secret
 from .conn import Answer, ConnectionFailed
 
 __all__ = ["HandlerPool"]

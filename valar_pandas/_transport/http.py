@@ -11,7 +11,7 @@ budget (never more than ``max_rps`` requests a second, within the client's) and 
 certificate, a redirect, an unresolvable host, ...), the :class:`Unreachable` it raises carries
 the :class:`~valar_pandas._core.errors.EndpointError` that the exchange
 (:mod:`valar_pandas._transport.exchange`) raises instead of retrying. The ``Authorization``
-header is made from the client's :class:`~valar_pandas._core.config.Secret` by a callable the
+header is made from the client's :class:`~valar_pandas._core.secret.Secret` by a callable the
 pool calls while it writes each request (given to the pool by
 :mod:`~valar_pandas._transport.shared`), so the key never sits in a local variable or attribute
 as plain bytes (a traceback that shows locals cannot show it), and it is never logged or

@@ -29,9 +29,10 @@ import threading
 import weakref
 from typing import Protocol
 
-from .._core.config import CLOSED, Secret, ValarClient, resolve_base_url
+from .._core.config import CLOSED, ValarClient, resolve_base_url
 from .._core.endpoint import Endpoint
 from .._core.errors import ConfigError
+from .._core.secret import Secret
 from .._policy import TokenBucket
 from .conn import Answer, Pool
 from .handled import HandlerPool
