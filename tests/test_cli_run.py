@@ -18,7 +18,7 @@ from helpers import MODEL, TEMPLATE, echo, words
 
 from valar_pandas import ConfigError
 from valar_pandas._cli.main import main
-from valar_pandas._cli.stream import Job, prepare_window
+from valar_pandas._cli.stream import StreamSettings, prepare_window
 from valar_pandas._files import MANIFEST, windows
 from valar_pandas.emulator import Faults, Latency
 
@@ -259,7 +259,9 @@ def test_bad_numbers_are_usage_errors(env, tmp_path, capsys):
 
 
 def test_a_row_that_cannot_be_rendered_is_named_by_its_place_in_the_file():
-    job = Job("price {price:.2f}", {"model": MODEL}, None, None, ("price",), ("price",), 5)
+    job = StreamSettings(
+        "price {price:.2f}", {"model": MODEL}, None, None, ("price",), ("price",), 5
+    )
     table = pa.table({"price": ["n/a", "2.5"]})  # text: ':.2f' cannot format it
     with pytest.raises(ConfigError, match=r"row 0 \(index 10\)"):
         prepare_window(job, 2, table)  # the third window: rows 10 to 14 of the file

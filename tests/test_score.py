@@ -14,7 +14,7 @@ import pytest
 from valar_pandas import ConfigError
 from valar_pandas._frame.score_columns import row_errors, to_columns
 from valar_pandas._scoring import (
-    Parsed,
+    ParsedReply,
     ScoreSpec,
     column_name,
     dtypes,
@@ -265,7 +265,7 @@ def test_normalise_label(text: str, expected: str) -> None:
     ],
 )
 def test_labels_read(reply: str, label: str) -> None:
-    assert parse(LABELS, reply) == Parsed({"": label})
+    assert parse(LABELS, reply) == ParsedReply({"": label})
 
 
 @pytest.mark.parametrize(
@@ -308,7 +308,7 @@ def test_errors_quote_at_most_80_characters() -> None:
 
 def test_no_text_is_an_error() -> None:
     for spec in (LABELS, STARS, FACTS):
-        assert parse(spec, None) == Parsed({}, "the response has no output text")
+        assert parse(spec, None) == ParsedReply({}, "the response has no output text")
 
 
 # -- scales ------------------------------------------------------------------------------------
@@ -344,7 +344,7 @@ def test_no_text_is_an_error() -> None:
 )
 def test_scale_read(spec: ScoreSpec, reply: str, value: float) -> None:
     parsed = parse(spec, reply)
-    assert parsed == Parsed({"": value})
+    assert parsed == ParsedReply({"": value})
     assert type(parsed.values[""]) is (int if spec.integer else float)
 
 
@@ -415,7 +415,7 @@ FULL = {
     ],
 )
 def test_schema_read(reply: str, values: dict[str, Any]) -> None:
-    assert parse(FACTS, reply) == Parsed(values)
+    assert parse(FACTS, reply) == ParsedReply(values)
 
 
 @pytest.mark.parametrize(
@@ -444,7 +444,7 @@ def test_schema_refused(reply: str, error: str) -> None:
 
 def test_schema_extras_are_dropped_when_allowed() -> None:
     spec = make_spec(schema={"type": "object", "properties": {"a": {"type": "integer"}}})
-    assert parse(spec, '{"a": 1, "b": 2}') == Parsed({"a": 1})
+    assert parse(spec, '{"a": 1, "b": 2}') == ParsedReply({"a": 1})
 
 
 # -- reasons -----------------------------------------------------------------------------------
@@ -467,7 +467,7 @@ NO_FACTS = {**dict.fromkeys(FULL), "stars": 1, "would_buy": False}
     ],
 )  # fmt: skip
 def test_reasons(spec: ScoreSpec, reply: str, values: dict[str, Any]) -> None:
-    assert parse(spec, reply) == Parsed(values)
+    assert parse(spec, reply) == ParsedReply(values)
 
 
 @pytest.mark.parametrize(
@@ -672,7 +672,7 @@ def test_model_class_is_read_through_model_json_schema() -> None:
     assert spec.name == "ModelLike"  # the class name, cut to the characters a name allows
     assert spec.schema == _ModelLike.schema
     assert dtypes(spec) == {"tone": "str", "count": "Int64", "reason": "str"}
-    assert parse(spec, '{"tone": "calm", "count": null}') == Parsed(
+    assert parse(spec, '{"tone": "calm", "count": null}') == ParsedReply(
         {"tone": "calm", "count": None, "reason": None}
     )
     error = parse(spec, '{"tone": "sad"}').error
@@ -691,7 +691,7 @@ def test_pydantic_model() -> None:
     assert spec.name == "Review"
     assert dtypes(spec) == {"stars": "Int64", "summary": "str", "tags": "object"}
     parsed = parse(spec, '{"stars": 4, "tags": ["fit"]}')
-    assert parsed == Parsed({"stars": 4, "summary": None, "tags": ["fit"]})
+    assert parsed == ParsedReply({"stars": 4, "summary": None, "tags": ["fit"]})
     Review.model_validate(parsed.values)
     assert parse(spec, '{"stars": "x", "tags": []}').error is not None
 
@@ -758,8 +758,8 @@ def test_to_columns_schema() -> None:
 
 def test_to_columns_keeps_values_a_dtype_cannot_hold() -> None:
     spec = make_spec(schema={"type": "object", "properties": {"n": {"type": "integer"}}})
-    odd = Parsed({"n": "seven"})  # never produced by parse, but never lost either
-    column = to_columns(spec, [odd, Parsed({"n": 1})], "x")["x_n"]
+    odd = ParsedReply({"n": "seven"})  # never produced by parse, but never lost either
+    column = to_columns(spec, [odd, ParsedReply({"n": 1})], "x")["x_n"]
     assert pd.Series(column).dtype == object and list(column) == ["seven", 1]
 
 

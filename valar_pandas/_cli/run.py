@@ -43,7 +43,7 @@ from .._service.score import score_request_options
 from .._store import RunStore
 from .args import IN_FLIGHT, add_run_parser, joined_values
 from .preview import dry_run, estimate_run
-from .stream import Job, Totals, check_windows, prepare_window, stream, to_frame
+from .stream import StreamSettings, Totals, check_windows, prepare_window, stream, to_frame
 
 __all__ = ["add_run_parser", "joined_values", "run_command"]
 
@@ -94,7 +94,7 @@ class Setup:
     """Everything checked before the first request: the input, the run, its windows."""
 
     source: Input
-    job: Job
+    job: StreamSettings
     rows: int
     windows: int
     in_flight: int
@@ -161,7 +161,7 @@ def _setup(args: argparse.Namespace) -> Setup:
     else:
         options |= score_request_options(spec, instructions)
     retries = args.retries_on_invalid or 0
-    job = Job(template, options, price, spec, keep, render, args.window_rows, retries)
+    job = StreamSettings(template, options, price, spec, keep, render, args.window_rows, retries)
     empty = to_frame(source.schema.empty_table().select(list(render)))
     checked = prepare_call(empty, template, price, budget=budget, **options)
     fallible = compiled.fallible()

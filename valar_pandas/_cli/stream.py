@@ -40,7 +40,7 @@ from pandas.api.extensions import ExtensionArray
 
 from .._core.budget import Budget
 from .._core.config import ValarClient
-from .._core.prompt import Template
+from .._core.prompt import CompiledTemplate
 from .._display.tally import Display
 from .._files import Output
 from .._frame.rows import render_rows
@@ -51,7 +51,7 @@ from .._service.score import Reasks, reask, score_columns
 from .._store import RunStore
 
 __all__ = [
-    "Job",
+    "StreamSettings",
     "Totals",
     "Window",
     "check_windows",
@@ -66,7 +66,7 @@ _FIXED = {"Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_()}
 
 
 @dataclass(frozen=True)
-class Job:
+class StreamSettings:
     """What every window of one run shares.
 
     Attributes:
@@ -131,13 +131,13 @@ class Totals:
     invalid_retries: int = 0
 
 
-def prepare_window(job: Job, index: int, table: pa.Table) -> Window:
+def prepare_window(job: StreamSettings, index: int, table: pa.Table) -> Window:
     """Render and plan one window; nothing is sent.
 
     Args:
         job: The run.
         index: The window's position.
-        table: The window's rows (the columns of :attr:`Job.read`).
+        table: The window's rows (the columns of :attr:`StreamSettings.read`).
 
     Returns:
         The window.
@@ -152,7 +152,7 @@ def prepare_window(job: Job, index: int, table: pa.Table) -> Window:
     return Window(index, table.select(list(job.keep)), call)
 
 
-def check_windows(template: Template, tables: Iterator[pa.Table], window_rows: int) -> None:
+def check_windows(template: CompiledTemplate, tables: Iterator[pa.Table], window_rows: int) -> None:
     """Render every row of every window with ``template``; nothing is planned or sent.
 
     Windows are framed and rendered exactly as :func:`prepare_window` frames and renders
@@ -160,7 +160,7 @@ def check_windows(template: Template, tables: Iterator[pa.Table], window_rows: i
 
     Args:
         template: The part of the run's template that can fail
-            (:meth:`~valar_pandas._core.prompt.Template.fallible`).
+            (:meth:`~valar_pandas._core.prompt.CompiledTemplate.fallible`).
         tables: The input's windows of the columns it reads, in order.
         window_rows: Rows per window (every window but the last is full).
 
@@ -208,7 +208,9 @@ def _declared(kind: pa.DataType) -> Any:
     return None
 
 
-def finish_window(job: Job, window: Window, report: RunReport) -> tuple[pa.Table, list[str]]:
+def finish_window(
+    job: StreamSettings, window: Window, report: RunReport
+) -> tuple[pa.Table, list[str]]:
     """The window's output table and the errors of its failed rows.
 
     New columns replace input columns of the same name in place (as ``DataFrame.assign``
@@ -267,7 +269,7 @@ def to_arrow(values: ExtensionArray) -> pa.Array:
 
 async def stream(
     tables: Iterator[pa.Table],
-    job: Job,
+    job: StreamSettings,
     client: ValarClient,
     store: RunStore | None,
     display: Display,

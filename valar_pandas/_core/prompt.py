@@ -23,9 +23,9 @@ from .errors import ConfigError
 __all__ = [
     "MISSING",
     "ROLES",
+    "CompiledTemplate",
     "Message",
     "Row",
-    "Template",
     "check_messages",
     "compile_template",
 ]
@@ -68,7 +68,7 @@ class _Piece:
 
 
 @dataclass(frozen=True)
-class Template:
+class CompiledTemplate:
     """A template checked against a frame's columns.
 
     Attributes:
@@ -110,7 +110,7 @@ class Template:
                 ) from None
         return "".join(out)
 
-    def fallible(self) -> Template | None:
+    def fallible(self) -> CompiledTemplate | None:
         """The placeholders whose rendering can fail, as a template of their own.
 
         Only a format spec can refuse a value (``{qty:05d}`` a text or ``{n:c}`` a number
@@ -129,10 +129,12 @@ class Template:
         if self.func is not None or not pieces:
             return None
         columns = tuple(dict.fromkeys(p.column for p in pieces))
-        return Template(columns=columns, func=None, _pieces=pieces)
+        return CompiledTemplate(columns=columns, func=None, _pieces=pieces)
 
 
-def compile_template(template: str | Callable[[Row], Any], columns: Sequence[Hashable]) -> Template:
+def compile_template(
+    template: str | Callable[[Row], Any], columns: Sequence[Hashable]
+) -> CompiledTemplate:
     """Check a template against the frame's columns.
 
     Args:
@@ -153,7 +155,7 @@ def compile_template(template: str | Callable[[Row], Any], columns: Sequence[Has
         (('review',), 'Review: Great!')
     """
     if callable(template):
-        return Template(columns=(), func=template, _pieces=())
+        return CompiledTemplate(columns=(), func=template, _pieces=())
     if not isinstance(template, str):
         raise ConfigError(f"template must be a string or a callable, got {type(template).__name__}")
     by_name = {str(c): c for c in columns}
@@ -192,7 +194,7 @@ def compile_template(template: str | Callable[[Row], Any], columns: Sequence[Has
             "template names no column: every row would get the same prompt. "
             "Add a placeholder such as '{review}'."
         )
-    return Template(columns=tuple(used), func=None, _pieces=tuple(pieces))
+    return CompiledTemplate(columns=tuple(used), func=None, _pieces=tuple(pieces))
 
 
 def _missing_message(missing: list[str], names: list[str]) -> str:

@@ -62,9 +62,9 @@ __all__ = [
 StoreArg = str | os.PathLike[str] | bool | None
 PriceArg = Price | Mapping[str, float] | None
 Mode = Literal["background", "realtime", "batch", "auto"]
-Window = Literal["standard", "asap"]
+CompletionWindow = Literal["standard", "asap"]
 Progress = Literal["auto", "tqdm", "widget"] | None
-Kind = Literal["request", "execution", "presentation", "scoring", "preview"]
+OptionKind = Literal["request", "execution", "presentation", "scoring", "preview"]
 
 DEFAULT_MAX_RPS = 2000.0
 """The default request budget, requests a second. Valar publishes no rate limit; 200
@@ -82,7 +82,7 @@ class RequestOptions(TypedDict, total=False):
     instructions: str | None
     max_output_tokens: int | None
     temperature: float | None
-    completion_window: Window | None
+    completion_window: CompletionWindow | None
     mode: Mode
     on_missing: Literal["empty", "skip"]
     salt: str | None
@@ -191,7 +191,7 @@ class Option:
     """
 
     name: str
-    kind: Kind
+    kind: OptionKind
     default: Any
     doc: str
     flag: Flag | None = None

@@ -18,13 +18,13 @@ import pandas as pd
 
 from .._core.errors import ConfigError
 from .._core.plan import Skip
-from .._core.prompt import MISSING, Row, Template, check_messages
+from .._core.prompt import MISSING, CompiledTemplate, Row, check_messages
 
 __all__ = ["render_rows"]
 
 
 def render_rows(
-    df: pd.DataFrame, template: Template, on_missing: str
+    df: pd.DataFrame, template: CompiledTemplate, on_missing: str
 ) -> list[str | list[dict[str, Any]] | Skip]:
     """Render every row of ``df``, in order.
 
@@ -91,7 +91,7 @@ def _label(df: pd.DataFrame, i: int) -> str:
 
 
 def _render_callable(
-    df: pd.DataFrame, template: Template
+    df: pd.DataFrame, template: CompiledTemplate
 ) -> Iterator[str | list[dict[str, Any]] | Skip]:
     func = template.func
     assert func is not None

@@ -1,4 +1,4 @@
-"""Parsed scoring replies → typed pandas columns.
+"""ParsedReply scoring replies → typed pandas columns.
 
 Owns :func:`to_columns` (one positional array per output column, in the dtype
 :func:`~.dtypes.dtypes` names) and :func:`row_errors` (the one error per row, from
@@ -17,7 +17,7 @@ from pandas.api.extensions import ExtensionArray
 from pandas.arrays import NumpyExtensionArray
 
 from .._scoring.dtypes import dtypes
-from .._scoring.reply import Parsed
+from .._scoring.reply import ParsedReply
 from .._scoring.spec import REASON, ScoreSpec, column_name
 
 __all__ = ["row_errors", "to_columns", "value_columns"]
@@ -46,7 +46,7 @@ def value_columns(spec: ScoreSpec, into: str) -> list[tuple[str, str]]:
 
 
 def to_columns(
-    spec: ScoreSpec, parsed: Sequence[Parsed | None], into: str
+    spec: ScoreSpec, parsed: Sequence[ParsedReply | None], into: str
 ) -> dict[str, ExtensionArray]:
     """Build the typed value columns of a scoring run.
 
@@ -74,7 +74,9 @@ def to_columns(
     return columns
 
 
-def row_errors(upstream: Sequence[str | None], parsed: Sequence[Parsed | None]) -> list[str | None]:
+def row_errors(
+    upstream: Sequence[str | None], parsed: Sequence[ParsedReply | None]
+) -> list[str | None]:
     """The error of each row: the request's own error first, else the reply's parse error.
 
     Args:

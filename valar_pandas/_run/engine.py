@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from .._core.errors import APIError
 from .._core.models import Event, Finished, Outcome, Request, Submitted
-from .._core.wire import Parsed, TooDeep, error_summary
+from .._core.wire import ParsedResponse, TooDeep, error_summary
 from .._policy import ColdStart, PollSchedule, RetryPolicy
 from .._transport.exchange import Admission, Answered, Exchange, surface
 from .._transport.gate import Gate
@@ -176,7 +176,7 @@ class _Run:
         else:
             self.refused(request, answer)
 
-    def refused(self, request: Request, answer: Answered[Parsed | TooDeep]) -> None:
+    def refused(self, request: Request, answer: Answered[ParsedResponse | TooDeep]) -> None:
         """A create answered with a status not worth retrying."""
         status = answer.status
         code, reason = error_summary(status, answer.body)
@@ -188,7 +188,7 @@ class _Run:
             reason = f"gave up after {answer.tries} attempts: {reason}"
         self.finish(request.fingerprint, Outcome("error", error=reason))
 
-    def created(self, request: Request, parsed: Parsed) -> None:
+    def created(self, request: Request, parsed: ParsedResponse) -> None:
         fingerprint = request.fingerprint
         self.emit(Submitted(fingerprint, parsed.response_id, self.shares.get(fingerprint, 1)))
         if parsed.outcome is not None:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .._core.models import Outcome, Request
-from .._core.wire import Parsed, TooDeep, decode_json, error_summary, parse_response
+from .._core.wire import ParsedResponse, TooDeep, decode_json, error_summary, parse_response
 from .._policy import LatencyModel, PollPlanner, PollSchedule
 from .._transport.exchange import Exchange, Tries
 from .._transport.http import Reply, Unreachable
@@ -228,7 +228,7 @@ class Poller:
         self.watch(watch, min(delay, max(schedule.deadline - age, 0.0)))
 
 
-def read_response(reply: Reply) -> Parsed | TooDeep:
+def read_response(reply: Reply) -> ParsedResponse | TooDeep:
     """The reply's Response object, or the :class:`TooDeep` it nests past (a row error).
 
     Raises:

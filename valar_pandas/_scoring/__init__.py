@@ -14,14 +14,14 @@ Modules: :mod:`.spec` (:class:`ScoreSpec`, built and checked by :func:`make_spec
 
 from .dtypes import dtypes
 from .jsonschema import validate
-from .reply import Parsed, parse, reply_judge
+from .reply import ParsedReply, parse, reply_judge
 from .request import answer_schema, instructions_hint, text_format
 from .spec import REASON, Kind, ScoreSpec, column_name, make_spec, normalise_label
 
 __all__ = [
     "REASON",
     "Kind",
-    "Parsed",
+    "ParsedReply",
     "ScoreSpec",
     "answer_schema",
     "column_name",

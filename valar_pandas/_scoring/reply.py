@@ -17,7 +17,7 @@ from typing import Any
 from .jsonschema import validate
 from .spec import REASON, ScoreSpec, normalise_label
 
-__all__ = ["Parsed", "parse", "reply_judge"]
+__all__ = ["ParsedReply", "parse", "reply_judge"]
 
 _QUOTE_MAX = 80
 _MAX_ERRORS = 3
@@ -31,7 +31,7 @@ _BARE_NUMBER = re.compile(
 
 
 @dataclass(frozen=True, slots=True)
-class Parsed:
+class ParsedReply:
     """One reply read against a spec.
 
     Attributes:
@@ -43,7 +43,7 @@ class Parsed:
     error: str | None = None
 
 
-def parse(spec: ScoreSpec, text: str | None) -> Parsed:
+def parse(spec: ScoreSpec, text: str | None) -> ParsedReply:
     """Read one reply into values, or say why it cannot be read.
 
     Labels: a JSON object ``{"label": ...}`` (also inside a fenced ```json block or surrounded
@@ -74,7 +74,7 @@ def parse(spec: ScoreSpec, text: str | None) -> Parsed:
         The values, or an error quoting (at most 80 characters of) what the model said.
     """
     if text is None:
-        return Parsed({}, "the response has no output text")
+        return ParsedReply({}, "the response has no output text")
     if spec.kind == "labels":
         return _parse_label(spec, text)
     if spec.kind == "scale":
@@ -82,36 +82,36 @@ def parse(spec: ScoreSpec, text: str | None) -> Parsed:
     return _parse_schema(spec, text)
 
 
-def _parse_label(spec: ScoreSpec, text: str) -> Parsed:
+def _parse_label(spec: ScoreSpec, text: str) -> ParsedReply:
     labels = {normalise_label(label): label for label in spec.labels}
     obj = _json_object(text) if _looks_like_json(text) else None
     if obj is None and _starts_json(text):
-        return Parsed({}, f"reply is not valid JSON: {_quote(text)}")
+        return ParsedReply({}, f"reply is not valid JSON: {_quote(text)}")
     if obj is not None:
         value = obj.get("label")
         if not isinstance(value, str):
-            return Parsed({}, f"JSON reply has no string 'label': {_quote(text)}")
+            return ParsedReply({}, f"JSON reply has no string 'label': {_quote(text)}")
         match = labels.get(normalise_label(value))
         if match is None:
-            return Parsed({}, f"label {_quote(value)} is not one of {_listing(spec.labels)}")
+            return ParsedReply({}, f"label {_quote(value)} is not one of {_listing(spec.labels)}")
         return _with_reason(spec, {"": match}, obj, text)
     for candidate in _plain_candidates(text):
         match = labels.get(normalise_label(candidate))
         if match is not None:
             return _with_reason(spec, {"": match}, None, text)
-    return Parsed({}, f"reply {_quote(text)} is not one of {_listing(spec.labels)}")
+    return ParsedReply({}, f"reply {_quote(text)} is not one of {_listing(spec.labels)}")
 
 
-def _parse_score(spec: ScoreSpec, text: str) -> Parsed:
+def _parse_score(spec: ScoreSpec, text: str) -> ParsedReply:
     assert spec.scale is not None
     lo, hi = spec.scale
     obj = _json_object(text) if _looks_like_json(text) else None
     if obj is None and _starts_json(text):
-        return Parsed({}, f"reply is not valid JSON: {_quote(text)}")
+        return ParsedReply({}, f"reply is not valid JSON: {_quote(text)}")
     if obj is not None:
         number = _as_number(obj.get("score"))
         if number is None:
-            return Parsed({}, f"JSON reply has no numeric 'score': {_quote(text)}")
+            return ParsedReply({}, f"JSON reply has no numeric 'score': {_quote(text)}")
     else:
         number = None
         for candidate in _plain_candidates(text):
@@ -120,26 +120,26 @@ def _parse_score(spec: ScoreSpec, text: str) -> Parsed:
                 continue
             number = float(found.group(1))
             if found.group(2) is not None and float(found.group(2)) != hi:
-                return Parsed({}, f"reply {_quote(text)} is not on the {_span(spec)} scale")
+                return ParsedReply({}, f"reply {_quote(text)} is not on the {_span(spec)} scale")
             break
         if number is None:
-            return Parsed({}, f"reply {_quote(text)} is not a number")
+            return ParsedReply({}, f"reply {_quote(text)} is not a number")
     if not math.isfinite(number):
-        return Parsed({}, f"score {_quote(text)} is not a finite number")
+        return ParsedReply({}, f"score {_quote(text)} is not a finite number")
     if not lo <= number <= hi:
-        return Parsed({}, f"score {_show(number)} is outside the {_span(spec)} scale")
+        return ParsedReply({}, f"score {_show(number)} is outside the {_span(spec)} scale")
     value: float = number
     if spec.integer:
         if not number.is_integer():
-            return Parsed({}, f"score {_show(number)} is not a whole number")
+            return ParsedReply({}, f"score {_show(number)} is not a whole number")
         value = int(number)
     return _with_reason(spec, {"": value}, obj, text)
 
 
-def _parse_schema(spec: ScoreSpec, text: str) -> Parsed:
+def _parse_schema(spec: ScoreSpec, text: str) -> ParsedReply:
     found, decoded = _decode_json(text)
     if not found:
-        return Parsed({}, f"reply is not JSON: {_quote(text)}")
+        return ParsedReply({}, f"reply is not JSON: {_quote(text)}")
     schema = spec.schema
     if spec.reasons:  # a reason is welcome (and must be a string) but never required
         schema = {**schema, "properties": {REASON: {"type": "string"}, **schema["properties"]}}
@@ -147,7 +147,7 @@ def _parse_schema(spec: ScoreSpec, text: str) -> Parsed:
     if errors:
         shown = "; ".join(errors[:_MAX_ERRORS])
         more = f" (and {len(errors) - _MAX_ERRORS} more)" if len(errors) > _MAX_ERRORS else ""
-        return Parsed({}, f"reply does not match the schema: {shown}{more}")
+        return ParsedReply({}, f"reply does not match the schema: {shown}{more}")
     assert isinstance(decoded, dict)
     values = {name: decoded.get(name) for name in spec.schema["properties"]}
     return _with_reason(spec, values, decoded, text)
@@ -155,13 +155,13 @@ def _parse_schema(spec: ScoreSpec, text: str) -> Parsed:
 
 def _with_reason(
     spec: ScoreSpec, values: dict[str, Any], obj: Mapping[str, Any] | None, text: str
-) -> Parsed:
+) -> ParsedReply:
     if spec.reasons:
         reason = obj.get(REASON) if obj is not None else None
         if reason is not None and not isinstance(reason, str):
-            return Parsed({}, f"'reason' is not a string: {_quote(text)}")
+            return ParsedReply({}, f"'reason' is not a string: {_quote(text)}")
         values[REASON] = reason
-    return Parsed(values)
+    return ParsedReply(values)
 
 
 def _starts_json(text: str) -> bool:

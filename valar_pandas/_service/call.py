@@ -32,8 +32,7 @@ from .._core.estimate import Estimate, estimate
 from .._core.options import RunOptions, validate_options
 from .._core.plan import Plan, plan_requests
 from .._core.prices import Price, resolve_price
-from .._core.prompt import Row, compile_template
-from .._core.prompt import Template as CompiledTemplate
+from .._core.prompt import CompiledTemplate, Row, compile_template
 from .._core.spec import PriceArg, StoreArg
 from .._display.progress import Judged, make_display
 from .._display.tally import Display, close_display

@@ -27,7 +27,7 @@ from .._frame.score_columns import row_errors, to_columns
 from .._run.compose import RunReport, run_plan
 from .._run.loop import StopSignal
 from .._scoring import (
-    Parsed,
+    ParsedReply,
     ScoreSpec,
     instructions_hint,
     make_spec,
@@ -136,7 +136,7 @@ class Reasks:
     rounds: int
     first: RunReport
     outcomes: list[Outcome] = field(init=False)
-    parsed: list[Parsed | None] = field(init=False)
+    parsed: list[ParsedReply | None] = field(init=False)
     asked: int = 0
     """Rows re-asked, over every round."""
     http_requests: int = field(init=False)

@@ -16,7 +16,7 @@ from .bodies import attempt_key, make_request, response_body
 from .responses import (
     MAX_TOKENS,
     TERMINAL,
-    Parsed,
+    ParsedResponse,
     Status,
     error_summary,
     normalise_status,
@@ -29,7 +29,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_TOKENS",
     "TERMINAL",
-    "Parsed",
+    "ParsedResponse",
     "Status",
     "TooDeep",
     "attempt_key",

@@ -19,7 +19,7 @@ from .untrusted import decode_json, encodable, usable_id
 __all__ = [
     "MAX_TOKENS",
     "TERMINAL",
-    "Parsed",
+    "ParsedResponse",
     "Status",
     "error_summary",
     "normalise_status",
@@ -100,7 +100,7 @@ def output_text(obj: Mapping[str, Any]) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Parsed:
+class ParsedResponse:
     """A Response object read off the wire.
 
     Attributes:
@@ -116,7 +116,7 @@ class Parsed:
     outcome: Outcome | None
 
 
-def parse_response(obj: object) -> Parsed:
+def parse_response(obj: object) -> ParsedResponse:
     """Read a Response object (create, replay or retrieve).
 
     Args:
@@ -130,7 +130,7 @@ def parse_response(obj: object) -> Parsed:
         run store keeps its id and a re-run asks again, for free.
     """
     if not isinstance(obj, Mapping):
-        return Parsed("unknown", repr(obj)[:60], None, None)
+        return ParsedResponse("unknown", repr(obj)[:60], None, None)
     raw = obj.get("status")
     status = normalise_status(raw)
     sent_id = obj.get("id")
@@ -140,8 +140,8 @@ def parse_response(obj: object) -> Parsed:
         if isinstance(sent_id, str) and rid is None:
             shown = _shorten(repr(encodable(sent_id)))
             bad = f"the server sent a response id that cannot be used ({shown}): not polled"
-            return Parsed(status, raw_status, None, Outcome("error", error=bad))
-        return Parsed(status, raw_status, rid, None)
+            return ParsedResponse(status, raw_status, None, Outcome("error", error=bad))
+        return ParsedResponse(status, raw_status, rid, None)
     usage = obj.get("usage")
     try:
         tokens_in = _int_or_none(usage, "input_tokens", "prompt_tokens")
@@ -153,7 +153,7 @@ def parse_response(obj: object) -> Parsed:
             f"the server reported an impossible token count ({exc}), so the answer was not "
             "kept; a re-run asks for it again, without a new inference"
         )
-        return Parsed(status, raw_status, rid, Outcome("error", error=bad, response_id=rid))
+        return ParsedResponse(status, raw_status, rid, Outcome("error", error=bad, response_id=rid))
     text = output_text(obj)
     if text is not None:
         text = encodable(text)
@@ -168,7 +168,7 @@ def parse_response(obj: object) -> Parsed:
     else:
         error = f"{status}: {_reason(obj.get('error')) or 'no reason given'}"
     outcome = Outcome(status, text, error, rid, tokens_in, tokens_out, cached)  # type: ignore[arg-type]
-    return Parsed(status, raw_status, rid, outcome)
+    return ParsedResponse(status, raw_status, rid, outcome)
 
 
 def error_summary(status_code: int, body: bytes | str | None) -> tuple[str | None, str]:
