@@ -462,23 +462,28 @@ def test_a_redirect_is_not_followed_and_its_location_is_kept():
     asyncio.run(serving(_answer_once(script), work))
 
 
+def _count_connects(monkeypatch: pytest.MonkeyPatch, flying: dict[str, int]) -> None:
+    """Count the running loop's connection attempts in flight, now and at the most."""
+    loop = asyncio.get_running_loop()
+    real = loop.create_connection
+
+    async def counted(*args, **kwargs):
+        flying["now"] += 1
+        flying["peak"] = max(flying["peak"], flying["now"])
+        try:
+            await asyncio.sleep(0.01)
+            return await real(*args, **kwargs)
+        finally:
+            flying["now"] -= 1
+
+    monkeypatch.setattr(loop, "create_connection", counted)
+
+
 def test_connection_attempts_go_one_at_a_time_until_one_succeeds(monkeypatch):
     flying = {"now": 0, "peak": 0}
 
     async def work() -> None:
-        loop = asyncio.get_running_loop()
-        real = loop.create_connection
-
-        async def counted(*args, **kwargs):
-            flying["now"] += 1
-            flying["peak"] = max(flying["peak"], flying["now"])
-            try:
-                await asyncio.sleep(0.01)
-                return await real(*args, **kwargs)
-            finally:
-                flying["now"] -= 1
-
-        monkeypatch.setattr(loop, "create_connection", counted)
+        _count_connects(monkeypatch, flying)
         pool = Pool(Endpoint.parse("http://127.0.0.1:9/v1"), b"", 8)
         failures = await asyncio.gather(
             *(pool.request(b"GET", "/x", None, b"", 5.0, CAP) for _ in range(8)),
@@ -491,19 +496,7 @@ def test_connection_attempts_go_one_at_a_time_until_one_succeeds(monkeypatch):
 
     async def healthy(pool: Pool) -> None:  # once one connection worked, they go together
         flying["peak"] = 0
-        loop = asyncio.get_running_loop()
-        real = loop.create_connection
-
-        async def counted(*args, **kwargs):
-            flying["now"] += 1
-            flying["peak"] = max(flying["peak"], flying["now"])
-            try:
-                await asyncio.sleep(0.01)
-                return await real(*args, **kwargs)
-            finally:
-                flying["now"] -= 1
-
-        monkeypatch.setattr(loop, "create_connection", counted)
+        _count_connects(monkeypatch, flying)
         await pool.request(b"GET", "/x", None, b"", 5.0, CAP)
         await asyncio.gather(*(pool.request(b"GET", "/x", None, b"", 5.0, CAP) for _ in range(4)))
         assert flying["peak"] >= 3
