@@ -24,7 +24,7 @@ import pytest
 from cassette import Cassette, serve
 
 from valar_pandas import ValarClient
-from valar_pandas._core.config import DEFAULT_BASE_URL
+from valar_pandas._core.endpoint import DEFAULT_BASE_URL
 from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
 
 CASSETTES = Path(__file__).parent / "cassettes"

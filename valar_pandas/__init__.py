@@ -11,7 +11,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._accessor import ValarAccessor
-from ._core.config import DEFAULT_BASE_URL, ValarClient
+from ._core.config import ValarClient
+from ._core.endpoint import DEFAULT_BASE_URL
 from ._core.errors import (
     APIError,
     AuthenticationError,

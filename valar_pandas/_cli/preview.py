@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .._core.config import resolve_base_url
+from .._core.endpoint import resolve_base_url
 from .._core.estimate import Estimate
 from .._run.claims import prepare_work
 from .._service.call import open_store

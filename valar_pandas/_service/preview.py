@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from .._core.config import ValarClient, resolve_base_url
+from .._core.config import ValarClient
+from .._core.endpoint import resolve_base_url
 from .._core.errors import ConfigError
 from .._core.estimate import Estimate, Sizer, estimate
 from .._core.models import Outcome

@@ -29,8 +29,8 @@ import threading
 import weakref
 from typing import Protocol
 
-from .._core.config import CLOSED, ValarClient, resolve_base_url
-from .._core.endpoint import Endpoint
+from .._core.config import CLOSED, ValarClient
+from .._core.endpoint import Endpoint, resolve_base_url
 from .._core.errors import ConfigError
 from .._core.secret import Secret
 from .._policy import TokenBucket
