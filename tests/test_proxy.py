@@ -260,6 +260,18 @@ def test_a_bad_proxy_url_in_a_traceback_with_locals_does_not_show_the_password()
     assert "hunter2" not in rendered
 
 
+def test_a_bad_proxy_url_from_the_environment_does_not_show_its_password(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://alice:hunter2@proxy.example:1080")
+    client = ValarClient(api_key="sk-x", base_url="https://api.example/v1")
+    with pytest.raises(ConfigError) as caught:
+        words(3).valar.run(TEMPLATE, client=client, store=False, **FAST)
+    shown = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    ours = [frame for frame in shown.stack if "valar_pandas" in frame.filename]
+    assert ours
+    rendered = "".join(traceback.StackSummary.from_list(ours).format())
+    assert "hunter2" not in rendered and "hunter2" not in str(caught.value)
+
+
 def test_an_https_proxy_carries_tls_inside_tls_and_plain_http(ca, tls_proxy, serve, tmp_path):
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     via = f"https://127.0.0.1:{tls_proxy.port}"

@@ -158,5 +158,8 @@ def choose_proxy(
         return None
     route = parse_proxy(proxies[key], _ENVIRONMENT_NAMES[key])
     if isinstance(route, str):
+        # Raised from a frame that no longer holds the URLs: one may carry a password, and a
+        # traceback that shows locals would print it.
+        del proxies
         raise ConfigError(route)
     return route
