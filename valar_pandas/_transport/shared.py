@@ -36,7 +36,7 @@ from .._core.secret import Secret
 from .._policy import TokenBucket
 from .conn import Answer, Pool
 from .handled import HandlerPool
-from .network import network
+from .network import Network, network
 
 __all__ = ["HEADERS", "Lane", "Shared", "WirePool", "default_client", "keep_pools_on", "shared"]
 
@@ -90,15 +90,19 @@ class Lane:
         pool: The pool.
         users: Transports (:class:`~valar_pandas._transport.http.Http`) using it now.
         retired: No new user joins it; it closes with its last one.
+        route: The proxy and SSL settings the pool was built with (None for a handler).
     """
 
-    __slots__ = ("loop", "pool", "retired", "users")
+    __slots__ = ("loop", "pool", "retired", "route", "users")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None, pool: WirePool) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop | None, pool: WirePool, route: Network | None = None
+    ) -> None:
         self.loop = loop
         self.pool = pool
         self.users = 0
         self.retired = False
+        self.route = route
 
 
 class Shared:
@@ -133,16 +137,32 @@ class Shared:
             f"Shared({self._endpoint.authority!r}, lanes={len(self._lanes)}, closed={self.closed})"
         )
 
-    def pool(self, limit: int) -> WirePool:
-        """A new pool of at most ``limit`` connections to the client's endpoint."""
+    def route(self) -> Network | None:
+        """The client's proxy and SSL settings as the environment now gives them.
+
+        The same object while the environment they were read from is unchanged; None when
+        a handler answers in the network's place.
+        """
         if self._handler is not None:
-            return HandlerPool(self._handler, self._secret, limit)
-        # The key stays in its Secret: the pool asks for the header line as each request
-        # leaves, so no local variable or attribute holds it (tracebacks that show locals).
+            return None
         client = self._client()
         if client is None:  # collected: it is being closed, and so is this
             raise ConfigError(CLOSED)
-        route = network(client)
+        return network(client)
+
+    def pool(self, limit: int, route: Network | None = None) -> WirePool:
+        """A new pool of at most ``limit`` connections to the client's endpoint.
+
+        Args:
+            limit: The most connections.
+            route: The settings to build it with; None reads them now.
+        """
+        if self._handler is not None:
+            return HandlerPool(self._handler, self._secret, limit)
+        route = route or self.route()
+        assert route is not None  # a client without a handler always has a route
+        # The key stays in its Secret: the pool asks for the header line as each request
+        # leaves, so no local variable or attribute holds it (tracebacks that show locals).
         return Pool(
             self._endpoint, HEADERS, limit, _Bearer(self._secret),
             proxy=route.proxy_for(self._endpoint), ssl_context=route.ssl_context,
@@ -151,17 +171,32 @@ class Shared:
     def join(self) -> Lane:
         """The client's lane on the running loop, counted as used until :meth:`leave`.
 
+        A kept lane whose pool was built from other proxy or CA settings (the environment
+        changed since, e.g. ``HTTPS_PROXY`` or ``SSL_CERT_FILE`` set in a notebook) is retired:
+        this run and later ones get a pool built from the settings as they are now.
+
         Raises:
             ConfigError: The client is closed.
         """
         loop = asyncio.get_running_loop()
+        route = self.route()
+        stale: Lane | None = None
         with self._lock:
             if self.closed:
                 raise ConfigError(CLOSED)
             lane = self._lanes.get(loop)
+            if lane is not None and lane.route is not route:
+                del self._lanes[loop]
+                lane.retired = True  # closes with its last user, if it has any
+                stale = lane if lane.users <= 0 else None
+                lane = None
             if lane is None:
-                lane = self._lanes[loop] = Lane(loop, self.pool(self.limit))
+                lane = self._lanes[loop] = Lane(loop, self.pool(self.limit, route), route)
             lane.users += 1
+        if stale is not None:
+            task = loop.create_task(stale.pool.close())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
         return lane
 
     async def leave(self, lane: Lane, *, retire: bool = False) -> None:
