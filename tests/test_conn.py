@@ -548,3 +548,51 @@ def test_http_turns_a_redirect_into_the_endpoint_error():
 def test_max_response_bytes_is_checked(value):
     with pytest.raises(ConfigError, match="max_response_bytes"):
         ValarClient(api_key="k", base_url="http://h/v1", max_response_bytes=value)
+
+
+def test_a_pool_closed_while_connecting_sends_nothing(monkeypatch):
+    """close() during a connect: the request fails and never reaches the server."""
+    import valar_pandas._transport.conn.pool as pool_module
+
+    seen: list[bytes] = []
+    real = pool_module.open_direct
+
+    async def slow(*args, **kwargs):
+        await asyncio.sleep(0.2)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(pool_module, "open_direct", slow)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            seen.append(await reader.read(1024))
+
+    async def work(pool: Pool) -> None:
+        sending = asyncio.ensure_future(pool.request(b"POST", "/responses", b"{}", b"", 5.0, CAP))
+        await asyncio.sleep(0.05)
+        await pool.close()
+        with pytest.raises(ConnectionFailed, match="closed"):
+            await sending
+
+    asyncio.run(serving(handler, work))
+    assert not any(seen)
+
+
+def test_a_close_delimited_answer_cut_by_closing_the_pool_is_not_complete():
+    """Closing the pool mid-body is a failure, not the end of a close-delimited answer."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"partial": ')
+        await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            await reader.read(1)  # hold the connection open until the client drops it
+
+    async def work(pool: Pool) -> None:
+        sending = asyncio.ensure_future(pool.request(b"GET", "/x", None, b"", 5.0, CAP))
+        await asyncio.sleep(0.2)  # the headers and part of the body have arrived
+        await pool.close()
+        with pytest.raises(ConnectionFailed):
+            await sending
+
+    asyncio.run(serving(handler, work))

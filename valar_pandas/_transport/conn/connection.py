@@ -181,12 +181,14 @@ class Connection(asyncio.Protocol):
         return waiter
 
     def drop(self) -> None:
-        """Close the connection at once, whatever it was doing."""
+        """Close the connection at once, whatever it was doing.
+
+        An answer being read fails here: the abort below reports the close as orderly, which
+        would end a close-delimited body as if it were complete.
+        """
         self.closed = True
         self._registry.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._fail(ConnectionFailed("connection closed", untouched=not self._received))
         if self._transport is not None:
             self._transport.abort()
 

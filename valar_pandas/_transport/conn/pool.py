@@ -169,6 +169,10 @@ class Pool:
                 return answer
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
+    def is_closed(self) -> bool:
+        """Whether :meth:`close` was called (it may have been, during any ``await``)."""
+        return self._closed
+
     async def close(self) -> None:
         """Close every connection; requests still running fail with :class:`ConnectionFailed`."""
         self._closed = True
@@ -204,10 +208,11 @@ class Pool:
         try:
             async with asyncio.timeout_at(min(deadline, loop.time() + _CONNECT_TIMEOUT)):
                 if proxy is None:
-                    return await open_direct(loop, factory, endpoint.host, endpoint.port, self._ssl)
-                if self._ssl is not None:
-                    return await open_tunnel(loop, factory, proxy, endpoint, self._ssl)
-                return await open_proxied(loop, factory, proxy, self._context)
+                    conn = await open_direct(loop, factory, endpoint.host, endpoint.port, self._ssl)
+                elif self._ssl is not None:
+                    conn = await open_tunnel(loop, factory, proxy, endpoint, self._ssl)
+                else:
+                    conn = await open_proxied(loop, factory, proxy, self._context)
         except TimeoutError:
             where = endpoint.authority
             if proxy is not None:
@@ -218,6 +223,10 @@ class Pool:
             raise ConnectionFailed(
                 f"cannot connect to {endpoint.authority}: {reason}", fault=fault, detail=reason
             ) from None
+        if self.is_closed():  # closed while connecting: the request must not go out now
+            conn.drop()
+            raise ConnectionFailed("the connection pool is closed")
+        return conn
 
 
 class _WithProxyLogin:
