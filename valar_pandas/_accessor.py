@@ -122,7 +122,10 @@ class ValarAccessor:
             ... )
         """
         client, store, price, given = resources(dict(options))
-        call = await asyncio.to_thread(plan_call, self._obj, template, price, None, given)
+        # The snapshot is taken here, on the caller's loop, before any other task of it can
+        # change df; only the rendering and hashing of that snapshot move to the worker.
+        frame = self._obj.copy(deep=False)
+        call = await asyncio.to_thread(plan_call, frame, template, price, None, given)
         opened = open_call(call, client, store)
         try:
             report = await run_plan(
