@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pandas as pd
+import trustme
 from aiohttp import web
+
+from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -42,3 +47,30 @@ async def scripted(routes: dict[str, Handler]) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         await runner.cleanup()
+
+
+@contextlib.contextmanager
+def tls_emulator(
+    ca: trustme.CA, hellos: list[int] | None = None, latency: float = 0.01
+) -> Iterator[tuple[Emulator, str]]:
+    """The emulator over HTTPS for ``localhost``, its certificate from ``ca``.
+
+    Args:
+        ca: The certificate authority that signs the server's certificate.
+        hellos: Gets one item per TLS handshake the server begins, if given.
+        latency: The emulator's answer latency, seconds.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    if hellos is not None:
+        context.sni_callback = lambda *_: hellos.append(1)
+    emulator = Emulator(EmulatorConfig(latency=Latency(median=latency, sigma=0.0)))
+    with emulator.run_in_thread(host="localhost", port=0, ssl_context=context) as url:
+        yield emulator, url
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -6,20 +6,16 @@ port, an unresolvable name, the command line in a subprocess.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 import trustme
-from helpers import FAST, TEMPLATE, echo, words
+from helpers import FAST, TEMPLATE, closed_port, echo, tls_emulator, words
 
 from valar_pandas import APIError, AuthenticationError, EndpointError, ValarClient
-from valar_pandas.emulator import Emulator, EmulatorConfig, Faults, Latency
+from valar_pandas.emulator import EmulatorConfig, Faults, Latency
 
 QUICK = Latency(median=0.02, sigma=0.0)
 
@@ -29,26 +25,9 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-@contextlib.contextmanager
-def tls_emulator(ca: trustme.CA, hellos: list[int]) -> Iterator[tuple[Emulator, str]]:
-    """An emulator serving HTTPS for ``localhost`` with a certificate from ``ca``."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
-    context.sni_callback = lambda *_: hellos.append(1)  # one per TLS handshake begun
-    emulator = Emulator(EmulatorConfig(latency=QUICK))
-    with emulator.run_in_thread(host="localhost", port=0, ssl_context=context) as url:
-        yield emulator, url
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_untrusted_certificate_stops_at_once_and_names_the_fix(ca, monkeypatch):
     hellos: list[int] = []
-    with tls_emulator(ca, hellos) as (emulator, url):
+    with tls_emulator(ca, hellos, latency=0.02) as (emulator, url):
         client = ValarClient(api_key=emulator.config.api_key, base_url=url)
         with pytest.raises(EndpointError) as caught:
             words(1000).valar.run(TEMPLATE, client=client, store=False, **FAST)
@@ -141,7 +120,7 @@ def test_bad_key_sends_at_most_five_creates(serve):
 def test_cli_exits_2_on_an_untrusted_certificate(ca, tmp_path, monkeypatch):
     words(100).to_parquet(tmp_path / "in.parquet")
     hellos: list[int] = []
-    with tls_emulator(ca, hellos) as (emulator, url):
+    with tls_emulator(ca, hellos, latency=0.02) as (emulator, url):
         env = {"VALAR_API_KEY": emulator.config.api_key, "VALAR_BASE_URL": url}
         monkeypatch.delenv("SSL_CERT_FILE", raising=False)
         done = subprocess.run(

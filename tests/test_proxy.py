@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
-import ssl
 import traceback
 from collections.abc import Iterator
 
 import pytest
 import trustme
-from helpers import FAST, TEMPLATE, echo, words
+from helpers import FAST, TEMPLATE, closed_port, echo, tls_emulator, words
 from proxies import RunningProxy, running_proxy
 
 from valar_pandas import ConfigError, EndpointError, ValarClient
@@ -24,7 +22,7 @@ from valar_pandas._core.endpoint import Endpoint
 from valar_pandas._core.proxy import choose_proxy, parse_proxy
 from valar_pandas._transport.http import Http
 from valar_pandas._transport.network import network
-from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
+from valar_pandas.emulator import Latency
 
 QUICK = Latency(median=0.01, sigma=0.0)
 PASSWORD = "s3cr:t@pw"  # percent-encoded in the URL: s3cr%3At%40pw
@@ -60,22 +58,6 @@ def tls_proxy(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Itera
     certificate = ["--cert-file", str(folder / "cert.pem"), "--key-file", str(folder / "key.pem")]
     with running_proxy(folder, *certificate) as running:
         yield running
-
-
-@contextlib.contextmanager
-def tls_emulator(ca: trustme.CA) -> Iterator[tuple[Emulator, str]]:
-    """The emulator over HTTPS for ``localhost``, its certificate from ``ca``."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
-    emulator = Emulator(EmulatorConfig(latency=QUICK))
-    with emulator.run_in_thread(host="localhost", port=0, ssl_context=context) as url:
-        yield emulator, url
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_plain_http_goes_through_the_environments_proxy(serve, proxy, monkeypatch):
