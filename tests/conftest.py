@@ -11,17 +11,22 @@ import valar_pandas  # noqa: F401  (registers df.valar)
 from valar_pandas import ValarClient
 from valar_pandas._run.cancel import drain
 from valar_pandas._run.loop import run_sync
-from valar_pandas.emulator import Emulator, EmulatorConfig
+from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
 
 Serve = Callable[..., tuple[Emulator, ValarClient]]
 
 
 @pytest.fixture
 def serve() -> Iterator[Serve]:
-    """Start emulators on 127.0.0.1 with the given config; stopped after the test."""
+    """Start emulators on 127.0.0.1 with the given config; stopped after the test.
+
+    The emulator answers with the fast profile unless the test passes ``latency``
+    (``latency=None`` for the realistic profile by window).
+    """
     stack = contextlib.ExitStack()
 
     def start(**config: object) -> tuple[Emulator, ValarClient]:
+        config.setdefault("latency", Latency.fast())
         emulator = Emulator(EmulatorConfig(**config))  # type: ignore[arg-type]
         url = stack.enter_context(emulator.run_in_thread(host="127.0.0.1", port=0))
         return emulator, ValarClient(api_key=emulator.config.api_key, base_url=url)

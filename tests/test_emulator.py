@@ -89,6 +89,7 @@ def serve() -> Iterator[Any]:
     servers: list[Any] = []
 
     def start(**config: Any) -> Server:
+        config.setdefault("latency", Latency.fast())
         emulator = Emulator(EmulatorConfig(**config))
         context = emulator.run_in_thread(host="127.0.0.1", port=0)
         url = context.__enter__()
@@ -337,7 +338,7 @@ def test_transient_faults_answer_before_anything_happens(serve, fault, status, r
     stats = server.emulator.stats
     assert stats.faults == {str(status): 2} and stats.inferences == 0
     assert stats.total_requests == 3
-    server.emulator.config = EmulatorConfig()
+    server.emulator.config = EmulatorConfig(latency=Latency.fast())
     assert server.create(body("other"), key="k").status == 202  # the key was never reserved
 
 
@@ -363,7 +364,7 @@ def test_dropped_create_disconnects_but_the_record_exists_and_replays(serve):
                     server.url + "/responses", json=body(), headers=headers
                 ) as response:
                     await response.read()
-            server.emulator.config = EmulatorConfig()
+            server.emulator.config = EmulatorConfig(latency=Latency.fast())
             async with session.post(
                 server.url + "/responses", json=body(), headers=headers
             ) as response:
@@ -416,7 +417,7 @@ def test_cancel_stops_a_running_response_and_leaves_a_finished_one(serve):
     reply = server.call("POST", f"/responses/{finished}/cancel")
     assert reply.status == 200 and reply.body["status"] == "completed"
     assert server.call("POST", "/responses/resp_nope/cancel").status == 404
-    server.emulator.config = EmulatorConfig(cancel_supported=False)
+    server.emulator.config = EmulatorConfig(latency=Latency.fast(), cancel_supported=False)
     assert server.call("POST", f"/responses/{running}/cancel").status == 404
     assert server.emulator.stats.requests["POST /v1/responses/{id}/cancel"] == 4
 

@@ -58,6 +58,7 @@ def serve() -> Iterator[Any]:
     contexts: list[Any] = []
 
     def start(**config: Any) -> Server:
+        config.setdefault("latency", Latency.fast())
         emulator = Emulator(EmulatorConfig(**config))
         context = emulator.run_in_thread(host="127.0.0.1", port=0)
         url = context.__enter__()

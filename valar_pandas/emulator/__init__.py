@@ -6,8 +6,9 @@ replays, and scripted faults (429/500/502/503, dropped connections, failed respo
 imports nothing from the rest of ``valar_pandas``.
 
 Example:
-    >>> from valar_pandas.emulator import Emulator
-    >>> with Emulator().run_in_thread() as base_url:  # doctest: +SKIP
+    >>> from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
+    >>> fast = EmulatorConfig(latency=Latency.fast())  # 0.2 s; the default takes the windows' time
+    >>> with Emulator(fast).run_in_thread() as base_url:  # doctest: +SKIP
     ...     ...  # point a client at base_url with api key "sk-emulator"
 """
 
@@ -15,8 +16,17 @@ from __future__ import annotations
 
 from ._answers import answer_text
 from ._cli import main
-from ._config import EmulatorConfig, Faults, Latency
+from ._config import REALISTIC_LATENCY, EmulatorConfig, Faults, Latency
 from ._emulator import Emulator
 from ._state import Stats
 
-__all__ = ["Emulator", "EmulatorConfig", "Faults", "Latency", "Stats", "answer_text", "main"]
+__all__ = [
+    "REALISTIC_LATENCY",
+    "Emulator",
+    "EmulatorConfig",
+    "Faults",
+    "Latency",
+    "Stats",
+    "answer_text",
+    "main",
+]

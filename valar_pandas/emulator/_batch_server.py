@@ -87,7 +87,7 @@ class _BatchRoutes:
         if error is not None:
             return _error(error)
         digest = hashlib.sha256(canonical_json(body)).hexdigest()
-        if key is not None:
+        if key is not None and config.idempotency:
             reserved = emulator.store.batch_reservations.get((config.api_key, key))
             if reserved is not None:
                 if reserved[0] != digest:
@@ -102,7 +102,7 @@ class _BatchRoutes:
                     )
                 return web.json_response(summary(reserved[1]))
         batch = self._make(body, key)
-        if key is not None:
+        if key is not None and config.idempotency:
             emulator.store.batch_reservations[(config.api_key, key)] = (digest, batch)
         if emulator.drop_connection(request):
             return web.Response()  # never sent: writing to the closed transport fails quietly

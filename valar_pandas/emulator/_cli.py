@@ -12,8 +12,9 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
-from ._config import DEFAULT_API_KEY, EmulatorConfig, Faults, Latency
+from ._config import DEFAULT_API_KEY, REALISTIC_LATENCY, EmulatorConfig, Faults, Latency
 from ._emulator import Emulator
 
 __all__ = ["main"]
@@ -42,9 +43,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         default=202,
         help="HTTP status of a background create",
     )
-    add("--latency-median", type=float, default=0.2, help="median seconds per response")
-    add("--latency-sigma", type=float, default=0.5, help="lognormal spread of the latency")
-    add("--latency-min", type=float, default=0.0, help="minimum seconds per response")
+    add(
+        "--latency-median",
+        type=float,
+        default=None,
+        help="median seconds per response, whatever the window (one law for every window; "
+        "sigma 0.5 and minimum 0 unless given)",
+    )
+    add("--latency-sigma", type=float, default=None, help="lognormal spread of that one law")
+    add("--latency-min", type=float, default=None, help="minimum seconds of that one law")
     add("--rate-429", type=float, default=0.0, help="probability of a 429 per API request")
     add("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429 and 503")
     add("--rate-500", type=float, default=0.0, help="probability of a 500 per API request")
@@ -70,6 +77,32 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="answer 404 on the /v1/batches endpoints, as a server without the Batch API",
     )
+    add(
+        "--latency-profile",
+        choices=("realistic", "fast"),
+        default="realistic",
+        help="realistic: latency by completion window (asap ~4 s, standard ~300 s median); "
+        "fast: 0.2 s median for every window, for tests and demos (default realistic)",
+    )
+    add(
+        "--asap-latency",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="median seconds of an asap response in the realistic profile (default 4)",
+    )
+    add(
+        "--standard-latency",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="median seconds of a standard response in the realistic profile (default 300)",
+    )
+    add(
+        "--ignore-idempotency",
+        action="store_true",
+        help="ignore Idempotency-Key headers: every create is a new, billed inference",
+    )
     return parser  # fmt: skip
 
 
@@ -78,9 +111,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         api_key=args.api_key,
         vocabulary=args.vocabulary,
         background_create_status=args.create_status,
-        latency=Latency(
-            median=args.latency_median, sigma=args.latency_sigma, minimum=args.latency_min
-        ),
+        latency=_one_law(args),
         faults=Faults(
             rate_429=args.rate_429,
             retry_after=args.retry_after,
@@ -94,7 +125,33 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         seed=args.seed,
         cancel_supported=not args.no_cancel,
         batch_api=not args.no_batch_api,
+        latency_by_window=_by_window(args),
+        idempotency=not args.ignore_idempotency,
     )
+
+
+def _one_law(args: argparse.Namespace) -> Latency | None:
+    """The one law for every window: from ``--latency-*``, or the fast profile; else None."""
+    given = {
+        "median": args.latency_median,
+        "sigma": args.latency_sigma,
+        "minimum": args.latency_min,
+    }
+    chosen = {name: value for name, value in given.items() if value is not None}
+    if not chosen and args.latency_profile == "realistic":
+        return None
+    return replace(Latency.fast(), **chosen)
+
+
+def _by_window(args: argparse.Namespace) -> dict[str, Latency]:
+    """The realistic profile, with the medians ``--asap-latency``/``--standard-latency`` give."""
+    medians = {"asap": args.asap_latency, "standard": args.standard_latency}
+    laws = {}
+    for window, median in medians.items():
+        if median is not None:  # the floor keeps its share of the median
+            law = REALISTIC_LATENCY[window]
+            laws[window] = replace(law, median=median, minimum=law.minimum * median / law.median)
+    return laws
 
 
 async def _serve(emulator: Emulator, host: str, port: int) -> None:

@@ -7,14 +7,18 @@ requests with ``dataclasses.replace`` and the server reads it afresh on every re
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_MODELS",
     "HOSTILE",
+    "REALISTIC_LATENCY",
     "STATUS_WORDS",
+    "WINDOWS",
     "EmulatorConfig",
     "Faults",
     "Latency",
@@ -35,6 +39,9 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "google/gemma-4-31B-it",
     "MiniMaxAI/MiniMax-M2.7",
 )
+
+#: The completion windows (valar-api.md §7); a create without one runs on ``standard``.
+WINDOWS: tuple[str, ...] = ("asap", "standard")
 
 #: Non-terminal status words per vocabulary: (initial, running).
 STATUS_WORDS: dict[str, tuple[str, str]] = {
@@ -58,7 +65,9 @@ class Latency:
     """How long an emulated response takes, drawn per response from a lognormal law.
 
     A response's latency is ``max(minimum, median * exp(sigma * N(0, 1)))`` seconds, drawn from
-    a generator seeded by :attr:`EmulatorConfig.seed`.
+    a generator seeded by :attr:`EmulatorConfig.seed`. ``Latency()`` and :meth:`fast` are the
+    fast law for tests and demos (0.2 s median); :data:`REALISTIC_LATENCY` holds the laws the
+    emulator uses by default, one per completion window.
 
     Attributes:
         median: Median latency in seconds.
@@ -74,6 +83,25 @@ class Latency:
         _check_seconds("Latency.median", self.median)
         _check_seconds("Latency.sigma", self.sigma)
         _check_seconds("Latency.minimum", self.minimum)
+
+    @classmethod
+    def fast(cls) -> Latency:
+        """The fast law for tests and demos: 0.2 s median, whatever the window.
+
+        Returns:
+            ``Latency(median=0.2, sigma=0.5, minimum=0.0)``.
+        """
+        return cls(median=0.2, sigma=0.5, minimum=0.0)
+
+
+#: The default latency by completion window, as the vendor describes them (valar-api.md §7):
+#: ``asap`` runs at once ("seconds"), ``standard`` "targets roughly five minutes per turn".
+REALISTIC_LATENCY: Mapping[str, Latency] = MappingProxyType(
+    {
+        "asap": Latency(median=4.0, sigma=0.5, minimum=1.0),
+        "standard": Latency(median=300.0, sigma=0.4, minimum=30.0),
+    }
+)
 
 
 HOSTILE = ("surrogate_text", "surrogate_id", "nested_json", "retry_after_date", "raw_body")
@@ -166,7 +194,9 @@ class EmulatorConfig:
         vocabulary: ``"pending"`` (pending → running → terminal) or ``"queued"``
             (queued → in_progress → terminal).
         background_create_status: HTTP status of a background create, 202 or 200.
-        latency: How long responses take.
+        latency: One law for how long every response takes, whatever its window (e.g.
+            ``Latency.fast()`` for tests and demos); None (the default) draws each response
+            from ``latency_by_window`` by its ``metadata.completion_window``.
         faults: What goes wrong, and how often.
         seed: Seeds latency and transient faults, and salts the deterministic ``failed`` draw.
         models: Model ids served by ``GET /v1/models`` and accepted on create.
@@ -175,12 +205,17 @@ class EmulatorConfig:
             as on a server where the Batch API is not available).
         batch_max_requests: Most items one batch may hold (the contract's 100,000).
         batch_max_bytes: A batch create body must stay under this many bytes (256 MB).
+        latency_by_window: The law per completion window when ``latency`` is None; windows
+            left out keep :data:`REALISTIC_LATENCY`'s (``asap`` 4 s median, ``standard``
+            300 s). A create without a window, and every batch item, runs on ``standard``.
+        idempotency: Whether ``Idempotency-Key`` replays the first create; False makes a
+            server that ignores the header, so every create is a new, billed inference.
     """
 
     api_key: str = DEFAULT_API_KEY
     vocabulary: Vocabulary = "pending"
     background_create_status: int = 202
-    latency: Latency = field(default_factory=Latency)
+    latency: Latency | None = None
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -188,6 +223,8 @@ class EmulatorConfig:
     batch_api: bool = True
     batch_max_requests: int = 100_000
     batch_max_bytes: int = 256 * 1024 * 1024
+    latency_by_window: Mapping[str, Latency] = field(default_factory=lambda: REALISTIC_LATENCY)
+    idempotency: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -201,8 +238,21 @@ class EmulatorConfig:
                 "EmulatorConfig.background_create_status must be 200 or 202, "
                 f"got {self.background_create_status!r}"
             )
-        if not isinstance(self.latency, Latency):
-            raise TypeError("EmulatorConfig.latency must be a Latency")
+        if self.latency is not None and not isinstance(self.latency, Latency):
+            raise TypeError("EmulatorConfig.latency must be a Latency or None")
+        laws = self.latency_by_window
+        if not isinstance(laws, Mapping) or not all(
+            window in WINDOWS and isinstance(law, Latency) for window, law in laws.items()
+        ):
+            raise ValueError(
+                "EmulatorConfig.latency_by_window must map windows "
+                f"({', '.join(WINDOWS)}) to a Latency each, got {laws!r}"
+            )
+        object.__setattr__(
+            self, "latency_by_window", MappingProxyType({**REALISTIC_LATENCY, **laws})
+        )
+        if not isinstance(self.idempotency, bool):
+            raise TypeError(f"EmulatorConfig.idempotency must be a bool, got {self.idempotency!r}")
         if not isinstance(self.faults, Faults):
             raise TypeError("EmulatorConfig.faults must be a Faults")
         if not isinstance(self.seed, int):
@@ -215,3 +265,16 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EmulatorConfig.{name} must be a positive int, got {value!r}")
+
+    def latency_for(self, window: str) -> Latency:
+        """The law a response on a completion window takes its latency from.
+
+        Args:
+            window: ``"asap"`` or ``"standard"``; anything else is taken as ``standard``.
+
+        Returns:
+            ``latency`` when set, else that window's law from ``latency_by_window``.
+        """
+        if self.latency is not None:
+            return self.latency
+        return self.latency_by_window.get(window, self.latency_by_window["standard"])

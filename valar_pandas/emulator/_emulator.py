@@ -42,12 +42,21 @@ _WILDCARD_HOSTS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 Outcome = tuple[str, str]
 
 
+def _window(body: Mapping[str, Any]) -> str:
+    """A create's completion window: its ``metadata.completion_window``, else ``standard``."""
+    metadata = body.get("metadata")
+    window = metadata.get("completion_window") if isinstance(metadata, dict) else None
+    return window if isinstance(window, str) else "standard"
+
+
 class Emulator:
     """A local, in-memory Valar server (Responses API, background mode, idempotency, faults).
 
     Args:
-        config: Behaviour of the server; the defaults are a fault-free server with fast
-            responses. Assign ``emulator.config`` later to change behaviour between requests.
+        config: Behaviour of the server; the defaults are a fault-free server whose
+            responses take as long as the vendor's windows (``asap`` seconds, ``standard``
+            minutes); ``EmulatorConfig(latency=Latency.fast())`` answers in a fraction of a
+            second. Assign ``emulator.config`` later to change behaviour between requests.
 
     Attributes:
         stats: Counters of requests, inferences and injected faults.
@@ -133,13 +142,17 @@ class Emulator:
 
     # -- used by the request handlers --------------------------------------------------------
 
-    def sample_latency(self) -> float:
-        """Draw one response latency from the configured lognormal law.
+    def sample_latency(self, window: str = "standard") -> float:
+        """Draw one response latency from the law configured for a completion window.
+
+        Args:
+            window: The response's completion window (``EmulatorConfig.latency``, when set,
+                applies whatever the window).
 
         Returns:
-            Seconds, at least ``latency.minimum``.
+            Seconds, at least the law's ``minimum``.
         """
-        law = self._config.latency
+        law = self._config.latency_for(window)
         drawn = law.median * math.exp(law.sigma * self._latency_rng.gauss(0.0, 1.0))
         return max(law.minimum, drawn)
 
@@ -207,7 +220,7 @@ class Emulator:
             owner=self._config.api_key,
             created_at=int(time.time()),
             t0=self.clock(),
-            latency=self.sample_latency(),
+            latency=self.sample_latency(_window(body)),
             background=bool(body.get("background", False)),
             model=body["model"],
             metadata=body.get("metadata") or {},

@@ -140,7 +140,7 @@ class Routes:
             return _error(error)
         canonical = canonical_json(body)
         digest = hashlib.sha256(canonical).hexdigest()
-        if key is not None:
+        if key is not None and config.idempotency:
             reserved = emulator.store.reservations.get((config.api_key, key))
             if reserved is not None:
                 if reserved[0] != digest:
@@ -155,7 +155,7 @@ class Routes:
                     )
                 return await self._answer(reserved[1], fresh=False)
         record = emulator.create_record(body, canonical, digest, key)
-        if key is not None:
+        if key is not None and config.idempotency:
             emulator.store.reservations[(config.api_key, key)] = (digest, record)
         if emulator.drop_connection(request):
             return web.Response()  # never sent: writing to the closed transport fails quietly
