@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._accessor import ValarAccessor
+from ._core.check import CheckResult, CheckRow
 from ._core.config import ValarClient
 from ._core.endpoint import DEFAULT_BASE_URL
 from ._core.errors import (
@@ -28,6 +29,7 @@ from ._core.estimate import Estimate
 from ._core.handler import HttpRequest, HttpResponse
 from ._core.prices import PRICES, PRICES_AS_OF, Price
 from ._run.job import Job
+from ._service.check import check
 from ._store import RunStore, default_store_path
 
 try:
@@ -42,6 +44,8 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BatchUnavailable",
+    "CheckResult",
+    "CheckRow",
     "ConfigError",
     "EndpointError",
     "Estimate",
@@ -57,5 +61,6 @@ __all__ = [
     "ValarClient",
     "ValarError",
     "__version__",
+    "check",
     "default_store_path",
 ]

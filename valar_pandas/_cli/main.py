@@ -1,4 +1,4 @@
-"""The ``valar-pandas`` command: ``run``, ``demo``, ``store`` and ``emulator``.
+"""The ``valar-pandas`` command: ``run``, ``check``, ``demo``, ``store`` and ``emulator``.
 
 Exit codes: 0 success, 1 the run finished with failed rows, 2 usage or configuration error
 (raised before any request), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM (``run``
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from .._core.errors import StoreError, ValarError, for_command
 from .._core.scrub import printable
+from .check import add_check_parser, check_command
 from .run import add_run_parser, joined_values, run_command
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_parser(commands)
+    add_check_parser(commands)
 
     demo = commands.add_parser(
         "demo",
@@ -232,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             scored = run_demo(settings, sys.stdout)
             return 1 if scored["sentiment_error"].notna().any() else 0
+        if args.command == "check":
+            return check_command(args)
         if args.command == "store":
             return _store_command(args.action, args.store, args.limit, args.older_than)
     except ValarError as exc:
