@@ -98,3 +98,10 @@ def test_cli_latency_profiles_and_switches():
     assert windows.latency_for("asap") == Latency(median=2.0, sigma=0.5, minimum=0.5)
     assert _cli().idempotency is True
     assert _cli("--ignore-idempotency").idempotency is False
+
+
+def test_the_start_line_says_which_latency_is_in_force():
+    from valar_pandas.emulator._cli import _pace
+
+    assert _pace(_cli()) == "asap 4 s median, standard 300 s median"
+    assert _pace(_cli("--latency-profile", "fast")) == "0.2 s median, every window"

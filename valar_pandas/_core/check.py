@@ -208,7 +208,9 @@ class CheckPlan:
             f"  POST /responses  asap      a strict structured output (a yes/no JSON schema, "
             f"max {MAX_OUTPUT_TOKENS} tokens)"
         )
-        lines.append("  GET  /batches, POST /batches (no items): is the Batch API available (free)")
+        lines.append(
+            "  GET  /batches, POST /batches (no items)   is the Batch API available (free)"
+        )
         if self.cost is None:
             cost = "unknown: the model is not in the price table"
         else:

@@ -154,6 +154,14 @@ def _by_window(args: argparse.Namespace) -> dict[str, Latency]:
     return laws
 
 
+def _pace(config: EmulatorConfig) -> str:
+    """The latency in force, in a few words, for the line printed at start."""
+    if config.latency is not None:
+        return f"{config.latency.median:g} s median, every window"
+    laws = config.latency_by_window
+    return ", ".join(f"{w} {laws[w].median:g} s median" for w in ("asap", "standard"))
+
+
 async def _serve(emulator: Emulator, host: str, port: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -166,7 +174,7 @@ async def _serve(emulator: Emulator, host: str, port: int) -> None:
     async with emulator.serve(host, port) as base_url:
         print(
             f"Valar emulator serving at {base_url}  (api key: {emulator.config.api_key}; "
-            "Ctrl-C to stop)",
+            f"latency: {_pace(emulator.config)}; Ctrl-C to stop)",
             flush=True,
         )
         await stop.wait()
