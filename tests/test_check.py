@@ -181,3 +181,13 @@ def test_the_function_checks_its_arguments_before_sending(serve):
     with pytest.raises(ConfigError, match="timeout"):
         valar_pandas.check(client=client, timeout=float("nan"), progress=None)
     assert emulator.stats.total_requests == 0
+
+
+def test_a_server_that_echoes_the_key_never_gets_it_printed(serve_cli, capsys):
+    serve_cli(api_key=KEY, batch_api=True, faults=Faults(echo_key=True))
+    code, out = run_check(capsys, "--windows", "asap")  # run_check: the key is nowhere
+    assert code == 1
+    found = levels(out)
+    assert found["background asap"] == "FAIL" and found["strict structured output"] == "FAIL"
+    assert "may not use this model" in table(out)["background asap"][3]
+    assert "\x1b" not in out  # the server's terminal escapes are shown, never obeyed

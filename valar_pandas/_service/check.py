@@ -120,7 +120,7 @@ async def _run(client: ValarClient, plan: CheckPlan, timeout: float, say: Say) -
         if rows[-1].level == "pass":
             run = uuid.uuid4().hex[:16]
             watched = [_Watched(p, f"vpcheck-{run}-{i}") for i, p in enumerate(plan.probes)]
-            say("Waiting for the answers (Ctrl-C stops; nothing is left to pay for)...")
+            say("Waiting for the answers (Ctrl-C stops the wait; nothing more is sent)...")
             await asyncio.gather(*(_watch(http, w, plan.model, timeout, say) for w in watched))
             rows.extend(_window(w, timeout) for w in watched[:-1])
             rows.append(await _replay(http, watched[0]))
