@@ -213,6 +213,8 @@ async def _models(http: Http, model: str) -> list[CheckRow]:
 def _skipped(plan: CheckPlan, cause: CheckRow) -> list[CheckRow]:
     why = f"not tried: the {cause.name} check failed"
     names = [p.name for p in plan.probes[:-1]] + ["idempotent replay", "strict structured output"]
+    if cause.name == "API key":
+        names.insert(0, "model")
     return [CheckRow(name, "skip", "-", why) for name in names]
 
 
