@@ -299,8 +299,11 @@ OPTIONS: tuple[Option, ...] = (
            Flag("answer from the run store what it holds; --no-cache asks every row afresh "
                 "and keeps nothing (no resume)", "switch")),
     Option("retry_failed", "execution", True,
-           "Ask again, on a re-run, rows the server failed last time.",
-           Flag("ask again, once, the rows the server failed in an earlier run", "switch")),
+           "Ask again, on a re-run, rows the server failed last time (``failed`` or "
+           "``cancelled``; a truncated, ``incomplete`` answer stands until the request "
+           "changes, e.g. a larger ``max_output_tokens``).",
+           Flag("ask again, once, the rows the server failed (failed, cancelled) in an "
+                "earlier run; a truncated answer stands until the request changes", "switch")),
     Option("store", "execution", None,
            "The run store file; None or True for the default location "
            "(``VALAR_PANDAS_STORE`` or the user cache directory); False for none.",
