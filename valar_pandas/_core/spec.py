@@ -282,9 +282,10 @@ OPTIONS: tuple[Option, ...] = (
            offline="the command draws a bar on stderr; --quiet hides it"),
     Option("details", "presentation", False,
            "Also add ``<into>_response_id``, ``_status``, ``_input_tokens`` and "
-           "``_output_tokens`` columns.",
-           Flag("also write <into>_response_id, _status, _input_tokens and _output_tokens",
-                "switch")),
+           "``_output_tokens`` columns, and ``_partial``: the text of an answer cut short "
+           "(``incomplete``), which the answer column never holds.",
+           Flag("also write <into>_response_id, _status, _input_tokens, _output_tokens and "
+                "_partial (the text of an answer cut short)", "switch")),
     Option("on_missing", "request", "empty",
            'For missing values in columns the template names: ``"empty"`` renders them as '
            '``""``; ``"skip"`` leaves the row unsent, with a reason.',

@@ -70,6 +70,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="answer 404 on the /v1/batches endpoints, as a server without the Batch API",
     )
+    add(
+        "--truncation",
+        choices=("incomplete", "completed"),
+        default="incomplete",
+        help="how an answer cut at max_output_tokens is reported: status incomplete, or "
+        "completed with incomplete_details (default incomplete)",
+    )
     return parser  # fmt: skip
 
 
@@ -94,6 +101,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         seed=args.seed,
         cancel_supported=not args.no_cancel,
         batch_api=not args.no_batch_api,
+        truncation=args.truncation,
     )
 
 

@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 Vocabulary = Literal["pending", "queued"]
+Truncation = Literal["incomplete", "completed"]
 
 DEFAULT_API_KEY = "sk-emulator"
 
@@ -175,6 +176,10 @@ class EmulatorConfig:
             as on a server where the Batch API is not available).
         batch_max_requests: Most items one batch may hold (the contract's 100,000).
         batch_max_bytes: A batch create body must stay under this many bytes (256 MB).
+        truncation: How an answer cut at ``max_output_tokens`` is reported: ``"incomplete"``
+            (status ``incomplete``) or ``"completed"`` (status ``completed`` with
+            ``incomplete_details: {"reason": "max_output_tokens"}`` and the partial text, as
+            a server may say it).
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -188,6 +193,7 @@ class EmulatorConfig:
     batch_api: bool = True
     batch_max_requests: int = 100_000
     batch_max_bytes: int = 256 * 1024 * 1024
+    truncation: Truncation = "incomplete"
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -215,3 +221,8 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EmulatorConfig.{name} must be a positive int, got {value!r}")
+        if self.truncation not in ("incomplete", "completed"):
+            raise ValueError(
+                "EmulatorConfig.truncation must be 'incomplete' or 'completed', "
+                f"got {self.truncation!r}"
+            )
