@@ -159,6 +159,9 @@ def test_a_rerun_pays_nothing_for_cut_rows_and_a_larger_cap_asks_again(serve):
     assert first["output_status"].tolist() == ["completed"] * 2 + ["incomplete"] * 2
     assert emulator.stats.inferences == 4
 
+    estimate = df.valar.estimate("say {q}", client=client, max_output_tokens=3, model=MODEL,
+                                 completion_window="asap")  # fmt: skip
+    assert (estimate.cache_hits, estimate.to_send) == (4, 0)  # the estimate agrees: free
     again = df.valar.run("say {q}", client=client, max_output_tokens=3, details=True, **FAST)
     assert emulator.stats.inferences == 4  # the same bodies: nothing sent, nothing paid
     assert emulator.stats.requests["POST /v1/responses"] == 4
