@@ -128,9 +128,13 @@ def test_details_columns(serve):
 def test_incomplete_answer_keeps_partial_text_and_says_why(serve):
     _, client = serve()
     df = pd.DataFrame({"q": ["one two three four five six"]})
-    out = df.valar.run("say {q}", client=client, max_output_tokens=2, **FAST)
-    assert out["output_error"].tolist() == ["incomplete: max_output_tokens"]
-    assert out["output"].tolist() == ["Echo: say"]
+    out = df.valar.run("say {q}", client=client, max_output_tokens=2, details=True, **FAST)
+    assert out["output_error"].tolist() == [
+        "incomplete: max_output_tokens: the answer was cut at the output cap; "
+        "raise max_output_tokens (now 2)"
+    ]
+    assert out["output"].isna().all()  # a cut answer is not an answer
+    assert out["output_partial"].tolist() == ["Echo: say"]
 
 
 def test_missing_values_render_empty_or_skip(serve):

@@ -161,7 +161,8 @@ def test_parse_usage_aliases():
                 "output": [_message("part")],
             },
             "incomplete",
-            "incomplete: max_output_tokens",
+            "incomplete: max_output_tokens: the answer was cut at the output cap; "
+            "raise max_output_tokens",
         ),
         (
             {"id": "r", "status": "completed", "output": []},

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "REASKED",
     "SERVER_VERDICTS",
     "BatchCreated",
     "BatchLost",
@@ -33,6 +34,12 @@ SERVER_VERDICTS = frozenset({"completed", "failed", "cancelled", "incomplete"})
 """Outcomes the server decided. Only these are recorded as done: a row the client gave up
 on (a connection that kept failing, a run stopped midway) keeps its key and response id, so
 a re-run resumes it instead of paying for it again."""
+
+REASKED = frozenset({"failed", "cancelled"})
+"""Server verdicts ``retry_failed`` asks again on a later call. An ``incomplete`` answer
+(cut at ``max_output_tokens``, stopped by a content filter) is not: the same body would be
+cut the same way and paid for again. A changed request (another cap, prompt, model or
+``salt``) is another body, with a fingerprint of its own, and is asked."""
 
 
 @dataclass(frozen=True, slots=True)

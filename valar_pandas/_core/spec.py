@@ -282,9 +282,10 @@ OPTIONS: tuple[Option, ...] = (
            offline="the command draws a bar on stderr; --quiet hides it"),
     Option("details", "presentation", False,
            "Also add ``<into>_response_id``, ``_status``, ``_input_tokens`` and "
-           "``_output_tokens`` columns.",
-           Flag("also write <into>_response_id, _status, _input_tokens and _output_tokens",
-                "switch")),
+           "``_output_tokens`` columns, and ``_partial``: the text of an answer cut short "
+           "(``incomplete``), which the answer column never holds.",
+           Flag("also write <into>_response_id, _status, _input_tokens, _output_tokens and "
+                "_partial (the text of an answer cut short)", "switch")),
     Option("on_missing", "request", "empty",
            'For missing values in columns the template names: ``"empty"`` renders them as '
            '``""``; ``"skip"`` leaves the row unsent, with a reason.',
@@ -299,8 +300,11 @@ OPTIONS: tuple[Option, ...] = (
            Flag("answer from the run store what it holds; --no-cache asks every row afresh "
                 "and keeps nothing (no resume)", "switch")),
     Option("retry_failed", "execution", True,
-           "Ask again, on a re-run, rows the server failed last time.",
-           Flag("ask again, once, the rows the server failed in an earlier run", "switch")),
+           "Ask again, on a re-run, rows the server failed last time (``failed`` or "
+           "``cancelled``; a truncated, ``incomplete`` answer stands until the request "
+           "changes, e.g. a larger ``max_output_tokens``).",
+           Flag("ask again, once, the rows the server failed (failed, cancelled) in an "
+                "earlier run; a truncated answer stands until the request changes", "switch")),
     Option("store", "execution", None,
            "The run store file; None or True for the default location "
            "(``VALAR_PANDAS_STORE`` or the user cache directory); False for none.",

@@ -25,8 +25,10 @@ from .._core.models import Outcome
 
 __all__ = ["DETAILS", "attach", "check_columns", "merge", "outcome_columns", "planned_columns"]
 
-DETAILS = ("response_id", "status", "input_tokens", "output_tokens")
-"""Suffixes of the columns ``details=True`` adds: ``<into>_response_id`` and so on."""
+DETAILS = ("response_id", "status", "input_tokens", "output_tokens", "partial")
+"""Suffixes of the columns ``details=True`` adds: ``<into>_response_id`` and so on.
+``<into>_partial`` holds the text of a truncated (``incomplete``) answer, which is never put
+in the answer column."""
 
 
 def merge(df: pd.DataFrame, outcomes: Sequence[Outcome], into: str, details: bool) -> pd.DataFrame:
@@ -36,7 +38,7 @@ def merge(df: pd.DataFrame, outcomes: Sequence[Outcome], into: str, details: boo
         df: The input frame (left untouched).
         outcomes: One outcome per row, in row order.
         into: Name of the text column; the error column is ``<into>_error``.
-        details: Also add response id, status, and input/output token columns.
+        details: Also add response id, status, input/output token and partial-text columns.
 
     Returns:
         A new frame: every original column and row, plus the output columns.
@@ -59,7 +61,7 @@ def outcome_columns(
     Args:
         outcomes: One outcome per row.
         into: The column prefix.
-        details: Add response id, status and token columns.
+        details: Add response id, status, token and partial-text columns.
         values: Typed value columns replacing the text column (a scoring run).
         errors: Per-row errors replacing the outcomes' own (a scoring run adds parse errors).
 
@@ -67,7 +69,7 @@ def outcome_columns(
         Column name → array.
     """
     columns: dict[str, ExtensionArray] = (
-        dict(values) if values is not None else {into: _text([o.text for o in outcomes])}
+        dict(values) if values is not None else {into: _text([_answer(o) for o in outcomes])}
     )
     columns[f"{into}_error"] = _text(
         list(errors) if errors is not None else [o.error for o in outcomes]
@@ -81,7 +83,15 @@ def outcome_columns(
         columns[f"{into}_output_tokens"] = pd.array(
             [o.output_tokens for o in outcomes], dtype="Int64"
         )
+        columns[f"{into}_partial"] = _text(
+            [o.text if o.status == "incomplete" else None for o in outcomes]
+        )
     return columns
+
+
+def _answer(outcome: Outcome) -> str | None:
+    """A row's answer: its text, unless the answer was cut short (that is ``_partial``)."""
+    return None if outcome.status == "incomplete" else outcome.text
 
 
 def planned_columns(

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._core.errors import StoreError
 from .._core.log import child
-from .._core.models import Event, Finished, Outcome, Request
+from .._core.models import REASKED, Event, Finished, Outcome, Request
 from .._core.options import RunOptions
 from .._core.plan import Plan
 from .._core.wire import attempt_key
@@ -34,6 +34,7 @@ __all__ = [
     "prepare_work",
     "served_from_store",
     "split",
+    "stands",
 ]
 
 
@@ -74,10 +75,20 @@ def served_from_store(stored: Stored, options: RunOptions) -> bool:
         options: ``retry_failed`` decides whether a failure stands.
 
     Returns:
-        True for a stored success, and for a stored failure unless it is to be re-asked.
+        True for a stored success, and for a stored failure unless it is to be re-asked
+        (:func:`stands`).
     """
     outcome = stored.outcome
-    return outcome is not None and (outcome.ok or not options.retry_failed)
+    return outcome is not None and stands(outcome, options)
+
+
+def stands(outcome: Outcome, options: RunOptions) -> bool:
+    """Whether a stored verdict is the answer (else ``retry_failed`` asks again).
+
+    A success stands; so does every failure without ``retry_failed``, and with it every
+    failure a re-ask of the same body cannot fix (:data:`REASKED` names the others).
+    """
+    return outcome.ok or not options.retry_failed or outcome.status not in REASKED
 
 
 def prepare_work(
@@ -134,8 +145,7 @@ def split(
             continue
         outcome = stored.outcome
         if outcome is not None and (
-            outcome.ok
-            or not options.retry_failed
+            stands(outcome, options)
             or fingerprint in asked
             or stored.holder is not None  # a live run's fresh verdict
         ):

@@ -158,7 +158,7 @@ class _Run:
             "POST",
             "/responses",
             timeout=self.create_timeout,
-            read=read_response,
+            read=lambda reply: read_response(reply, request.body),
             payload=request.payload,
             key=request.idempotency_key,
             on_try=self.tried,

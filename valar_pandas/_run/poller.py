@@ -152,7 +152,7 @@ class Poller:
         watch.polls += 1
         if reply.status == 200:
             try:
-                parsed = read_response(reply)
+                parsed = read_response(reply, None if watch.request is None else watch.request.body)
             except ValueError:
                 self.poll_failed(watch, None, "HTTP 200 with an unreadable body", None)
                 return
@@ -228,8 +228,10 @@ class Poller:
         self.watch(watch, min(delay, max(schedule.deadline - age, 0.0)))
 
 
-def read_response(reply: Reply) -> ParsedResponse | TooDeep:
+def read_response(reply: Reply, sent: Mapping[str, Any] | None = None) -> ParsedResponse | TooDeep:
     """The reply's Response object, or the :class:`TooDeep` it nests past (a row error).
+
+    ``sent`` is the request body it answers, when at hand (a truncation names its cap).
 
     Raises:
         ValueError: The body is not a Response object (unreadable: worth another try).
@@ -238,7 +240,7 @@ def read_response(reply: Reply) -> ParsedResponse | TooDeep:
         obj = decode_json(reply.body)
     except TooDeep as exc:
         return exc
-    parsed = parse_response(obj)
+    parsed = parse_response(obj, sent)
     if parsed.status == "unknown" and parsed.response_id is None:
         raise ValueError("not a Response object")
     return parsed

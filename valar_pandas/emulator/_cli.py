@@ -102,6 +102,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--ignore-idempotency",
         action="store_true",
         help="ignore Idempotency-Key headers: every create is a new, billed inference",
+        "--truncation",
+        choices=("incomplete", "completed"),
+        default="incomplete",
+        help="how an answer cut at max_output_tokens is reported: status incomplete, or "
+        "completed with incomplete_details (default incomplete)",
     )
     return parser  # fmt: skip
 
@@ -127,6 +132,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         batch_api=not args.no_batch_api,
         latency_by_window=_by_window(args),
         idempotency=not args.ignore_idempotency,
+        truncation=args.truncation,
     )
 
 

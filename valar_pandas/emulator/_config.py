@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 Vocabulary = Literal["pending", "queued"]
+Truncation = Literal["incomplete", "completed"]
 
 DEFAULT_API_KEY = "sk-emulator"
 
@@ -210,6 +211,10 @@ class EmulatorConfig:
             300 s). A create without a window, and every batch item, runs on ``standard``.
         idempotency: Whether ``Idempotency-Key`` replays the first create; False makes a
             server that ignores the header, so every create is a new, billed inference.
+        truncation: How an answer cut at ``max_output_tokens`` is reported: ``"incomplete"``
+            (status ``incomplete``) or ``"completed"`` (status ``completed`` with
+            ``incomplete_details: {"reason": "max_output_tokens"}`` and the partial text, as
+            a server may say it).
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -225,6 +230,7 @@ class EmulatorConfig:
     batch_max_bytes: int = 256 * 1024 * 1024
     latency_by_window: Mapping[str, Latency] = field(default_factory=lambda: REALISTIC_LATENCY)
     idempotency: bool = True
+    truncation: Truncation = "incomplete"
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -265,6 +271,11 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EmulatorConfig.{name} must be a positive int, got {value!r}")
+        if self.truncation not in ("incomplete", "completed"):
+            raise ValueError(
+                "EmulatorConfig.truncation must be 'incomplete' or 'completed', "
+                f"got {self.truncation!r}"
+            )
 
     def latency_for(self, window: str) -> Latency:
         """The law a response on a completion window takes its latency from.

@@ -230,6 +230,7 @@ class Emulator:
             text=text,
             input_tokens=input_tokens(texts[2]),
             output_tokens=0 if outcome == "failed" else len(text.split()),
+            truncation=self._config.truncation,
         )
         self.store.records[record.id] = record
         self.stats.inferences += 1

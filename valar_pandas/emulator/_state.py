@@ -37,6 +37,8 @@ class Record:
         input_tokens: Billed input tokens.
         output_tokens: Billed output tokens.
         cancelled: Set when cancelled before finishing.
+        truncation: How an ``incomplete`` outcome is reported: ``"incomplete"``, or
+            ``"completed"`` with ``incomplete_details`` (the configuration when created).
     """
 
     id: str
@@ -54,6 +56,7 @@ class Record:
     input_tokens: int
     output_tokens: int
     cancelled: bool = False
+    truncation: str = "incomplete"
 
 
 def status_of(record: Record, now: float, words: tuple[str, str]) -> str:
@@ -117,6 +120,8 @@ def render(record: Record, status: str) -> dict[str, Any]:
         usage = _usage(record.input_tokens, record.output_tokens)
         if status == "incomplete":
             incomplete = {"reason": "max_output_tokens"}
+            if record.truncation == "completed":  # cut, yet reported completed
+                status = "completed"
     elif status == "failed":
         error = {"code": "server_error", "message": record.text}
     return {

@@ -22,6 +22,7 @@ __all__ = [
     "ParsedResponse",
     "Status",
     "error_summary",
+    "incomplete_error",
     "normalise_status",
     "output_text",
     "parse_response",
@@ -116,11 +117,19 @@ class ParsedResponse:
     outcome: Outcome | None
 
 
-def parse_response(obj: object) -> ParsedResponse:
+def parse_response(obj: object, sent: Mapping[str, Any] | None = None) -> ParsedResponse:
     """Read a Response object (create, replay or retrieve).
+
+    A response that carries ``incomplete_details`` (any value but null) is ``incomplete``
+    whatever its ``status`` says, once the server has stopped working on it (any status but
+    queued, running, failed or cancelled): a ``completed`` answer cut at the output cap is
+    partial text, never a success. Its error names the reason and what to change
+    (:func:`incomplete_error`).
 
     Args:
         obj: The decoded JSON body.
+        sent: The request body it answers, when the caller has it: its ``max_output_tokens``
+            is the cap a truncation names; without it, the cap the response echoes is named.
 
     Returns:
         What the client needs: status, id and, when terminal, the outcome. A body that is not
@@ -133,6 +142,9 @@ def parse_response(obj: object) -> ParsedResponse:
         return ParsedResponse("unknown", repr(obj)[:60], None, None)
     raw = obj.get("status")
     status = normalise_status(raw)
+    cut = obj.get("incomplete_details")
+    if cut is not None and status in ("completed", "incomplete", "unknown"):
+        status = "incomplete"  # cut short, whatever the status word: never a success
     sent_id = obj.get("id")
     rid = sent_id if usable_id(sent_id) else None
     raw_status = encodable(raw) if isinstance(raw, str) else repr(raw)
@@ -162,13 +174,63 @@ def parse_response(obj: object) -> ParsedResponse:
         if text is None:
             status, error = "failed", "completed without any output text"
     elif status == "incomplete":
-        details = obj.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, Mapping) else None
-        error = f"incomplete: {_shorten(str(reason)) if reason else 'no reason given'}"
+        known, cap = _cap(obj, sent)
+        error = incomplete_error(cut, cap, known=known)
     else:
         error = f"{status}: {_reason(obj.get('error')) or 'no reason given'}"
     outcome = Outcome(status, text, error, rid, tokens_in, tokens_out, cached)  # type: ignore[arg-type]
     return ParsedResponse(status, raw_status, rid, outcome)
+
+
+def incomplete_error(details: object, cap: int | None, *, known: bool = True) -> str:
+    """A truncated answer's row error: the reason, and the option that changes it.
+
+    Args:
+        details: The response's ``incomplete_details``, in any shape (an object with a
+            ``reason``, a bare string, anything else).
+        cap: The ``max_output_tokens`` the request was sent with; None when it was not set.
+        known: False when the cap the request was sent with is not known (not at hand, and
+            not echoed by the server): the error then names the option alone.
+
+    Returns:
+        ``incomplete: <reason>``, then what to do about it.
+
+    Example:
+        >>> incomplete_error({"reason": "max_output_tokens"}, 16)
+        'incomplete: max_output_tokens: the answer was cut at the output cap; raise max_output_tokens (now 16)'
+    """  # noqa: E501
+    reason = details.get("reason") if isinstance(details, Mapping) else details
+    if not isinstance(reason, str) or not reason.strip():
+        return "incomplete: no reason given"
+    said = _shorten(reason)
+    if reason.strip() == "max_output_tokens":
+        now = f"now {cap}" if cap is not None else "not set, so the server's default applied"
+        return f"incomplete: {said}: the answer was cut at the output cap; raise " + (
+            f"max_output_tokens ({now})" if known else "max_output_tokens"
+        )
+    if reason.strip() == "content_filter":
+        return (
+            f"incomplete: {said}: the server's content filter stopped the answer; asking "
+            "the same prompt again is not expected to pass, change the prompt or the model"
+        )
+    return f"incomplete: {said}"
+
+
+def _cap(obj: Mapping[str, Any], sent: Mapping[str, Any] | None) -> tuple[bool, int | None]:
+    """Whether the output cap a response was asked with is known, and that cap.
+
+    The request's own when at hand, else the one the response echoes (a field of the
+    Response object); unknown when neither says.
+    """
+    source = sent if sent is not None else obj
+    if sent is None and "max_output_tokens" not in obj:
+        return False, None
+    cap = source.get("max_output_tokens")
+    if cap is None:
+        return True, None
+    if isinstance(cap, int) and not isinstance(cap, bool) and 0 < cap <= MAX_TOKENS:
+        return True, cap
+    return False, None
 
 
 def error_summary(status_code: int, body: bytes | str | None) -> tuple[str | None, str]:
