@@ -102,6 +102,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--ignore-idempotency",
         action="store_true",
         help="ignore Idempotency-Key headers: every create is a new, billed inference",
+    )
+    add(
         "--truncation",
         choices=("incomplete", "completed"),
         default="incomplete",
