@@ -34,8 +34,8 @@ def _message(text: str) -> dict[str, object]:
 @pytest.mark.parametrize("status", ["completed", "COMPLETED", "incomplete", None, "finished"])
 @pytest.mark.parametrize(
     "details",
-    [{"reason": "max_output_tokens"}, "max_output_tokens", {}, {"type": "length"}, []],
-    ids=["object", "string", "empty", "no-reason", "list"],
+    [{"reason": "max_output_tokens"}, "max_output_tokens", {"type": "length"}, ["length"]],
+    ids=["object", "string", "no-reason", "list"],
 )
 def test_incomplete_details_make_any_finished_status_incomplete(status, details):
     obj = {"id": "r", "status": status, "incomplete_details": details, "output": [_message("pa")]}
@@ -45,10 +45,28 @@ def test_incomplete_details_make_any_finished_status_incomplete(status, details)
     assert outcome.error is not None and outcome.error.startswith("incomplete: ")
 
 
-def test_a_completed_answer_without_incomplete_details_is_a_success():
-    obj = {"id": "r", "status": "completed", "incomplete_details": None, "output": [_message("a")]}
+@pytest.mark.parametrize("details", [None, {}, [], "", "  "], ids=repr)
+def test_a_completed_answer_with_empty_incomplete_details_is_a_success(details):
+    obj = {
+        "id": "r",
+        "status": "completed",
+        "incomplete_details": details,
+        "output": [_message("a")],
+    }
     outcome = parse_response(obj).outcome
     assert outcome is not None and outcome.ok and outcome.text == "a"
+
+
+@pytest.mark.parametrize("details", [None, {}, []], ids=repr)
+def test_an_incomplete_status_is_incomplete_whatever_its_details_hold(details):
+    obj = {
+        "id": "r",
+        "status": "incomplete",
+        "incomplete_details": details,
+        "output": [_message("pa")],
+    }
+    outcome = parse_response(obj).outcome
+    assert outcome is not None and (outcome.status, outcome.text) == ("incomplete", "pa")
 
 
 @pytest.mark.parametrize("status", ["queued", "in_progress", "pending", "running"])

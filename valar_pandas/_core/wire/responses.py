@@ -143,7 +143,7 @@ def parse_response(obj: object, sent: Mapping[str, Any] | None = None) -> Parsed
     raw = obj.get("status")
     status = normalise_status(raw)
     cut = obj.get("incomplete_details")
-    if cut is not None and status in ("completed", "incomplete", "unknown"):
+    if _says_something(cut) and status in ("completed", "incomplete", "unknown"):
         status = "incomplete"  # cut short, whatever the status word: never a success
     sent_id = obj.get("id")
     rid = sent_id if usable_id(sent_id) else None
@@ -180,6 +180,20 @@ def parse_response(obj: object, sent: Mapping[str, Any] | None = None) -> Parsed
         error = f"{status}: {_reason(obj.get('error')) or 'no reason given'}"
     outcome = Outcome(status, text, error, rid, tokens_in, tokens_out, cached)  # type: ignore[arg-type]
     return ParsedResponse(status, raw_status, rid, outcome)
+
+
+def _says_something(details: object) -> bool:
+    """Whether ``incomplete_details`` holds anything: null, ``{}``, ``[]`` and ``""`` do not.
+
+    An empty value next to ``completed`` is read as "not cut": the field's shape is
+    undocumented, and a server that sends ``{}`` on every answer must not turn every row into
+    an error. An ``incomplete`` status is incomplete whatever this field holds.
+    """
+    if details is None:
+        return False
+    if isinstance(details, str | Mapping | list | tuple):
+        return bool(details.strip() if isinstance(details, str) else details)
+    return True
 
 
 def incomplete_error(details: object, cap: int | None, *, known: bool = True) -> str:
