@@ -43,6 +43,7 @@ def test_merge_details_columns_and_dtypes():
         "ans_status",
         "ans_input_tokens",
         "ans_output_tokens",
+        "ans_reasoning_tokens",
     ]
     assert str(out["ans_input_tokens"].dtype) == "Int64"
     assert out["ans_input_tokens"].tolist()[0] == 10 and pd.isna(out["ans_input_tokens"].iloc[1])

@@ -25,7 +25,7 @@ from .._core.models import Outcome
 
 __all__ = ["DETAILS", "attach", "check_columns", "merge", "outcome_columns", "planned_columns"]
 
-DETAILS = ("response_id", "status", "input_tokens", "output_tokens")
+DETAILS = ("response_id", "status", "input_tokens", "output_tokens", "reasoning_tokens")
 """Suffixes of the columns ``details=True`` adds: ``<into>_response_id`` and so on."""
 
 
@@ -59,7 +59,7 @@ def outcome_columns(
     Args:
         outcomes: One outcome per row.
         into: The column prefix.
-        details: Add response id, status and token columns.
+        details: Add response id, status and token columns (input, output, reasoning).
         values: Typed value columns replacing the text column (a scoring run).
         errors: Per-row errors replacing the outcomes' own (a scoring run adds parse errors).
 
@@ -80,6 +80,9 @@ def outcome_columns(
         )
         columns[f"{into}_output_tokens"] = pd.array(
             [o.output_tokens for o in outcomes], dtype="Int64"
+        )
+        columns[f"{into}_reasoning_tokens"] = pd.array(
+            [o.reasoning_tokens for o in outcomes], dtype="Int64"
         )
     return columns
 
