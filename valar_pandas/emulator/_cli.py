@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ._config import DEFAULT_API_KEY, EmulatorConfig, Faults, Latency
 from ._emulator import Emulator
+from ._reasoning import EFFORTS, REASONING_MODELS
 
 __all__ = ["main"]
 
@@ -70,7 +71,33 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="answer 404 on the /v1/batches endpoints, as a server without the Batch API",
     )
+    add(
+        "--reasoning-models",
+        type=_model_list,
+        default=REASONING_MODELS,
+        metavar="A,B",
+        help="models that spend reasoning tokens, within max_output_tokens (default: every "
+        "model of the pricing page but Gemma; '' for none)",
+    )
+    add(
+        "--reasoning-default",
+        choices=EFFORTS,
+        default="none",
+        help="the effort a reasoning model uses when a request sets none (default none)",
+    )
+    add(
+        "--cache-block",
+        type=int,
+        default=16,
+        metavar="TOKENS",
+        help="prefix-cache block, in tokens, for cached_tokens of repeated instructions "
+        "(0: off; default 16)",
+    )
     return parser  # fmt: skip
+
+
+def _model_list(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def _config(args: argparse.Namespace) -> EmulatorConfig:
@@ -94,6 +121,9 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         seed=args.seed,
         cancel_supported=not args.no_cancel,
         batch_api=not args.no_batch_api,
+        reasoning_models=args.reasoning_models,
+        reasoning_default=args.reasoning_default,
+        cache_block=args.cache_block,
     )
 
 

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ._reasoning import EFFORTS, REASONING_MODELS
+
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_MODELS",
@@ -175,6 +177,18 @@ class EmulatorConfig:
             as on a server where the Batch API is not available).
         batch_max_requests: Most items one batch may hold (the contract's 100,000).
         batch_max_bytes: A batch create body must stay under this many bytes (256 MB).
+        reasoning_models: The models that reason: their answers spend reasoning tokens
+            (by effort, see ``_reasoning.REASONING_TOKENS``), reported in
+            ``usage.output_tokens_details.reasoning_tokens``, counted in ``output_tokens``
+            and within ``max_output_tokens``; a cap they fill leaves no text at all. By
+            default every model of the pricing page but Gemma.
+        reasoning_default: The effort a reasoning model uses when the body sets no
+            ``reasoning.effort``. ``"none"`` by default, so answers stay as short as
+            requests without ``reasoning`` expect; a real reasoning model may reason
+            unasked (``"medium"`` is closer to one).
+        cache_block: Block size, in tokens, of the prefix cache: a request whose
+            instructions this emulator saw before on the same model reports them in
+            ``usage.input_tokens_details.cached_tokens``, in whole blocks; 0 turns it off.
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -188,6 +202,9 @@ class EmulatorConfig:
     batch_api: bool = True
     batch_max_requests: int = 100_000
     batch_max_bytes: int = 256 * 1024 * 1024
+    reasoning_models: tuple[str, ...] = REASONING_MODELS
+    reasoning_default: str = "none"
+    cache_block: int = 16
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -215,3 +232,18 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EmulatorConfig.{name} must be a positive int, got {value!r}")
+        given: object = self.reasoning_models  # a str would pass as a tuple of letters
+        if isinstance(given, str):
+            raise ValueError("EmulatorConfig.reasoning_models must be a sequence of model ids")
+        reasoning = tuple(self.reasoning_models)
+        if not all(isinstance(m, str) and m for m in reasoning):
+            raise ValueError("EmulatorConfig.reasoning_models must be a sequence of model ids")
+        object.__setattr__(self, "reasoning_models", reasoning)
+        if self.reasoning_default not in EFFORTS:
+            raise ValueError(
+                f"EmulatorConfig.reasoning_default must be one of {', '.join(EFFORTS)}, "
+                f"got {self.reasoning_default!r}"
+            )
+        block = self.cache_block
+        if not isinstance(block, int) or isinstance(block, bool) or block < 0:
+            raise ValueError(f"EmulatorConfig.cache_block must be an int ≥ 0, got {block!r}")
