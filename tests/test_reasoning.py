@@ -494,3 +494,16 @@ def test_a_version_4_store_gains_reasoning_tokens_and_keeps_its_answers(tmp_path
         assert old is not None and old.text == "hi" and old.output_tokens == 4
         assert old.reasoning_tokens is None  # not reported then: unknown, not zero
         assert store.info()["reasoning_tokens"] == 0
+
+
+def test_the_command_warns_when_answers_pass_the_budget(serve_cli, tmp_path, capsys):
+    emulator = serve_cli(latency=Latency(median=0.2, sigma=0.0))
+    words(10).to_parquet(tmp_path / "in.parquet")
+    args = ["run", str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), "--model", GLM,
+            "--template", TEMPLATE, "--completion-window", "asap", "--reasoning", "high",
+            "--budget", "1", "--price", "0,1000", "--quiet"]  # fmt: skip
+    assert main(args) == 1  # the rows past the budget are not sent
+    said = capsys.readouterr().err
+    assert "warning: this call spent $1.5480, $0.5480 past its budget" in said
+    assert "set --max-output-tokens to make the budget a hard cap" in said
+    assert emulator.stats.inferences == 3
