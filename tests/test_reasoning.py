@@ -507,3 +507,29 @@ def test_the_command_warns_when_answers_pass_the_budget(serve_cli, tmp_path, cap
     assert "warning: this call spent $1.5480, $0.5480 past its budget" in said
     assert "set --max-output-tokens to make the budget a hard cap" in said
     assert emulator.stats.inferences == 3
+
+
+def test_scoring_takes_reasoning_and_extra_fields_too(serve):
+    _, client = serve(latency=QUICK)
+    df = pd.DataFrame({"review": ["Absolutely love it, works perfectly", "Broke in a day"]})
+    asked = df.valar.requests(
+        "Review: {review}", model=GLM, labels=["positive", "negative"], reasoning="minimal",
+        extra_body={"user": "scorer"},
+    )  # fmt: skip
+    body = asked["body"].iloc[0]
+    assert body["reasoning"] == {"effort": "minimal"} and body["user"] == "scorer"
+    assert body["text"]["format"]["type"] == "json_schema"
+    out = df.valar.score(
+        "Review: {review}", client=client, model=GLM, labels=["positive", "negative"],
+        reasoning="minimal", extra_body={"user": "scorer"}, details=True, **NOW,
+    )  # fmt: skip
+    assert out["score"].tolist() == ["positive", "negative"]
+    assert out["score_reasoning_tokens"].tolist() == [8, 8]
+
+
+def test_reasoning_is_billed_once_within_the_output_and_never_lost():
+    price = Price(input=1.0, output=10.0)
+    within = Outcome("completed", "x", None, "r", 100, 50, 0, 40)  # 40 of the 50 reasoning
+    assert price.of(within) == pytest.approx((100 + 50 * 10) / 1e6)
+    apart = Outcome("completed", "x", None, "r", 100, 10, 0, 40)  # cannot include them
+    assert price.of(apart) == pytest.approx((100 + 50 * 10) / 1e6)
