@@ -84,7 +84,9 @@ class Budget:
             return
         self.in_flight -= self._reserved.pop(event.fingerprint, 0.0)
         self.spent += self.price.of(event.outcome)
-        self.longest = max(self.longest, event.outcome.output_tokens or 0)
+        output = event.outcome.output_tokens or 0
+        reasoning = event.outcome.reasoning_tokens or 0
+        self.longest = max(self.longest, output + reasoning if reasoning > output else output)
 
     @property
     def overspent(self) -> float:
