@@ -56,6 +56,7 @@ QUICK = Latency(median=0.0, sigma=0.0)
         ({"extra_body": {"top_p": math.nan}}, "JSON values only"),
         ({"extra_body": {"user": object()}}, "JSON values only"),
         ({"extra_body": {1: "x"}}, "keys must be field names"),
+        ({"extra_body": {"user": "\ud83d"}}, "JSON values only"),
         ({"extra_body": {"top_p": 1.5}}, "top_p must be a number from 0 to 1"),
         ({"extra_body": {"user": "u" * 257}}, "at most 256 characters"),
         ({"extra_body": {"prompt_cache_key": 7}}, "prompt_cache_key must be text"),
@@ -345,7 +346,7 @@ def test_the_command_refuses_an_owned_field_before_any_request(serve_cli, tmp_pa
     assert main([*base, "--extra-body", '{"max_output_tokens": 5}']) == 2
     said = capsys.readouterr().err
     assert "--extra-body may not set 'max_output_tokens'" in said
-    assert "the library sets it from --max-output-tokens" in said
+    assert "the command sets it from --max-output-tokens" in said
     with pytest.raises(SystemExit) as exited:
         main([*base, "--extra-body", "[1, 2]"])
     assert exited.value.code == 2 and "must be a JSON object" in capsys.readouterr().err

@@ -52,16 +52,28 @@ EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 SUMMARIES = ("auto", "concise", "detailed")
 """``reasoning.generate_summary`` as Valar documents it."""
 OWNED_FIELDS: dict[str, tuple[str, str]] = {
-    "model": ("model=", "--model"),
-    "input": ("the template", "--template"),
-    "instructions": ("instructions=", "--instructions"),
-    "max_output_tokens": ("max_output_tokens=", "--max-output-tokens"),
-    "temperature": ("temperature=", "--temperature"),
-    "reasoning": ("reasoning=", "--reasoning"),
-    "background": ("mode=", "--mode"),
-    "metadata": ("completion_window=", "--completion-window"),
-    "stream": ("nothing: answers are polled, never streamed",) * 2,
-    "store": ("nothing: Valar stores every response, and the library reads it by id",) * 2,
+    "model": ("the library sets it from model=", "the command sets it from --model"),
+    "input": ("the library sets it from the template", "the command sets it from --template"),
+    "instructions": (
+        "the library sets it from instructions=",
+        "the command sets it from --instructions",
+    ),
+    "max_output_tokens": (
+        "the library sets it from max_output_tokens=",
+        "the command sets it from --max-output-tokens",
+    ),
+    "temperature": (
+        "the library sets it from temperature=",
+        "the command sets it from --temperature",
+    ),
+    "reasoning": ("the library sets it from reasoning=", "the command sets it from --reasoning"),
+    "background": ("the library sets it from mode=", "the command sets it from --mode"),
+    "metadata": (
+        "the library sets it from completion_window=",
+        "the command sets it from --completion-window",
+    ),
+    "stream": ("answers are polled, never streamed",) * 2,
+    "store": ("Valar stores every response, and answers are read back by id",) * 2,
 }
 """Body fields the library sets itself, and what sets them instead of ``extra_body``."""
 MIN_MAX_RPS = 0.1
@@ -309,8 +321,8 @@ def check_extra_body(value: object, scoring: bool) -> dict[str, Any] | None:
         if key in OWNED_FIELDS:
             python, command = OWNED_FIELDS[key]
             raise ConfigError(
-                f"extra_body may not set {key!r}: the library sets it from {python}",
-                command=f"--extra-body may not set {key!r}: the library sets it from {command}",
+                f"extra_body may not set {key!r}: {python}",
+                command=f"--extra-body may not set {key!r}: {command}",
             )
         if key == "text" and scoring:
             raise ConfigError(
@@ -320,7 +332,9 @@ def check_extra_body(value: object, scoring: bool) -> dict[str, Any] | None:
                 "format comes from --score-labels, --score-scale or --schema",
             )
     try:
-        copied = json.loads(json.dumps(value, allow_nan=False, ensure_ascii=False))
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode()  # a lone surrogate cannot be sent
+        copied = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"extra_body must hold JSON values only ({exc})") from None
     top_p = copied.get("top_p")
