@@ -284,12 +284,19 @@ def test_the_budget_reserves_the_longest_answer_seen_when_there_is_no_cap(serve)
     # answer (512 reasoning + 4 words) $0.516. One create at a time, each answered before the
     # next is admitted: the second would pass $1 at the real length.
     price = Price(input=0.0, output=1_000.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", BudgetWarning)
+    with pytest.warns(BudgetWarning) as warned:
         out = words(5).valar.run(
             TEMPLATE, client=client, model=GLM, reasoning="high", budget=1.0, price=price,
             mode="realtime", concurrency=1, progress=None,
         )  # fmt: skip
+    # Said before anything is sent; and nothing was spent past the budget.
+    said = [str(w.message) for w in warned]
+    assert said == [
+        "budget= without max_output_tokens is not a hard cap: each answer is reserved at 256 "
+        "output tokens (or the longest answer seen so far) and a longer one, a reasoning "
+        "model's above all, is paid for in full; set max_output_tokens to make the budget a "
+        "hard cap"
+    ]
     assert emulator.stats.inferences == 1
     assert out.attrs["valar"]["spent_usd"] == pytest.approx(0.516)
     assert "budget_overspent_usd" not in out.attrs["valar"]
@@ -299,11 +306,18 @@ def test_the_budget_reserves_the_longest_answer_seen_when_there_is_no_cap(serve)
 def test_answers_longer_than_reserved_are_warned_of(serve):
     emulator, client = serve(latency=Latency(median=0.2, sigma=0.0))
     price = Price(input=0.0, output=1_000.0)
-    with pytest.warns(BudgetWarning, match="past its budget.*set max_output_tokens"):
+    with pytest.warns(BudgetWarning) as warned:
         out = words(10).valar.run(
             TEMPLATE, client=client, model=GLM, reasoning="high", budget=1.0, price=price,
             **NOW,
         )  # fmt: skip
+    first, passed = (str(w.message) for w in warned)
+    assert first.startswith("budget= without max_output_tokens is not a hard cap")
+    assert passed == (
+        "this call spent $1.5480, $0.5480 past its budget: answers were longer than what was "
+        "reserved for them, as no max_output_tokens capped them (a reasoning model's reasoning "
+        "is billed as output); set max_output_tokens to make the budget a hard cap"
+    )
     # Three default reservations ($0.256 each) fit before any answer; each answer cost $0.516.
     assert emulator.stats.inferences == 3
     assert out.attrs["valar"]["budget_overspent_usd"] == pytest.approx(3 * 0.516 - 1.0)
@@ -505,6 +519,7 @@ def test_the_command_warns_when_answers_pass_the_budget(serve_cli, tmp_path, cap
             "--budget", "1", "--price", "0,1000", "--quiet"]  # fmt: skip
     assert main(args) == 1  # the rows past the budget are not sent
     said = capsys.readouterr().err
+    assert "warning: --budget without --max-output-tokens is not a hard cap" in said
     assert "warning: this call spent $1.5480, $0.5480 past its budget" in said
     assert "set --max-output-tokens to make the budget a hard cap" in said
     assert emulator.stats.inferences == 3

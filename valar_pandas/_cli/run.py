@@ -38,7 +38,7 @@ from .._display.tally import Tally, close_display
 from .._files import Input, open_input, open_output, windows
 from .._run.loop import run_sync
 from .._scoring import ScoreSpec, make_spec, reply_judge
-from .._service.call import budget_passed, open_store, prepare_call
+from .._service.call import budget_passed, budget_uncapped, open_store, prepare_call
 from .._service.score import score_request_options
 from .._store import RunStore
 from .args import IN_FLIGHT, add_run_parser, joined_values
@@ -215,6 +215,8 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.budget is not None:
             assert setup.price is not None  # prepare_call refuses a budget without a price
             budget = Budget(args.budget, setup.price)
+            if setup.options.max_output_tokens is None:
+                print(f"valar-pandas: warning: {budget_uncapped(flags=True)}", file=sys.stderr)
         try:
             totals = run_sync(
                 stream(

@@ -31,7 +31,7 @@ from .._core.errors import BudgetWarning, ConfigError, RowErrors, StoreError, St
 from .._core.estimate import Estimate, estimate
 from .._core.options import RunOptions, validate_options
 from .._core.plan import Plan, plan_requests
-from .._core.prices import Price, resolve_price
+from .._core.prices import DEFAULT_OUTPUT_TOKENS, Price, resolve_price
 from .._core.prompt import CompiledTemplate, Row, compile_template
 from .._core.spec import PriceArg, StoreArg
 from .._display.progress import Judged, make_display
@@ -197,6 +197,17 @@ def _overspent(spent: float, budget: float | None, price: Price | None) -> float
     return max(spent - budget, 0.0)
 
 
+def budget_uncapped(flags: bool = False) -> str:
+    """What a call with a budget and no cap on its answers is told before it starts."""
+    budget, cap = ("--budget", "--max-output-tokens") if flags else ("budget=", "max_output_tokens")
+    return (
+        f"{budget} without {cap} is not a hard cap: each answer is reserved at "
+        f"{DEFAULT_OUTPUT_TOKENS} output tokens (or the longest answer seen so far) and a "
+        "longer one, a reasoning model's above all, is paid for in full; set "
+        f"{cap} to make the budget a hard cap"
+    )
+
+
 def budget_passed(spent: float, overspent: float) -> str:
     """What a call that spent past its budget says, and how to prevent it."""
     return (
@@ -316,6 +327,8 @@ def open_call(
     """
     if client is not None and not isinstance(client, ValarClient):
         raise ConfigError("client must be a valar_pandas.ValarClient")
+    if call.options.budget is not None and call.options.max_output_tokens is None:
+        warnings.warn(budget_uncapped(), BudgetWarning, stacklevel=3)
     client = client or default_client()
     if client.closed:
         raise ConfigError(CLOSED)
