@@ -43,6 +43,7 @@ def test_merge_details_columns_and_dtypes():
         "ans_status",
         "ans_input_tokens",
         "ans_output_tokens",
+        "ans_reasoning_tokens",
         "ans_partial",
     ]
     assert str(out["ans_input_tokens"].dtype) == "Int64"

@@ -173,7 +173,7 @@ def test_a_version_1_store_is_migrated_and_its_rows_survive(tmp_path):
             (EP,),
         )
     with RunStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         found = store.lookup(EP, ["done1", "sub1"])
         assert found["done1"].outcome == DONE
         assert (found["sub1"].state, found["sub1"].response_id) == ("submitted", "resp_2")
@@ -210,7 +210,7 @@ def test_a_version_2_store_loses_its_updated_at_index_and_keeps_its_rows(tmp_pat
         )
     assert "requests_updated" in _indexes(path)
     with RunStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         assert [r["fingerprint"] for r in store.rows()] == ["new", "old"]
         assert store.lookup(EP, ["old"])["old"].response_id == "resp_1"
         assert store.clear(older_than=86400) == 1
@@ -488,7 +488,7 @@ def test_a_version_3_store_gains_claims_and_keeps_its_rows(tmp_path):
             (EP,),
         )
     with RunStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         old = store.lookup(EP, ["old"])["old"]
         assert old.response_id == "resp_1" and old.holder is None
         assert store.claim(EP, "h:1:x", "m", ["new"], lambda known: {"new": ("k2", 0)}) == {}

@@ -314,9 +314,11 @@ class ValarAccessor:
         Returns:
             An :class:`Estimate`: rows, distinct requests, cache hits, skipped rows, requests
             to send, estimated input tokens (image parts by OpenAI's tile rule, counted in
-            ``images``), assumed output tokens (``max_output_tokens``, or 256 per request
-            when unset) and estimated cost for the completion window. No request body is
-            kept: a million rows take seconds and a few hundred MB.
+            ``images``), output tokens (``max_output_tokens`` per request, the worst case
+            with reasoning included; or 256 per request when unset, and the estimate is then
+            a lower bound: ``lower_bound`` is True and the table says so) and estimated
+            cost for the completion window. No request body is kept: a million rows take
+            seconds and a few hundred MB.
 
         Example:
             >>> df.valar.estimate("Review: {review}", model="zai-org/GLM-5.1-FP8")  # doctest: +SKIP

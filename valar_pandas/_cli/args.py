@@ -9,6 +9,7 @@ input, the template, windows, previews) are added here too.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 from collections.abc import Callable
@@ -119,6 +120,27 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    """A JSON object given inline, or read from the file named after a leading ``@``."""
+    shown = text
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {path}: {exc}") from None
+        shown = str(path)
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{shown!r} is not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"{shown!r} must be a JSON object, e.g. '{{\"top_p\": 0.9}}'"
+        )
+    return value
+
+
 _PARSE: dict[str, Callable[[str], Any] | None] = {
     "text": None,
     "choice": None,
@@ -131,6 +153,7 @@ _PARSE: dict[str, Callable[[str], Any] | None] = {
     "price": _price,
     "names": _names,
     "path": Path,
+    "json": _json_object,
 }
 
 _NUMBERS = re.compile(r"-[0-9.]+(?:[eE][+-]?\d+)?(?:,[+-]?[0-9.]+(?:[eE][+-]?\d+)?)*")

@@ -135,7 +135,10 @@ def _store_action(store: RunStore, action: str, limit: int, older_than: float | 
         print(f"rows:           {info['rows']:,}  by state: {info['by_state'] or {}}")
         print(f"finished:       {info['by_status'] or {}}")
         print(f"batches:        {info['batches']:,}")
-        print(f"tokens:         {info['input_tokens']:,} in, {info['output_tokens']:,} out")
+        print(
+            f"tokens:         {info['input_tokens']:,} in, {info['output_tokens']:,} out "
+            f"({info['reasoning_tokens']:,} of them reasoning)"
+        )
         print(f"oldest, newest: {_when(info['oldest'])}, {_when(info['newest'])}")
     elif action == "list":
         for row in list(store.rows(limit)):  # read whole first: a damaged file fails here

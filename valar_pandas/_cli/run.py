@@ -38,7 +38,7 @@ from .._display.tally import Tally, close_display
 from .._files import Input, open_input, open_output, windows
 from .._run.loop import run_sync
 from .._scoring import ScoreSpec, make_spec, reply_judge
-from .._service.call import open_store, prepare_call
+from .._service.call import budget_passed, budget_uncapped, open_store, prepare_call
 from .._service.score import score_request_options
 from .._store import RunStore
 from .args import IN_FLIGHT, add_run_parser, joined_values
@@ -215,6 +215,8 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.budget is not None:
             assert setup.price is not None  # prepare_call refuses a budget without a price
             budget = Budget(args.budget, setup.price)
+            if setup.options.max_output_tokens is None:
+                print(f"valar-pandas: warning: {budget_uncapped(flags=True)}", file=sys.stderr)
         try:
             totals = run_sync(
                 stream(
@@ -225,6 +227,14 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         finally:
             close_display(display)
         output.commit()
+        if budget is not None and budget.overspent:
+            print(
+                "valar-pandas: warning: "
+                + budget_passed(budget.spent, budget.overspent).replace(
+                    "max_output_tokens", "--max-output-tokens"
+                ),
+                file=sys.stderr,
+            )
         if store is not None and store.fault is not None:  # every answer is in the output
             print(
                 f"valar-pandas: warning: {store.fault.message(str(args.output), command=True)}",
@@ -273,6 +283,7 @@ def _summary(
         "first_error": totals.first_error,
         "input_tokens": tally.input_tokens,
         "output_tokens": tally.output_tokens,
+        "reasoning_tokens": tally.reasoning_tokens,
         "spent_usd": round(tally.spent, 9) if setup.price is not None else None,
         "http_requests": totals.http_requests,
         "invalid_retries": totals.invalid_retries,
@@ -293,7 +304,9 @@ def _print_summary(s: dict[str, Any], out: TextIO) -> None:
         f"Rows: {s['rows']:,}   answered: {s['answered']:,}   failed: {s['failed']:,}"
         + (f"   not sent (budget): {s['skipped']:,}" if s["skipped"] else "")
         + f"   from the run store: {s['cached']:,}",
-        f"Tokens: {s['input_tokens']:,} in, {s['output_tokens']:,} out   cost: {spent}",
+        f"Tokens: {s['input_tokens']:,} in, {s['output_tokens']:,} out"
+        + (f" ({s['reasoning_tokens']:,} reasoning)" if s["reasoning_tokens"] else "")
+        + f"   cost: {spent}",
         f"HTTP requests: {s['http_requests']:,} ({s['requests_per_row']:.2f} per row)   "
         f"wall time: {s['wall_s']:,.1f} s",
         f"Wrote {s['output']}",

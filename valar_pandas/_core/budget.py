@@ -1,9 +1,17 @@
 """A spending limit for one run: admit a create only while spend plus what is in flight fits.
 
 Pure accounting, fed by the engine's events; the engine asks :meth:`Budget.admit` before each
-create. In-flight requests are reserved at their estimated cost (estimated input tokens and
-``max_output_tokens``, or the assumed default); when a request finishes its reservation is
-replaced by the cost of the usage the server reported.
+create. In-flight requests are reserved at their estimated cost: estimated input tokens and
+the output's worst case, ``max_output_tokens`` (reasoning is billed as output and counts
+within it); when a request finishes its reservation is replaced by the cost of the usage the
+server reported.
+
+Without ``max_output_tokens`` an answer has no known worst case: a reasoning model can spend
+thousands of output tokens on one row. The reservation is then the largest output any answer
+of this run has used so far (at least the assumed default), so once long answers are seen
+every later create is reserved at their length; but the first answers in flight are reserved
+at the default, and spend can pass the limit. :attr:`Budget.overspent` says by how much, and
+the call warns of it: only ``max_output_tokens`` makes the budget a hard cap.
 """
 
 from __future__ import annotations
@@ -14,10 +22,18 @@ from .prices import DEFAULT_OUTPUT_TOKENS, Price, estimate_input_tokens
 __all__ = ["Budget", "estimated_cost"]
 
 
-def estimated_cost(request: Request, price: Price) -> float:
-    """USD a request is expected to cost at most, before it is sent."""
-    output = request.body.get("max_output_tokens") or DEFAULT_OUTPUT_TOKENS
-    return price.cost(estimate_input_tokens(request.body), int(output))
+def estimated_cost(request: Request, price: Price, longest: int = 0) -> float:
+    """USD a request is expected to cost at most, before it is sent.
+
+    Args:
+        request: The request.
+        price: The price.
+        longest: The most output tokens an answer of the run has used so far: the output
+            reserved when the request sets no ``max_output_tokens`` (at least the default).
+    """
+    cap = request.body.get("max_output_tokens")
+    output = int(cap) if cap else max(DEFAULT_OUTPUT_TOKENS, longest)
+    return price.cost(estimate_input_tokens(request.body), output)
 
 
 class Budget:
@@ -37,6 +53,8 @@ class Budget:
         self.price = price
         self.spent = 0.0
         self.in_flight = 0.0
+        self.longest = 0
+        """The most output tokens one answer of this run has used (reasoning included)."""
         self._reserved: dict[str, float] = {}
 
     def admit(self, request: Request) -> str | None:
@@ -50,7 +68,7 @@ class Budget:
         """
         if request.fingerprint in self._reserved:
             return None
-        cost = estimated_cost(request, self.price)
+        cost = estimated_cost(request, self.price, self.longest)
         if self.spent + self.in_flight + cost > self.limit:
             return (
                 f"not sent: the budget of ${self.limit:,.4f} would be exceeded "
@@ -66,3 +84,15 @@ class Budget:
             return
         self.in_flight -= self._reserved.pop(event.fingerprint, 0.0)
         self.spent += self.price.of(event.outcome)
+        output = event.outcome.output_tokens or 0
+        reasoning = event.outcome.reasoning_tokens or 0
+        self.longest = max(self.longest, output + reasoning if reasoning > output else output)
+
+    @property
+    def overspent(self) -> float:
+        """USD spent past the limit (0.0 within it): answers longer than reserved.
+
+        Only possible for requests without ``max_output_tokens`` (or by the error of the
+        input tokens' estimate).
+        """
+        return max(self.spent - self.limit, 0.0)

@@ -12,6 +12,8 @@ ValarError
 
 StoreWarning (a UserWarning): the run's answers are in the returned frame, but the run store
 could not record them
+BudgetWarning (a UserWarning): the call spent more than budget=, as answers without a
+max_output_tokens cap were longer than reserved
 ```
 
 Per-row failures are data (an ``<into>_error`` column), not exceptions, unless the caller asks
@@ -31,6 +33,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BatchUnavailable",
+    "BudgetWarning",
     "ConfigError",
     "EndpointError",
     "RowErrors",
@@ -161,3 +164,13 @@ class EndpointError(ValarError):
         super().__init__(message)
         self.cause = cause
         self.location = location
+
+
+class BudgetWarning(UserWarning):
+    """The call spent more than its ``budget=``.
+
+    A create is admitted only while spend plus what is reserved for answers in flight fits
+    the budget; without ``max_output_tokens`` an answer has no worst case to reserve (a
+    reasoning model bills its reasoning as output), so answers longer than reserved can
+    pass it. Set ``max_output_tokens`` to make the budget a hard cap.
+    """

@@ -80,9 +80,12 @@ class Estimate:
         to_send: Requests that will be sent (and billed).
         input_tokens: Estimated input tokens of the requests to send (no tokenizer:
             characters / 4, plus 4 per message, plus each image by OpenAI's tile rule).
-        output_tokens: Output tokens assumed for the requests to send.
+        output_tokens: Output tokens assumed for the requests to send: the worst case when
+            ``max_output_tokens`` caps each answer (reasoning included), else an assumption.
         output_assumed_per_request: ``max_output_tokens``, or the default when unset.
-        cost_usd: Estimated cost in USD, or None when the model has no known price.
+        cost_usd: Estimated cost in USD, or None when the model has no known price. With
+            ``max_output_tokens`` set, the output's worst case; without it, a lower bound
+            (see ``lower_bound``).
         model: The model id.
         completion_window: The window the price is for.
         price: The price used (USD per 1M tokens), or None.
@@ -90,6 +93,11 @@ class Estimate:
         prices_source: Where the shipped prices come from.
         images: Image parts in the requests to send (their tokens are in
             ``input_tokens``, estimated by OpenAI's per-image tile rule).
+        lower_bound: True when no ``max_output_tokens`` caps the answers: the output tokens
+            are the assumed default per request, and an answer (a reasoning model's above
+            all, whose reasoning is billed as output) can be far longer, so the cost can
+            be several times the estimate.
+        reasoning: The reasoning effort asked for, or None.
     """
 
     rows: int
@@ -107,6 +115,8 @@ class Estimate:
     prices_as_of: str = PRICES_AS_OF
     prices_source: str = PRICES_SOURCE
     images: int = 0
+    lower_bound: bool = False
+    reasoning: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The estimate as a plain dict."""
@@ -143,10 +153,24 @@ class Estimate:
                 if self.images
                 else []
             ),
-            f"  output tokens  ≤{self.output_tokens:>12,}   "
-            f"({self.output_assumed_per_request:,} per request)",
-            f"  cost           ~{cost}",
+            f"  output tokens  {'≥' if self.lower_bound else '≤'}{self.output_tokens:>12,}   "
+            f"({self.output_assumed_per_request:,} per request"
+            + (", assumed: no max_output_tokens)" if self.lower_bound else ", the cap)"),
+            f"  cost           {'≥' if self.lower_bound and self.cost_usd is not None else '~'}"
+            f"{cost}",
         ]
+        if self.lower_bound:
+            why = (
+                f"reasoning={self.reasoning!r} is billed as output, "
+                if self.reasoning not in (None, "none")
+                else "a reasoning model's reasoning is billed as output, "
+            )
+            lines.append(
+                "  LOWER BOUND: no max_output_tokens caps the answers, so "
+                f"{self.output_assumed_per_request:,} output tokens a request are assumed; "
+                f"{why}so the cost can be several times this. Set max_output_tokens for a "
+                "worst case."
+            )
         if self.price is not None:
             lines.append(
                 f"  price: ${self.price.input}/1M input, ${self.price.output}/1M output "
@@ -172,8 +196,13 @@ def estimate(
     model: str,
     completion_window: str,
     price: Price | None,
+    reasoning: str | None = None,
 ) -> Estimate:
     """Add up the tokens and cost of the requests a call would send.
+
+    With ``max_output_tokens`` set, every answer is assumed to use the whole cap (reasoning
+    counts within it): the output's worst case. Without it, the default per request is
+    assumed and the estimate is marked a lower bound.
 
     Args:
         rows: Rows in the frame.
@@ -185,6 +214,7 @@ def estimate(
         model: The model id.
         completion_window: The window the price is for.
         price: The price, or None when unknown.
+        reasoning: The reasoning effort asked for (named in the lower bound's warning).
 
     Returns:
         The estimate.
@@ -208,6 +238,8 @@ def estimate(
         completion_window=completion_window,
         price=price,
         images=sent.images,
+        lower_bound=max_output_tokens is None,
+        reasoning=reasoning,
     )
 
 

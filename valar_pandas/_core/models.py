@@ -71,6 +71,8 @@ class Outcome:
         input_tokens: Input tokens billed, when the server reported usage.
         output_tokens: Output tokens billed, when the server reported usage.
         cached_tokens: Of the input tokens, those served from the prefix cache.
+        reasoning_tokens: Of the output tokens, those the model spent reasoning (billed as
+            output, never part of ``text``), when the server reported them.
     """
 
     status: RowStatus
@@ -80,6 +82,7 @@ class Outcome:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def ok(self) -> bool:

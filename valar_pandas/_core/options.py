@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import json
 import math
 import numbers
 import operator
@@ -32,6 +33,8 @@ __all__ = [
     "RunOptions",
     "as_int",
     "as_real",
+    "check_extra_body",
+    "check_reasoning",
     "checked_arguments",
     "validate_options",
 ]
@@ -44,6 +47,35 @@ WINDOWS = ("standard", "asap")
 ERRORS = ("column", "raise")
 PROGRESS = ("auto", "tqdm", "widget", None)
 ON_MISSING = ("empty", "skip")
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+"""``reasoning.effort`` as Valar documents it (its support page)."""
+SUMMARIES = ("auto", "concise", "detailed")
+"""``reasoning.generate_summary`` as Valar documents it."""
+OWNED_FIELDS: dict[str, tuple[str, str]] = {
+    "model": ("the library sets it from model=", "the command sets it from --model"),
+    "input": ("the library sets it from the template", "the command sets it from --template"),
+    "instructions": (
+        "the library sets it from instructions=",
+        "the command sets it from --instructions",
+    ),
+    "max_output_tokens": (
+        "the library sets it from max_output_tokens=",
+        "the command sets it from --max-output-tokens",
+    ),
+    "temperature": (
+        "the library sets it from temperature=",
+        "the command sets it from --temperature",
+    ),
+    "reasoning": ("the library sets it from reasoning=", "the command sets it from --reasoning"),
+    "background": ("the library sets it from mode=", "the command sets it from --mode"),
+    "metadata": (
+        "the library sets it from completion_window=",
+        "the command sets it from --completion-window",
+    ),
+    "stream": ("answers are polled, never streamed",) * 2,
+    "store": ("Valar stores every response, and answers are read back by id",) * 2,
+}
+"""Body fields the library sets itself, and what sets them instead of ``extra_body``."""
 MIN_MAX_RPS = 0.1
 """The smallest request budget, requests a second: one request every ten seconds. A row costs
 at least two requests (a create, then a poll; one in realtime mode), so at this floor a row
@@ -82,6 +114,10 @@ class RunOptions:
     """The label of the batches a batch run creates."""
     max_rps: float | None = DEFAULT_MAX_RPS
     """The most HTTP requests a second, every kind together; None for no limit."""
+    reasoning: dict[str, str] | None = None
+    """The ``reasoning`` field of every request (``{"effort": ...}``), or None."""
+    extra_body: dict[str, Any] | None = None
+    """More fields of every request body (a JSON-safe copy of what was given), or None."""
 
     @property
     def background(self) -> bool:
@@ -218,6 +254,101 @@ def _choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
         raise ConfigError(f"unknown {name} {value!r}; use one of {shown}")
 
 
+def check_reasoning(value: object) -> dict[str, str] | None:
+    """``reasoning=`` as the body's ``reasoning`` field, checked.
+
+    Args:
+        value: An effort word, a mapping of ``effort`` and ``generate_summary``, or None.
+
+    Returns:
+        ``{"effort": ...}`` (and ``generate_summary`` when given), or None.
+
+    Raises:
+        ConfigError: An unknown word or key, or a value of the wrong type.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        _choice("reasoning effort", value, EFFORTS)
+        return {"effort": value}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"reasoning must be an effort ({', '.join(EFFORTS)}) or a mapping of 'effort' "
+            f"and 'generate_summary', got {_got(value)}"
+        )
+    unknown = [k for k in value if k not in ("effort", "generate_summary")]
+    if unknown or not value:
+        said = f"has {unknown[0]!r}" if unknown else "is empty"
+        raise ConfigError(
+            f"reasoning {said}: give 'effort' ({', '.join(EFFORTS)}) and/or "
+            f"'generate_summary' ({', '.join(SUMMARIES)})"
+        )
+    out: dict[str, str] = {}
+    if "effort" in value:
+        _choice("reasoning effort", value["effort"], EFFORTS)
+        out["effort"] = value["effort"]
+    if "generate_summary" in value:
+        _choice("reasoning generate_summary", value["generate_summary"], SUMMARIES)
+        out["generate_summary"] = value["generate_summary"]
+    return out
+
+
+def check_extra_body(value: object, scoring: bool) -> dict[str, Any] | None:
+    """``extra_body=`` checked and copied: JSON only, no field the library sets itself.
+
+    The copy is made through JSON, so a later change to the caller's mapping changes no
+    request, and what is fingerprinted is what is sent. The fields Valar documents are
+    checked as it documents them: ``top_p`` a number from 0 to 1, ``user`` text of at most
+    256 characters, ``prompt_cache_key`` text.
+
+    Args:
+        value: A mapping of field names to JSON values, or None.
+        scoring: Whether the call is a scoring call (``text`` is then the library's).
+
+    Returns:
+        The fields, or None when none are given.
+
+    Raises:
+        ConfigError: Not a mapping of text keys to JSON values, or a field the library owns.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"extra_body must be a mapping of body fields, got {_got(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(f"extra_body's keys must be field names (text), got {_got(key)}")
+        if key in OWNED_FIELDS:
+            python, command = OWNED_FIELDS[key]
+            raise ConfigError(
+                f"extra_body may not set {key!r}: {python}",
+                command=f"--extra-body may not set {key!r}: {command}",
+            )
+        if key == "text" and scoring:
+            raise ConfigError(
+                "extra_body may not set 'text' when scoring: the answer's format is the "
+                "library's (labels=, scale= or schema=)",
+                command="--extra-body may not set 'text' with a scoring flag: the answer's "
+                "format comes from --score-labels, --score-scale or --schema",
+            )
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode()  # a lone surrogate cannot be sent
+        copied = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"extra_body must hold JSON values only ({exc})") from None
+    top_p = copied.get("top_p")
+    if top_p is not None and (as_real(top_p) is None or not 0 <= top_p <= 1):
+        raise ConfigError(f"extra_body's top_p must be a number from 0 to 1, got {_got(top_p)}")
+    user = copied.get("user")
+    if user is not None and (not isinstance(user, str) or len(user) > 256):
+        raise ConfigError("extra_body's user must be text of at most 256 characters")
+    cache_key = copied.get("prompt_cache_key")
+    if cache_key is not None and not isinstance(cache_key, str):
+        raise ConfigError("extra_body's prompt_cache_key must be text")
+    return copied or None
+
+
 def validate_options(**values: object) -> RunOptions:
     """Check every option and fill defaults (from :data:`~valar_pandas._core.spec.OPTIONS`).
 
@@ -245,6 +376,8 @@ def validate_options(**values: object) -> RunOptions:
     errors, progress, on_missing = given["errors"], given["progress"], given["on_missing"]
     details, cache, retry_failed = given["details"], given["cache"], given["retry_failed"]
     text = cast("dict[str, Any] | None", given["text"])
+    reasoning = check_reasoning(given["reasoning"])
+    extra_body = check_extra_body(given["extra_body"], scoring=text is not None)
     completion_window = given["completion_window"]
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("model is required, e.g. model='zai-org/GLM-5.1-FP8'")
@@ -320,6 +453,8 @@ def validate_options(**values: object) -> RunOptions:
         text=text,
         label=label,
         max_rps=rate,
+        reasoning=reasoning,
+        extra_body=extra_body,
     )
 
 

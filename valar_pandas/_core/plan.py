@@ -124,4 +124,6 @@ def request_body(item: str | list[dict[str, Any]], options: RunOptions) -> dict[
         completion_window=options.completion_window,
         background=options.background,
         text=options.text,
+        reasoning=options.reasoning,
+        extra=options.extra_body,
     )

@@ -69,10 +69,18 @@ class Price:
         ) / 1e6
 
     def of(self, outcome: Outcome) -> float:
-        """USD for an outcome's reported usage (zero when none was reported)."""
-        return self.cost(
-            outcome.input_tokens or 0, outcome.output_tokens or 0, outcome.cached_tokens or 0
-        )
+        """USD for an outcome's reported usage (zero when none was reported).
+
+        Reasoning tokens are billed as output and are part of ``output_tokens`` (the
+        contract's ``output_tokens_details.reasoning_tokens`` details them), so they are not
+        added again; but a server reporting more reasoning tokens than output tokens cannot
+        be counting them in, and then both are billed.
+        """
+        output = outcome.output_tokens or 0
+        reasoning = outcome.reasoning_tokens or 0
+        if reasoning > output:
+            output += reasoning
+        return self.cost(outcome.input_tokens or 0, output, outcome.cached_tokens or 0)
 
 
 # model → window → price. Valar lists Standard and Now ("asap") rates for every model.

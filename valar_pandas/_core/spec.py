@@ -5,7 +5,8 @@ A call's options fall into four kinds, by what they decide:
 - **request**: what is asked. These shape a request's body and so its fingerprint (the run
   store's key): ``model``, ``instructions``, ``max_output_tokens``, ``temperature``,
   ``completion_window``, ``mode`` (a background request differs from a realtime one),
-  ``on_missing`` (whether a row with a missing value is sent at all) and ``salt``.
+  ``on_missing`` (whether a row with a missing value is sent at all), ``salt``,
+  ``reasoning`` and ``extra_body``.
 - **execution**: how the requests are sent and paid for, never what they ask:
   ``concurrency``, ``max_rps``, ``budget``, ``label``, ``cache``, ``retry_failed``,
   ``store``, ``price``, ``client``.
@@ -64,6 +65,8 @@ PriceArg = Price | Mapping[str, float] | None
 Mode = Literal["background", "realtime", "batch", "auto"]
 CompletionWindow = Literal["standard", "asap"]
 Progress = Literal["auto", "tqdm", "widget"] | None
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+ReasoningArg = Effort | Mapping[str, str] | None
 OptionKind = Literal["request", "execution", "presentation", "scoring", "preview"]
 
 DEFAULT_MAX_RPS = 2000.0
@@ -86,6 +89,8 @@ class RequestOptions(TypedDict, total=False):
     mode: Mode
     on_missing: Literal["empty", "skip"]
     salt: str | None
+    reasoning: ReasoningArg
+    extra_body: Mapping[str, Any] | None
 
 
 class ExecutionOptions(TypedDict, total=False):
@@ -160,7 +165,7 @@ class Flag:
         parse: How the value is read: ``"text"``, ``"int"`` (1 or more), ``"number"``
             (positive), ``"real"`` (any finite number), ``"rate"`` (requests a second),
             ``"count"`` (0 or more), ``"price"`` (INPUT,OUTPUT), ``"names"`` (a,b,c),
-            ``"path"``, ``"switch"``
+            ``"path"``, ``"json"`` (a JSON object, or ``@FILE``), ``"switch"``
             (``--x``/``--no-x``) or ``"choice"`` (one of the option's ``choices``).
         metavar: The value's placeholder in ``--help``.
         name: The flag when it is not ``--`` plus the option's name with dashes.
@@ -281,11 +286,12 @@ OPTIONS: tuple[Option, ...] = (
            "widget, None for none.",
            offline="the command draws a bar on stderr; --quiet hides it"),
     Option("details", "presentation", False,
-           "Also add ``<into>_response_id``, ``_status``, ``_input_tokens`` and "
-           "``_output_tokens`` columns, and ``_partial``: the text of an answer cut short "
-           "(``incomplete``), which the answer column never holds.",
-           Flag("also write <into>_response_id, _status, _input_tokens, _output_tokens and "
-                "_partial (the text of an answer cut short)", "switch")),
+           "Also add ``<into>_response_id``, ``_status``, ``_input_tokens``, "
+           "``_output_tokens``, ``_reasoning_tokens`` (of the output tokens, those spent "
+           "reasoning) and ``_partial`` (the text of an answer cut short, ``incomplete``, "
+           "which the answer column never holds) columns.",
+           Flag("also write <into>_response_id, _status, _input_tokens, _output_tokens, "
+                "_reasoning_tokens and _partial (the text of an answer cut short)", "switch")),
     Option("on_missing", "request", "empty",
            'For missing values in columns the template names: ``"empty"`` renders them as '
            '``""``; ``"skip"`` leaves the row unsent, with a reason.',
@@ -294,6 +300,24 @@ OPTIONS: tuple[Option, ...] = (
            "Any string; a new salt asks for fresh answers instead of replays.",
            Flag("any text; a new salt asks for fresh answers instead of stored ones",
                 metavar="TEXT")),
+    Option("reasoning", "request", None,
+           'A reasoning model\'s effort: ``"none"``, ``"minimal"``, ``"low"``, ``"medium"``, '
+           '``"high"`` or ``"xhigh"``, sent as ``reasoning.effort``; or a mapping of '
+           '``effort`` and ``generate_summary`` (``"auto"``, ``"concise"`` or '
+           '``"detailed"``). None sends no ``reasoning`` field (the model\'s own default). '
+           "Reasoning tokens are billed as output and count against ``max_output_tokens``.",
+           Flag("a reasoning model's effort: none, minimal, low, medium, high or xhigh "
+                "(billed as output, within --max-output-tokens)", "choice",
+                choices=("none", "minimal", "low", "medium", "high", "xhigh"))),
+    Option("extra_body", "request", None,
+           "More fields for every request body, as a JSON-serialisable mapping (e.g. "
+           '``{"top_p": 0.9, "user": "team-a", "prompt_cache_key": "reviews"}``); part of the '
+           "fingerprint. Fields the library sets itself (``model``, ``input``, "
+           "``instructions``, ``max_output_tokens``, ``temperature``, ``reasoning``, "
+           "``background``, ``metadata``, ``stream``, ``store``; ``text`` when scoring) are "
+           "refused: use their own options.",
+           Flag("more fields for every request body, a JSON object, e.g. '{\"top_p\": 0.9}'; "
+                "@FILE reads it from a file", "json", "JSON|@FILE")),
     Option("cache", "execution", True,
            "Answer from the run store what it already holds (and resume what an interrupted "
            "run started). False asks afresh for every row and keeps nothing.",

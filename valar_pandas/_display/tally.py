@@ -51,6 +51,7 @@ class Tally:
     cancelled: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
     spent: float = 0.0
     last_retry: str | None = None
     started_at: float = field(default_factory=time.monotonic)
@@ -75,6 +76,7 @@ class Tally:
             if not event.cached:
                 self.input_tokens += outcome.input_tokens or 0
                 self.output_tokens += outcome.output_tokens or 0
+                self.reasoning_tokens += outcome.reasoning_tokens or 0
                 if self.price is not None:
                     self.spent += self.price.of(outcome)
         elif isinstance(event, Retrying):
@@ -129,6 +131,8 @@ class Tally:
         if self.retries:
             parts.append(f"retries={self.retries}")
         parts.append(f"tokens={si(self.input_tokens + self.output_tokens)}")
+        if self.reasoning_tokens:
+            parts.append(f"reasoning={si(self.reasoning_tokens)}")
         if self.price is not None:
             parts.append(f"spent=${self.spent:,.4f}")
         return " ".join(parts)
@@ -239,6 +243,8 @@ def status_line(tally: Tally, now: float, *, final: bool = False, errors_hint: s
         eta = tally.eta(now)
         parts.append(f"ETA {_clock(eta)}" if eta is not None else "ETA –")
     parts.append(f"{si(tally.input_tokens + tally.output_tokens)} tokens")
+    if tally.reasoning_tokens:
+        parts[-1] += f" ({si(tally.reasoning_tokens)} reasoning)"
     if tally.price is not None:
         parts.append(f"${tally.spent:,.4f}")
     return " · ".join(parts)

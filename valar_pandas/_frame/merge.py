@@ -25,7 +25,14 @@ from .._core.models import Outcome
 
 __all__ = ["DETAILS", "attach", "check_columns", "merge", "outcome_columns", "planned_columns"]
 
-DETAILS = ("response_id", "status", "input_tokens", "output_tokens", "partial")
+DETAILS = (
+    "response_id",
+    "status",
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "partial",
+)
 """Suffixes of the columns ``details=True`` adds: ``<into>_response_id`` and so on.
 ``<into>_partial`` holds the text of a truncated (``incomplete``) answer, which is never put
 in the answer column."""
@@ -61,7 +68,8 @@ def outcome_columns(
     Args:
         outcomes: One outcome per row.
         into: The column prefix.
-        details: Add response id, status, token and partial-text columns.
+        details: Add response id, status and token columns (input, output, reasoning), and
+            the partial text of an answer cut short.
         values: Typed value columns replacing the text column (a scoring run).
         errors: Per-row errors replacing the outcomes' own (a scoring run adds parse errors).
 
@@ -82,6 +90,9 @@ def outcome_columns(
         )
         columns[f"{into}_output_tokens"] = pd.array(
             [o.output_tokens for o in outcomes], dtype="Int64"
+        )
+        columns[f"{into}_reasoning_tokens"] = pd.array(
+            [o.reasoning_tokens for o in outcomes], dtype="Int64"
         )
         columns[f"{into}_partial"] = _text(
             [o.text if o.status == "incomplete" else None for o in outcomes]

@@ -27,11 +27,11 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
 from .._core.config import CLOSED, ValarClient
-from .._core.errors import ConfigError, RowErrors, StoreError, StoreWarning
+from .._core.errors import BudgetWarning, ConfigError, RowErrors, StoreError, StoreWarning
 from .._core.estimate import Estimate, estimate
 from .._core.options import RunOptions, validate_options
 from .._core.plan import Plan, plan_requests
-from .._core.prices import Price, resolve_price
+from .._core.prices import DEFAULT_OUTPUT_TOKENS, Price, resolve_price
 from .._core.prompt import CompiledTemplate, Row, compile_template
 from .._core.spec import PriceArg, StoreArg
 from .._display.progress import Judged, make_display
@@ -114,6 +114,7 @@ class Call:
             model=self.options.model,
             completion_window=self.options.completion_window,
             price=self.price,
+            reasoning=(self.options.reasoning or {}).get("effort"),
         )
 
     def columns(
@@ -163,9 +164,14 @@ class Call:
             "cancelled": tally.cancelled,
             "input_tokens": tally.input_tokens,
             "output_tokens": tally.output_tokens,
+            "reasoning_tokens": tally.reasoning_tokens,
             "spent_usd": round(tally.spent, 9) if self.price is not None else None,
             **totals,
         }
+        overspent = _overspent(tally.spent, self.options.budget, self.price)
+        if overspent:
+            out.attrs["valar"]["budget_overspent_usd"] = round(overspent, 9)
+            warnings.warn(budget_passed(tally.spent, overspent), BudgetWarning, stacklevel=3)
         fault = report.store_fault
         if fault is not None:
             out.attrs["valar"]["store_unsaved"] = fault.answers
@@ -182,6 +188,34 @@ class Call:
                 failed=len(failed),
             )
         return out
+
+
+def _overspent(spent: float, budget: float | None, price: Price | None) -> float:
+    """USD spent past ``budget`` (0.0 within it, or without a budget or price)."""
+    if budget is None or price is None:
+        return 0.0
+    return max(spent - budget, 0.0)
+
+
+def budget_uncapped(flags: bool = False) -> str:
+    """What a call with a budget and no cap on its answers is told before it starts."""
+    budget, cap = ("--budget", "--max-output-tokens") if flags else ("budget=", "max_output_tokens")
+    return (
+        f"{budget} without {cap} is not a hard cap: each answer is reserved at "
+        f"{DEFAULT_OUTPUT_TOKENS} output tokens (or the longest answer seen so far) and a "
+        "longer one, a reasoning model's above all, is paid for in full; set "
+        f"{cap} to make the budget a hard cap"
+    )
+
+
+def budget_passed(spent: float, overspent: float) -> str:
+    """What a call that spent past its budget says, and how to prevent it."""
+    return (
+        f"this call spent ${spent:,.4f}, ${overspent:,.4f} past its budget: answers were longer "
+        "than what was reserved for them, as no max_output_tokens capped them (a reasoning "
+        "model's reasoning is billed as output); set max_output_tokens to make the budget a "
+        "hard cap"
+    )
 
 
 def prepare_call(frame: pd.DataFrame, template: Template, price: PriceArg, **given: Any) -> Call:
@@ -293,6 +327,8 @@ def open_call(
     """
     if client is not None and not isinstance(client, ValarClient):
         raise ConfigError("client must be a valar_pandas.ValarClient")
+    if call.options.budget is not None and call.options.max_output_tokens is None:
+        warnings.warn(budget_uncapped(), BudgetWarning, stacklevel=3)
     client = client or default_client()
     if client.closed:
         raise ConfigError(CLOSED)

@@ -143,4 +143,5 @@ def estimate_call(
         model=options.model,
         completion_window=options.completion_window,
         price=resolved,
+        reasoning=(options.reasoning or {}).get("effort"),
     )

@@ -16,7 +16,7 @@ __all__ = ["clear", "counts", "rows"]
 
 _ROW = (
     "endpoint", "fingerprint", "state", "status", "model", "response_id", "error",
-    "text", "input_tokens", "output_tokens", "created_at", "updated_at",
+    "text", "input_tokens", "output_tokens", "reasoning_tokens", "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -26,9 +26,9 @@ def counts(db: sqlite3.Connection) -> dict[str, object]:
     by_status = dict(
         db.execute("SELECT status, COUNT(*) FROM requests WHERE state = 'done' GROUP BY status")
     )
-    t_in, t_out, oldest, newest = db.execute(
+    t_in, t_out, t_reasoning, oldest, newest = db.execute(
         "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
-        " MIN(created_at), MAX(updated_at) FROM requests"
+        " COALESCE(SUM(reasoning_tokens), 0), MIN(created_at), MAX(updated_at) FROM requests"
     ).fetchone()
     batches = db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
     return {
@@ -38,6 +38,7 @@ def counts(db: sqlite3.Connection) -> dict[str, object]:
         "batches": batches,
         "input_tokens": t_in,
         "output_tokens": t_out,
+        "reasoning_tokens": t_reasoning,
         "oldest": oldest,
         "newest": newest,
     }

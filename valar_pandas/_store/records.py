@@ -40,7 +40,8 @@ _SUBMITTED = (
 _FINISHED = (
     "UPDATE requests SET state = 'done', response_id = COALESCE(?, response_id),"
     " status = ?, text = ?, error = ?, input_tokens = ?, output_tokens = ?,"
-    " cached_tokens = ?, updated_at = ? WHERE endpoint = ? AND fingerprint = ?"
+    " cached_tokens = ?, reasoning_tokens = ?, updated_at = ?"
+    " WHERE endpoint = ? AND fingerprint = ?"
 )
 
 
@@ -109,7 +110,8 @@ def lookup(
         rows = db.execute(
             "SELECT r.fingerprint, r.state, r.idempotency_key, r.attempt, r.response_id,"
             " r.status, r.text, r.error, r.input_tokens, r.output_tokens, r.cached_tokens,"
-            " b.batch_id, r.custom_id, r.batch_key, b.label, b.items, r.owner, o.beat"
+            " b.batch_id, r.custom_id, r.batch_key, b.label, b.items, r.owner, o.beat,"
+            " r.reasoning_tokens"
             " FROM requests r LEFT JOIN batches b"
             " ON b.endpoint = r.endpoint AND b.batch_key = r.batch_key"
             " LEFT JOIN owners o ON o.owner = r.owner"
@@ -117,11 +119,11 @@ def lookup(
             (endpoint, *chunk),
         )
         for fp, state, key, attempt, rid, status, text, error, *rest in rows:
-            t_in, t_out, t_cached, batch_id, cid, batch_key, label, items, owner, beat = rest
+            t_in, t_out, t_cached, batch_id, cid, batch_key, label, items, owner, beat, t_r = rest
             if not _well_formed((key, batch_key), (rid, batch_id, cid)):
                 continue  # a damaged or crafted row: asked afresh, its values unsent
             outcome = (
-                Outcome(status, text, error, rid, t_in, t_out, t_cached)
+                Outcome(status, text, error, rid, t_in, t_out, t_cached, t_r)
                 if state == "done"
                 else None
             )
@@ -162,7 +164,8 @@ def plan(
         "   THEN custom_id END,"
         " idempotency_key = excluded.idempotency_key, attempt = excluded.attempt,"
         " status = NULL, text = NULL, error = NULL, input_tokens = NULL,"
-        " output_tokens = NULL, cached_tokens = NULL, updated_at = excluded.updated_at",
+        " output_tokens = NULL, cached_tokens = NULL, reasoning_tokens = NULL,"
+        " updated_at = excluded.updated_at",
         rows,
     )
 
@@ -194,7 +197,7 @@ def record(
                 (
                     _storable(o.response_id), o.status, _storable(o.text),
                     _storable(o.error), o.input_tokens, o.output_tokens, o.cached_tokens,
-                    now, endpoint, fp,
+                    o.reasoning_tokens, now, endpoint, fp,
                 )
                 for fp, o in finished
             ],

@@ -8,7 +8,8 @@ cost about a third of each write during a run, and only ``store list`` and ``sto
 --older-than`` read it, which scan the table just as well. Version 4 adds claims: each
 row's ``owner`` (the run that holds it, so no other run sends it meanwhile) and an
 ``owners`` table of each owner's last heartbeat, by which the others judge whether it is
-still alive. An older file is migrated in one
+still alive. Version 5 adds each answer's ``reasoning_tokens`` (of its output tokens, those
+a reasoning model spent reasoning; NULL for rows stored before). An older file is migrated in one
 transaction; a newer one is refused, and so is an SQLite file of another program (one
 with tables but no version, or a version without the ``requests`` table): a store only ever
 migrates a file that is empty or its own.
@@ -23,7 +24,7 @@ from .._core.errors import ConfigError
 
 __all__ = ["SCHEMA_VERSION", "check", "migrate"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE requests (
@@ -70,6 +71,9 @@ _MIGRATIONS: dict[int, str] = {
         owner   TEXT    NOT NULL PRIMARY KEY,
         beat    REAL    NOT NULL
     ) WITHOUT ROWID;
+    """,
+    5: """
+    ALTER TABLE requests ADD COLUMN reasoning_tokens INTEGER;
     """,
 }
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from ._config import DEFAULT_API_KEY, REALISTIC_LATENCY, EmulatorConfig, Faults, Latency
 from ._emulator import Emulator
+from ._reasoning import EFFORTS, REASONING_MODELS
 
 __all__ = ["main"]
 
@@ -110,7 +111,33 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="how an answer cut at max_output_tokens is reported: status incomplete, or "
         "completed with incomplete_details (default incomplete)",
     )
+    add(
+        "--reasoning-models",
+        type=_model_list,
+        default=REASONING_MODELS,
+        metavar="A,B",
+        help="models that spend reasoning tokens, within max_output_tokens (default: every "
+        "model of the pricing page but Gemma; '' for none)",
+    )
+    add(
+        "--reasoning-default",
+        choices=EFFORTS,
+        default="none",
+        help="the effort a reasoning model uses when a request sets none (default none)",
+    )
+    add(
+        "--cache-block",
+        type=int,
+        default=16,
+        metavar="TOKENS",
+        help="prefix-cache block, in tokens, for cached_tokens of repeated instructions "
+        "(0: off; default 16)",
+    )
     return parser  # fmt: skip
+
+
+def _model_list(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def _config(args: argparse.Namespace) -> EmulatorConfig:
@@ -135,6 +162,9 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         latency_by_window=_by_window(args),
         idempotency=not args.ignore_idempotency,
         truncation=args.truncation,
+        reasoning_models=args.reasoning_models,
+        reasoning_default=args.reasoning_default,
+        cache_block=args.cache_block,
     )
 
 

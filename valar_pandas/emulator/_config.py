@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from ._reasoning import EFFORTS, REASONING_MODELS
+
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_MODELS",
@@ -215,6 +217,18 @@ class EmulatorConfig:
             (status ``incomplete``) or ``"completed"`` (status ``completed`` with
             ``incomplete_details: {"reason": "max_output_tokens"}`` and the partial text, as
             a server may say it).
+        reasoning_models: The models that reason: their answers spend reasoning tokens
+            (by effort, see ``_reasoning.REASONING_TOKENS``), reported in
+            ``usage.output_tokens_details.reasoning_tokens``, counted in ``output_tokens``
+            and within ``max_output_tokens``; a cap they fill leaves no text at all. By
+            default every model of the pricing page but Gemma.
+        reasoning_default: The effort a reasoning model uses when the body sets no
+            ``reasoning.effort``. ``"none"`` by default, so answers stay as short as
+            requests without ``reasoning`` expect; a real reasoning model may reason
+            unasked (``"medium"`` is closer to one).
+        cache_block: Block size, in tokens, of the prefix cache: a request whose
+            instructions this emulator saw before on the same model reports them in
+            ``usage.input_tokens_details.cached_tokens``, in whole blocks; 0 turns it off.
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -231,6 +245,9 @@ class EmulatorConfig:
     latency_by_window: Mapping[str, Latency] = field(default_factory=lambda: REALISTIC_LATENCY)
     idempotency: bool = True
     truncation: Truncation = "incomplete"
+    reasoning_models: tuple[str, ...] = REASONING_MODELS
+    reasoning_default: str = "none"
+    cache_block: int = 16
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -276,6 +293,22 @@ class EmulatorConfig:
                 "EmulatorConfig.truncation must be 'incomplete' or 'completed', "
                 f"got {self.truncation!r}"
             )
+
+        given: object = self.reasoning_models  # a str would pass as a tuple of letters
+        if isinstance(given, str):
+            raise ValueError("EmulatorConfig.reasoning_models must be a sequence of model ids")
+        reasoning = tuple(self.reasoning_models)
+        if not all(isinstance(m, str) and m for m in reasoning):
+            raise ValueError("EmulatorConfig.reasoning_models must be a sequence of model ids")
+        object.__setattr__(self, "reasoning_models", reasoning)
+        if self.reasoning_default not in EFFORTS:
+            raise ValueError(
+                f"EmulatorConfig.reasoning_default must be one of {', '.join(EFFORTS)}, "
+                f"got {self.reasoning_default!r}"
+            )
+        block = self.cache_block
+        if not isinstance(block, int) or isinstance(block, bool) or block < 0:
+            raise ValueError(f"EmulatorConfig.cache_block must be an int ≥ 0, got {block!r}")
 
     def latency_for(self, window: str) -> Latency:
         """The law a response on a completion window takes its latency from.

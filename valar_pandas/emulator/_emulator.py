@@ -25,6 +25,7 @@ from aiohttp import web
 
 from ._answers import answer_for, canonical_json, input_texts, input_tokens, structured_for
 from ._config import EmulatorConfig
+from ._reasoning import REASONING_TOKENS, PrefixCache, effort_of
 from ._server import build_app
 from ._state import Record, Stats, Store
 from ._structured import requested_schema
@@ -62,6 +63,7 @@ class Emulator:
         stats: Counters of requests, inferences and injected faults.
         clock: Monotonic clock used for response progress; replaceable in tests.
         store: Every response record by id, and the idempotency reservations.
+        prefixes: The instruction prefixes seen, for ``cached_tokens``.
     """
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
@@ -69,6 +71,7 @@ class Emulator:
         self.stats = Stats()
         self.clock: Callable[[], float] = time.monotonic
         self.store = Store()
+        self.prefixes = PrefixCache()
         self._seed(self._config.seed)
         self._serving: contextlib.AbstractContextManager[str] | None = None
 
@@ -120,10 +123,25 @@ class Emulator:
                     text = answer.invalid(drawn[8])[1]
         limit = body.get("max_output_tokens")
         if isinstance(limit, int) and limit >= 1:
+            room = limit - self.reasoning_tokens(body)  # reasoning comes first, within the cap
+            if room <= 0:
+                return "completed", ""  # every token went to reasoning: no text at all
             words = text.split()
-            if len(words) > limit:
-                return "incomplete", " ".join(words[:limit])
+            if len(words) > room:
+                return "incomplete", " ".join(words[:room])
         return "completed", text
+
+    def reasoning_tokens(self, body: Mapping[str, Any]) -> int:
+        """Reasoning tokens the model of a (validated) body spends before any cap.
+
+        A model of :attr:`EmulatorConfig.reasoning_models` spends the tokens of the effort
+        the body asks for (:attr:`EmulatorConfig.reasoning_default` when it names none);
+        any other model spends none, whatever the body asks.
+        """
+        config = self._config
+        if body.get("model") not in config.reasoning_models:
+            return 0
+        return REASONING_TOKENS[effort_of(body, config.reasoning_default)]
 
     def expected_outcome(self, body: Mapping[str, Any], key: str | None = None) -> Outcome:
         """What the server will answer for a request body, under the current configuration.
@@ -135,8 +153,10 @@ class Emulator:
 
         Returns:
             ``("completed", text)``, ``("failed", reason)`` or ``("incomplete", partial_text)``
-            (cancellation aside). A structured answer chosen by ``Faults.invalid_structured``
-            comes back ``completed`` with its invalid text.
+            (cancellation aside); ``("completed", "")`` when a reasoning model spent the whole
+            ``max_output_tokens`` reasoning, and its response holds no text. A structured
+            answer chosen by ``Faults.invalid_structured`` comes back ``completed`` with its
+            invalid text.
         """
         return self._outcome(body, canonical_json(body), input_texts(body), key)
 
@@ -215,6 +235,15 @@ class Emulator:
         """
         texts = input_texts(body)
         outcome, text = self._outcome(body, canonical, texts, attempt)
+        limit = body.get("max_output_tokens")
+        reasoning = 0 if outcome == "failed" else self.reasoning_tokens(body)
+        if isinstance(limit, int) and limit >= 1:
+            reasoning = min(reasoning, limit)
+        words = 0 if outcome == "failed" else len(text.split())
+        prefix = texts[1]
+        cached = self.prefixes.cached(
+            body["model"], prefix, len(prefix) // 4, self._config.cache_block
+        )
         record = Record(
             id="resp_" + uuid.uuid4().hex,
             owner=self._config.api_key,
@@ -229,7 +258,10 @@ class Emulator:
             outcome=outcome,
             text=text,
             input_tokens=input_tokens(texts[2]),
-            output_tokens=0 if outcome == "failed" else len(text.split()),
+            output_tokens=words + reasoning,
+            reasoning_tokens=reasoning,
+            cached_tokens=cached,
+            reasoning=body.get("reasoning"),
             truncation=self._config.truncation,
         )
         self.store.records[record.id] = record

@@ -39,6 +39,9 @@ class Record:
         cancelled: Set when cancelled before finishing.
         truncation: How an ``incomplete`` outcome is reported: ``"incomplete"``, or
             ``"completed"`` with ``incomplete_details`` (the configuration when created).
+        reasoning_tokens: Of ``output_tokens``, those spent reasoning.
+        cached_tokens: Of ``input_tokens``, those served from the prefix cache.
+        reasoning: The ``reasoning`` field as sent, or None.
     """
 
     id: str
@@ -57,6 +60,9 @@ class Record:
     output_tokens: int
     cancelled: bool = False
     truncation: str = "incomplete"
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning: dict[str, str] | None = None
 
 
 def status_of(record: Record, now: float, words: tuple[str, str]) -> str:
@@ -81,12 +87,14 @@ def status_of(record: Record, now: float, words: tuple[str, str]) -> str:
     return words[0] if elapsed < 0.1 * record.latency else words[1]
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def _usage(
+    input_tokens: int, output_tokens: int, cached: int = 0, reasoning: int = 0
+) -> dict[str, Any]:
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "reasoning_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached, "reasoning_tokens": 0},
         "output_tokens": output_tokens,
-        "output_tokens_details": {"cached_tokens": 0, "reasoning_tokens": 0},
+        "output_tokens_details": {"cached_tokens": 0, "reasoning_tokens": reasoning},
         "total_tokens": input_tokens + output_tokens,
         "prompt_tokens": input_tokens,
         "completion_tokens": output_tokens,
@@ -108,16 +116,24 @@ def render(record: Record, status: str) -> dict[str, Any]:
     incomplete: dict[str, str] | None = None
     usage = _usage(0, 0)
     if status in ("completed", "incomplete"):
-        output = [
-            {
-                "type": "message",
-                "id": "msg_" + record.id[5:],
-                "role": "assistant",
-                "status": status,
-                "content": [{"type": "output_text", "text": record.text, "annotations": []}],
-            }
-        ]
-        usage = _usage(record.input_tokens, record.output_tokens)
+        if record.reasoning_tokens:  # reasoning first; its content is never shown
+            output.append({"type": "reasoning", "id": "rs_" + record.id[5:], "summary": []})
+        if record.text or not record.reasoning_tokens:  # a cap spent reasoning: no message
+            output.append(
+                {
+                    "type": "message",
+                    "id": "msg_" + record.id[5:],
+                    "role": "assistant",
+                    "status": status,
+                    "content": [{"type": "output_text", "text": record.text, "annotations": []}],
+                }
+            )
+        usage = _usage(
+            record.input_tokens,
+            record.output_tokens,
+            record.cached_tokens,
+            record.reasoning_tokens,
+        )
         if status == "incomplete":
             incomplete = {"reason": "max_output_tokens"}
             if record.truncation == "completed":  # cut, yet reported completed
@@ -138,6 +154,7 @@ def render(record: Record, status: str) -> dict[str, Any]:
         "max_output_tokens": record.max_output_tokens,
         "temperature": record.temperature,
         "top_p": None,
+        "reasoning": record.reasoning,
         "store": True,
         "text": {"format": _TEXT_FORMAT},
         "usage": usage,

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._reasoning import EFFORTS, SUMMARIES
+
 __all__ = ["ApiError", "validate_create", "validate_idempotency_key"]
 
 COMPLETION_WINDOWS = ("asap", "standard")
@@ -176,6 +178,33 @@ def _check_text(value: Any) -> ApiError | None:
     return None
 
 
+def _check_reasoning(body: Mapping[str, Any]) -> ApiError | None:
+    """``reasoning`` (effort, generate_summary) and the documented pass-through fields."""
+    value = body.get("reasoning")
+    if value is not None:
+        if not isinstance(value, dict):
+            return _invalid("'reasoning' must be an object.", "reasoning")
+        for name, allowed in (("effort", EFFORTS), ("generate_summary", SUMMARIES)):
+            given = value.get(name)
+            if given is not None and given not in allowed:
+                return _invalid(
+                    f"'reasoning.{name}' must be one of: {', '.join(allowed)}.",
+                    f"reasoning.{name}",
+                )
+        unknown = sorted(k for k in value if k not in ("effort", "generate_summary"))
+        if unknown:
+            return _invalid(
+                f"'reasoning.{unknown[0]}' is not supported.", f"reasoning.{unknown[0]}"
+            )
+    user = body.get("user")
+    if user is not None and not (isinstance(user, str) and len(user) <= 256):
+        return _invalid("'user' must be a string of at most 256 characters.", "user")
+    key = body.get("prompt_cache_key")
+    if key is not None and not isinstance(key, str):
+        return _invalid("'prompt_cache_key' must be a string.", "prompt_cache_key")
+    return None
+
+
 def validate_create(body: Any, models: tuple[str, ...]) -> ApiError | None:
     """Check a create body against the contract.
 
@@ -204,6 +233,7 @@ def validate_create(body: Any, models: tuple[str, ...]) -> ApiError | None:
         or _check_metadata(body.get("metadata"), model)
         or _check_options(body)
         or _check_text(body.get("text"))
+        or _check_reasoning(body)
     )
 
 

@@ -29,6 +29,8 @@ def response_body(
     completion_window: str = "standard",
     background: bool = True,
     text: Mapping[str, Any] | None = None,
+    reasoning: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the JSON body of ``POST /v1/responses``.
 
@@ -45,6 +47,9 @@ def response_body(
         completion_window: ``"standard"`` or ``"asap"``, sent as ``metadata.completion_window``.
         background: Whether to ask for background (asynchronous) processing.
         text: The ``text`` field (``{"format": ...}``) asking for structured output.
+        reasoning: The ``reasoning`` field (``{"effort": ...}``) for a reasoning model.
+        extra: More fields, as checked by
+            :func:`~valar_pandas._core.options.check_extra_body` (never one set here).
 
     Returns:
         The request body, with keys in a fixed order.
@@ -59,6 +64,10 @@ def response_body(
         body["temperature"] = temperature
     if text is not None:
         body["text"] = dict(text)
+    if reasoning is not None:
+        body["reasoning"] = dict(reasoning)
+    for name, value in (extra or {}).items():
+        body.setdefault(name, value)  # never a field set above: checked before
     if background:
         body["background"] = True
     body["metadata"] = {"completion_window": completion_window}

@@ -158,8 +158,8 @@ def parse_response(obj: object, sent: Mapping[str, Any] | None = None) -> Parsed
     try:
         tokens_in = _int_or_none(usage, "input_tokens", "prompt_tokens")
         tokens_out = _int_or_none(usage, "output_tokens", "completion_tokens")
-        details = usage.get("input_tokens_details") if isinstance(usage, Mapping) else None
-        cached = _int_or_none(details, "cached_tokens")
+        cached = _detail(usage, "cached_tokens", _INPUT_DETAILS)
+        reasoning = _detail(usage, "reasoning_tokens", _OUTPUT_DETAILS + _INPUT_DETAILS)
     except _BadUsage as exc:
         bad = (
             f"the server reported an impossible token count ({exc}), so the answer was not "
@@ -172,13 +172,13 @@ def parse_response(obj: object, sent: Mapping[str, Any] | None = None) -> Parsed
     error: str | None = None
     if status == "completed":
         if text is None:
-            status, error = "failed", "completed without any output text"
+            status, error = "failed", _empty_answer(obj, tokens_out, reasoning)
     elif status == "incomplete":
         known, cap = _cap(obj, sent)
         error = incomplete_error(cut, cap, known=known)
     else:
         error = f"{status}: {_reason(obj.get('error')) or 'no reason given'}"
-    outcome = Outcome(status, text, error, rid, tokens_in, tokens_out, cached)  # type: ignore[arg-type]
+    outcome = Outcome(status, text, error, rid, tokens_in, tokens_out, cached, reasoning)  # type: ignore[arg-type]
     return ParsedResponse(status, raw_status, rid, outcome)
 
 
@@ -247,6 +247,33 @@ def _cap(obj: Mapping[str, Any], sent: Mapping[str, Any] | None) -> tuple[bool, 
     return False, None
 
 
+def _empty_answer(obj: Mapping[str, Any], output: int | None, reasoning: int | None) -> str:
+    """Why a completed response may hold no text: the cap, and reasoning, when they can be.
+
+    A reasoning model spends output tokens before it writes; under a tight
+    ``max_output_tokens`` it can spend them all and write nothing.
+    """
+    said = "completed without any output text"
+    cap = obj.get("max_output_tokens")
+    capped = isinstance(cap, int) and not isinstance(cap, bool) and 0 < cap <= MAX_TOKENS
+    if reasoning:
+        spent = f"{reasoning:,} reasoning tokens" + (
+            f" of {output:,} output tokens" if output and output != reasoning else ""
+        )
+        if capped:
+            return (
+                f"{said}: the model spent {spent} under the cap max_output_tokens={cap}, "
+                "likely all of it on reasoning; raise max_output_tokens or lower reasoning="
+            )
+        return f"{said}: the model spent {spent}; reasoning may have taken the whole answer"
+    if capped:
+        return (
+            f"{said} under the cap max_output_tokens={cap}: a reasoning model may have spent "
+            "it all on reasoning; raise max_output_tokens or set a lower reasoning= effort"
+        )
+    return said
+
+
 def error_summary(status_code: int, body: bytes | str | None) -> tuple[str | None, str]:
     """Read an error envelope into a code and a short message.
 
@@ -291,6 +318,30 @@ def _reason(err: object) -> str | None:
             return _shorten(f"{message} ({code})")
         if message or code:
             return _shorten(str(message or code))
+    return None
+
+
+_INPUT_DETAILS = ("input_tokens_details", "prompt_tokens_details")
+_OUTPUT_DETAILS = ("output_tokens_details", "completion_tokens_details")
+
+
+def _detail(usage: object, name: str, places: tuple[str, ...]) -> int | None:
+    """``name`` from the first of the usage's detail objects ``places`` that holds it.
+
+    The contract lists ``cached_tokens`` and ``reasoning_tokens`` under both
+    ``input_tokens_details`` and ``output_tokens_details``; Chat-style servers say
+    ``prompt_tokens_details`` and ``completion_tokens_details``. Reasoning tokens are read
+    from the output's details first, where they belong (they are billed as output).
+
+    Raises:
+        _BadUsage: The value is not a whole number between 0 and :data:`MAX_TOKENS`.
+    """
+    if not isinstance(usage, Mapping):
+        return None
+    for place in places:
+        found = _int_or_none(usage.get(place), name)
+        if found is not None:
+            return found
     return None
 
 
