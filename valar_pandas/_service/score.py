@@ -11,6 +11,7 @@ the rounds the same way: blocking (:func:`reask_blocking`) or awaited (:func:`re
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +91,18 @@ def score_request_options(spec: ScoreSpec, instructions: str | None) -> dict[str
     Returns:
         ``{"instructions": ..., "text": ...}`` for
         :func:`~valar_pandas._service.call.prepare_call`.
+
+    Warns:
+        UserWarning: The schema has no strict form and is sent with ``"strict": false``.
     """
+    if spec.not_strict is not None:
+        warnings.warn(
+            f"schema= has no strict form ({spec.not_strict}), so it is sent with "
+            '"strict": false: the server may not hold the model to it; every answer is still '
+            "checked against it, and one that does not fit is an error in <into>_error",
+            UserWarning,
+            stacklevel=4,
+        )
     hint = instructions_hint(spec)
     return {
         "instructions": f"{instructions}\n\n{hint}" if instructions else hint,
