@@ -277,9 +277,9 @@ def _restore(value: Any, schema: Any, root: Any, depth: int) -> Any:
     out: dict[str, Any] = {}
     for name, item in value.items():
         sub = properties.get(name)
-        if item is None and sub is not None and name not in required:
-            if validate(None, _with_defs(sub, root)):  # noqa: SIM102 (the check costs)
-                continue  # null stood for "left out"
+        optional = sub is not None and name not in required
+        if item is None and optional and validate(None, _with_defs(sub, root)):
+            continue  # null stood for "left out": the user's schema refuses it
         out[name] = _restore(item, sub, root, depth + 1) if sub is not None else item
     return out
 
