@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from ._config import DEFAULT_API_KEY, EmulatorConfig, Faults, Latency
+from ._config import DEFAULT_API_KEY, IMAGE_MODELS, EmulatorConfig, Faults, Latency
 from ._emulator import Emulator
 
 __all__ = ["main"]
@@ -70,6 +70,25 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="answer 404 on the /v1/batches endpoints, as a server without the Batch API",
     )
+    add(
+        "--strict-schemas",
+        action="store_true",
+        help="answer 400 to a json_schema format sent with strict: true whose schema breaks "
+        "strict mode's rules (all properties required, additionalProperties false, ...)",
+    )
+    add(
+        "--disobey-schema",
+        type=float,
+        default=0.0,
+        help="fraction of json_schema answers that ignore the schema's shape "
+        "(a property left out, an undeclared one added, or the answer wrapped)",
+    )
+    add(
+        "--image-models",
+        default=",".join(IMAGE_MODELS),
+        help="comma-separated models that take input_image parts; images sent to any other "
+        f"model are answered 400 (default {','.join(IMAGE_MODELS)}; empty for none)",
+    )
     return parser  # fmt: skip
 
 
@@ -90,10 +109,13 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
             drop_after_create=args.drop_after_create,
             failed=args.failed,
             invalid_structured=args.invalid_structured,
+            disobey_schema=args.disobey_schema,
         ),
         seed=args.seed,
         cancel_supported=not args.no_cancel,
         batch_api=not args.no_batch_api,
+        strict_schemas=args.strict_schemas,
+        image_models=tuple(m.strip() for m in args.image_models.split(",") if m.strip()),
     )
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_MODELS",
     "HOSTILE",
+    "IMAGE_MODELS",
     "STATUS_WORDS",
     "EmulatorConfig",
     "Faults",
@@ -35,6 +36,10 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "google/gemma-4-31B-it",
     "MiniMaxAI/MiniMax-M2.7",
 )
+
+#: The models that take images: the pricing page's models the vendor documents as
+#: multimodal (its images guide uses Kimi-K2.6; no other model is said to take images).
+IMAGE_MODELS: tuple[str, ...] = ("moonshotai/Kimi-K2.6",)
 
 #: Non-terminal status words per vocabulary: (initial, running).
 STATUS_WORDS: dict[str, tuple[str, str]] = {
@@ -115,6 +120,12 @@ class Faults:
             (finished responses are sent uncompressed, padded to 1 GiB).
         echo_key: Every create is answered ``400`` with an error message that quotes the
             bearer key it was sent and holds terminal escape sequences (a careless server).
+        disobey_schema: Fraction of structured (``json_schema``) answers that ignore the
+            schema's shape: valid JSON with a property left out, an undeclared property
+            added, or the whole answer wrapped in another object. Drawn per attempt like
+            ``invalid_structured`` but apart from it (``invalid_structured`` spoils values
+            inside the right shape and wins when both are drawn); the response still ends
+            ``completed``, even when the format asked for ``"strict": true``.
     """
 
     rate_429: float = 0.0
@@ -132,6 +143,7 @@ class Faults:
     usage_tokens: int | float | str | None = None
     hostile: str | None = None
     echo_key: bool = False
+    disobey_schema: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -142,6 +154,7 @@ class Faults:
             "drop_after_create",
             "failed",
             "invalid_structured",
+            "disobey_schema",
         ):
             _check_probability(f"Faults.{name}", getattr(self, name))
         _check_seconds("Faults.retry_after", self.retry_after)
@@ -175,6 +188,14 @@ class EmulatorConfig:
             as on a server where the Batch API is not available).
         batch_max_requests: Most items one batch may hold (the contract's 100,000).
         batch_max_bytes: A batch create body must stay under this many bytes (256 MB).
+        strict_schemas: Enforce strict mode's rules: a create whose ``text.format`` is a
+            ``json_schema`` sent with ``"strict": true`` and a schema breaking them (an object
+            without ``additionalProperties: false``, a property missing from ``required``, a
+            refused keyword) is answered 400 with OpenAI's message naming where. Off by
+            default, as in earlier versions; the vendor does not document whether it checks.
+        image_models: The models that take ``input_image`` parts (the vendor documents image
+            input on multimodal models only, naming ``moonshotai/Kimi-K2.6``); an image sent
+            to any other model is answered 400 "model '<id>' does not support image input".
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -188,6 +209,8 @@ class EmulatorConfig:
     batch_api: bool = True
     batch_max_requests: int = 100_000
     batch_max_bytes: int = 256 * 1024 * 1024
+    strict_schemas: bool = False
+    image_models: tuple[str, ...] = IMAGE_MODELS
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -215,3 +238,9 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EmulatorConfig.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.strict_schemas, bool):
+            raise TypeError("EmulatorConfig.strict_schemas must be True or False")
+        images = tuple(self.image_models)
+        if not all(isinstance(m, str) and m for m in images):
+            raise ValueError("EmulatorConfig.image_models must be a sequence of model ids")
+        object.__setattr__(self, "image_models", images)
