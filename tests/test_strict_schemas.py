@@ -22,6 +22,7 @@ from valar_pandas._cli.reviews import make_reviews
 from valar_pandas._scoring import make_spec, parse, text_format, validate
 from valar_pandas._scoring.strict import restore, strict_form
 from valar_pandas.emulator import Emulator, EmulatorConfig, Faults
+from valar_pandas.emulator._cli import _config, _parser
 from valar_pandas.emulator._validate import validate_create
 
 Serve = Callable[..., tuple[Emulator, ValarClient]]
@@ -369,7 +370,8 @@ def test_every_strict_form_passes_the_emulator_s_rules() -> None:
 
 
 def test_pydantic_optionals_score_against_a_strict_server(serve: Serve) -> None:
-    """c881ea1 sent pydantic's schema as it is with strict: true: a 400 on every row."""
+    """c881ea1 sent pydantic's schema as it is with strict: true: every create was a 400 and
+    the run stopped after the first five ("all rejected the same way")."""
     emulator, client = serve(strict_schemas=True)
     frame = make_reviews(12)
     out = frame.valar.score(SENTIMENT, schema=Facts, into="f", client=client, **FAST)
@@ -518,3 +520,18 @@ def test_at_most_twenty_images_a_request() -> None:
     assert error is not None and "at most 20" in error.message
     body["input"][0]["content"] = [image] * 20
     assert validate_create(body, (KIMI,), image_models=(KIMI,)) is None
+
+
+def test_the_command_line_sets_the_new_modes() -> None:
+    args = _parser("emulator").parse_args(
+        ["--strict-schemas", "--disobey-schema", "0.25", "--image-models", "a/b, c/d"]
+    )
+    config = _config(args)
+    assert config.strict_schemas is True and config.faults.disobey_schema == 0.25
+    assert config.image_models == ("a/b", "c/d")
+    default = _config(_parser("emulator").parse_args([]))
+    assert default.strict_schemas is False and default.faults.disobey_schema == 0.0
+    assert default.image_models == (KIMI,) == EmulatorConfig().image_models
+    assert _config(_parser("emulator").parse_args(["--image-models", ""])).image_models == ()
+    with pytest.raises(ValueError, match="disobey_schema must be a probability"):
+        Faults(disobey_schema=1.5)
