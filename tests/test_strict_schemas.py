@@ -18,6 +18,7 @@ import pytest
 from pydantic import BaseModel
 
 from valar_pandas import ValarClient
+from valar_pandas._cli.main import main
 from valar_pandas._cli.reviews import make_reviews
 from valar_pandas._scoring import make_spec, parse, text_format, validate
 from valar_pandas._scoring.strict import restore, strict_form
@@ -535,3 +536,30 @@ def test_the_command_line_sets_the_new_modes() -> None:
     assert _config(_parser("emulator").parse_args(["--image-models", ""])).image_models == ()
     with pytest.raises(ValueError, match="disobey_schema must be a probability"):
         Faults(disobey_schema=1.5)
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def test_the_command_sends_the_strict_form_and_says_when_it_cannot(
+    serve_cli: Callable[..., Emulator], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve_cli(strict_schemas=True)
+    pd.DataFrame({"review": ["great", "awful", "fine"]}).to_parquet(tmp_path / "in.parquet")
+    schema = tmp_path / "facts.json"
+    schema.write_text(json.dumps(Facts.model_json_schema()), encoding="utf-8")
+    args = ["run", str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), "--model", MODEL]
+    args += ["--template", "Review: {review}", "--completion-window", "asap", "--quiet"]
+    assert main([*args, "--schema", str(schema), "--into", "f"]) == 0
+    got = pd.read_parquet(tmp_path / "out.parquet")
+    assert got["f_error"].isna().all() and got["f_sentiment"].notna().all()
+    assert "warning" not in capsys.readouterr().err
+    loose = tmp_path / "loose.json"
+    loose.write_text(
+        json.dumps(obj({"tags": {"type": "array", "items": STRING, "uniqueItems": True}}, ["tags"]))
+    )
+    assert main([*args, "--schema", str(loose), "--into", "g"]) == 0  # not strict: accepted
+    err = capsys.readouterr().err
+    assert (
+        f"valar-pandas: warning: --schema {loose} has no strict form ($.tags: 'uniqueItems'" in err
+    )
