@@ -23,6 +23,7 @@ from valar_pandas._cli.reviews import make_reviews
 from valar_pandas._scoring import make_spec, parse, text_format, validate
 from valar_pandas._scoring.strict import restore, strict_form
 from valar_pandas.emulator import Emulator, EmulatorConfig, Faults
+from valar_pandas.emulator._batches import validate_batch
 from valar_pandas.emulator._cli import _config, _parser
 from valar_pandas.emulator._validate import validate_create
 
@@ -562,4 +563,26 @@ def test_the_command_sends_the_strict_form_and_says_when_it_cannot(
     err = capsys.readouterr().err
     assert (
         f"valar-pandas: warning: --schema {loose} has no strict form ($.tags: 'uniqueItems'" in err
+    )
+
+
+def test_batch_items_are_held_to_the_same_rules(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from valar_pandas._core import batchplan
+
+    monkeypatch.setattr(batchplan, "BATCH_POLL", batchplan.BatchPoll(0.1, 1.5, 0.5))
+    emulator, client = serve(strict_schemas=True, batch_api=True)
+    frame = make_reviews(6)
+    batch = {"model": MODEL, "mode": "batch", "progress": None}
+    out = frame.valar.score(SENTIMENT, schema=Facts, into="f", client=client, **batch)
+    assert out["f_error"].isna().all(), out["f_error"].dropna().tolist()
+    assert emulator.stats.batch_creates == 1
+    raw = {"custom_id": "r1", "params": structured(Facts.model_json_schema())}
+    error = validate_batch(
+        {"endpoint": "/v1/responses", "requests": [raw]}, 100, (MODEL,), 10, 10**6,
+        strict_schemas=True,
+    )  # fmt: skip
+    assert error is not None and "requests[0].params: Invalid schema for response_format" in (
+        error.message
     )
