@@ -239,6 +239,17 @@ def test_restore_drops_only_nulls_the_user_schema_refuses() -> None:
     assert answer == {"a": None, "b": None, "c": None, "n": {"x": None}}  # not modified
 
 
+def test_restore_reads_each_union_branch_in_its_own_shape() -> None:
+    first = {"type": "object", "properties": {"a": INTEGER}, "additionalProperties": False}
+    second = obj({"b": STRING, "c": INTEGER}, ["b"], additionalProperties=False)
+    schema = obj({"u": {"anyOf": [first, second]}, "v": {"oneOf": [second, NULL]}}, ["u"])
+    answer = {"u": {"b": "x", "c": None}, "v": {"b": "y", "c": None}}
+    restored = restore(answer, schema)
+    assert restored == {"u": {"b": "x"}, "v": {"b": "y"}}
+    assert validate(restored, schema) == []
+    assert restore({"u": {"a": None}}, schema) == {"u": {}}  # the first branch fits
+
+
 def test_a_schema_without_a_strict_form_warns_and_is_sent_not_strict() -> None:
     frame = pd.DataFrame({"review": ["fine"]})
     loose = obj({"tags": {"type": "array", "items": STRING, "uniqueItems": True}}, ["tags"])

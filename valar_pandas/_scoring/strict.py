@@ -260,7 +260,13 @@ def _restore(value: Any, schema: Any, root: Any, depth: int) -> Any:
     for key in ("anyOf", "oneOf"):
         branches = schema.get(key)
         if isinstance(branches, list):
-            for branch in branches:
+            # The value is an object or an array here, so a null branch cannot be its own;
+            # when one branch is left, it is the only reading (the final check judges it).
+            useful = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
+            if len(useful) == 1:
+                value = _restore(value, useful[0], root, depth + 1)
+                continue
+            for branch in useful:
                 candidate = _restore(value, branch, root, depth + 1)
                 if not validate(candidate, _with_defs(branch, root)):
                     value = candidate
