@@ -187,12 +187,15 @@ def test_text_format_schema() -> None:
     assert fmt == {
         "type": "json_schema",
         "name": "Review_facts",
-        "schema": FACTS_SCHEMA,
-        "strict": True,
+        "schema": FACTS.wire_schema,  # the strict form: every property required, nulls for
+        "strict": True,  # the optional ones, every object closed
     }
+    assert fmt["schema"]["required"] == list(FACTS_SCHEMA["properties"])
+    assert fmt["schema"]["properties"]["price"] == {"anyOf": [{"type": "number"}, {"type": "null"}]}
+    assert fmt["schema"]["properties"]["meta"]["anyOf"][0]["additionalProperties"] is False
     why = text_format(FACTS_WHY)["format"]["schema"]
     assert list(why["properties"]) == ["reason", *FACTS_SCHEMA["properties"]]
-    assert why["required"] == ["reason", "stars", "would_buy"]
+    assert why["required"] == ["reason", *FACTS_SCHEMA["properties"]]
     assert FACTS_WHY.schema == FACTS_SCHEMA  # the spec's own schema is left alone
     json.dumps(text_format(FACTS_WHY), allow_nan=False)  # plain JSON, fit for the wire
 

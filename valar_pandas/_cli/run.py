@@ -39,7 +39,7 @@ from .._files import Input, open_input, open_output, windows
 from .._run.loop import run_sync
 from .._scoring import ScoreSpec, make_spec, reply_judge
 from .._service.call import budget_passed, budget_uncapped, open_store, prepare_call
-from .._service.score import score_request_options
+from .._service.score import score_request_options, strict_notice
 from .._store import RunStore
 from .args import IN_FLIGHT, add_run_parser, joined_values
 from .preview import dry_run, estimate_run
@@ -159,7 +159,10 @@ def _setup(args: argparse.Namespace) -> Setup:
     if spec is None:
         options["instructions"] = instructions
     else:
-        options |= score_request_options(spec, instructions)
+        options |= score_request_options(spec, instructions, warn=False)
+        notice = strict_notice(spec, f"--schema {args.schema}")
+        if notice is not None:
+            print(f"valar-pandas: warning: {notice}", file=sys.stderr)
     retries = args.retries_on_invalid or 0
     job = StreamSettings(template, options, price, spec, keep, render, args.window_rows, retries)
     empty = to_frame(source.schema.empty_table().select(list(render)))

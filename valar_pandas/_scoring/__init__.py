@@ -9,7 +9,8 @@ score), ``"reason"`` is ``<into>_reason``, and a schema property ``p`` is ``<int
 Modules: :mod:`.spec` (:class:`ScoreSpec`, built and checked by :func:`make_spec`),
 :mod:`.request` (the structured-output ``text`` field, the answer hint), :mod:`.reply`
 (reading one reply, :func:`parse`), :mod:`.dtypes` (each value's pandas dtype) and
-:mod:`.jsonschema` (a validator for the JSON-schema subset, no dependency).
+:mod:`.jsonschema` (a validator for the JSON-schema subset, no dependency) and
+:mod:`.strict` (a user's schema rewritten for strict mode, and answers read back).
 """
 
 from .dtypes import dtypes
@@ -17,12 +18,14 @@ from .jsonschema import validate
 from .reply import ParsedReply, parse, reply_judge
 from .request import answer_schema, instructions_hint, text_format
 from .spec import REASON, Kind, ScoreSpec, column_name, make_spec, normalise_label
+from .strict import StrictForm, restore, strict_form
 
 __all__ = [
     "REASON",
     "Kind",
     "ParsedReply",
     "ScoreSpec",
+    "StrictForm",
     "answer_schema",
     "column_name",
     "dtypes",
@@ -31,6 +34,8 @@ __all__ = [
     "normalise_label",
     "parse",
     "reply_judge",
+    "restore",
+    "strict_form",
     "text_format",
     "validate",
 ]

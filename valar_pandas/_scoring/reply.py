@@ -16,6 +16,7 @@ from typing import Any
 
 from .jsonschema import validate
 from .spec import REASON, ScoreSpec, normalise_label
+from .strict import restore
 
 __all__ = ["ParsedReply", "parse", "reply_judge"]
 
@@ -60,8 +61,11 @@ def parse(spec: ScoreSpec, text: str | None) -> ParsedReply:
     (``4.0`` reads as 4).
 
     Schema: a JSON object (bare, fenced, or the first ``{`` to the last ``}`` of the reply)
-    that :func:`validate` accepts; the values are the schema's top-level properties (missing
-    optional ones are None, nested objects stay dicts, undeclared extras are dropped).
+    that :func:`validate` accepts against the user's own schema, once
+    :func:`~.strict.restore` has read a ``null`` for an optional property that does not
+    admit ``null`` (what the strict form asks for) as the property left out; the values
+    are the schema's top-level properties (missing optional ones are None, nested objects
+    stay dicts, undeclared extras are dropped).
 
     Reasons: when asked for, ``reason`` comes from the JSON object; it may be missing (a
     plain-text reply has none), which gives None, but if present it must be a string.
@@ -143,6 +147,7 @@ def _parse_schema(spec: ScoreSpec, text: str) -> ParsedReply:
     schema = spec.schema
     if spec.reasons:  # a reason is welcome (and must be a string) but never required
         schema = {**schema, "properties": {REASON: {"type": "string"}, **schema["properties"]}}
+    decoded = restore(decoded, schema)
     errors = validate(decoded, schema)
     if errors:
         shown = "; ".join(errors[:_MAX_ERRORS])

@@ -20,7 +20,8 @@ def answer_schema(spec: ScoreSpec) -> dict[str, Any]:
     """The JSON schema of one complete answer, reason included when asked for.
 
     The ``reason`` property comes first, so a model that writes properties in order explains
-    itself before it commits to an answer.
+    itself before it commits to an answer. A user's schema is given in the form it is sent
+    in: its strict form when it has one (see :mod:`.strict`).
 
     Args:
         spec: The spec.
@@ -30,7 +31,7 @@ def answer_schema(spec: ScoreSpec) -> dict[str, Any]:
     """
     reason = {REASON: {"type": "string"}} if spec.reasons else {}
     if spec.kind == "schema":
-        schema = copy.deepcopy(spec.schema)
+        schema = copy.deepcopy(spec.wire_schema or spec.schema)
         if spec.reasons:
             schema["properties"] = {**reason, **schema["properties"]}
             schema["required"] = [REASON, *schema.get("required", [])]
@@ -59,8 +60,10 @@ def text_format(spec: ScoreSpec) -> dict[str, Any]:
         spec: The spec.
 
     Returns:
-        ``{"format": {"type": "json_schema", "name": ..., "schema": ..., "strict": True}}``,
-        to be sent as the request body's ``text``.
+        ``{"format": {"type": "json_schema", "name": ..., "schema": ..., "strict": ...}}``,
+        to be sent as the request body's ``text``: a user's schema in its strict form with
+        ``"strict": true``, or as given with ``"strict": false`` when it has no strict form
+        (:attr:`ScoreSpec.not_strict` says why).
 
     Example:
         >>> text_format(make_spec(labels=["yes", "no"]))["format"]["schema"]["properties"]
@@ -71,7 +74,7 @@ def text_format(spec: ScoreSpec) -> dict[str, Any]:
             "type": "json_schema",
             "name": spec.name,
             "schema": answer_schema(spec),
-            "strict": True,
+            "strict": spec.not_strict is None,
         }
     }
 

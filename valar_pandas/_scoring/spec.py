@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._core.errors import ConfigError
+from .strict import strict_form
 
 __all__ = ["REASON", "Kind", "ScoreSpec", "column_name", "make_spec", "normalise_label"]
 
@@ -42,6 +43,10 @@ class ScoreSpec:
         schema: The JSON schema of one answer (kind ``schema``), without the reason property.
         reasons: Whether the model also explains each answer (a ``reason`` string).
         name: The ``name`` of the structured-output format.
+        wire_schema: What is sent for ``schema`` (kind ``schema``): its strict-compatible
+            rewrite (:func:`~.strict.strict_form`), or ``schema`` itself when it has none.
+        not_strict: Why ``schema`` has no strict form, so it is sent with ``"strict":
+            false``; None when the request is strict.
     """
 
     kind: Kind
@@ -50,6 +55,8 @@ class ScoreSpec:
     schema: dict[str, Any] = field(default_factory=dict)
     reasons: bool = False
     name: str = "output"
+    wire_schema: dict[str, Any] = field(default_factory=dict)
+    not_strict: str | None = None
 
     @property
     def integer(self) -> bool:
@@ -101,7 +108,15 @@ def make_spec(
     assert schema is not None
     resolved, name = _resolve_schema(schema)
     _check_root(resolved, reasons)
-    return ScoreSpec("schema", schema=resolved, reasons=reasons, name=name)
+    form = strict_form(resolved)
+    return ScoreSpec(
+        "schema",
+        schema=resolved,
+        reasons=reasons,
+        name=name,
+        wire_schema=form.schema,
+        not_strict=form.reason,
+    )
 
 
 def _items(value: object) -> tuple[Any, ...] | None:

@@ -11,6 +11,7 @@ the rounds the same way: blocking (:func:`reask_blocking`) or awaited (:func:`re
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "score_columns",
     "score_request_options",
     "scoring",
+    "strict_notice",
 ]
 
 _SHAPE = ("labels", "scale", "schema", "reasons")
@@ -80,17 +82,47 @@ def scoring(
     return spec, again, rest | score_request_options(spec, rest.get("instructions"))
 
 
-def score_request_options(spec: ScoreSpec, instructions: str | None) -> dict[str, Any]:
+def strict_notice(spec: ScoreSpec, named: str) -> str | None:
+    """What to tell the caller when the schema is sent with ``"strict": false``, if it is.
+
+    Args:
+        spec: The scoring spec.
+        named: How the caller gave the schema: ``"schema="``, or the command's flag.
+
+    Returns:
+        The notice, naming where the schema breaks strict mode's rules; None when the
+        request is strict.
+    """
+    if spec.not_strict is None:
+        return None
+    return (
+        f"{named} has no strict form ({spec.not_strict}), so it is sent with "
+        '"strict": false: the server may not hold the model to it; every answer is still '
+        "checked against it, and one that does not fit is a row error"
+    )
+
+
+def score_request_options(
+    spec: ScoreSpec, instructions: str | None, warn: bool = True
+) -> dict[str, Any]:
     """The request options a scoring run adds: the answer hint and the structured format.
 
     Args:
         spec: The scoring spec.
         instructions: The caller's own instructions, if any (the hint is appended).
+        warn: Warn when the schema is sent with ``"strict": false`` (the command says so
+            in its own words instead, see :func:`strict_notice`).
 
     Returns:
         ``{"instructions": ..., "text": ...}`` for
         :func:`~valar_pandas._service.call.prepare_call`.
+
+    Warns:
+        UserWarning: The schema has no strict form and is sent with ``"strict": false``.
     """
+    notice = strict_notice(spec, "schema=") if warn else None
+    if notice is not None:
+        warnings.warn(notice, UserWarning, stacklevel=4)
     hint = instructions_hint(spec)
     return {
         "instructions": f"{instructions}\n\n{hint}" if instructions else hint,

@@ -80,7 +80,13 @@ class _BatchRoutes:
             return _error(ApiError(400, "The request body is not valid JSON.", code="invalid_json"))
         key = request.headers.get("Idempotency-Key")
         error = validate_batch(
-            body, len(raw), config.models, config.batch_max_requests, config.batch_max_bytes
+            body,
+            len(raw),
+            config.models,
+            config.batch_max_requests,
+            config.batch_max_bytes,
+            strict_schemas=config.strict_schemas,
+            image_models=config.image_models,
         )
         if error is None and key is not None:
             error = validate_idempotency_key(key)

@@ -31,7 +31,9 @@ def _invalid(message: str, param: str | None, code: str = "invalid_value") -> Ap
     return ApiError(400, message, "invalid_request_error", code, param)
 
 
-def _check_item(i: int, item: Any, seen: set[str], models: tuple[str, ...]) -> ApiError | None:
+def _check_item(
+    i: int, item: Any, seen: set[str], models: tuple[str, ...], **accepts: Any
+) -> ApiError | None:
     where = f"requests[{i}]"
     if not isinstance(item, dict):
         return _invalid(f"{where} must be an object with 'custom_id' and 'params'.", where)
@@ -50,7 +52,7 @@ def _check_item(i: int, item: Any, seen: set[str], models: tuple[str, ...]) -> A
         )
     seen.add(cid)
     params = item.get("params")
-    error = validate_create(params, models)
+    error = validate_create(params, models, **accepts)
     if error is not None:
         param = f"{where}.params" + (f".{error.param}" if error.param else "")
         return ApiError(400, f"{where}.params: {error.message}", error.type, error.code, param)
@@ -66,7 +68,12 @@ def _check_item(i: int, item: Any, seen: set[str], models: tuple[str, ...]) -> A
 
 
 def validate_batch(
-    body: Any, size: int, models: tuple[str, ...], max_requests: int, max_bytes: int
+    body: Any,
+    size: int,
+    models: tuple[str, ...],
+    max_requests: int,
+    max_bytes: int,
+    **accepts: Any,
 ) -> ApiError | None:
     """Check a ``POST /v1/batches`` body against the contract.
 
@@ -76,6 +83,8 @@ def validate_batch(
         models: The model ids the server serves.
         max_requests: Most items a batch may hold.
         max_bytes: The body must be smaller than this.
+        **accepts: What every item's body is checked with besides the models
+            (``strict_schemas``, ``image_models``: see ``validate_create``).
 
     Returns:
         The error to answer with, or None when the batch is acceptable.
@@ -100,7 +109,7 @@ def validate_batch(
         return _invalid(f"'label' must be 1 to {_MAX_LABEL} letters, digits, '-' or '_'.", "label")
     seen: set[str] = set()
     for i, item in enumerate(requests):
-        error = _check_item(i, item, seen, models)
+        error = _check_item(i, item, seen, models, **accepts)
         if error is not None:
             return error
     return None

@@ -14,7 +14,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ._config import DEFAULT_API_KEY, REALISTIC_LATENCY, EmulatorConfig, Faults, Latency
+from ._config import (
+    DEFAULT_API_KEY,
+    IMAGE_MODELS,
+    REALISTIC_LATENCY,
+    EmulatorConfig,
+    Faults,
+    Latency,
+)
 from ._emulator import Emulator
 from ._reasoning import EFFORTS, REASONING_MODELS
 
@@ -133,6 +140,25 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="prefix-cache block, in tokens, for cached_tokens of repeated instructions "
         "(0: off; default 16)",
     )
+    add(
+        "--strict-schemas",
+        action="store_true",
+        help="answer 400 to a json_schema format sent with strict: true whose schema breaks "
+        "strict mode's rules (all properties required, additionalProperties false, ...)",
+    )
+    add(
+        "--disobey-schema",
+        type=float,
+        default=0.0,
+        help="fraction of json_schema answers that ignore the schema's shape "
+        "(a property left out, an undeclared one added, or the answer wrapped)",
+    )
+    add(
+        "--image-models",
+        default=",".join(IMAGE_MODELS),
+        help="comma-separated models that take input_image parts; images sent to any other "
+        f"model are answered 400 (default {','.join(IMAGE_MODELS)}; empty for none)",
+    )
     return parser  # fmt: skip
 
 
@@ -155,6 +181,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
             drop_after_create=args.drop_after_create,
             failed=args.failed,
             invalid_structured=args.invalid_structured,
+            disobey_schema=args.disobey_schema,
         ),
         seed=args.seed,
         cancel_supported=not args.no_cancel,
@@ -165,6 +192,8 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         reasoning_models=args.reasoning_models,
         reasoning_default=args.reasoning_default,
         cache_block=args.cache_block,
+        strict_schemas=args.strict_schemas,
+        image_models=tuple(m.strip() for m in args.image_models.split(",") if m.strip()),
     )
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_MODELS",
     "HOSTILE",
+    "IMAGE_MODELS",
     "REALISTIC_LATENCY",
     "STATUS_WORDS",
     "WINDOWS",
@@ -45,6 +46,10 @@ DEFAULT_MODELS: tuple[str, ...] = (
 
 #: The completion windows (valar-api.md §7); a create without one runs on ``standard``.
 WINDOWS: tuple[str, ...] = ("asap", "standard")
+
+#: The models that take images: the pricing page's models the vendor documents as
+#: multimodal (its images guide uses Kimi-K2.6; no other model is said to take images).
+IMAGE_MODELS: tuple[str, ...] = ("moonshotai/Kimi-K2.6",)
 
 #: Non-terminal status words per vocabulary: (initial, running).
 STATUS_WORDS: dict[str, tuple[str, str]] = {
@@ -146,6 +151,12 @@ class Faults:
             (finished responses are sent uncompressed, padded to 1 GiB).
         echo_key: Every create is answered ``400`` with an error message that quotes the
             bearer key it was sent and holds terminal escape sequences (a careless server).
+        disobey_schema: Fraction of structured (``json_schema``) answers that ignore the
+            schema's shape: valid JSON with a property left out, an undeclared property
+            added, or the whole answer wrapped in another object. Drawn per attempt like
+            ``invalid_structured`` but apart from it (``invalid_structured`` spoils values
+            inside the right shape and wins when both are drawn); the response still ends
+            ``completed``, even when the format asked for ``"strict": true``.
     """
 
     rate_429: float = 0.0
@@ -163,6 +174,7 @@ class Faults:
     usage_tokens: int | float | str | None = None
     hostile: str | None = None
     echo_key: bool = False
+    disobey_schema: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -173,6 +185,7 @@ class Faults:
             "drop_after_create",
             "failed",
             "invalid_structured",
+            "disobey_schema",
         ):
             _check_probability(f"Faults.{name}", getattr(self, name))
         _check_seconds("Faults.retry_after", self.retry_after)
@@ -229,6 +242,14 @@ class EmulatorConfig:
         cache_block: Block size, in tokens, of the prefix cache: a request whose
             instructions this emulator saw before on the same model reports them in
             ``usage.input_tokens_details.cached_tokens``, in whole blocks; 0 turns it off.
+        strict_schemas: Enforce strict mode's rules: a create whose ``text.format`` is a
+            ``json_schema`` sent with ``"strict": true`` and a schema breaking them (an object
+            without ``additionalProperties: false``, a property missing from ``required``, a
+            refused keyword) is answered 400 with OpenAI's message naming where. Off by
+            default, as in earlier versions; the vendor does not document whether it checks.
+        image_models: The models that take ``input_image`` parts (the vendor documents image
+            input on multimodal models only, naming ``moonshotai/Kimi-K2.6``); an image sent
+            to any other model is answered 400 "model '<id>' does not support image input".
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -248,6 +269,8 @@ class EmulatorConfig:
     reasoning_models: tuple[str, ...] = REASONING_MODELS
     reasoning_default: str = "none"
     cache_block: int = 16
+    strict_schemas: bool = False
+    image_models: tuple[str, ...] = IMAGE_MODELS
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -309,6 +332,13 @@ class EmulatorConfig:
         block = self.cache_block
         if not isinstance(block, int) or isinstance(block, bool) or block < 0:
             raise ValueError(f"EmulatorConfig.cache_block must be an int ≥ 0, got {block!r}")
+
+        if not isinstance(self.strict_schemas, bool):
+            raise TypeError("EmulatorConfig.strict_schemas must be True or False")
+        images = tuple(self.image_models)
+        if not all(isinstance(m, str) and m for m in images):
+            raise ValueError("EmulatorConfig.image_models must be a sequence of model ids")
+        object.__setattr__(self, "image_models", images)
 
     def latency_for(self, window: str) -> Latency:
         """The law a response on a completion window takes its latency from.

@@ -121,6 +121,13 @@ class Emulator:
                 drawn = hashlib.sha256(salted).digest()
                 if int.from_bytes(drawn[:8], "big") / 2.0**64 < rate:
                     text = answer.invalid(drawn[8])[1]
+            rate = config.faults.disobey_schema
+            if rate > 0.0 and text == answer.text():
+                tried = b"" if attempt is None else attempt.encode() + b"\n"
+                salted = b"disobey-schema:%d:" % config.seed + tried + canonical
+                drawn = hashlib.sha256(salted).digest()
+                if int.from_bytes(drawn[:8], "big") / 2.0**64 < rate:
+                    text = answer.disobey(drawn[8])[1]
         limit = body.get("max_output_tokens")
         if isinstance(limit, int) and limit >= 1:
             room = limit - self.reasoning_tokens(body)  # reasoning comes first, within the cap
@@ -149,13 +156,15 @@ class Emulator:
         Args:
             body: A request body for ``POST /v1/responses``, exactly as it will be sent.
             key: Its ``Idempotency-Key`` (for a batch item, ``"<batch key>/<custom_id>"``),
-                or None for a create without one: ``invalid_structured`` is drawn per key.
+                or None for a create without one: ``invalid_structured`` and ``disobey_schema``
+                are drawn per key.
 
         Returns:
             ``("completed", text)``, ``("failed", reason)`` or ``("incomplete", partial_text)``
             (cancellation aside); ``("completed", "")`` when a reasoning model spent the whole
             ``max_output_tokens`` reasoning, and its response holds no text. A structured
-            answer chosen by ``Faults.invalid_structured`` comes back ``completed`` with its
+            answer chosen by ``Faults.invalid_structured``
+            or ``Faults.disobey_schema`` comes back ``completed`` with its
             invalid text.
         """
         return self._outcome(body, canonical_json(body), input_texts(body), key)

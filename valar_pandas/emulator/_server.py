@@ -133,7 +133,12 @@ class Routes:
         except ValueError:
             return _error(ApiError(400, "The request body is not valid JSON.", code="invalid_json"))
         key = request.headers.get("Idempotency-Key")
-        error = validate_create(body, config.models)
+        error = validate_create(
+            body,
+            config.models,
+            strict_schemas=config.strict_schemas,
+            image_models=config.image_models,
+        )
         if error is None and key is not None:
             error = validate_idempotency_key(key)
         if error is not None:

@@ -3,7 +3,9 @@
 Owns :func:`requested_schema` (the schema of a body that asks for ``json_schema`` output),
 :func:`structured_answer` (a deterministic JSON value for that schema, read from the text
 being judged) and :class:`Structured`, which also knows the three ways to spoil the answer
-for ``Faults.invalid_structured``: bad JSON, a label outside the enum, a number out of range.
+for ``Faults.invalid_structured`` (bad JSON, a label outside the enum, a number out of range)
+and the three ways to ignore its shape for ``Faults.disobey_schema`` (a property left out, an
+undeclared property added, the answer wrapped in another object).
 
 How values are chosen, all deterministic (hashlib, never ``hash()``):
 
@@ -34,10 +36,12 @@ from typing import Any
 
 from ._sentiment import classify_sentiment
 
-__all__ = ["INVALID_KINDS", "Structured", "requested_schema", "structured_answer"]
+__all__ = ["DISOBEY_KINDS", "INVALID_KINDS", "Structured", "requested_schema", "structured_answer"]
 
 #: The ways ``Faults.invalid_structured`` spoils an answer, in selection order.
 INVALID_KINDS = ("json", "enum", "range")
+#: The ways ``Faults.disobey_schema`` ignores the schema's shape, in selection order.
+DISOBEY_KINDS = ("missing", "extra", "shape")
 
 _SENTIMENTS = frozenset(("positive", "negative", "neutral"))
 _PLACE = {"positive": 0.9, "neutral": 0.5, "negative": 0.1}
@@ -84,6 +88,35 @@ class Structured:
                 location, bad = self.breaks[kind]
                 return kind, json.dumps(_replace(self.value, location, bad), ensure_ascii=False)
         raise AssertionError("unreachable: bad JSON always applies")
+
+    def disobey(self, selector: int) -> tuple[str, str]:
+        """The answer in the wrong shape, as a model that ignores the schema writes it.
+
+        Args:
+            selector: Any integer, e.g. a byte of the body's hash.
+
+        Returns:
+            ``(kind, text)``: the kind from :data:`DISOBEY_KINDS` at ``selector % 3``
+            (``"missing"``: the first property left out; ``"extra"``: a property the schema
+            does not declare added; ``"shape"``: the whole answer wrapped as
+            ``{"result": ...}``) and valid JSON text. An answer that is not an object with
+            properties is always wrapped.
+        """
+        kind = DISOBEY_KINDS[selector % len(DISOBEY_KINDS)]
+        value = self.value
+        if not (isinstance(value, dict) and value):
+            kind = "shape"
+        if kind == "missing":
+            first = next(iter(value))
+            wrong: Any = {k: v for k, v in value.items() if k != first}
+        elif kind == "extra":
+            name = "note"
+            while name in value:
+                name += "_"
+            wrong = {**value, name: "answered outside the schema"}
+        else:
+            wrong = {"result": value}
+        return kind, json.dumps(wrong, ensure_ascii=False)
 
 
 def requested_schema(body: Mapping[str, Any]) -> dict[str, Any] | None:

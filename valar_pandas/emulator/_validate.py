@@ -1,8 +1,9 @@
 """Validation of ``POST /v1/responses`` bodies and the API's error envelope.
 
 Owns :class:`ApiError` (status + OpenAI-style envelope) and :func:`validate_create`, which
-checks a create body against the contract (``text.format`` included) before anything is
-reserved or billed.
+checks a create body against the contract (``text.format`` included; strict schemas when the
+server enforces them; ``input_image`` parts, for the models that take images) before anything
+is reserved or billed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._reasoning import EFFORTS, SUMMARIES
+from ._strict import strict_schema_error
 
 __all__ = ["ApiError", "validate_create", "validate_idempotency_key"]
 
@@ -20,6 +22,10 @@ _ROLES = frozenset(("user", "system", "developer", "assistant"))
 _TEXT_PARTS = frozenset(("input_text", "output_text", "text"))
 _UNSUPPORTED = ("previous_response_id", "conversation", "prompt")
 _FORMATS = ("text", "json_schema")
+_IMAGE_PART = "input_image"
+_IMAGE_TYPES = frozenset(("image/jpeg", "image/png", "image/webp", "image/gif"))
+_MAX_IMAGES = 20
+_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _MAX_KEY = 255
 
 
@@ -83,15 +89,78 @@ def _check_message(i: int, message: Any) -> ApiError | None:
             f"{where}.content",
         )
     for j, part in enumerate(content):
+        if isinstance(part, dict) and part.get("type") == _IMAGE_PART:
+            error = _check_image(part, f"{where}.content[{j}]")
+            if error is not None:
+                return error
+            continue
         if not isinstance(part, dict) or part.get("type") not in _TEXT_PARTS:
             return _invalid(
-                f"{where}.content[{j}]: only text content parts are supported.",
+                f"{where}.content[{j}]: only text and input_image content parts are supported.",
                 f"{where}.content[{j}]",
             )
         if not isinstance(part.get("text"), str):
             return _invalid(
                 f"{where}.content[{j}].text must be a string.", f"{where}.content[{j}].text"
             )
+    return None
+
+
+def _check_image(part: dict[str, Any], where: str) -> ApiError | None:
+    """An ``input_image`` part: an http(s) or ``data:`` URL of a JPEG, PNG, WebP or GIF."""
+    url = part.get("image_url")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://", "data:")):
+        return _invalid(
+            f"{where}.image_url must be an http(s) URL or a data: URL of the image "
+            "(file ids are not supported).",
+            f"{where}.image_url",
+        )
+    if url.startswith("data:"):
+        media, _, data = url[5:].partition(",")
+        if media.partition(";")[0].lower() not in _IMAGE_TYPES or ";base64" not in media:
+            return _invalid(
+                f"{where}.image_url: a data: URL must hold a base64 JPEG, PNG, WebP or GIF.",
+                f"{where}.image_url",
+                "invalid_image_format",
+            )
+        if len(data) * 3 // 4 > _MAX_IMAGE_BYTES:
+            return _invalid(
+                f"{where}.image_url: the image is larger than 20 MB.",
+                f"{where}.image_url",
+                "image_too_large",
+            )
+    if part.get("detail", "auto") not in ("auto", "low", "high"):
+        return _invalid(f"{where}.detail must be one of: auto, low, high.", f"{where}.detail")
+    return None
+
+
+def _image_parts(value: Any) -> list[str]:
+    """Where the input's ``input_image`` parts are (``input[i].content[j]``), in order."""
+    found: list[str] = []
+    for i, message in enumerate(value if isinstance(value, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict) and part.get("type") == _IMAGE_PART:
+                found.append(f"input[{i}].content[{j}]")
+    return found
+
+
+def _check_images(
+    body: Mapping[str, Any], model: str, image_models: tuple[str, ...]
+) -> ApiError | None:
+    parts = _image_parts(body.get("input"))
+    if not parts:
+        return None
+    if model not in image_models:
+        return _invalid(
+            f"model {model!r} does not support image input.", parts[0], "image_input_unsupported"
+        )
+    if len(parts) > _MAX_IMAGES:
+        return _invalid(
+            f"Too many images: {len(parts)} in this request, at most {_MAX_IMAGES} are allowed.",
+            parts[_MAX_IMAGES],
+            "too_many_images",
+        )
     return None
 
 
@@ -205,12 +274,33 @@ def _check_reasoning(body: Mapping[str, Any]) -> ApiError | None:
     return None
 
 
-def validate_create(body: Any, models: tuple[str, ...]) -> ApiError | None:
+def _check_strict(value: Any) -> ApiError | None:
+    """A ``json_schema`` format sent with ``"strict": true`` must meet strict mode's rules."""
+    fmt = value.get("format") if isinstance(value, dict) else None
+    if not (isinstance(fmt, dict) and fmt.get("type") == "json_schema" and fmt.get("strict")):
+        return None
+    message = strict_schema_error(fmt.get("schema"), str(fmt.get("name", "")))
+    if message is None:
+        return None
+    return _invalid(message, "text.format.schema", "invalid_json_schema")
+
+
+def validate_create(
+    body: Any,
+    models: tuple[str, ...],
+    *,
+    strict_schemas: bool = False,
+    image_models: tuple[str, ...] = (),
+) -> ApiError | None:
     """Check a create body against the contract.
 
     Args:
         body: The decoded JSON body.
         models: The model ids the server serves.
+        strict_schemas: Refuse a ``json_schema`` format sent with ``"strict": true`` whose
+            schema breaks strict mode's rules (see ``_strict``).
+        image_models: The models that take ``input_image`` parts; an image sent to another
+            model is refused.
 
     Returns:
         The error to answer with, or None when the body is acceptable.
@@ -234,6 +324,8 @@ def validate_create(body: Any, models: tuple[str, ...]) -> ApiError | None:
         or _check_options(body)
         or _check_text(body.get("text"))
         or _check_reasoning(body)
+        or _check_images(body, model, image_models)
+        or (_check_strict(body.get("text")) if strict_schemas else None)
     )
 
 
