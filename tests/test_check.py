@@ -121,12 +121,22 @@ def test_without_the_batch_api_it_warns_and_passes(serve_cli, capsys):
     assert "falls back to background" in table(out)["Batch API"][4]
 
 
-def test_a_strict_answer_that_breaks_the_schema_fails(serve_cli, capsys):
-    serve_cli(batch_api=True, faults=Faults(invalid_structured=1.0))
+@pytest.mark.parametrize(
+    "fault", [Faults(invalid_structured=1.0), Faults(disobey_schema=1.0)], ids=["values", "shape"]
+)
+def test_a_strict_answer_that_breaks_the_schema_fails(serve_cli, capsys, fault):
+    serve_cli(batch_api=True, faults=fault)
     code, out = run_check(capsys, "--windows", "asap")
     assert code == 1
     assert levels(out)["strict structured output"] == "FAIL"
     assert levels(out)["background asap"] == "PASS"
+
+
+def test_the_strict_probe_meets_a_strict_server(serve_cli, capsys):
+    serve_cli(batch_api=True, strict_schemas=True)
+    code, out = run_check(capsys, "--windows", "asap")
+    assert code == 0
+    assert levels(out)["strict structured output"] == "PASS"
 
 
 def test_a_slow_standard_window_is_a_warning_with_the_timeout_to_raise(serve):
