@@ -16,6 +16,7 @@ from ._core.endpoint import DEFAULT_BASE_URL
 from ._core.errors import (
     APIError,
     AuthenticationError,
+    BatchFallbackWarning,
     BatchUnavailable,
     ConfigError,
     EndpointError,
@@ -41,6 +42,7 @@ __all__ = [
     "PRICES_AS_OF",
     "APIError",
     "AuthenticationError",
+    "BatchFallbackWarning",
     "BatchUnavailable",
     "ConfigError",
     "EndpointError",

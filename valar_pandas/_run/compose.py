@@ -114,7 +114,7 @@ async def _send(
         batched, plan.shares, http, config, emit,
         positions=_batchplan.first_positions(plan.rows), attach=work.batches, gate=gate,
         fallback=None if options.mode == "batch" else background, replay=work.replay,
-        exchange=exchange,
+        exchange=exchange, resend=background,
     )  # fmt: skip
     chosen_set = {r.fingerprint for r in batched}
     rest = [r for r in work.send if r.fingerprint not in chosen_set]
