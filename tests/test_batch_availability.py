@@ -187,6 +187,15 @@ def test_items_a_batch_does_not_hold_are_sent_in_background_once(serve, mode):
     assert again.attrs["valar"]["cached"] == 30 and emulator.stats.inferences == 30
 
 
+def test_items_a_batch_sent_again_are_counted_once_by_the_progress(serve):
+    _, client = serve(**batches(batch_drop_items=3))
+    with pytest.warns(BatchFallbackWarning):
+        job = words(20).valar.submit(TEMPLATE, client=client, **BATCH)
+        job.result(timeout=60)
+    counts = job.status()
+    assert counts["submitted"] == 20 and counts["running"] == 0 and counts["done"] == 20
+
+
 def test_items_a_batch_does_not_hold_end_at_once_when_nothing_can_resend(serve, monkeypatch):
     """Without a way to resend, the lost items end at once (not at the 24 h deadline)."""
     emulator, client = serve(**batches(batch_drop_items=2))

@@ -299,11 +299,11 @@ class Session:
             return
         said += "; they are sent in background mode under their own keys instead"
         log.warning("%s", said)
-        warnings.warn(said, BatchFallbackWarning, stacklevel=2)
         fingerprints = [watch.items.pop(cid) for cid in lost]
         watch.fetching.difference_update(lost)
         watch.changed.set()
         self.adopt(await self.resend([self.requests[f] for f in fingerprints]))
+        warnings.warn(said, BatchFallbackWarning, stacklevel=2)  # after: the answers are in
 
     async def lookup(self, watch: Watch, cid: str) -> bool:
         """Ask for an item the status map leaves out; True when the server does not have it.
