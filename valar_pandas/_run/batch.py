@@ -137,7 +137,7 @@ class _Creator:
         words = server_words(reason)
         if status == 403:
             said = f"the Batch API is not enabled for this API key's organisation ({words})"
-        elif status >= 500:
+        elif status >= 500 and status != 501:  # 501: the route is absent
             said = f"the Batch API did not accept the first batch ({words})"
         else:
             said = f"the Batch API is not available on this server ({words})"

@@ -269,7 +269,7 @@ async def run_plan(
     Raises:
         AuthenticationError: The server rejected the API key.
         APIError: The first requests, or the first batch, were rejected.
-        BatchUnavailable: ``mode="batch"`` and the server has no Batch API.
+        BatchUnavailable: ``mode="batch"`` and the server's Batch API cannot be used.
     """
     started = time.monotonic()
     endpoint = client.base_url
