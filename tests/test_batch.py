@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
-from valar_pandas import APIError, BatchUnavailable, ConfigError, Price
+from valar_pandas import APIError, BatchFallbackWarning, BatchUnavailable, ConfigError, Price
 from valar_pandas._core import batchplan as _batchplan
 from valar_pandas._core.batchplan import BatchLimits, BatchPoll
 from valar_pandas.emulator import Faults, Latency
@@ -36,7 +36,7 @@ def limits(monkeypatch, **kw):
 
 
 def test_3000_rows_in_batch_mode_are_correct_aligned_and_cheap_in_requests(serve):
-    emulator, client = serve(latency=QUICK, seed=5)
+    emulator, client = serve(batch_api=True, latency=QUICK, seed=5)
     df = words(3000)
     df["word"] = np.where(df["i"] % 10 == 0, "same", df["word"])
     df.loc[df["i"] % 10 == 0, "i"] = -1  # 300 identical rows: one request
@@ -58,7 +58,7 @@ def test_3000_rows_in_batch_mode_are_correct_aligned_and_cheap_in_requests(serve
 
 def test_a_frame_over_the_item_limit_is_split(serve, monkeypatch):
     limits(monkeypatch, max_requests=400)
-    emulator, client = serve(latency=QUICK, batch_max_requests=400)
+    emulator, client = serve(batch_api=True, latency=QUICK, batch_max_requests=400)
     df = words(1000)
     out = df.valar.run(TEMPLATE, client=client, **BATCH)
     assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
@@ -68,7 +68,7 @@ def test_a_frame_over_the_item_limit_is_split(serve, monkeypatch):
 
 def test_an_over_size_payload_is_split_by_measured_bytes(serve, monkeypatch):
     limits(monkeypatch, max_bytes=40_000)
-    emulator, client = serve(latency=QUICK, batch_max_bytes=40_000)
+    emulator, client = serve(batch_api=True, latency=QUICK, batch_max_bytes=40_000)
     df = pd.DataFrame({"text": [f"{i} " + "lorem ipsum " * 20 for i in range(600)]})
     out = df.valar.run("Echo {text}", client=client, **BATCH)
     assert out["output_error"].isna().all() and emulator.stats.inferences == 600
@@ -77,7 +77,7 @@ def test_an_over_size_payload_is_split_by_measured_bytes(serve, monkeypatch):
 
 
 def test_an_invalid_label_is_an_error_before_any_request(serve):
-    emulator, client = serve()
+    emulator, client = serve(batch_api=True)
     for label in ("not valid!", "x" * 129):
         with pytest.raises(ConfigError, match="label"):
             words(3).valar.run(TEMPLATE, client=client, label=label, **BATCH)
@@ -95,11 +95,14 @@ def test_an_absent_batch_api_is_a_clear_error_in_batch_mode(serve):
     assert emulator.stats.requests["POST /v1/batches"] == 1 and emulator.stats.inferences == 0
 
 
-def test_auto_falls_back_to_background_quietly_when_the_batch_api_is_absent(serve, monkeypatch):
+def test_auto_falls_back_to_background_with_a_warning_when_the_batch_api_is_absent(
+    serve, monkeypatch
+):
     monkeypatch.setattr(_batchplan, "AUTO_MIN_REQUESTS", 50)
     emulator, client = serve(batch_api=False, latency=QUICK)
     df = words(60)
-    out = df.valar.run(TEMPLATE, client=client, model=MODEL, mode="auto", progress=None)
+    with pytest.warns(BatchFallbackWarning, match="not available on this server"):
+        out = df.valar.run(TEMPLATE, client=client, model=MODEL, mode="auto", progress=None)
     assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
     assert emulator.stats.requests["POST /v1/batches"] == 1
     assert emulator.stats.requests["POST /v1/responses"] == 60
@@ -109,7 +112,7 @@ def test_auto_falls_back_to_background_quietly_when_the_batch_api_is_absent(serv
 
 def test_auto_picks_batch_for_large_standard_runs_and_background_otherwise(serve, monkeypatch):
     monkeypatch.setattr(_batchplan, "AUTO_MIN_REQUESTS", 50)
-    emulator, client = serve(latency=QUICK)
+    emulator, client = serve(batch_api=True, latency=QUICK)
     auto = {"model": MODEL, "mode": "auto", "progress": None}
     asap = words(60).assign(word="fast")
     asap.valar.run(TEMPLATE, client=client, completion_window="asap", **auto)
@@ -126,7 +129,7 @@ def test_auto_picks_batch_for_large_standard_runs_and_background_otherwise(serve
 
 
 def test_failed_items_are_row_errors_and_are_asked_again_later(serve):
-    emulator, client = serve(latency=QUICK, faults=Faults(failed=0.2), seed=7)
+    emulator, client = serve(batch_api=True, latency=QUICK, faults=Faults(failed=0.2), seed=7)
     df = words(200)
     out = df.valar.run(TEMPLATE, client=client, **BATCH)
     failed = out["output_error"].notna()
@@ -135,7 +138,8 @@ def test_failed_items_are_row_errors_and_are_asked_again_later(serve):
     assert out.loc[~failed, "output"].tolist() == [
         e for e, f in zip(echo(df), failed, strict=True) if not f
     ]
-    emulator.config = emulator.config.__class__(latency=QUICK)  # the server recovers
+    # the server recovers
+    emulator.config = emulator.config.__class__(latency=QUICK, batch_api=True)
     again = df.valar.run(TEMPLATE, client=client, **BATCH)
     assert again["output"].tolist() == echo(df)
     assert emulator.stats.batch_creates == 2
@@ -145,7 +149,7 @@ def test_failed_items_are_row_errors_and_are_asked_again_later(serve):
 
 def test_transient_faults_and_a_dropped_create_lose_nothing_and_bill_nothing_twice(serve):
     faults = Faults(rate_429=0.03, rate_502=0.03, retry_after=0.02, drop_after_create=1.0)
-    emulator, client = serve(latency=QUICK, faults=faults, seed=3)
+    emulator, client = serve(batch_api=True, latency=QUICK, faults=faults, seed=3)
     df = words(200)
     out = df.valar.run(TEMPLATE, client=client, **BATCH)
     assert out["output"].tolist() == echo(df)
@@ -155,7 +159,7 @@ def test_transient_faults_and_a_dropped_create_lose_nothing_and_bill_nothing_twi
 
 
 def test_a_finished_batch_run_reruns_free_and_serves_background_mode(serve):
-    emulator, client = serve(latency=QUICK)
+    emulator, client = serve(batch_api=True, latency=QUICK)
     df = words(100)
     first = df.valar.run(TEMPLATE, client=client, **BATCH)
     sent = emulator.stats.total_requests
@@ -168,7 +172,7 @@ def test_a_finished_batch_run_reruns_free_and_serves_background_mode(serve):
 
 
 def test_the_budget_holds_batch_items_back(serve):
-    emulator, client = serve(latency=QUICK)
+    emulator, client = serve(batch_api=True, latency=QUICK)
     price = Price(input=0.0, output=1_000.0)  # $0.016 per request at 16 output tokens
     out = words(50).valar.run(
         TEMPLATE, client=client, max_output_tokens=16, budget=0.1, price=price, **BATCH
@@ -180,7 +184,7 @@ def test_the_budget_holds_batch_items_back(serve):
 
 def test_items_past_the_deadline_are_errors_and_a_rerun_reattaches(serve, monkeypatch, tmp_path):
     monkeypatch.setattr(_batchplan, "BATCH_POLL", BatchPoll(first=0.1, cap=0.2, deadline=0.5))
-    emulator, client = serve(latency=Latency(median=2.0, sigma=0.0))
+    emulator, client = serve(batch_api=True, latency=Latency(median=2.0, sigma=0.0))
     path = tmp_path / "s.sqlite3"
     df = words(5)
     out = df.valar.run(TEMPLATE, client=client, store=path, **BATCH)
@@ -193,7 +197,7 @@ def test_items_past_the_deadline_are_errors_and_a_rerun_reattaches(serve, monkey
 
 
 def test_progress_and_totals_are_those_of_background_mode(serve, capsys):
-    _, client = serve(latency=QUICK, faults=Faults(failed=0.3), seed=2)
+    _, client = serve(batch_api=True, latency=QUICK, faults=Faults(failed=0.3), seed=2)
     out = words(40).valar.run(TEMPLATE, client=client, **{**BATCH, "progress": "tqdm"})
     totals = out.attrs["valar"]
     assert totals["failed"] == out["output_error"].notna().sum() > 0
@@ -203,7 +207,7 @@ def test_progress_and_totals_are_those_of_background_mode(serve, capsys):
 
 
 def test_a_rejected_first_batch_stops_the_run(serve):
-    emulator, client = serve()
+    emulator, client = serve(batch_api=True)
     with pytest.raises(APIError, match="rejected the batch"):
         words(3).valar.run(TEMPLATE, client=client, **{**BATCH, "model": "no/such-model"})
     assert emulator.stats.inferences == 0
@@ -215,7 +219,7 @@ def _store_rows(path, sql, *args):
 
 
 def test_a_batch_created_but_never_acknowledged_is_replayed_not_duplicated(serve, tmp_path):
-    emulator, client = serve(latency=QUICK)
+    emulator, client = serve(batch_api=True, latency=QUICK)
     path = tmp_path / "s.sqlite3"
     df = words(50)
     df.valar.run(TEMPLATE, client=client, store=path, **BATCH)
@@ -229,7 +233,7 @@ def test_a_batch_created_but_never_acknowledged_is_replayed_not_duplicated(serve
 
 
 def test_a_batch_the_server_forgot_is_reported_and_sent_again_next_time(serve, tmp_path):
-    emulator, client = serve(latency=Latency(median=30.0, sigma=0.0))
+    emulator, client = serve(batch_api=True, latency=Latency(median=30.0, sigma=0.0))
     path = tmp_path / "s.sqlite3"
     df = words(20)
 
@@ -246,13 +250,13 @@ def test_a_batch_the_server_forgot_is_reported_and_sent_again_next_time(serve, t
     assert out["output_error"].str.contains("lost track of batch").all()
     assert out["output_error"].str.contains("a re-run sends these rows again").all()
     assert _store_rows(path, "SELECT COUNT(*) FROM batches") == [(0,)]
-    emulator.config = emulator.config.__class__(latency=QUICK)
+    emulator.config = emulator.config.__class__(latency=QUICK, batch_api=True)
     again = df.valar.run(TEMPLATE, client=client, store=path, **BATCH)
     assert again["output"].tolist() == echo(df) and emulator.stats.batch_creates == 2
 
 
 def test_a_reattached_batch_the_server_no_longer_knows_is_released(serve, tmp_path):
-    emulator, client = serve(latency=QUICK)
+    emulator, client = serve(batch_api=True, latency=QUICK)
     path = tmp_path / "s.sqlite3"
     df = words(10)
     df.valar.run(TEMPLATE, client=client, store=path, **BATCH)
@@ -266,7 +270,7 @@ def test_a_reattached_batch_the_server_no_longer_knows_is_released(serve, tmp_pa
 
 
 def test_background_mode_reattaches_rows_a_batch_run_left_running(serve, tmp_path):
-    emulator, client = serve(latency=QUICK)
+    emulator, client = serve(batch_api=True, latency=QUICK)
     path = tmp_path / "s.sqlite3"
     df = words(30)
     df.head(20).valar.run(TEMPLATE, client=client, store=path, **BATCH)
@@ -293,7 +297,7 @@ KILLED_RUN = textwrap.dedent(
 
 
 def test_sigkill_after_the_create_then_rerun_reattaches_without_a_second_create(serve, tmp_path):
-    emulator, client = serve(latency=Latency(median=0.8, sigma=0.5), seed=4)
+    emulator, client = serve(batch_api=True, latency=Latency(median=0.8, sigma=0.5), seed=4)
     path = tmp_path / "killed.sqlite3"
     env = {**os.environ, "VALAR_PANDAS_STORE": str(path)}
     proc = subprocess.Popen(

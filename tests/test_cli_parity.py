@@ -59,7 +59,7 @@ def test_no_cache_asks_every_row_again_and_keeps_nothing(serve_cli, tmp_path, ca
 
 def test_label_names_the_batches(serve_cli, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(_batchplan, "BATCH_POLL", BatchPoll(first=0.1, growth=1.5, cap=0.5))
-    emulator = serve_cli(latency=QUICK)
+    emulator = serve_cli(latency=QUICK, batch_api=True)
     paths = _files(tmp_path, words(20))
     argv = ["run", *paths, "--model", MODEL, "--template", TEMPLATE, "--quiet", "--json"]
     assert main([*argv, "--mode", "batch", "--label", "nightly-7"]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -121,6 +122,7 @@ def test_an_empty_input_gives_an_empty_output_with_the_new_columns(env, tmp_path
 
 
 def test_batch_mode_sends_one_batch_per_window(env, tmp_path, capsys):
+    env.config = dataclasses.replace(env.config, batch_api=True)
     words(60).to_parquet(tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
     argv = ["run", str(tmp_path / "in.parquet"), str(out), "--model", MODEL, "--template",

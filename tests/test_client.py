@@ -177,7 +177,7 @@ def test_the_command_gives_every_window_the_whole_budget_and_limit(monkeypatch, 
 
 
 def test_a_cancel_on_the_server_goes_through_the_clients_pool(relayed):
-    emulator, relay, url = relayed(latency=Latency(median=30.0, sigma=0.1))
+    emulator, relay, url = relayed(latency=Latency(median=30.0, sigma=0.1), cancel_supported=True)
     client = ValarClient(api_key=emulator.config.api_key, base_url=url, concurrency=4)
     job = words(40).valar.submit(TEMPLATE, client=client, **FAST)
     wait_until(lambda: job.status()["submitted"] == 40)

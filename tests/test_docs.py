@@ -6,7 +6,8 @@ point at it; its key is the docs' placeholder ``...``). Python blocks share one 
 per document, as cells of a notebook do; shell blocks run in ``bash -e`` with the real
 ``valar-pandas`` command. The examples' data is made here, small, so the run stays quick:
 
-* the emulator answers at once, and also serves the docs' made-up model ``my-org/new-model``;
+* the emulator answers at once, serves the Batch API and cancels (both off by default), and
+  also serves the docs' made-up model ``my-org/new-model``;
 * names the docs take as given: ``df`` and ``reviews`` (synthetic product reviews, one
   review missing, with a ``price`` column), ``template``, ``m`` (a model id) and ``labels``;
 * files: ``reviews.parquet``, ``in.parquet``, ``tickets/`` (``subject``, ``body``),
@@ -178,6 +179,8 @@ def _emulator(prompts: list[str]) -> Iterator[str]:
             api_key=PLACEHOLDER_KEY,
             latency=Latency(median=0.0, sigma=0.0),  # answers at once: no poll waits
             models=(*DEFAULT_MODELS, *EXAMPLE_MODELS),
+            batch_api=True,  # the docs show mode="batch": off by default, served here
+            cancel_supported=True,  # and job.cancel(server=True)
         )
     )
     create = emulator.create_record

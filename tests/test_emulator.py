@@ -404,7 +404,7 @@ def test_failed_outcomes_are_deterministic_per_body(serve):
 
 
 def test_cancel_stops_a_running_response_and_leaves_a_finished_one(serve):
-    server = serve(latency=SLOW)
+    server = serve(latency=SLOW, cancel_supported=True)
     clock = Clock()
     server.emulator.clock = clock
     running = server.create(body()).body["id"]

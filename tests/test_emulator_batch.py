@@ -59,7 +59,8 @@ def serve() -> Iterator[Any]:
 
     def start(**config: Any) -> Server:
         config.setdefault("latency", Latency.fast())
-        emulator = Emulator(EmulatorConfig(**config))
+        # The Batch API is off by default, as the vendor calls it "coming soon": on here.
+        emulator = Emulator(EmulatorConfig(**{"batch_api": True, **config}))
         context = emulator.run_in_thread(host="127.0.0.1", port=0)
         url = context.__enter__()
         contexts.append(context)
@@ -136,7 +137,7 @@ def test_failed_items_on_demand_and_cancelled_items(serve):
     assert {e["status"] for e in body["request_status"].values()} == {"FAILED"}
     failed = server.call("GET", f"/batches/{created['id']}/req-0").body
     assert failed["status"] == "failed" and failed["error"]["message"]
-    slow = serve(latency=Latency(median=60.0, sigma=0.0))
+    slow = serve(latency=Latency(median=60.0, sigma=0.0), cancel_supported=True)
     created = slow.create(batch(1)).body
     record = slow.emulator.store.batches[created["id"]].items["req-0"]
     assert slow.call("POST", f"/responses/{record.id}/cancel").status == 200
@@ -249,5 +250,94 @@ def test_the_batch_api_can_be_switched_off(serve):
 def test_batch_config_and_cli_flag():
     with pytest.raises(ValueError, match="batch_max_requests"):
         EmulatorConfig(batch_max_requests=0)
-    assert _config(_parser("x").parse_args(["--no-batch-api"])).batch_api is False
-    assert _config(_parser("x").parse_args([])).batch_api is True
+    parse = lambda *argv: _config(_parser("x").parse_args(list(argv)))  # noqa: E731
+    assert EmulatorConfig().batch_api is False and EmulatorConfig().cancel_supported is False
+    assert parse().batch_api is False and parse().cancel_supported is False
+    assert parse("--batch-api").batch_api is True and parse("--cancel").cancel_supported is True
+    assert parse("--batch-api", "--no-batch-api").batch_api is False
+    assert parse("--cancel", "--no-cancel").cancel_supported is False
+    shaped = parse(
+        "--batch-api", "--batch-refusal", "not_enabled", "--batch-failure-detail", "none",
+        "--batch-drop-items", "3", "--unknown-model-status", "404",
+    )  # fmt: skip
+    assert (
+        shaped.batch_refusal, shaped.batch_failure_detail, shaped.batch_drop_items,
+        shaped.unknown_model_status,
+    ) == ("not_enabled", "none", 3, 404)  # fmt: skip
+    assert EmulatorConfig().batch_max_bytes == 256_000_000
+    for bad in (
+        {"batch_refusal": "nope"}, {"batch_failure_detail": "x"}, {"batch_drop_items": -1},
+        {"unknown_model_status": 418},
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            EmulatorConfig(**bad)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "status", "words"),
+    [
+        ("not_enabled", 403, "not enabled for your organisation"),
+        ("coming_soon", 400, "Coming soon"),
+        ("unavailable", 400, "not available for this account"),
+    ],
+)
+def test_a_refusing_batch_api_answers_every_batch_route_alike(serve, refusal, status, words):
+    server = serve(batch_refusal=refusal)
+    for method, path, body in (
+        ("POST", "/batches", batch(1)), ("GET", "/batches", None),
+        ("GET", "/batches/batch_x", None), ("GET", "/batches/batch_x/req-0", None),
+    ):  # fmt: skip
+        reply = server.call(method, path, body)
+        assert reply.status == status and words in reply.body["error"]["message"]
+    assert server.call("POST", "/responses", batch(1)["requests"][0]["params"]).status == 200
+    assert server.emulator.stats.inferences == 1 and server.emulator.stats.batch_creates == 0
+
+
+@pytest.mark.parametrize(("refusal", "status"), [("overloaded", 503), ("server_error", 500)])
+def test_an_overloaded_batch_api_fails_every_create_only(serve, refusal, status):
+    server = serve(batch_refusal=refusal, faults=Faults(retry_after=0.5))
+    reply = server.create(batch(1), key="k")
+    assert reply.status == status and server.emulator.stats.batch_creates == 0
+    assert server.call("GET", "/batches").body == []
+    assert server.emulator.stats.faults[refusal] == 1
+
+
+@pytest.mark.parametrize("detail", ["status", "result", "none"])
+def test_where_a_failed_items_reason_shows(serve, detail):
+    server = serve(
+        faults=Faults(failed=1.0), latency=Latency(median=0.0, sigma=0.0),
+        batch_failure_detail=detail,
+    )  # fmt: skip
+    created = server.create(batch(1)).body
+    entry = server.call("GET", f"/batches/{created['id']}").body["request_status"]["req-0"]
+    result = server.call("GET", f"/batches/{created['id']}/req-0")
+    reason = server.emulator.store.batches[created["id"]].items["req-0"].text
+    assert entry["status"] == "FAILED"
+    assert entry.get("error") == ({"code": "server_error", "message": reason}
+                                  if detail == "status" else None)  # fmt: skip
+    if detail == "none":
+        assert result.status == 404
+    else:
+        assert result.status == 200 and result.body["error"]["message"] == reason
+
+
+def test_a_batch_can_drop_its_last_items(serve):
+    server = serve(batch_drop_items=2)
+    created = server.create(batch(5)).body
+    assert created["request_counts"] == 3
+    shown = server.call("GET", f"/batches/{created['id']}").body
+    assert sorted(shown["request_status"]) == ["req-0", "req-1", "req-2"]
+    assert server.call("GET", f"/batches/{created['id']}/req-4").status == 404
+    assert server.emulator.stats.inferences == 3
+
+
+def test_an_unknown_model_can_be_answered_404_as_openai_does(serve):
+    server = serve(unknown_model_status=404)
+    item = batch(1)
+    item["requests"][0]["params"]["model"] = "no/such-model"
+    for reply in (
+        server.create(item),
+        server.call("POST", "/responses", item["requests"][0]["params"]),
+    ):
+        assert reply.status == 404 and reply.body["error"]["code"] == "model_not_found"
+    assert serve().create(item).status == 400  # the default: 400 model_not_found

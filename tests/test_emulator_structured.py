@@ -326,7 +326,9 @@ def test_invalid_answers_are_drawn_per_attempt_so_a_re_ask_can_succeed(
 
 def test_batch_items_draw_per_batch_key_and_custom_id(server: tuple[Emulator, str]) -> None:
     emulator, url = server
-    emulator.config = dataclasses.replace(emulator.config, faults=Faults(invalid_structured=0.5))
+    emulator.config = dataclasses.replace(
+        emulator.config, faults=Faults(invalid_structured=0.5), batch_api=True
+    )
     bodies = _bodies(SPECS["stars"], 12)
     items = [{"custom_id": f"r{i:03d}", "params": b} for i, b in enumerate(bodies)]
     payload = {"endpoint": "/v1/responses", "requests": items}

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from helpers import Handler, scripted
 
-from valar_pandas import ValarClient
+from valar_pandas import BatchFallbackWarning, ValarClient
 from valar_pandas._core.batchplan import BatchPoll
 from valar_pandas._core.models import Event, Outcome, Retrying
 from valar_pandas._core.wire import make_request, response_body
@@ -313,7 +313,10 @@ def test_a_fallback_to_background_mode_is_logged_at_warning(caplog):
             finally:
                 await http.close()
 
-    with caplog.at_level(logging.INFO, logger="valar_pandas"):
+    with (
+        caplog.at_level(logging.INFO, logger="valar_pandas"),
+        pytest.warns(BatchFallbackWarning, match="no such route"),
+    ):
         results = asyncio.run(go())
     assert results[request.fingerprint].text == "ok"
     (line,) = [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -182,14 +182,16 @@ def test_other_absurd_usage_values_are_row_errors(serve, tokens):
 
 
 def test_absurd_usage_in_a_batch_result_is_a_row_error(serve):
-    _, client = serve(latency=QUICK, faults=Faults(usage_tokens=10**30))
+    _, client = serve(latency=QUICK, faults=Faults(usage_tokens=10**30), batch_api=True)
     out = words(5).valar.run(TEMPLATE, client=client, store=False, mode="batch",
                              model=FAST["model"], progress=None)  # fmt: skip
     assert out["output_error"].str.contains("impossible token count").all()
 
 
 def test_a_batch_result_over_the_cap_is_a_row_error_fetched_once(serve):
-    emulator, client = serve(latency=QUICK, faults=Faults(inflate_to=2 * 1024 * 1024))
+    emulator, client = serve(
+        latency=QUICK, faults=Faults(inflate_to=2 * 1024 * 1024), batch_api=True
+    )
     client = ValarClient(api_key=client.api_key, base_url=client.base_url,
                          max_response_bytes=1024 * 1024)  # fmt: skip
     out = words(4).valar.run(TEMPLATE, client=client, store=False, mode="batch",

@@ -76,7 +76,7 @@ def test_a_response_id_with_a_lone_surrogate_keeps_the_answer(serve, tmp_path):
 
 def test_a_batch_id_with_a_lone_surrogate_is_a_row_error_not_a_crash(serve, tmp_path):
     """A batch id that cannot go into a path or the store: the batch's rows fail, said so."""
-    _, client = serve(latency=QUICK, faults=Faults(hostile="surrogate_id"))
+    _, client = serve(latency=QUICK, faults=Faults(hostile="surrogate_id"), batch_api=True)
     df = words(6)
     ask = {**FAST, "completion_window": "standard", "mode": "batch"}
     out = df.valar.run(TEMPLATE, client=client, store=tmp_path / "s.sqlite3", **ask)

@@ -106,7 +106,9 @@ def test_cancel_keeps_answers_and_leaves_running_responses_for_the_same_call(ser
 
 
 def test_cancel_on_the_server_when_asked_and_the_same_call_pays_those_rows_again(serve):
-    emulator, client = serve(latency=Latency(median=2.0, sigma=2.0, minimum=0.05), seed=3)
+    emulator, client = serve(
+        latency=Latency(median=2.0, sigma=2.0, minimum=0.05), seed=3, cancel_supported=True
+    )
     df = words(40)
     job = df.valar.submit(TEMPLATE, client=client, **FAST)
     wait_until(lambda: job.status()["done"] >= 5 and job.status()["submitted"] == 40)

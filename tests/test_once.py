@@ -52,7 +52,9 @@ def _store_rows(path, sql, *args):
 @pytest.mark.parametrize("mode", ["batch", "auto"])
 def test_windows_running_at_once_pay_each_shared_body_once(serve, monkeypatch, tmp_path, mode):
     monkeypatch.setattr(_batchplan, "AUTO_MIN_REQUESTS", 10)  # auto picks batch, as at scale
-    emulator, _ = _command_env(serve, monkeypatch, latency=Latency(median=0.3, sigma=0.3))
+    emulator, _ = _command_env(
+        serve, monkeypatch, latency=Latency(median=0.3, sigma=0.3), batch_api=True
+    )
     df = shared(900, 120)  # 9 windows of 100 rows, 3 at once, every body in every window
     df.to_parquet(tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
@@ -81,7 +83,7 @@ def test_background_windows_create_each_shared_body_once(serve, monkeypatch, tmp
 def test_two_jobs_on_one_store_in_batch_mode_pay_each_body_once(serve, tmp_path):
     # The first job's create reaches the server but its answer is lost, so while it backs
     # off to replay it, its rows are in a batch with a key and no id: the second job starts.
-    emulator, client = serve(latency=Latency(median=0.3, sigma=0.3),
+    emulator, client = serve(latency=Latency(median=0.3, sigma=0.3), batch_api=True,
                              faults=Faults(drop_after_create=1.0))  # fmt: skip
     path = tmp_path / "s.sqlite3"
     df = words(50)
@@ -123,11 +125,11 @@ def _interrupted_create(emulator, client, path, df):
                              " batches b USING (endpoint, batch_key)")  # fmt: skip
     assert rows and all(planned and batch_id is None for planned, batch_id in rows)
     assert emulator.stats.batch_creates == 1 and emulator.stats.inferences == len(df)
-    emulator.config = emulator.config.__class__(latency=QUICK)  # the fault is gone
+    emulator.config = emulator.config.__class__(latency=QUICK, batch_api=True)  # fault gone
 
 
 def test_a_rerun_with_one_more_row_reattaches_the_batch_an_interrupted_create_made(serve, tmp_path):
-    emulator, client = serve(latency=QUICK, faults=Faults(drop_after_create=1.0))
+    emulator, client = serve(latency=QUICK, faults=Faults(drop_after_create=1.0), batch_api=True)
     path = tmp_path / "s.sqlite3"
     _interrupted_create(emulator, client, path, words(50))
     df = words(51)  # not byte-identical: one more row, so other chunks
@@ -140,7 +142,7 @@ def test_a_rerun_with_one_more_row_reattaches_the_batch_an_interrupted_create_ma
 
 
 def test_a_background_rerun_reattaches_the_batch_an_interrupted_create_made(serve, tmp_path):
-    emulator, client = serve(latency=QUICK, faults=Faults(drop_after_create=1.0))
+    emulator, client = serve(latency=QUICK, faults=Faults(drop_after_create=1.0), batch_api=True)
     path = tmp_path / "s.sqlite3"
     df = words(50)
     _interrupted_create(emulator, client, path, df)
@@ -219,7 +221,7 @@ def test_two_processes_on_one_store_in_batch_mode_pay_each_body_once(serve, tmp_
     import subprocess
     import sys
 
-    emulator, client = serve(latency=Latency(median=0.5, sigma=0.3))
+    emulator, client = serve(latency=Latency(median=0.5, sigma=0.3), batch_api=True)
     df = shared(400, 150)
     df.to_parquet(tmp_path / "in.parquet")
     env = {

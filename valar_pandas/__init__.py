@@ -17,6 +17,7 @@ from ._core.endpoint import DEFAULT_BASE_URL
 from ._core.errors import (
     APIError,
     AuthenticationError,
+    BatchFallbackWarning,
     BatchUnavailable,
     BudgetWarning,
     ConfigError,
@@ -44,6 +45,7 @@ __all__ = [
     "PRICES_AS_OF",
     "APIError",
     "AuthenticationError",
+    "BatchFallbackWarning",
     "BatchUnavailable",
     "BudgetWarning",
     "CheckResult",

@@ -78,7 +78,7 @@ class ValarAccessor:
             AuthenticationError: The server rejected the key.
             APIError: The first requests (or the first batch) were all rejected with the
                 same error.
-            BatchUnavailable: ``mode="batch"`` and the server has no Batch API.
+            BatchUnavailable: ``mode="batch"`` and the server's Batch API cannot be used.
             RowErrors: ``errors="raise"`` and at least one row failed.
             StoreError: The run store's rows cannot be read (before any request); or
                 ``errors="raise"`` and the store missed some of the run's answers (the

@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .models import Request
-from .wire import Status, normalise_status
+from .scrub import printable
+from .wire import Status, encodable, normalise_status
 
 __all__ = [
     "AUTO_MIN_REQUESTS",
@@ -41,10 +42,13 @@ __all__ = [
     "custom_id",
     "first_positions",
     "is_custom_id",
+    "is_model_error",
     "is_unavailable",
+    "item_reason",
     "item_status",
     "make_item",
     "rebuild",
+    "server_words",
     "status_map",
 ]
 
@@ -57,12 +61,29 @@ _MAX_LABEL = 128
 _CUSTOM_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _MAX_CUSTOM_ID = 64
 _KEY_PREFIX = "vpb1-"
+_COMING_SOON = re.compile(r"\bcoming soon\b", re.IGNORECASE)
 _UNAVAILABLE = re.compile(
-    r"\bbatch(?:es)?(?: api)? (?:is |are )?(?:not (?:yet |generally )?(?:available|enabled)"
-    r"|unavailable|disabled)|\bcoming soon\b",
+    r"\bunavailable\b|\bdisabled\b|\b(?:not|n['\u2019]t) (?:yet |generally |currently )?"
+    r"(?:available|enabled)\b",
     re.IGNORECASE,
 )
-_UNAVAILABLE_CODES = frozenset({"batches_unavailable", "batch_unavailable", "batches_disabled"})
+_ABOUT_AN_ITEM = re.compile(r"requests\[|\bmodel\b|\bwindow\b|\blabel\b", re.IGNORECASE)
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "batches_unavailable",
+        "batch_unavailable",
+        "batches_disabled",
+        "batches_not_enabled",
+        "batch_api_unavailable",
+    }
+)
+_MODEL_CODES = frozenset({"model_not_found", "model_not_available", "unknown_model"})
+_MODEL_MISSING = re.compile(
+    r"\bmodel\b[^.]*\b(?:does not exist|doesn['\u2019]t exist|not found|unknown|not available"
+    r"|not supported)|\bunknown model\b|\bno such model\b",
+    re.IGNORECASE,
+)
+_SERVER_WORDS = 200
 
 
 @dataclass(frozen=True)
@@ -75,7 +96,7 @@ class BatchLimits:
     """
 
     max_requests: int = 100_000
-    max_bytes: int = 256 * 1024 * 1024
+    max_bytes: int = 256_000_000  # "under 256 MB": decimal megabytes, not MiB
 
 
 LIMITS = BatchLimits()
@@ -332,6 +353,33 @@ def status_map(obj: object) -> dict[str, object] | None:
     }
 
 
+def item_reason(obj: object, cid: str) -> str | None:
+    """Why a batch's status map says item ``cid`` failed, when its entry says so.
+
+    The contract documents only ``{"status": ...}`` entries; an entry that also carries
+    ``error`` (an object with ``message`` and ``code``, or a string), ``error_message``,
+    ``reason`` or ``message`` gives the reason. Printable, one line, at most 200 characters.
+
+    Example:
+        >>> body = {"request_status": {"r1": {"status": "FAILED", "error": {"message": "OOM"}}}}
+        >>> item_reason(body, "r1"), item_reason(body, "r2")
+        ('OOM', None)
+    """
+    statuses = obj.get("request_status") if isinstance(obj, Mapping) else None
+    entry = statuses.get(cid) if isinstance(statuses, Mapping) else None
+    if not isinstance(entry, Mapping):
+        return None
+    for name in ("error", "error_message", "reason", "message"):
+        value = entry.get(name)
+        if isinstance(value, Mapping):
+            message, code = value.get("message"), value.get("code") or value.get("type")
+            parts = [str(p) for p in (message, f"({code})" if code else None) if p]
+            value = " ".join(parts) if parts else None
+        if isinstance(value, str) and value.strip():
+            return server_words(" ".join(encodable(value).split()))
+    return None
+
+
 def item_status(raw: object) -> Status:
     """Normalise an item's status: UPPER batch words and both pending spellings.
 
@@ -342,18 +390,56 @@ def item_status(raw: object) -> Status:
     return normalise_status(raw)
 
 
-def is_unavailable(status: int, code: str | None, message: str) -> bool:
-    """Whether an answer to ``POST /v1/batches`` means the Batch API is absent here.
+def is_model_error(status: int, code: str | None, message: str) -> bool:
+    """Whether an answer to ``POST /v1/batches`` says the model is unknown.
 
-    404, 405 and 501 always do; a 400 does when its code or message says batches are not
-    available (the Valar docs call the API "coming soon").
+    OpenAI-style servers answer an unknown model with 404 ``model_not_found``: that is the
+    run's model at fault (as in background mode), not a Batch API that is absent.
+
+    Example:
+        >>> is_model_error(404, "model_not_found", "HTTP 404 model_not_found: ...")
+        True
+        >>> is_model_error(404, None, "HTTP 404: The model 'x' does not exist")
+        True
+    """
+    if (code or "") in _MODEL_CODES:
+        return True
+    return 400 <= status < 500 and _MODEL_MISSING.search(message) is not None
+
+
+def is_unavailable(status: int, code: str | None, message: str) -> bool:
+    """Whether an answer to ``POST /v1/batches`` means the Batch API cannot be used here.
+
+    A model error (:func:`is_model_error`) never does. 404, 405 and 501 do (the route is
+    absent); so does 403 (batches not enabled for the organisation: the caller checks first
+    that the same key works on ``/v1/responses``, else the key is at fault). A 400 does when
+    its code says so, when it says "coming soon" (the vendor's words), or when it says
+    unavailable, not available, not enabled or disabled without pointing at an item, a
+    model, a window or the label.
 
     Example:
         >>> is_unavailable(404, None, ""), is_unavailable(400, None, "HTTP 400: bad label")
         (True, False)
+        >>> is_unavailable(400, None, "HTTP 400: Coming soon. The Batches API isn\u2019t ...")
+        True
     """
-    if status in (404, 405, 501):
+    if is_model_error(status, code, message):
+        return False
+    if status in (403, 404, 405, 501):
         return True
     if status != 400:
         return False
-    return (code or "") in _UNAVAILABLE_CODES or _UNAVAILABLE.search(message) is not None
+    if (code or "") in _UNAVAILABLE_CODES or _COMING_SOON.search(message):
+        return True
+    return _UNAVAILABLE.search(message) is not None and not _ABOUT_AN_ITEM.search(message)
+
+
+def server_words(reason: str) -> str:
+    r"""The server's words, as a message may quote them: printable and at most 200 characters.
+
+    Example:
+        >>> server_words("HTTP 403: not enabled\x1b[2J")
+        'HTTP 403: not enabled\\x1b[2J'
+    """
+    shown = printable(reason)
+    return shown if len(shown) <= _SERVER_WORDS else shown[: _SERVER_WORDS - 1] + "\u2026"

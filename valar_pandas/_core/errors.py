@@ -5,7 +5,7 @@ ValarError
 ├── ConfigError        bad template, column, option or key: raised before any request
 ├── APIError           the server refused the run as a whole (status_code, code, plain message)
 │   ├── AuthenticationError   401/403: the key was rejected
-│   └── BatchUnavailable      mode="batch", but this server has no Batch API
+│   └── BatchUnavailable      mode="batch", but the Batch API cannot be used here
 ├── EndpointError      the base URL cannot be used (certificate, DNS, refused, redirect, ...)
 ├── RowErrors          errors="raise" and rows failed; carries the merged frame
 └── StoreError         the run store cannot be read or written; names the file, may carry the frame
@@ -14,6 +14,7 @@ StoreWarning (a UserWarning): the run's answers are in the returned frame, but t
 could not record them
 BudgetWarning (a UserWarning): the call spent more than budget=, as answers without a
 max_output_tokens cap were longer than reserved
+BatchFallbackWarning (a UserWarning): rows meant for the Batch API went in background mode
 ```
 
 Per-row failures are data (an ``<into>_error`` column), not exceptions, unless the caller asks
@@ -32,6 +33,7 @@ from typing import Any
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BatchFallbackWarning",
     "BatchUnavailable",
     "BudgetWarning",
     "ConfigError",
@@ -95,10 +97,23 @@ class AuthenticationError(APIError):
 
 
 class BatchUnavailable(APIError):
-    """``mode="batch"`` was asked for, but the server's Batch API is absent or disabled.
+    """``mode="batch"`` was asked for, but the server's Batch API cannot be used.
 
-    Raised before any batch is created. ``mode="auto"`` falls back to background mode
-    instead of raising.
+    The first ``POST /v1/batches`` said so: the route is absent (404, 405, 501), batches
+    are not enabled for the organisation (403, while the same key works on
+    ``/v1/responses``), a 400 says they are "coming soon" or not available, or every try
+    of the create was answered with a server error (5xx). The message quotes the server's
+    words. Raised before any batch is created; ``mode="auto"`` falls back to background
+    mode instead, with a :class:`BatchFallbackWarning`.
+    """
+
+
+class BatchFallbackWarning(UserWarning):
+    """Rows meant for the Batch API were sent in background mode instead.
+
+    ``mode="auto"`` found the Batch API unusable on its first create, or a batch held fewer
+    items than were sent to it. Each row is sent under its own ``Idempotency-Key``, so
+    nothing is paid twice; the frame holds every answer.
     """
 
 

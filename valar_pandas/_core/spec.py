@@ -210,8 +210,9 @@ REQUIRED: Any = inspect.Parameter.empty
 _MODE_DOC = (
     '``"background"`` (create, then poll; the default), ``"realtime"`` (one request that '
     'waits for the answer), ``"batch"`` (the Batch API; raises :class:`BatchUnavailable` '
-    'where it is absent) or ``"auto"`` (the Batch API for 1,000 or more requests to send on '
-    "the standard window, else background; background also where the Batch API is absent). "
+    'where it cannot be used) or ``"auto"`` (the Batch API for 1,000 or more requests to send '
+    "on the standard window, else background; background also, with a warning, where the "
+    "Batch API cannot be used). "
     "See ``docs/batch.md``."
 )
 

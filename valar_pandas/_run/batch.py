@@ -1,34 +1,51 @@
 """The Batch API path: create batches within the limits, then watch them to the end.
 
-The first batch is created before anything else runs, so an absent Batch API is known before
-any work starts: :class:`BatchUnavailable` is raised, or, when a ``fallback`` is given
-(``mode="auto"``), every request goes to it instead. Each create carries the chunk's
-content-addressed ``Idempotency-Key`` (retries replay, never duplicate) and is announced by
-a :class:`BatchPlanned` event before it is sent and a :class:`BatchCreated` event after, so
-the run store can re-attach to the batch after a crash. Watching and fetching live in
-``batchwatch``. Events are the background engine's, so progress, the run store and the
-budget work unchanged.
+The first batch is created before anything else runs, so a Batch API that cannot be used is
+known before any work starts: :class:`BatchUnavailable` is raised, quoting the server, or,
+when a ``fallback`` is given (``mode="auto"``), every request goes to it instead, with a
+:class:`BatchFallbackWarning`. Cannot be used means: the route is absent (404, 405, 501),
+batches are not enabled (403, when the same key works on ``/v1/responses``), a 400 says they
+are "coming soon" or not available, or every try of the first create met a server error
+(5xx, so nothing was created). An unknown model is the run's error, never "absent".
+
+Each create carries the chunk's content-addressed ``Idempotency-Key`` (retries replay, never
+duplicate) and is announced by a :class:`BatchPlanned` event before it is sent and a
+:class:`BatchCreated` event after, so the run store can re-attach to the batch after a
+crash. Watching and fetching live in ``batchwatch``. Events are the background engine's, so
+progress, the run store and the budget work unchanged.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from .._core.batchplan import Chunk, chunk_items, is_unavailable, make_item, rebuild
-from .._core.errors import APIError, BatchUnavailable
+from .._core.batchplan import (
+    Chunk,
+    chunk_items,
+    is_model_error,
+    is_unavailable,
+    make_item,
+    rebuild,
+    server_words,
+)
+from .._core.errors import APIError, BatchFallbackWarning, BatchUnavailable
 from .._core.log import child
 from .._core.models import BatchCreated, BatchLost, BatchPlanned, Event, Outcome, Request, Submitted
 from .._core.wire import error_summary, usable_id
 from .._transport.exchange import Admission, Exchange
 from .._transport.http import Http
-from .batchwatch import BatchConfig, Session, Watch
+from .batchwatch import BatchConfig, Resend, Session, Watch
 
 __all__ = ["BatchConfig", "execute_batches"]
 
 Fallback = Callable[[Sequence[Request]], Awaitable[dict[str, Outcome]]]
 log = child("batch")
+_FORBIDDEN = frozenset({403})
+_KEY_CHECK = "/responses/resp_valar_pandas_key_check"
+"""A response no one has: a 404 there says the key works on ``/v1/responses``."""
 _BUG = (
     "the server holds a different batch under this batch's Idempotency-Key; "
     "this is a bug in valar_pandas, please report it"
@@ -46,17 +63,26 @@ class _Creator:
         """Create one batch: its watch, or None when the server refused it (items ended).
 
         Raises:
-            BatchUnavailable: No batch was accepted yet and the Batch API is absent.
+            BatchUnavailable: No batch was accepted yet and the Batch API cannot be used.
+            AuthenticationError: The server rejected the API key.
             APIError: No batch was accepted yet and the server rejected this one.
         """
         session = self.session
+        first = not self.accepted
         items = tuple((item.fingerprint, item.custom_id) for item in chunk.items)
         session.emit(BatchPlanned(chunk.key, session.config.label, items))
-        # The body may be up to 256 MiB: the upload gets the long timeout.
+        seen: list[int | None] = []
+        # The body may be up to 256 MB: the upload gets the long timeout.
         answer = await session.send(
-            "POST", "/batches", chunk.payload, chunk.key, timeout=session.http.realtime_timeout
-        )
+            "POST", "/batches", chunk.payload, chunk.key, timeout=session.http.realtime_timeout,
+            keep=_FORBIDDEN if first else frozenset(), seen=seen,
+        )  # fmt: skip
         if isinstance(answer, str):
+            statuses = [s for s in seen if s is not None and s >= 500]
+            if first and statuses and len(statuses) == len(seen):
+                # Every try was answered with a server error: the server holds no batch.
+                said = f"every one of {len(seen)} tries was answered HTTP {statuses[-1]}"
+                self.unavailable(chunk, statuses[-1], None, f"{said}; {answer}")
             self.refuse(chunk, answer)
             return None
         obj = answer.value
@@ -70,26 +96,59 @@ class _Creator:
         code, reason = error_summary(answer.status, answer.body)
         if answer.status < 300:
             reason = f"HTTP {answer.status}: the server sent no usable batch id"
-        elif not self.accepted and is_unavailable(answer.status, code, reason):
-            session.emit(BatchLost(chunk.key, rekey=False))
-            raise BatchUnavailable(
-                f"the Batch API is not available on this server ({reason}); use mode='auto' "
-                "to fall back to background mode automatically, or mode='background'",
-                status_code=answer.status,
-                code=code,
-                command=f"the Batch API is not available on this server ({reason}); use "
-                "--mode auto to fall back to background mode automatically, or --mode background",
-            )
+        elif first and is_unavailable(answer.status, code, reason):
+            if answer.status == 403:
+                await self.check_key(chunk)
+            self.unavailable(chunk, answer.status, code, reason)
         elif code == "idempotency_error":
             reason = f"{reason}: {_BUG}"
-        elif not self.accepted:
+        elif first:
+            session.emit(BatchLost(chunk.key, rekey=False))  # refused: nothing was created
+            model = " (the model is the run's, not the Batch API's)" if is_model_error(
+                answer.status, code, reason
+            ) else ""  # fmt: skip
             raise APIError(
-                f"the server rejected the batch, so the run stopped: {reason}",
+                f"the server rejected the batch, so the run stopped: {reason}{model}",
                 status_code=answer.status,
                 code=code,
             )
         self.refuse(chunk, reason)
         return None
+
+    async def check_key(self, chunk: Chunk) -> None:
+        """After a 403 on the first create: a key refused on ``/v1/responses`` too is at fault.
+
+        Raises:
+            AuthenticationError: ``/v1/responses`` rejects the key as well.
+        """
+        try:
+            await self.session.send("GET", _KEY_CHECK)
+        except APIError:
+            self.session.emit(BatchLost(chunk.key, rekey=False))
+            raise
+
+    def unavailable(self, chunk: Chunk, status: int, code: str | None, reason: str) -> None:
+        """The first create showed the Batch API cannot be used: nothing was created.
+
+        Raises:
+            BatchUnavailable: Always, quoting the server's words.
+        """
+        self.session.emit(BatchLost(chunk.key, rekey=False))
+        words = server_words(reason)
+        if status == 403:
+            said = f"the Batch API is not enabled for this API key's organisation ({words})"
+        elif status >= 500 and status != 501:  # 501: the route is absent
+            said = f"the Batch API did not accept the first batch ({words})"
+        else:
+            said = f"the Batch API is not available on this server ({words})"
+        raise BatchUnavailable(
+            f"{said}; use mode='auto' to fall back to background mode automatically, or "
+            "mode='background'",
+            status_code=status,
+            code=code,
+            command=f"{said}; use --mode auto to fall back to background mode automatically, "
+            "or --mode background",
+        )
 
     def refuse(self, chunk: Chunk, reason: str) -> None:
         for item in chunk.items:
@@ -148,6 +207,11 @@ def _replays(
     return chunks, [r for r in requests if r.fingerprint not in covered]
 
 
+async def _adopt(session: Session, send: Fallback, requests: Sequence[Request]) -> None:
+    """Send requests another way and take their outcomes (that way announced them)."""
+    session.adopt(await send(requests))
+
+
 async def execute_batches(
     requests: Sequence[Request],
     shares: Mapping[str, int],
@@ -161,6 +225,7 @@ async def execute_batches(
     fallback: Fallback | None = None,
     replay: Mapping[str, tuple[str | None, Sequence[tuple[str, str]]]] | None = None,
     exchange: Exchange | None = None,
+    resend: Resend | None = None,
     now: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> dict[str, Outcome]:
@@ -184,6 +249,9 @@ async def execute_batches(
             it holds; a batch that cannot be rebuilt byte for byte is packed anew.
         exchange: The run's exchange, shared with its other paths (one set of slots and
             one overload control per run); None makes one from ``config``.
+        resend: Where to send, in background mode, items a batch turned out not to hold
+            (its status map, and ``request_counts``, short of what was sent); None ends
+            them as errors that a re-run sends again.
         now: Monotonic clock, in seconds.
         rand: Uniform random numbers for jitter.
 
@@ -191,15 +259,19 @@ async def execute_batches(
         The outcome of every request, by fingerprint.
 
     Raises:
-        BatchUnavailable: The Batch API is absent and there is no ``fallback``.
+        BatchUnavailable: The Batch API cannot be used and there is no ``fallback``.
         AuthenticationError: The server rejected the API key.
         EndpointError: The endpoint cannot be used (certificate, DNS, refused, redirect,
             answers that are not the API's, no answers at all).
         APIError: The server rejected the first batch.
     """
     total = len({r.fingerprint for r in requests})
-    session = Session(shares, http, config, emit, now, rand, total, exchange)
+    by_fingerprint = {r.fingerprint: r for r in requests}
+    session = Session(
+        shares, http, config, emit, now, rand, total, exchange, by_fingerprint, resend
+    )
     creator = _Creator(session)
+    everything = requests
     replayed, requests = _replays(requests, replay or {})
     watches, fresh = _split(session, requests, attach or {}, gate)
     items = [make_item(r, positions.get(r.fingerprint, i)) for i, r in enumerate(fresh)]
@@ -215,14 +287,20 @@ async def execute_batches(
         except BatchUnavailable as exc:
             if fallback is None:
                 raise
-            rest = [r for r in requests if r.fingerprint not in session.results]
-            log.warning(
-                "the Batch API is not available on this server (HTTP %s): %d requests go in "
-                "background mode instead",
-                exc.status_code,
-                len(rest),
+            # Every request not yet ended goes to background mode, but those in batches an
+            # earlier run created: those batches are still watched, so nothing runs twice.
+            held = {fp for watch, _ in watches for fp in watch.items.values()}
+            held |= session.results.keys()
+            rest = [r for r in everything if r.fingerprint not in held]
+            said = str(exc).split("; use mode=")[0]
+            log.warning("%s: %d requests go in background mode instead", said, len(rest))
+            warnings.warn(
+                f"{said}: {len(rest):,} requests go in background mode instead",
+                BatchFallbackWarning,
+                stacklevel=2,
             )
-            return session.results | await fallback(rest)
+            await session.drive(watches, _adopt(session, fallback, rest))
+            return session.results
     if first is not None:
         watches.append((first, session.first_delay(first)))
     await session.drive(watches, creator.create_rest(chunks[1:]))

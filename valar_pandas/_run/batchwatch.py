@@ -5,8 +5,11 @@ slots (every HTTP exchange holds one) and its event sink. One task per batch pol
 ``GET /batches/{id}`` on :class:`~._batchplan.BatchPoll`'s schedule; every item newly
 ``COMPLETED`` goes on a queue that ``concurrency`` fetchers drain with
 ``GET /batches/{id}/{custom_id}``, so results arrive while the batch still runs. ``FAILED``
-and ``CANCELLED`` items end as row errors without a fetch; an item with a status the library
-does not know is polled until the deadline.
+items end as row errors with their reason: from their status entry when it carries one, else
+from their fetched result; ``CANCELLED`` items end without a fetch; an item with a status the
+library does not know is polled until the deadline. Items the status map leaves out once the
+rest is final (a batch that holds fewer items than were sent) are looked up by id, and those
+the server does not have are sent in background mode, under their own keys.
 
 Every call goes through the run's :class:`~valar_pandas._transport.exchange.Exchange`, as the
 engine's do: the same retries, the same stops, and the same overload control, so a batch run under
@@ -17,19 +20,35 @@ not fetched again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from .._core.batchplan import BATCH_POLL, LIMITS, BatchLimits, BatchPoll, item_status, status_map
-from .._core.models import BatchLost, Event, Finished, Outcome
-from .._core.wire import decode_json, error_summary, parse_response
+from .._core.batchplan import (
+    BATCH_POLL,
+    LIMITS,
+    BatchLimits,
+    BatchPoll,
+    item_reason,
+    item_status,
+    status_map,
+)
+from .._core.errors import BatchFallbackWarning
+from .._core.log import child
+from .._core.models import BatchLost, Event, Finished, Outcome, Request
+from .._core.wire import TERMINAL, decode_json, error_summary, parse_response
 from .._policy import RetryPolicy
 from .._transport.exchange import Answered, Exchange, surface
 from .._transport.http import Http, Reply
 
-__all__ = ["BatchConfig", "Session", "Watch"]
+__all__ = ["BatchConfig", "Resend", "Session", "Watch"]
+
+Resend = Callable[[Sequence[Request]], Awaitable[dict[str, Outcome]]]
+"""Sends requests in background mode and returns their outcomes (emitting their events)."""
+
+log = child("batch")
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,8 @@ class Watch:
     fetching: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     last: object = None
+    failed: set[str] = field(default_factory=set)  # FAILED, their reason being fetched
+    short: int = 0  # polls in a row where the map is all final and lacks some of our items
 
 
 class Session:
@@ -71,9 +92,12 @@ class Session:
         self, shares: Mapping[str, int], http: Http, config: BatchConfig,
         emit: Callable[[Event], None], now: Callable[[], float], rand: Callable[[], float],
         total: int, exchange: Exchange | None = None,
+        requests: Mapping[str, Request] | None = None, resend: Resend | None = None,
     ) -> None:  # fmt: skip
         self.shares, self.http, self.config, self.emit = shares, http, config, emit
         self.now, self.rand, self.total = now, rand, total
+        self.requests: Mapping[str, Request] = requests or {}
+        self.resend = resend
         self.results: dict[str, Outcome] = {}
         self.exchange = exchange or Exchange(
             http, config.retry, config.concurrency, emit, rand=rand, now=now
@@ -132,6 +156,13 @@ class Session:
         if len(self.results) >= self.total:
             self.done.set()
 
+    def adopt(self, outcomes: Mapping[str, Outcome]) -> None:
+        """Take outcomes another path found and announced (their events are out already)."""
+        for fingerprint, outcome in outcomes.items():
+            self.results.setdefault(fingerprint, outcome)
+        if len(self.results) >= self.total:
+            self.done.set()
+
     def settle(self, watch: Watch, cid: str, outcome: Outcome) -> None:
         fingerprint = watch.items.pop(cid, None)
         watch.fetching.discard(cid)
@@ -142,11 +173,12 @@ class Session:
     async def send(
         self, method: str, path: str, payload: bytes | None = None, key: str | None = None,
         *, large: bool = False, timeout: float | None = None,
+        keep: frozenset[int] = frozenset(), seen: list[int | None] | None = None,
     ) -> Answered[object] | str:  # fmt: skip
         """One batch call, retried until an answer that is not transient (see ``Exchange.call``).
 
         ``timeout`` defaults to the client's ``timeout``: a poll or a fetch does not wait for
-        a model.
+        a model. ``keep`` and ``seen`` are ``Exchange.call``'s.
 
         Raises:
             EndpointError: The endpoint is proven unusable.
@@ -154,8 +186,9 @@ class Session:
         """
         when = self.http.timeout if timeout is None else timeout
         return await self.exchange.call(
-            method, path, timeout=when, read=_json, payload=payload, key=key, large=large
-        )
+            method, path, timeout=when, read=_json, payload=payload, key=key, large=large,
+            keep=keep, seen=seen,
+        )  # fmt: skip
 
     # -- watching ----------------------------------------------------------------------------
 
@@ -189,7 +222,10 @@ class Session:
                 self.abandon(watch, f"lost track of batch {watch.batch_id}: {reason}")
                 return
             polls, misses = polls + 1, 0
-            self.absorb(watch, statuses)
+            self.absorb(watch, statuses, answer.value)
+            if self.missing(watch, statuses):
+                delay = poll.next_delay(0, len(watch.items), self.rand())
+                continue
             age = self.now() - watch.created
             if age >= poll.deadline and watch.items:
                 pending = [c for c in watch.items if c not in watch.fetching]
@@ -198,19 +234,103 @@ class Session:
                 continue
             delay = poll.next_delay(polls, len(watch.items), self.rand())
 
-    def absorb(self, watch: Watch, statuses: Mapping[str, object]) -> None:
-        """Queue fetches for finished items, end failed ones, note the rest."""
+    def absorb(self, watch: Watch, statuses: Mapping[str, object], body: object) -> None:
+        """Queue fetches for finished items, end failed ones with their reason, note the rest.
+
+        A ``FAILED`` item's reason is read from its status entry when the entry carries one;
+        otherwise its result is fetched, as a finished item's is, for the Response object's
+        ``error`` (a 404 there, or no reason, says the server gave none).
+        """
         for cid in [c for c in watch.items if c not in watch.fetching]:
             raw = statuses.get(cid)
             status = item_status(raw)
             if status in ("completed", "incomplete"):
                 watch.fetching.add(cid)
                 self.queue.put_nowait((watch, cid))
+            elif status == "failed" and (reason := item_reason(body, cid)) is None:
+                watch.failed.add(cid)
+                watch.fetching.add(cid)
+                self.queue.put_nowait((watch, cid))
             elif status in ("failed", "cancelled"):
-                error = f"{status}: the batch reported {raw} for item {cid} of {watch.batch_id}"
+                said = f"the batch reported {raw} for item {cid} of {watch.batch_id}"
+                error = f"{status}: {reason}; {said}" if status == "failed" else f"{status}: {said}"
                 self.settle(watch, cid, Outcome(status, error=error))
             else:
                 watch.last = raw
+
+    def missing(self, watch: Watch, statuses: Mapping[str, object]) -> bool:
+        """Deal with items the batch's status map leaves out; True to poll again soon.
+
+        The server may hold fewer items than were sent (its ``request_counts`` says so too).
+        Once every item the map lists is final and some of ours are still not listed, on two
+        polls in a row, those are lost: each is looked up once by its ``custom_id`` (a result
+        there is taken, so nothing is paid twice), and the rest are sent in background mode
+        under their own keys (or, with nowhere to send them, end as errors a re-run sends
+        again). Nothing waits for them until the deadline.
+        """
+        absent = [c for c in watch.items if c not in statuses and c not in watch.fetching]
+        if not absent or not all(item_status(raw) in TERMINAL for raw in statuses.values()):
+            watch.short = 0
+            return False
+        watch.short += 1
+        if watch.short < 2:
+            return True
+        watch.short = 0
+        for cid in absent:
+            watch.fetching.add(cid)
+        self.spawn(self.recover(watch, absent))
+        return False
+
+    async def recover(self, watch: Watch, cids: Sequence[str]) -> None:
+        """Items the batch lost: take a result the server has, send the rest in background."""
+        found = await asyncio.gather(*(self.lookup(watch, cid) for cid in cids))
+        lost = [cid for cid, absent in zip(cids, found, strict=True) if absent]
+        watch.changed.set()
+        if not lost:
+            return
+        said = (
+            f"batch {watch.batch_id} does not hold {len(lost):,} of the items sent to it "
+            "(its status map and request_counts are short)"
+        )
+        if self.resend is None or not all(watch.items[c] in self.requests for c in lost):
+            for cid in lost:
+                error = f"{said}: item {cid} never ran; a re-run sends it again"
+                self.settle(watch, cid, Outcome("error", error=error))
+            return
+        said += "; they are sent in background mode under their own keys instead"
+        log.warning("%s", said)
+        fingerprints = [watch.items.pop(cid) for cid in lost]
+        watch.fetching.difference_update(lost)
+        watch.changed.set()
+        self.adopt(await self.resend([self.requests[f] for f in fingerprints]))
+        warnings.warn(said, BatchFallbackWarning, stacklevel=2)  # after: the answers are in
+
+    async def lookup(self, watch: Watch, cid: str) -> bool:
+        """Ask for an item the status map leaves out; True when the server does not have it.
+
+        A final result is taken; an item the server has but not yet finished is watched
+        again; only 404s (after the usual allowance for lag) mean it is not there. When no
+        answer comes, the item is watched again rather than sent twice.
+        """
+        path = f"/batches/{quote(watch.batch_id, safe='')}/{quote(cid, safe='')}"
+        misses = 0
+        while True:
+            answer = await self.send("GET", path)
+            if isinstance(answer, str) or answer.status not in (200, 404):
+                break
+            if answer.status == 200:
+                parsed = parse_response(answer.value)
+                if parsed.outcome is not None:
+                    self.settle(watch, cid, parsed.outcome)
+                    return False
+                break
+            misses += 1
+            lag = self.exchange.lag(misses)
+            if lag is None:
+                return True
+            await asyncio.sleep(lag)
+        watch.fetching.discard(cid)
+        return False
 
     def overdue(self, watch: Watch, cid: str, age: float) -> Outcome:
         return Outcome(
@@ -234,6 +354,7 @@ class Session:
         """GET one finished item's Response object."""
         path = f"/batches/{quote(watch.batch_id, safe='')}/{quote(cid, safe='')}"
         misses = 0
+        failed = cid in watch.failed
         while True:
             answer = await self.send("GET", path)
             if isinstance(answer, str):
@@ -241,18 +362,25 @@ class Session:
                 break
             if answer.status == 200:
                 parsed = parse_response(answer.value)
-                if parsed.outcome is not None:
+                if parsed.outcome is not None and (not failed or parsed.status == "failed"):
                     self.settle(watch, cid, parsed.outcome)
                     return
+                if failed:  # its result says nothing of the failure
+                    break
                 watch.fetching.discard(cid)  # not final after all: the next poll decides
                 watch.changed.set()
                 return
             _, reason = error_summary(answer.status, answer.body)
             misses += 1
-            lag = self.exchange.lag(misses) if answer.status == 404 else None
+            lag = self.exchange.lag(misses) if answer.status == 404 and not failed else None
             if lag is None:
                 break
             await asyncio.sleep(lag)
+        if failed:
+            said = f"the batch reported FAILED for item {cid} of {watch.batch_id}"
+            error = f"failed: no reason given; {said}"
+            self.settle(watch, cid, Outcome("failed", error=error))
+            return
         error = f"could not fetch item {cid} of batch {watch.batch_id}: {reason}"
         self.settle(watch, cid, Outcome("error", error=error))
 

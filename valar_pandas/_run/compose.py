@@ -20,7 +20,7 @@ from .._core import batchplan as _batchplan
 from .._core.budget import Budget
 from .._core.config import ValarClient
 from .._core.log import child
-from .._core.models import Event, Finished, Outcome, Request, Started, Stopped
+from .._core.models import Event, Finished, Outcome, Request, Started, Stopped, Submitted
 from .._core.options import RunOptions
 from .._core.plan import Plan
 from .._core.prices import Price
@@ -87,6 +87,20 @@ async def _send(
             exchange=exchange,
         )  # fmt: skip
 
+    async def resend(requests: Sequence[Request]) -> dict[str, Outcome]:
+        """Items a batch did not hold, in background mode: already counted as submitted."""
+        moved = {r.fingerprint for r in requests}
+
+        def counted(event: Event) -> None:
+            if isinstance(event, Submitted) and event.fingerprint in moved:
+                event = Submitted(event.fingerprint, event.response_id, 0)  # id kept, no rows
+            emit(event)
+
+        return await execute(
+            requests, plan.shares, http, engine, counted, attach=work.attach, gate=gate,
+            exchange=exchange,
+        )  # fmt: skip
+
     replayed = {fp for _, items in work.replay.values() for fp, _ in items}
     resumed = work.attach.keys() | work.batches.keys() | replayed
     to_create = sum(1 for r in work.send if r.fingerprint not in resumed)
@@ -114,7 +128,7 @@ async def _send(
         batched, plan.shares, http, config, emit,
         positions=_batchplan.first_positions(plan.rows), attach=work.batches, gate=gate,
         fallback=None if options.mode == "batch" else background, replay=work.replay,
-        exchange=exchange,
+        exchange=exchange, resend=resend,
     )  # fmt: skip
     chosen_set = {r.fingerprint for r in batched}
     rest = [r for r in work.send if r.fingerprint not in chosen_set]
@@ -255,7 +269,7 @@ async def run_plan(
     Raises:
         AuthenticationError: The server rejected the API key.
         APIError: The first requests, or the first batch, were rejected.
-        BatchUnavailable: ``mode="batch"`` and the server has no Batch API.
+        BatchUnavailable: ``mode="batch"`` and the server's Batch API cannot be used.
     """
     started = time.monotonic()
     endpoint = client.base_url

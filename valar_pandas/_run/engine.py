@@ -221,7 +221,8 @@ class _Run:
                     f"{count} requests in a row were rejected the same way and none of the "
                     f"{sent} sent so far was accepted"
                 )
-            hint = "; check the base URL, which ends in /v1" if status in (404, 405) else ""
+            absent = status in (404, 405) and code != "model_not_found"
+            hint = "; check the base URL, which ends in /v1" if absent else ""
             raise APIError(
                 f"{said}, so the run stopped before sending the rest: {reason}{hint}",
                 status_code=status,

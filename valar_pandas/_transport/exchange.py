@@ -128,6 +128,7 @@ class Exchange:
         payload: bytes | None = None,
         key: str | None = None,
         large: bool = False,
+        keep: frozenset[int] = frozenset(),
     ) -> Reply:
         """Send one try while the caller holds a slot, and feed its answer to the overload control.
 
@@ -138,9 +139,11 @@ class Exchange:
             payload: JSON bytes to send, if any.
             key: The ``Idempotency-Key``, if any.
             large: The answer may be a batch's status map.
+            keep: Statuses among 401 and 403 the caller judges itself (a 403 from a route
+                the key may not use, while it works elsewhere): returned, not raised.
 
         Returns:
-            The reply, whatever its status but 401 and 403.
+            The reply, whatever its status but 401 and 403 (unless kept).
 
         Raises:
             Unreachable: No usable answer (the endpoint is not proven unusable).
@@ -160,7 +163,7 @@ class Exchange:
         elif reply.status < 400:
             self.aimd.success()
             self.slots.poke()
-        if reply.status in (401, 403):
+        if reply.status in (401, 403) and reply.status not in keep:
             _, message = error_summary(reply.status, reply.body)
             raise AuthenticationError(
                 f"the Valar API rejected the API key ({message}); check VALAR_API_KEY",
@@ -235,6 +238,8 @@ class Exchange:
         key: str | None = None,
         large: bool = False,
         on_try: Callable[[], None] | None = None,
+        keep: frozenset[int] = frozenset(),
+        seen: list[int | None] | None = None,
     ) -> Answered[T] | str:
         """Send, holding a slot for each try, until an answer that is not transient.
 
@@ -248,6 +253,9 @@ class Exchange:
             key: The ``Idempotency-Key``, resent unchanged on every try.
             large: The answer may be a batch's status map.
             on_try: Called before each try is sent.
+            keep: 401 or 403 answers to return rather than raise (see :meth:`send`).
+            seen: When given, receives each try's HTTP status in turn (None for a try that
+                got no usable answer), so the caller can tell how the tries failed.
 
         Returns:
             The final answer (a 2xx read, or a status not worth retrying), or why the
@@ -265,15 +273,20 @@ class Exchange:
             await self.slots.acquire()
             try:
                 reply = await self.send(
-                    method, path, timeout=timeout, payload=payload, key=key, large=large
-                )
+                    method, path, timeout=timeout, payload=payload, key=key, large=large,
+                    keep=keep,
+                )  # fmt: skip
             except Unreachable as exc:
+                if seen is not None:
+                    seen.append(None)
                 if not exc.retryable:
                     return str(exc)
                 status: int | None = None
                 reason = str(exc)
             else:
                 status, retry_after = reply.status, reply.retry_after
+                if seen is not None:
+                    seen.append(status)
                 if 200 <= status < 300:
                     try:
                         return Answered(status, reply.body, read(reply), tries.total + 1)

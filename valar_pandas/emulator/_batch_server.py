@@ -2,9 +2,12 @@
 
 Each item of a batch becomes an ordinary response record (one inference, its own latency,
 its outcome decided like a create's), so ``Faults(failed=...)`` fails items on demand and
-``GET /v1/batches/{id}/{custom_id}`` answers the item's Response object. With
-``EmulatorConfig(batch_api=False)`` every batch route answers 404, as on a server where the
-Batch API is not available.
+``GET /v1/batches/{id}/{custom_id}`` answers the item's Response object. The Batch API is
+off by default (``EmulatorConfig(batch_api=False)``): every batch route answers 404, as on a
+server where the Batch API is not available. With it on, ``batch_refusal`` makes the routes
+refuse as a server where batches are not enabled (403), "coming soon" or unavailable (400), or
+overloaded (503 or 500 on every create); ``batch_failure_detail`` says where a failed item's
+reason shows, and ``batch_drop_items`` drops the last items of every batch.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ._answers import canonical_json
 from ._batches import item_status, page, status_body, summary, validate_batch
 from ._config import STATUS_WORDS
 from ._state import Batch, Record, render, status_of
-from ._validate import ApiError, validate_idempotency_key
+from ._validate import ApiError, model_status, validate_idempotency_key
 
 if TYPE_CHECKING:
     from ._emulator import Emulator
@@ -33,6 +36,41 @@ _CREATE = "POST /v1/batches"
 _LIST = "GET /v1/batches"
 _STATUS = "GET /v1/batches/{id}"
 _RESULT = "GET /v1/batches/{id}/{custom_id}"
+
+
+_REFUSALS = {
+    "not_enabled": ApiError(
+        403,
+        "The Batch API is not enabled for your organisation. Contact support to request access.",
+        "permission_error",
+        "permission_denied",
+    ),
+    "coming_soon": ApiError(
+        400,
+        "Coming soon. The Batches API isn\u2019t generally available yet. For large "
+        "workloads today, run requests asynchronously with background=True.",
+        "invalid_request_error",
+    ),
+    "unavailable": ApiError(
+        400, "The Batch API is not available for this account.", "invalid_request_error"
+    ),
+}
+_OVERLOADED = ApiError(
+    503,
+    "The batch service is temporarily overloaded; retry after the delay in Retry-After.",
+    "server_error",
+    "service_unavailable",
+)
+_SERVER_ERROR = ApiError(
+    500, "The server had an error while creating the batch.", "server_error", "internal_error"
+)
+
+
+def _seconds(value: float) -> str:
+    """A Retry-After value: an integer when whole, else a short decimal."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def _error(error: ApiError) -> web.Response:
@@ -51,11 +89,23 @@ class _BatchRoutes:
         self.emulator: Emulator = routes.emulator
 
     def _enter(self, request: web.Request, route: str) -> web.Response | None:
-        """Count the request; answer 404 when the Batch API is off, else gate it."""
+        """Count the request; answer 404 when the Batch API is off, else gate and refuse."""
         self.routes.count(route)
-        if not self.emulator.config.batch_api:
+        config = self.emulator.config
+        if not config.batch_api:
             return _not_found(f"Route {request.method} {request.path}")
-        return self.routes.gate(request)
+        rejected = self.routes.gate(request)
+        if rejected is not None or config.batch_refusal is None:
+            return rejected
+        if config.batch_refusal in _REFUSALS:
+            return _error(_REFUSALS[config.batch_refusal])
+        if route != _CREATE:
+            return None
+        self.emulator.stats.faults[config.batch_refusal] += 1
+        if config.batch_refusal == "overloaded":
+            headers = {"Retry-After": _seconds(config.faults.retry_after)}
+            return web.json_response(_OVERLOADED.envelope(), status=503, headers=headers)
+        return _error(_SERVER_ERROR)
 
     def _owned(self, request: web.Request) -> Batch | None:
         batch = self.emulator.store.batches.get(request.match_info["id"])
@@ -88,6 +138,7 @@ class _BatchRoutes:
             strict_schemas=config.strict_schemas,
             image_models=config.image_models,
         )
+        error = model_status(error, config.unknown_model_status)
         if error is None and key is not None:
             error = validate_idempotency_key(key)
         if error is not None:
@@ -118,7 +169,9 @@ class _BatchRoutes:
         """Create (and bill) a batch: one response record per item (``key``: the batch's)."""
         emulator = self.emulator
         items: dict[str, Record] = {}
-        for item in body["requests"]:
+        requests = body["requests"]
+        kept = max(0, len(requests) - emulator.config.batch_drop_items)
+        for item in requests[:kept]:  # the rest are dropped: never run, never billed
             params = item["params"]
             canonical = canonical_json(params)
             digest = hashlib.sha256(canonical).hexdigest()
@@ -155,7 +208,10 @@ class _BatchRoutes:
         if batch is None:
             return _not_found(f"Batch {request.match_info['id']!r}")
         initial = self.emulator.config.vocabulary.upper()
-        shown = status_body(batch, lambda record: item_status(self._status(record), initial))
+        reasons = self.emulator.config.batch_failure_detail == "status"
+        shown = status_body(
+            batch, lambda record: item_status(self._status(record), initial), reasons
+        )
         return web.json_response(shown)
 
     async def result(self, request: web.Request) -> web.Response:
@@ -167,7 +223,10 @@ class _BatchRoutes:
         record = batch.items.get(cid) if batch is not None else None
         if batch is None or record is None:
             return _not_found(f"Batch request {request.match_info['id']!r}/{cid!r}")
-        return web.json_response(render(record, self._status(record)))
+        status = self._status(record)
+        if status == "failed" and self.emulator.config.batch_failure_detail == "none":
+            return _not_found(f"A result for batch request {request.match_info['id']!r}/{cid!r}")
+        return web.json_response(render(record, status))
 
 
 def add_batch_routes(app: web.Application, routes: Routes) -> None:

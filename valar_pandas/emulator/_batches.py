@@ -141,10 +141,25 @@ def item_status(status: str, initial: str) -> str:
     return "COMPLETED" if status == "incomplete" else status.upper()
 
 
-def status_body(batch: Batch, status: Callable[[Record], str]) -> dict[str, Any]:
-    """The batch with its ``request_status`` map (custom_id → ``{"status": ...}``)."""
+def status_body(
+    batch: Batch, status: Callable[[Record], str], reasons: bool = False
+) -> dict[str, Any]:
+    """The batch with its ``request_status`` map (custom_id → ``{"status": ...}``).
+
+    Args:
+        batch: The batch.
+        status: An item's upper-case status.
+        reasons: Give each ``FAILED`` entry its reason too, as
+            ``"error": {"code", "message"}``.
+    """
     shown = summary(batch)
-    shown["request_status"] = {cid: {"status": status(r)} for cid, r in batch.items.items()}
+    statuses: dict[str, Any] = {}
+    for cid, record in batch.items.items():
+        entry: dict[str, Any] = {"status": status(record)}
+        if reasons and entry["status"] == "FAILED":
+            entry["error"] = {"code": "server_error", "message": record.text}
+        statuses[cid] = entry
+    shown["request_status"] = statuses
     return shown
 
 

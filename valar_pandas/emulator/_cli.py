@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ._config import (
+    BATCH_FAILURE_DETAILS,
+    BATCH_REFUSALS,
     DEFAULT_API_KEY,
     IMAGE_MODELS,
     REALISTIC_LATENCY,
@@ -79,11 +81,57 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="fraction of json_schema answers that are invalid (bad JSON, label, or range)",
     )
     add("--seed", type=int, default=0, help="seed for latency and faults")
-    add("--no-cancel", action="store_true", help="answer 404 to POST /v1/responses/{id}/cancel")
+    add(
+        "--no-cancel",
+        action="store_true",
+        help="answer 404 to POST /v1/responses/{id}/cancel (the default; wins over --cancel)",
+    )
     add(
         "--no-batch-api",
         action="store_true",
-        help="answer 404 on the /v1/batches endpoints, as a server without the Batch API",
+        help="answer 404 on the /v1/batches endpoints, as a server without the Batch API "
+        "(the default; wins over --batch-api)",
+    )
+    add(
+        "--batch-api",
+        action="store_true",
+        help="serve the Batch API (/v1/batches); off by default, as the vendor calls it "
+        "'coming soon'",
+    )
+    add(
+        "--cancel",
+        action="store_true",
+        help="serve POST /v1/responses/{id}/cancel; off by default, as the vendor documents "
+        "no cancel",
+    )
+    add(
+        "--batch-refusal",
+        choices=BATCH_REFUSALS,
+        default=None,
+        help="with --batch-api, refuse batches: not_enabled (403), coming_soon or "
+        "unavailable (400), overloaded (503 on every create), server_error (500 on every "
+        "create)",
+    )
+    add(
+        "--batch-failure-detail",
+        choices=BATCH_FAILURE_DETAILS,
+        default="result",
+        help="where a FAILED batch item's reason shows: status (its status entry and its "
+        "result), result (only its result; the default), none (nowhere; its result is 404)",
+    )
+    add(
+        "--batch-drop-items",
+        type=int,
+        default=0,
+        help="drop the last N items of every batch: never run, missing from request_counts "
+        "and the status map",
+    )
+    add(
+        "--unknown-model-status",
+        type=int,
+        choices=(400, 404),
+        default=400,
+        help="HTTP status of a request naming an unknown model (code model_not_found)",
     )
     add(
         "--latency-profile",
@@ -184,8 +232,8 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
             disobey_schema=args.disobey_schema,
         ),
         seed=args.seed,
-        cancel_supported=not args.no_cancel,
-        batch_api=not args.no_batch_api,
+        cancel_supported=args.cancel and not args.no_cancel,
+        batch_api=args.batch_api and not args.no_batch_api,
         latency_by_window=_by_window(args),
         idempotency=not args.ignore_idempotency,
         truncation=args.truncation,
@@ -194,6 +242,10 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         cache_block=args.cache_block,
         strict_schemas=args.strict_schemas,
         image_models=tuple(m.strip() for m in args.image_models.split(",") if m.strip()),
+        batch_refusal=args.batch_refusal,
+        batch_failure_detail=args.batch_failure_detail,
+        batch_drop_items=args.batch_drop_items,
+        unknown_model_status=args.unknown_model_status,
     )
 
 

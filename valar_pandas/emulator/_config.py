@@ -15,6 +15,8 @@ from typing import Literal
 from ._reasoning import EFFORTS, REASONING_MODELS
 
 __all__ = [
+    "BATCH_FAILURE_DETAILS",
+    "BATCH_REFUSALS",
     "DEFAULT_API_KEY",
     "DEFAULT_MODELS",
     "HOSTILE",
@@ -111,6 +113,12 @@ REALISTIC_LATENCY: Mapping[str, Latency] = MappingProxyType(
     }
 )
 
+
+BATCH_REFUSALS = ("not_enabled", "coming_soon", "unavailable", "overloaded", "server_error")
+"""How the batch endpoints can refuse: :attr:`EmulatorConfig.batch_refusal`."""
+
+BATCH_FAILURE_DETAILS = ("status", "result", "none")
+"""Where a failed batch item's reason shows: :attr:`EmulatorConfig.batch_failure_detail`."""
 
 HOSTILE = ("surrogate_text", "surrogate_id", "nested_json", "retry_after_date", "raw_body")
 """The hostile replies :class:`Faults` can send."""
@@ -217,10 +225,30 @@ class EmulatorConfig:
         seed: Seeds latency and transient faults, and salts the deterministic ``failed`` draw.
         models: Model ids served by ``GET /v1/models`` and accepted on create.
         cancel_supported: Whether ``POST /v1/responses/{id}/cancel`` exists (else 404).
+            Off by default: the vendor documents no cancel.
         batch_api: Whether the four ``/v1/batches`` endpoints exist (else they answer 404,
-            as on a server where the Batch API is not available).
+            as on a server where the Batch API is not available). Off by default: the
+            vendor calls the Batch API "coming soon".
         batch_max_requests: Most items one batch may hold (the contract's 100,000).
-        batch_max_bytes: A batch create body must stay under this many bytes (256 MB).
+        batch_max_bytes: A batch create body must stay under this many bytes (256 MB,
+            256,000,000 bytes).
+        batch_refusal: With ``batch_api`` on, how the batch endpoints refuse, or None:
+            ``"not_enabled"`` (403 on every batch route, "not enabled for your
+            organisation", while the key works on ``/v1/responses``), ``"coming_soon"``
+            (400 on every batch route, the vendor's "Coming soon" words),
+            ``"unavailable"`` (400, "the Batch API is not available for this account"),
+            ``"overloaded"`` (503 with ``Retry-After`` on every ``POST /v1/batches``) or
+            ``"server_error"`` (500 on every ``POST /v1/batches``).
+        batch_failure_detail: Where a ``FAILED`` item's reason shows: ``"status"`` (in its
+            ``request_status`` entry as ``error``, and in its result), ``"result"`` (only in
+            the Response object ``GET /v1/batches/{id}/{custom_id}`` answers) or ``"none"``
+            (nowhere: the status entry is bare and the result answers 404).
+        batch_drop_items: The last this many items of every batch are silently dropped on
+            create: never run nor billed, missing from ``request_counts`` and from the
+            status map (a server that lost part of a batch).
+        unknown_model_status: The HTTP status of a create (or batch item) naming a model the
+            server does not serve: 400, or 404 as OpenAI answers; the code is
+            ``model_not_found`` either way.
         latency_by_window: The law per completion window when ``latency`` is None; windows
             left out keep :data:`REALISTIC_LATENCY`'s (``asap`` 4 s median, ``standard``
             300 s). A create without a window, and every batch item, runs on ``standard``.
@@ -259,10 +287,14 @@ class EmulatorConfig:
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
     models: tuple[str, ...] = DEFAULT_MODELS
-    cancel_supported: bool = True
-    batch_api: bool = True
+    cancel_supported: bool = False
+    batch_api: bool = False
     batch_max_requests: int = 100_000
-    batch_max_bytes: int = 256 * 1024 * 1024
+    batch_max_bytes: int = 256_000_000
+    batch_refusal: str | None = None
+    batch_failure_detail: str = "result"
+    batch_drop_items: int = 0
+    unknown_model_status: int = 400
     latency_by_window: Mapping[str, Latency] = field(default_factory=lambda: REALISTIC_LATENCY)
     idempotency: bool = True
     truncation: Truncation = "incomplete"
@@ -339,6 +371,25 @@ class EmulatorConfig:
         if not all(isinstance(m, str) and m for m in images):
             raise ValueError("EmulatorConfig.image_models must be a sequence of model ids")
         object.__setattr__(self, "image_models", images)
+
+        if self.batch_refusal is not None and self.batch_refusal not in BATCH_REFUSALS:
+            raise ValueError(
+                f"EmulatorConfig.batch_refusal must be one of {', '.join(BATCH_REFUSALS)}, "
+                f"or None; got {self.batch_refusal!r}"
+            )
+        if self.batch_failure_detail not in BATCH_FAILURE_DETAILS:
+            raise ValueError(
+                "EmulatorConfig.batch_failure_detail must be one of "
+                f"{', '.join(BATCH_FAILURE_DETAILS)}; got {self.batch_failure_detail!r}"
+            )
+        drop = self.batch_drop_items
+        if not isinstance(drop, int) or isinstance(drop, bool) or drop < 0:
+            raise ValueError(f"EmulatorConfig.batch_drop_items must be an int ≥ 0, got {drop!r}")
+        if self.unknown_model_status not in (400, 404):
+            raise ValueError(
+                "EmulatorConfig.unknown_model_status must be 400 or 404, "
+                f"got {self.unknown_model_status!r}"
+            )
 
     def latency_for(self, window: str) -> Latency:
         """The law a response on a completion window takes its latency from.

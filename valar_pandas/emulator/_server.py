@@ -22,7 +22,7 @@ from ._batch_server import add_batch_routes
 from ._config import STATUS_WORDS
 from ._misbehave import endpoint_faults
 from ._state import TERMINAL, Record, render, status_of
-from ._validate import ApiError, validate_create, validate_idempotency_key
+from ._validate import ApiError, model_status, validate_create, validate_idempotency_key
 
 if TYPE_CHECKING:
     from ._emulator import Emulator
@@ -133,11 +133,14 @@ class Routes:
         except ValueError:
             return _error(ApiError(400, "The request body is not valid JSON.", code="invalid_json"))
         key = request.headers.get("Idempotency-Key")
-        error = validate_create(
-            body,
-            config.models,
-            strict_schemas=config.strict_schemas,
-            image_models=config.image_models,
+        error = model_status(
+            validate_create(
+                body,
+                config.models,
+                strict_schemas=config.strict_schemas,
+                image_models=config.image_models,
+            ),
+            config.unknown_model_status,
         )
         if error is None and key is not None:
             error = validate_idempotency_key(key)

@@ -171,7 +171,9 @@ class Stats:
         requests: Requests per route, e.g. ``"POST /v1/responses"``,
             ``"GET /v1/responses/{id}"``, ``"GET /v1/models"``.
         total_requests: Every HTTP request received, including faulted and rejected ones.
-        faults: Injected faults by kind: ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"drop"``.
+        faults: Injected faults by kind: ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"drop"``,
+            and a batch create refused by ``batch_refusal`` (``"overloaded"``,
+            ``"server_error"``).
         batch_creates: Batches created (replays of a batch create are not counted); each
             item is also one of ``inferences``.
     """

@@ -15,7 +15,7 @@ from typing import Any
 from ._reasoning import EFFORTS, SUMMARIES
 from ._strict import strict_schema_error
 
-__all__ = ["ApiError", "validate_create", "validate_idempotency_key"]
+__all__ = ["ApiError", "model_status", "validate_create", "validate_idempotency_key"]
 
 COMPLETION_WINDOWS = ("asap", "standard")
 _ROLES = frozenset(("user", "system", "developer", "assistant"))
@@ -345,3 +345,15 @@ def validate_idempotency_key(key: str) -> ApiError | None:
             "invalid_idempotency_key",
         )
     return None
+
+
+def model_status(error: ApiError | None, status: int) -> ApiError | None:
+    """An error as answered: an unknown model's ``model_not_found`` gets ``status`` (400/404).
+
+    Args:
+        error: The validation error, or None.
+        status: The configured status of an unknown model's answer.
+    """
+    if error is None or error.code != "model_not_found" or error.status == status:
+        return error
+    return ApiError(status, error.message, error.type, error.code, error.param)
