@@ -121,6 +121,15 @@ def test_without_the_batch_api_it_warns_and_passes(serve_cli, capsys):
     assert "falls back to background" in table(out)["Batch API"][4]
 
 
+@pytest.mark.parametrize("refusal", ["not_enabled", "coming_soon", "unavailable"])
+def test_a_refusing_batch_api_is_a_warning_that_says_runs_fall_back(serve_cli, capsys, refusal):
+    serve_cli(batch_api=True, batch_refusal=refusal)
+    code, out = run_check(capsys, "--windows", "asap")
+    assert code == 0
+    assert levels(out)["Batch API"] == "WARN"
+    assert "falls back to background" in table(out)["Batch API"][4]
+
+
 @pytest.mark.parametrize(
     "fault", [Faults(invalid_structured=1.0), Faults(disobey_schema=1.0)], ids=["values", "shape"]
 )
