@@ -244,11 +244,30 @@ def test_an_empty_answer_under_a_cap_names_the_cap_even_without_reasoning_counts
     obj = {"id": "r", "status": "completed", "output": [], "max_output_tokens": 8,
            "usage": {"input_tokens": 3, "output_tokens": 8}}  # fmt: skip
     outcome = parse_response(obj).outcome
-    assert outcome is not None and outcome.status == "failed"
+    assert outcome is not None and outcome.status == "incomplete"  # the cap was spent
     assert "under the cap max_output_tokens=8" in (outcome.error or "")
     assert "reasoning" in (outcome.error or "")
     bare = parse_response({"id": "r", "status": "completed", "output": []}).outcome
     assert bare is not None and bare.error == "completed without any output text"
+
+
+def test_an_answer_with_room_left_under_its_cap_is_a_failure_asked_again():
+    obj = {"id": "r", "status": "completed", "output": [], "max_output_tokens": 64,
+           "usage": {"input_tokens": 3, "output_tokens": 0}}  # fmt: skip
+    outcome = parse_response(obj).outcome
+    assert outcome is not None and outcome.status == "failed"
+
+
+def test_rows_whose_cap_went_to_reasoning_are_not_paid_for_again(serve):
+    emulator, client = serve(latency=QUICK)
+    ask = dict(client=client, model=GLM, reasoning="medium", max_output_tokens=16, **NOW)
+    first = words(3).valar.run(TEMPLATE, **ask)
+    assert first["output"].isna().all() and emulator.stats.inferences == 3
+    again = words(3).valar.run(TEMPLATE, **ask)  # retry_failed=True by default
+    assert again["output_error"].tolist() == first["output_error"].tolist()
+    assert emulator.stats.inferences == 3
+    words(3).valar.run(TEMPLATE, **{**ask, "max_output_tokens": 400})
+    assert emulator.stats.inferences == 6  # a larger cap is a new request
 
 
 # -- estimate and budget ----------------------------------------------------------------------

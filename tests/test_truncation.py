@@ -45,7 +45,7 @@ def test_incomplete_details_make_any_finished_status_incomplete(status, details)
     assert outcome.error is not None and outcome.error.startswith("incomplete: ")
 
 
-@pytest.mark.parametrize("details", [None, {}, [], "", "  "], ids=repr)
+@pytest.mark.parametrize("details", [None, {}, [], "", "  ", {"reason": None}, [None]], ids=repr)
 def test_a_completed_answer_with_empty_incomplete_details_is_a_success(details):
     obj = {
         "id": "r",

@@ -172,7 +172,14 @@ def parse_response(obj: object, sent: Mapping[str, Any] | None = None) -> Parsed
     error: str | None = None
     if status == "completed":
         if text is None:
-            status, error = "failed", _empty_answer(obj, tokens_out, reasoning)
+            _, cap = _cap(obj, sent)
+            spent = cap is not None and (
+                (tokens_out is not None and tokens_out >= cap) or (tokens_out is None and reasoning)
+            )
+            # The cap was spent and nothing written: the same body is cut again, so the row
+            # is incomplete (it stands on a re-run) rather than failed (which is re-asked).
+            status = "incomplete" if spent else "failed"
+            error = _empty_answer(tokens_out, reasoning, cap)
     elif status == "incomplete":
         known, cap = _cap(obj, sent)
         error = incomplete_error(cut, cap, known=known)
@@ -183,7 +190,7 @@ def parse_response(obj: object, sent: Mapping[str, Any] | None = None) -> Parsed
 
 
 def _says_something(details: object) -> bool:
-    """Whether ``incomplete_details`` holds anything: null, ``{}``, ``[]`` and ``""`` do not.
+    """Whether ``incomplete_details`` holds anything (null, ``{}``, ``{"reason": null}`` do not).
 
     An empty value next to ``completed`` is read as "not cut": the field's shape is
     undocumented, and a server that sends ``{}`` on every answer must not turn every row into
@@ -191,8 +198,12 @@ def _says_something(details: object) -> bool:
     """
     if details is None:
         return False
-    if isinstance(details, str | Mapping | list | tuple):
-        return bool(details.strip() if isinstance(details, str) else details)
+    if isinstance(details, str):
+        return bool(details.strip())
+    if isinstance(details, Mapping):  # {"reason": null} says no more than {}
+        return any(_says_something(value) for value in details.values())
+    if isinstance(details, list | tuple):
+        return any(_says_something(value) for value in details)
     return True
 
 
@@ -247,15 +258,19 @@ def _cap(obj: Mapping[str, Any], sent: Mapping[str, Any] | None) -> tuple[bool, 
     return False, None
 
 
-def _empty_answer(obj: Mapping[str, Any], output: int | None, reasoning: int | None) -> str:
+def _empty_answer(output: int | None, reasoning: int | None, cap: int | None) -> str:
     """Why a completed response may hold no text: the cap, and reasoning, when they can be.
 
     A reasoning model spends output tokens before it writes; under a tight
     ``max_output_tokens`` it can spend them all and write nothing.
+
+    Args:
+        output: The output tokens reported, if any.
+        reasoning: Of those, the reasoning tokens reported, if any.
+        cap: The ``max_output_tokens`` the request was sent with (or the response echoes).
     """
     said = "completed without any output text"
-    cap = obj.get("max_output_tokens")
-    capped = isinstance(cap, int) and not isinstance(cap, bool) and 0 < cap <= MAX_TOKENS
+    capped = cap is not None
     if reasoning:
         spent = f"{reasoning:,} reasoning tokens" + (
             f" of {output:,} output tokens" if output and output != reasoning else ""
