@@ -279,7 +279,7 @@ def test_without_a_cap_the_estimate_says_it_is_a_lower_bound():
     assert est.lower_bound and est.reasoning == "high"
     assert est.output_tokens == 10 * 256 and est.output_assumed_per_request == 256
     shown = repr(est)
-    assert "output tokens  ≥" in shown and "cost           ≥$" in shown
+    assert "output tokens  ≥" in shown and "cost           at least ~$" in shown
     assert "LOWER BOUND" in shown and "reasoning='high' is billed as output" in shown
     capped = df.valar.estimate(TEMPLATE, model=GLM, reasoning="high", max_output_tokens=600)
     assert not capped.lower_bound and capped.output_tokens == 10 * 600  # the worst case
@@ -333,9 +333,9 @@ def test_answers_longer_than_reserved_are_warned_of(serve):
     first, passed = (str(w.message) for w in warned)
     assert first.startswith("budget= without max_output_tokens is not a hard cap")
     assert passed == (
-        "this call spent $1.5480, $0.5480 past its budget: answers were longer than what was "
-        "reserved for them, as no max_output_tokens capped them (a reasoning model's reasoning "
-        "is billed as output); set max_output_tokens to make the budget a hard cap"
+        "this call spent $1.5480, $0.5480 past its budget: answers cost more than reserved for "
+        "them, as no max_output_tokens capped them (a reasoning model's reasoning is billed as "
+        "output); set max_output_tokens to make the budget a hard cap"
     )
     # Three default reservations ($0.256 each) fit before any answer; each answer cost $0.516.
     assert emulator.stats.inferences == 3
@@ -527,7 +527,8 @@ def test_a_version_4_store_gains_reasoning_tokens_and_keeps_its_answers(tmp_path
         old = store.lookup(endpoint, ["old"])["old"].outcome
         assert old is not None and old.text == "hi" and old.output_tokens == 4
         assert old.reasoning_tokens is None  # not reported then: unknown, not zero
-        assert store.info()["reasoning_tokens"] == 0
+        info = store.info()
+        assert info["reasoning_tokens"] == 0 and info["reasoning_unreported"] == 1
 
 
 def test_the_command_warns_when_answers_pass_the_budget(serve_cli, tmp_path, capsys):
@@ -568,3 +569,11 @@ def test_reasoning_is_billed_once_within_the_output_and_never_lost():
     assert price.of(within) == pytest.approx((100 + 50 * 10) / 1e6)
     apart = Outcome("completed", "x", None, "r", 100, 10, 0, 40)  # cannot include them
     assert price.of(apart) == pytest.approx((100 + 50 * 10) / 1e6)
+
+
+def test_an_overspend_under_a_cap_does_not_blame_a_missing_cap():
+    from valar_pandas._service.call import budget_passed
+
+    capped = budget_passed(1.5, 0.5, capped=True)
+    assert "max_output_tokens" not in capped and "characters / 4" in capped
+    assert "set max_output_tokens" in budget_passed(1.5, 0.5, capped=False)

@@ -137,7 +137,12 @@ def _store_action(store: RunStore, action: str, limit: int, older_than: float | 
         print(f"batches:        {info['batches']:,}")
         print(
             f"tokens:         {info['input_tokens']:,} in, {info['output_tokens']:,} out "
-            f"({info['reasoning_tokens']:,} of them reasoning)"
+            f"({info['reasoning_tokens']:,} of them reasoning"
+            + (
+                f"; not reported for {info['reasoning_unreported']:,} rows)"
+                if info.get("reasoning_unreported")
+                else ")"
+            )
         )
         print(f"oldest, newest: {_when(info['oldest'])}, {_when(info['newest'])}")
     elif action == "list":

@@ -233,9 +233,9 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if budget is not None and budget.overspent:
             print(
                 "valar-pandas: warning: "
-                + budget_passed(budget.spent, budget.overspent).replace(
-                    "max_output_tokens", "--max-output-tokens"
-                ),
+                + budget_passed(
+                    budget.spent, budget.overspent, setup.options.max_output_tokens is not None
+                ).replace("max_output_tokens", "--max-output-tokens"),
                 file=sys.stderr,
             )
         if store is not None and store.fault is not None:  # every answer is in the output

@@ -156,8 +156,10 @@ class Estimate:
             f"  output tokens  {'≥' if self.lower_bound else '≤'}{self.output_tokens:>12,}   "
             f"({self.output_assumed_per_request:,} per request"
             + (", assumed: no max_output_tokens)" if self.lower_bound else ", the cap)"),
-            f"  cost           {'≥' if self.lower_bound and self.cost_usd is not None else '~'}"
-            f"{cost}",
+            # The input side is itself an estimate (characters / 4), so a lower bound on the
+            # output makes the cost "at least about", not a guaranteed minimum.
+            f"  cost           "
+            f"{'at least ~' if self.lower_bound and self.cost_usd is not None else '~'}{cost}",
         ]
         if self.lower_bound:
             why = (

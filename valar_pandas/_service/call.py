@@ -171,7 +171,9 @@ class Call:
         overspent = _overspent(tally.spent, self.options.budget, self.price)
         if overspent:
             out.attrs["valar"]["budget_overspent_usd"] = round(overspent, 9)
-            warnings.warn(budget_passed(tally.spent, overspent), BudgetWarning, stacklevel=3)
+            capped = self.options.max_output_tokens is not None
+            said = budget_passed(tally.spent, overspent, capped)
+            warnings.warn(said, BudgetWarning, stacklevel=3)
         fault = report.store_fault
         if fault is not None:
             out.attrs["valar"]["store_unsaved"] = fault.answers
@@ -208,13 +210,25 @@ def budget_uncapped(flags: bool = False) -> str:
     )
 
 
-def budget_passed(spent: float, overspent: float) -> str:
-    """What a call that spent past its budget says, and how to prevent it."""
+def budget_passed(spent: float, overspent: float, capped: bool = False) -> str:
+    """What a call that spent past its budget says, and how to prevent it.
+
+    Args:
+        spent: What the call spent, USD.
+        overspent: How far past the budget, USD.
+        capped: Whether ``max_output_tokens`` capped the answers: then only the input side
+            (estimated at characters / 4) or a server billing beyond the cap can explain it.
+    """
+    if capped:
+        return (
+            f"this call spent ${spent:,.4f}, ${overspent:,.4f} past its budget: answers cost "
+            "more than reserved for them (input tokens are estimated at characters / 4 before "
+            "sending, and the server's usage is what is billed)"
+        )
     return (
-        f"this call spent ${spent:,.4f}, ${overspent:,.4f} past its budget: answers were longer "
-        "than what was reserved for them, as no max_output_tokens capped them (a reasoning "
-        "model's reasoning is billed as output); set max_output_tokens to make the budget a "
-        "hard cap"
+        f"this call spent ${spent:,.4f}, ${overspent:,.4f} past its budget: answers cost more "
+        "than reserved for them, as no max_output_tokens capped them (a reasoning model's "
+        "reasoning is billed as output); set max_output_tokens to make the budget a hard cap"
     )
 
 

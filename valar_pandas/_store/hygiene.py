@@ -21,14 +21,21 @@ _ROW = (
 
 
 def counts(db: sqlite3.Connection) -> dict[str, object]:
-    """Rows by state and status, batches, tokens and dates, as :meth:`RunStore.info` gives."""
+    """Rows by state and status, batches, tokens and dates, as :meth:`RunStore.info` gives.
+
+    ``reasoning_unreported`` counts answered rows whose reasoning tokens are unknown (the
+    server did not report them, or the row predates the column), so a total of 0 is not
+    read as "no reasoning".
+    """
     by_state = dict(db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"))
     by_status = dict(
         db.execute("SELECT status, COUNT(*) FROM requests WHERE state = 'done' GROUP BY status")
     )
-    t_in, t_out, t_reasoning, oldest, newest = db.execute(
+    t_in, t_out, t_reasoning, unreported, oldest, newest = db.execute(
         "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
-        " COALESCE(SUM(reasoning_tokens), 0), MIN(created_at), MAX(updated_at) FROM requests"
+        " COALESCE(SUM(reasoning_tokens), 0),"
+        " COALESCE(SUM(output_tokens IS NOT NULL AND reasoning_tokens IS NULL), 0),"
+        " MIN(created_at), MAX(updated_at) FROM requests"
     ).fetchone()
     batches = db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
     return {
@@ -39,6 +46,7 @@ def counts(db: sqlite3.Connection) -> dict[str, object]:
         "input_tokens": t_in,
         "output_tokens": t_out,
         "reasoning_tokens": t_reasoning,
+        "reasoning_unreported": unreported,
         "oldest": oldest,
         "newest": newest,
     }
