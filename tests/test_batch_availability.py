@@ -37,7 +37,7 @@ from valar_pandas._core.batchplan import (
 from valar_pandas._core.wire import make_request, response_body
 from valar_pandas._policy import RetryPolicy
 from valar_pandas._run import compose as _compose
-from valar_pandas.emulator import EmulatorConfig, Faults, Latency
+from valar_pandas.emulator import EmulatorConfig, Faults, Latency, _batch_server
 from valar_pandas.emulator._batches import validate_batch
 
 QUICK = Latency(median=0.02, sigma=0.3)
@@ -185,6 +185,68 @@ def test_items_a_batch_does_not_hold_are_sent_in_background_once(serve, mode):
         warnings.simplefilter("error")
         again = df.valar.run(TEMPLATE, client=client, **{**BATCH, "mode": mode})
     assert again.attrs["valar"]["cached"] == 30 and emulator.stats.inferences == 30
+
+
+@pytest.fixture
+def unfinished_404(monkeypatch):
+    """A server with no result for an item until it ends: 404, as for an unknown item."""
+    original = _batch_server._BatchRoutes.result
+
+    async def result(self, request):
+        batch = self._owned(request)
+        record = batch.items.get(request.match_info["custom_id"]) if batch else None
+        if record is not None and self._status(record) in ("queued", "pending", "running"):
+            return _batch_server._not_found("A result")
+        return await original(self, request)
+
+    monkeypatch.setattr(_batch_server._BatchRoutes, "result", result)
+
+
+def _shown(monkeypatch, keep):
+    """Make the server's status maps list only the entries ``keep(poll, status)`` admits."""
+    original, polls = _batch_server.status_body, [0]
+
+    def status_body(batch, status, reasons=False):
+        body = original(batch, status, reasons)
+        polls[0] += 1
+        body["request_status"] = {
+            cid: entry
+            for cid, entry in body["request_status"].items()
+            if keep(polls[0], entry["status"])
+        }
+        return body
+
+    monkeypatch.setattr(_batch_server, "status_body", status_body)
+
+
+def test_an_empty_status_map_is_waited_for_not_taken_for_a_short_batch(
+    serve, monkeypatch, unfinished_404
+):
+    """A server still validating lists no items: none is sent again, none paid twice."""
+    _shown(monkeypatch, lambda poll, status: poll > 3)
+    emulator, client = serve(**batches(latency=Latency(median=1.5, sigma=0.0)))
+    df = words(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BatchFallbackWarning)
+        out = df.valar.run(TEMPLATE, client=client, store=False, **BATCH)
+    assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
+    assert emulator.stats.requests.get("POST /v1/responses", 0) == 0
+    assert emulator.stats.inferences == 10
+
+
+def test_a_status_map_without_unstarted_items_is_not_a_short_batch(
+    serve, monkeypatch, unfinished_404
+):
+    """A map of finished items only, request_counts whole: the rest are still waited for."""
+    _shown(monkeypatch, lambda poll, status: status in ("COMPLETED", "FAILED", "CANCELLED"))
+    emulator, client = serve(**batches(latency=Latency(median=1.0, sigma=0.8), seed=5))
+    df = words(12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BatchFallbackWarning)
+        out = df.valar.run(TEMPLATE, client=client, store=False, **BATCH)
+    assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
+    assert emulator.stats.requests.get("POST /v1/responses", 0) == 0
+    assert emulator.stats.inferences == 12
 
 
 def test_items_a_batch_sent_again_are_counted_once_by_the_progress(serve):

@@ -37,7 +37,7 @@ from .._core.models import BatchCreated, BatchLost, BatchPlanned, Event, Outcome
 from .._core.wire import error_summary, usable_id
 from .._transport.exchange import Admission, Exchange
 from .._transport.http import Http
-from .batchwatch import BatchConfig, Resend, Session, Watch
+from .batchwatch import BatchConfig, Resend, Session, Watch, request_counts
 
 __all__ = ["BatchConfig", "execute_batches"]
 
@@ -92,7 +92,9 @@ class _Creator:
             session.emit(BatchCreated(chunk.key, batch_id))
             for fingerprint, _ in items:
                 session.emit(Submitted(fingerprint, None, session.shares.get(fingerprint, 1)))
-            return Watch(batch_id, chunk.key, {c: f for f, c in items}, session.now())
+            watch = Watch(batch_id, chunk.key, {c: f for f, c in items}, session.now())
+            watch.sent, watch.whole, watch.counts = len(items), True, request_counts(obj)
+            return watch
         code, reason = error_summary(answer.status, answer.body)
         if answer.status < 300:
             reason = f"HTTP {answer.status}: the server sent no usable batch id"
@@ -178,6 +180,7 @@ def _split(
             key, batch_id, cid = attach[fingerprint]
             watch = watches.setdefault(batch_id, Watch(batch_id, key, {}, session.now()))
             watch.items[cid] = fingerprint
+            watch.sent += 1  # the batch may hold more: items of rows not in this call
             continue
         refusal = admission.refuse(request)
         if refusal is not None:
@@ -249,8 +252,9 @@ async def execute_batches(
             it holds; a batch that cannot be rebuilt byte for byte is packed anew.
         exchange: The run's exchange, shared with its other paths (one set of slots and
             one overload control per run); None makes one from ``config``.
-        resend: Where to send, in background mode, items a batch turned out not to hold
-            (its status map, and ``request_counts``, short of what was sent); None ends
+        resend: Where to send, in background mode, items a batch shows it does not hold
+            (see ``batchwatch.short_of``: ``request_counts`` below the items sent, or with
+            no count a non-empty map of final items that lacks them); None ends
             them as errors that a re-run sends again.
         now: Monotonic clock, in seconds.
         rand: Uniform random numbers for jitter.
