@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 
+import pandas as pd
 import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
@@ -23,6 +24,7 @@ from valar_pandas import (
     HttpResponse,
     ValarClient,
 )
+from valar_pandas._cli.main import main
 from valar_pandas._core import batchplan as _batchplan
 from valar_pandas._core.batchplan import (
     LIMITS,
@@ -246,6 +248,46 @@ def test_a_status_map_without_unstarted_items_is_not_a_short_batch(
         out = df.valar.run(TEMPLATE, client=client, store=False, **BATCH)
     assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
     assert emulator.stats.requests.get("POST /v1/responses", 0) == 0
+    assert emulator.stats.inferences == 12
+
+
+@pytest.mark.parametrize("mode", ["batch", "auto"])
+def test_a_fallback_warning_raised_as_an_error_loses_no_paid_answer(serve, mode):
+    """Under simplefilter("error") the warning comes after the run, carrying the frame."""
+    emulator, client = serve(**batches(batch_drop_items=2))
+    df = words(25)  # auto's threshold is 20 here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BatchFallbackWarning, match="does not hold 2 of the items") as info:
+            df.valar.run(TEMPLATE, client=client, store=False, **{**BATCH, "mode": mode})
+    out = info.value.frame
+    assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
+    assert out.attrs["valar"]["rows"] == 25
+    assert emulator.stats.inferences == 25  # 23 in the batch, 2 in background: all in .frame
+
+
+def test_a_fallback_of_auto_raised_as_an_error_comes_after_the_run(serve):
+    emulator, client = serve(**batches(batch_refusal="coming_soon"))
+    df = words(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BatchFallbackWarning, match="Coming soon") as info:
+            df.valar.run(TEMPLATE, client=client, store=False, **AUTO)
+    assert info.value.frame["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 30
+
+
+def test_the_command_warns_of_a_short_batch_after_writing_every_row(serve_cli, tmp_path, capsys):
+    emulator = serve_cli(**batches(batch_drop_items=2))
+    words(12).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    argv = ["run", str(tmp_path / "in.parquet"), str(out), "--model", MODEL, "--template",
+            TEMPLATE, "--mode", "batch", "--quiet"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as under python -W error: nothing is raised mid-run
+        assert main(argv) == 0
+    assert "valar-pandas: warning: batch " in capsys.readouterr().err
+    assert pd.read_parquet(out)["output"].tolist() == echo(words(12))
     assert emulator.stats.inferences == 12
 
 

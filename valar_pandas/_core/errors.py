@@ -111,10 +111,23 @@ class BatchUnavailable(APIError):
 class BatchFallbackWarning(UserWarning):
     """Rows meant for the Batch API were sent in background mode instead.
 
-    ``mode="auto"`` found the Batch API unusable on its first create, or a batch held fewer
-    items than were sent to it. Each row is sent under its own ``Idempotency-Key``, so
-    nothing is paid twice; the frame holds every answer.
+    ``mode="auto"`` found the Batch API unusable on its first create (the route absent,
+    batches not enabled, "coming soon", or a 501 or 503 saying the API is unavailable), or a
+    batch showed it holds fewer items than were sent to it. Each row is sent under its own
+    ``Idempotency-Key``, so nothing is paid twice; the frame holds every answer.
+
+    It is issued on the caller's thread once the run has ended and its frame is built (a
+    WARNING log line says so at the moment it happens). Under
+    ``warnings.simplefilter("error")`` it is raised then, and carries the complete frame.
+
+    Attributes:
+        frame: The call's complete result, when the warning was issued with it (so that,
+            raised as an error, it loses no answer); None otherwise.
     """
+
+    def __init__(self, message: str, *, frame: Any = None) -> None:
+        super().__init__(message)
+        self.frame = frame
 
 
 class RowErrors(ValarError):

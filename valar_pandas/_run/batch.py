@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from .._core.batchplan import (
@@ -31,7 +30,7 @@ from .._core.batchplan import (
     rebuild,
     server_words,
 )
-from .._core.errors import APIError, BatchFallbackWarning, BatchUnavailable
+from .._core.errors import APIError, BatchUnavailable
 from .._core.log import child
 from .._core.models import BatchCreated, BatchLost, BatchPlanned, Event, Outcome, Request, Submitted
 from .._core.wire import error_summary, usable_id
@@ -229,6 +228,7 @@ async def execute_batches(
     replay: Mapping[str, tuple[str | None, Sequence[tuple[str, str]]]] | None = None,
     exchange: Exchange | None = None,
     resend: Resend | None = None,
+    notices: list[str] | None = None,
     now: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> dict[str, Outcome]:
@@ -256,6 +256,9 @@ async def execute_batches(
             (see ``batchwatch.short_of``: ``request_counts`` below the items sent, or with
             no count a non-empty map of final items that lacks them); None ends
             them as errors that a re-run sends again.
+        notices: Receives what the caller should be warned of (a
+            :class:`BatchFallbackWarning` each), once the run has returned; warned here, on
+            the loop, a filter turning warnings into errors would lose paid answers.
         now: Monotonic clock, in seconds.
         rand: Uniform random numbers for jitter.
 
@@ -272,7 +275,7 @@ async def execute_batches(
     total = len({r.fingerprint for r in requests})
     by_fingerprint = {r.fingerprint: r for r in requests}
     session = Session(
-        shares, http, config, emit, now, rand, total, exchange, by_fingerprint, resend
+        shares, http, config, emit, now, rand, total, exchange, by_fingerprint, resend, notices
     )
     creator = _Creator(session)
     everything = requests
@@ -298,11 +301,7 @@ async def execute_batches(
             rest = [r for r in everything if r.fingerprint not in held]
             said = str(exc).split("; use mode=")[0]
             log.warning("%s: %d requests go in background mode instead", said, len(rest))
-            warnings.warn(
-                f"{said}: {len(rest):,} requests go in background mode instead",
-                BatchFallbackWarning,
-                stacklevel=2,
-            )
+            session.notices.append(f"{said}: {len(rest):,} requests go in background mode instead")
             await session.drive(watches, _adopt(session, fallback, rest))
             return session.results
     if first is not None:

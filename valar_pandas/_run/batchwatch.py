@@ -21,7 +21,6 @@ not fetched again.
 from __future__ import annotations
 
 import asyncio
-import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +35,6 @@ from .._core.batchplan import (
     item_status,
     status_map,
 )
-from .._core.errors import BatchFallbackWarning
 from .._core.log import child
 from .._core.models import BatchLost, Event, Finished, Outcome, Request
 from .._core.wire import TERMINAL, decode_json, error_summary, parse_response
@@ -97,11 +95,14 @@ class Session:
         emit: Callable[[Event], None], now: Callable[[], float], rand: Callable[[], float],
         total: int, exchange: Exchange | None = None,
         requests: Mapping[str, Request] | None = None, resend: Resend | None = None,
+        notices: list[str] | None = None,
     ) -> None:  # fmt: skip
         self.shares, self.http, self.config, self.emit = shares, http, config, emit
         self.now, self.rand, self.total = now, rand, total
         self.requests: Mapping[str, Request] = requests or {}
         self.resend = resend
+        self.notices: list[str] = [] if notices is None else notices
+        """Messages for the caller, as :class:`BatchFallbackWarning` once the run has ended."""
         self.results: dict[str, Outcome] = {}
         self.exchange = exchange or Exchange(
             http, config.retry, config.concurrency, emit, rand=rand, now=now
@@ -307,8 +308,10 @@ class Session:
         fingerprints = [watch.items.pop(cid) for cid in lost]
         watch.fetching.difference_update(lost)
         watch.changed.set()
+        # Warned on the caller's thread after the run: raised here (a filter turning
+        # warnings into errors), it would end the run and lose the answers it paid for.
+        self.notices.append(said)
         self.adopt(await self.resend([self.requests[f] for f in fingerprints]))
-        warnings.warn(said, BatchFallbackWarning, stacklevel=2)  # after: the answers are in
 
     async def lookup(self, watch: Watch, cid: str) -> bool:
         """Ask for an item the status map leaves out; True when the server does not have it.
