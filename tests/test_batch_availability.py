@@ -1,14 +1,17 @@
 """When the Batch API cannot be used, when items fail, when a batch comes back short.
 
 Against the emulator over loopback: each way a server can refuse batches (403 not enabled,
-400 "coming soon" or unavailable, 5xx on every create) makes ``mode="auto"`` fall back to
-background mode with a warning and ``mode="batch"`` raise ``BatchUnavailable`` quoting the
-server; an unknown model is a model error; failed items carry their reason; a batch that
-holds fewer items than were sent has the rest sent in background mode, none paid twice.
+400 "coming soon" or unavailable, 501 or a 503 saying so on every create) makes
+``mode="auto"`` fall back to background mode with a warning and ``mode="batch"`` raise
+``BatchUnavailable`` quoting the server; any other 5xx on every create stops the run with the
+key kept for a replay; an unknown model is a model error; failed items carry their reason; a
+batch that holds fewer items than were sent has the rest sent in background mode, none paid
+twice; a fallback's warning comes after the run, never losing a paid answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pandas as pd
@@ -49,9 +52,8 @@ WORDS = {
     "not_enabled": "not enabled for your organisation",
     "coming_soon": "Coming soon",
     "unavailable": "not available for this account",
-    "overloaded": "HTTP 503",
-    "server_error": "HTTP 500",
 }
+"""The emulator's refusals that say the Batch API cannot be used."""
 
 
 @pytest.fixture(autouse=True)
@@ -116,6 +118,78 @@ def test_a_403_everywhere_is_still_the_key():
             words(30).valar.run(TEMPLATE, client=client, store=None, **{**AUTO, "mode": mode})
     assert seen[:2] == [("POST", "/batches"), ("GET", "/responses/resp_valar_pandas_key_check")]
     assert ("POST", "/responses") not in seen
+
+
+@pytest.mark.parametrize(("refusal", "status"), [("overloaded", 503), ("server_error", 500)])
+@pytest.mark.parametrize("mode", ["batch", "auto"])
+def test_a_5xx_on_every_create_stops_the_run_and_a_re_run_replays_it(serve, refusal, status, mode):
+    """A server error may hide a batch the server accepted: no fallback, the key is kept."""
+    emulator, client = serve(**batches(batch_refusal=refusal))
+    df = words(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BatchFallbackWarning)
+        with pytest.raises(APIError, match=f"HTTP {status}") as info:
+            df.valar.run(TEMPLATE, client=client, **{**AUTO, "mode": mode})
+    error = info.value
+    assert not isinstance(error, BatchUnavailable) and error.status_code == status
+    assert "same call again replays that create" in str(error) and "mode='background'" in str(error)
+    assert "--mode background" in (error.command or "")
+    assert client.api_key.reveal() not in str(error) + repr(error)
+    assert emulator.stats.requests.get("POST /v1/responses", 0) == 0
+    assert emulator.stats.inferences == 0
+    creates = emulator.stats.requests["POST /v1/batches"]
+    emulator.config = dataclasses.replace(emulator.config, batch_refusal=None)
+    out = df.valar.run(TEMPLATE, client=client, **{**AUTO, "mode": mode})
+    assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
+    assert emulator.stats.requests["POST /v1/batches"] == creates + 1  # the same create
+    assert emulator.stats.batch_creates == 1 and emulator.stats.inferences == 30
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "unavailable"),
+    [
+        (503, {"error": {"message": "The Batch API is not available on this server."}}, True),
+        (503, {"error": {"message": "Nope", "code": "batches_unavailable"}}, True),
+        (503, {"error": {"message": "Batches: coming soon"}}, True),
+        (503, "<html><h1>503 Service Temporarily Unavailable</h1></html>", False),
+        (503, {"error": {"message": "The batch service is temporarily unavailable"}}, False),
+        (502, "<html><h1>502 Bad Gateway</h1></html>", False),
+        (504, {"error": {"message": "The Batch API is not available"}}, False),
+    ],
+)  # fmt: skip
+def test_a_5xx_on_every_create_is_unavailable_only_when_it_says_so(status, body, unavailable):
+    seen: list[str] = []
+
+    async def answer(request: HttpRequest) -> HttpResponse:
+        seen.append(f"{request.method} {request.path}")
+        if isinstance(body, str):
+            return HttpResponse(status, body=body.encode(), headers={"Retry-After": "0"})
+        return HttpResponse(status, json=body, headers={"Retry-After": "0"})
+
+    client = ValarClient(api_key="sk-test-0123456789", transport=answer)
+    with pytest.raises(APIError) as info:
+        words(5).valar.run(TEMPLATE, client=client, store=None, **BATCH)
+    assert isinstance(info.value, BatchUnavailable) is unavailable
+    assert info.value.status_code == status
+    assert set(seen) == {"POST /batches"}
+
+
+def test_rows_of_a_replayed_create_are_never_sent_another_way(serve, tmp_path):
+    """A create an interrupted run may have had accepted, refused on replay: kept, not resent."""
+    from test_once import _interrupted_create
+
+    emulator, client = serve(latency=QUICK, faults=Faults(drop_after_create=1.0), batch_api=True)
+    path, df = tmp_path / "s.sqlite3", words(30)
+    _interrupted_create(emulator, client, path, df)  # the server holds the batch: 30 paid
+    emulator.config = dataclasses.replace(emulator.config, batch_refusal="coming_soon")
+    out = df.valar.run(TEMPLATE, client=client, store=path, **AUTO)
+    assert out["output_error"].str.contains("same Idempotency-Key").all()
+    assert emulator.stats.requests.get("POST /v1/responses", 0) == 0
+    assert emulator.stats.inferences == 30
+    emulator.config = dataclasses.replace(emulator.config, batch_refusal=None)
+    again = df.valar.run(TEMPLATE, client=client, store=path, **AUTO)
+    assert again["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 30 and emulator.stats.batch_creates == 1
 
 
 def test_a_5xx_then_success_on_the_first_create_is_not_unavailable(serve):

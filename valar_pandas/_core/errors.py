@@ -102,7 +102,9 @@ class BatchUnavailable(APIError):
     The first ``POST /v1/batches`` said so: the route is absent (404, 405, 501), batches
     are not enabled for the organisation (403, while the same key works on
     ``/v1/responses``), a 400 says they are "coming soon" or not available, or every try
-    of the create was answered with a server error (5xx). The message quotes the server's
+    of the create was answered with a 501, or a 503 saying the Batch API is unavailable
+    (any other server error may hide an accepted create: that is an :class:`APIError`,
+    and the same call again replays the create). The message quotes the server's
     words. Raised before any batch is created; ``mode="auto"`` falls back to background
     mode instead, with a :class:`BatchFallbackWarning`.
     """
