@@ -1,16 +1,20 @@
 """When the Batch API cannot be used, when items fail, when a batch comes back short.
 
 Against the emulator over loopback: each way a server can refuse batches (403 not enabled,
-400 "coming soon" or unavailable, 5xx on every create) makes ``mode="auto"`` fall back to
-background mode with a warning and ``mode="batch"`` raise ``BatchUnavailable`` quoting the
-server; an unknown model is a model error; failed items carry their reason; a batch that
-holds fewer items than were sent has the rest sent in background mode, none paid twice.
+400 "coming soon" or unavailable, 501 or a 503 saying so on every create) makes
+``mode="auto"`` fall back to background mode with a warning and ``mode="batch"`` raise
+``BatchUnavailable`` quoting the server; any other 5xx on every create stops the run with the
+key kept for a replay; an unknown model is a model error; failed items carry their reason; a
+batch that holds fewer items than were sent has the rest sent in background mode, none paid
+twice; a fallback's warning comes after the run, never losing a paid answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
+import pandas as pd
 import pytest
 from helpers import MODEL, TEMPLATE, echo, words
 
@@ -23,6 +27,7 @@ from valar_pandas import (
     HttpResponse,
     ValarClient,
 )
+from valar_pandas._cli.main import main
 from valar_pandas._core import batchplan as _batchplan
 from valar_pandas._core.batchplan import (
     LIMITS,
@@ -37,7 +42,7 @@ from valar_pandas._core.batchplan import (
 from valar_pandas._core.wire import make_request, response_body
 from valar_pandas._policy import RetryPolicy
 from valar_pandas._run import compose as _compose
-from valar_pandas.emulator import EmulatorConfig, Faults, Latency
+from valar_pandas.emulator import EmulatorConfig, Faults, Latency, _batch_server
 from valar_pandas.emulator._batches import validate_batch
 
 QUICK = Latency(median=0.02, sigma=0.3)
@@ -47,9 +52,8 @@ WORDS = {
     "not_enabled": "not enabled for your organisation",
     "coming_soon": "Coming soon",
     "unavailable": "not available for this account",
-    "overloaded": "HTTP 503",
-    "server_error": "HTTP 500",
 }
+"""The emulator's refusals that say the Batch API cannot be used."""
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +118,78 @@ def test_a_403_everywhere_is_still_the_key():
             words(30).valar.run(TEMPLATE, client=client, store=None, **{**AUTO, "mode": mode})
     assert seen[:2] == [("POST", "/batches"), ("GET", "/responses/resp_valar_pandas_key_check")]
     assert ("POST", "/responses") not in seen
+
+
+@pytest.mark.parametrize(("refusal", "status"), [("overloaded", 503), ("server_error", 500)])
+@pytest.mark.parametrize("mode", ["batch", "auto"])
+def test_a_5xx_on_every_create_stops_the_run_and_a_re_run_replays_it(serve, refusal, status, mode):
+    """A server error may hide a batch the server accepted: no fallback, the key is kept."""
+    emulator, client = serve(**batches(batch_refusal=refusal))
+    df = words(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BatchFallbackWarning)
+        with pytest.raises(APIError, match=f"HTTP {status}") as info:
+            df.valar.run(TEMPLATE, client=client, **{**AUTO, "mode": mode})
+    error = info.value
+    assert not isinstance(error, BatchUnavailable) and error.status_code == status
+    assert "same call again replays that create" in str(error) and "mode='background'" in str(error)
+    assert "--mode background" in (error.command or "")
+    assert client.api_key.reveal() not in str(error) + repr(error)
+    assert emulator.stats.requests.get("POST /v1/responses", 0) == 0
+    assert emulator.stats.inferences == 0
+    creates = emulator.stats.requests["POST /v1/batches"]
+    emulator.config = dataclasses.replace(emulator.config, batch_refusal=None)
+    out = df.valar.run(TEMPLATE, client=client, **{**AUTO, "mode": mode})
+    assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
+    assert emulator.stats.requests["POST /v1/batches"] == creates + 1  # the same create
+    assert emulator.stats.batch_creates == 1 and emulator.stats.inferences == 30
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "unavailable"),
+    [
+        (503, {"error": {"message": "The Batch API is not available on this server."}}, True),
+        (503, {"error": {"message": "Nope", "code": "batches_unavailable"}}, True),
+        (503, {"error": {"message": "Batches: coming soon"}}, True),
+        (503, "<html><h1>503 Service Temporarily Unavailable</h1></html>", False),
+        (503, {"error": {"message": "The batch service is temporarily unavailable"}}, False),
+        (502, "<html><h1>502 Bad Gateway</h1></html>", False),
+        (504, {"error": {"message": "The Batch API is not available"}}, False),
+    ],
+)  # fmt: skip
+def test_a_5xx_on_every_create_is_unavailable_only_when_it_says_so(status, body, unavailable):
+    seen: list[str] = []
+
+    async def answer(request: HttpRequest) -> HttpResponse:
+        seen.append(f"{request.method} {request.path}")
+        if isinstance(body, str):
+            return HttpResponse(status, body=body.encode(), headers={"Retry-After": "0"})
+        return HttpResponse(status, json=body, headers={"Retry-After": "0"})
+
+    client = ValarClient(api_key="sk-test-0123456789", transport=answer)
+    with pytest.raises(APIError) as info:
+        words(5).valar.run(TEMPLATE, client=client, store=None, **BATCH)
+    assert isinstance(info.value, BatchUnavailable) is unavailable
+    assert info.value.status_code == status
+    assert set(seen) == {"POST /batches"}
+
+
+def test_rows_of_a_replayed_create_are_never_sent_another_way(serve, tmp_path):
+    """A create an interrupted run may have had accepted, refused on replay: kept, not resent."""
+    from test_once import _interrupted_create
+
+    emulator, client = serve(latency=QUICK, faults=Faults(drop_after_create=1.0), batch_api=True)
+    path, df = tmp_path / "s.sqlite3", words(30)
+    _interrupted_create(emulator, client, path, df)  # the server holds the batch: 30 paid
+    emulator.config = dataclasses.replace(emulator.config, batch_refusal="coming_soon")
+    out = df.valar.run(TEMPLATE, client=client, store=path, **AUTO)
+    assert out["output_error"].str.contains("same Idempotency-Key").all()
+    assert emulator.stats.requests.get("POST /v1/responses", 0) == 0
+    assert emulator.stats.inferences == 30
+    emulator.config = dataclasses.replace(emulator.config, batch_refusal=None)
+    again = df.valar.run(TEMPLATE, client=client, store=path, **AUTO)
+    assert again["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 30 and emulator.stats.batch_creates == 1
 
 
 def test_a_5xx_then_success_on_the_first_create_is_not_unavailable(serve):
@@ -185,6 +261,108 @@ def test_items_a_batch_does_not_hold_are_sent_in_background_once(serve, mode):
         warnings.simplefilter("error")
         again = df.valar.run(TEMPLATE, client=client, **{**BATCH, "mode": mode})
     assert again.attrs["valar"]["cached"] == 30 and emulator.stats.inferences == 30
+
+
+@pytest.fixture
+def unfinished_404(monkeypatch):
+    """A server with no result for an item until it ends: 404, as for an unknown item."""
+    original = _batch_server._BatchRoutes.result
+
+    async def result(self, request):
+        batch = self._owned(request)
+        record = batch.items.get(request.match_info["custom_id"]) if batch else None
+        if record is not None and self._status(record) in ("queued", "pending", "running"):
+            return _batch_server._not_found("A result")
+        return await original(self, request)
+
+    monkeypatch.setattr(_batch_server._BatchRoutes, "result", result)
+
+
+def _shown(monkeypatch, keep):
+    """Make the server's status maps list only the entries ``keep(poll, status)`` admits."""
+    original, polls = _batch_server.status_body, [0]
+
+    def status_body(batch, status, reasons=False):
+        body = original(batch, status, reasons)
+        polls[0] += 1
+        body["request_status"] = {
+            cid: entry
+            for cid, entry in body["request_status"].items()
+            if keep(polls[0], entry["status"])
+        }
+        return body
+
+    monkeypatch.setattr(_batch_server, "status_body", status_body)
+
+
+def test_an_empty_status_map_is_waited_for_not_taken_for_a_short_batch(
+    serve, monkeypatch, unfinished_404
+):
+    """A server still validating lists no items: none is sent again, none paid twice."""
+    _shown(monkeypatch, lambda poll, status: poll > 3)
+    emulator, client = serve(**batches(latency=Latency(median=1.5, sigma=0.0)))
+    df = words(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BatchFallbackWarning)
+        out = df.valar.run(TEMPLATE, client=client, store=False, **BATCH)
+    assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
+    assert emulator.stats.requests.get("POST /v1/responses", 0) == 0
+    assert emulator.stats.inferences == 10
+
+
+def test_a_status_map_without_unstarted_items_is_not_a_short_batch(
+    serve, monkeypatch, unfinished_404
+):
+    """A map of finished items only, request_counts whole: the rest are still waited for."""
+    _shown(monkeypatch, lambda poll, status: status in ("COMPLETED", "FAILED", "CANCELLED"))
+    emulator, client = serve(**batches(latency=Latency(median=1.0, sigma=0.8), seed=5))
+    df = words(12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BatchFallbackWarning)
+        out = df.valar.run(TEMPLATE, client=client, store=False, **BATCH)
+    assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
+    assert emulator.stats.requests.get("POST /v1/responses", 0) == 0
+    assert emulator.stats.inferences == 12
+
+
+@pytest.mark.parametrize("mode", ["batch", "auto"])
+def test_a_fallback_warning_raised_as_an_error_loses_no_paid_answer(serve, mode):
+    """Under simplefilter("error") the warning comes after the run, carrying the frame."""
+    emulator, client = serve(**batches(batch_drop_items=2))
+    df = words(25)  # auto's threshold is 20 here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BatchFallbackWarning, match="does not hold 2 of the items") as info:
+            df.valar.run(TEMPLATE, client=client, store=False, **{**BATCH, "mode": mode})
+    out = info.value.frame
+    assert out["output"].tolist() == echo(df) and out["output_error"].isna().all()
+    assert out.attrs["valar"]["rows"] == 25
+    assert emulator.stats.inferences == 25  # 23 in the batch, 2 in background: all in .frame
+
+
+def test_a_fallback_of_auto_raised_as_an_error_comes_after_the_run(serve):
+    emulator, client = serve(**batches(batch_refusal="coming_soon"))
+    df = words(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BatchFallbackWarning, match="Coming soon") as info:
+            df.valar.run(TEMPLATE, client=client, store=False, **AUTO)
+    assert info.value.frame["output"].tolist() == echo(df)
+    assert emulator.stats.inferences == 30
+
+
+def test_the_command_warns_of_a_short_batch_after_writing_every_row(serve_cli, tmp_path, capsys):
+    emulator = serve_cli(**batches(batch_drop_items=2))
+    words(12).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    argv = ["run", str(tmp_path / "in.parquet"), str(out), "--model", MODEL, "--template",
+            TEMPLATE, "--mode", "batch", "--quiet"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as under python -W error: nothing is raised mid-run
+        assert main(argv) == 0
+    assert "valar-pandas: warning: batch " in capsys.readouterr().err
+    assert pd.read_parquet(out)["output"].tolist() == echo(words(12))
+    assert emulator.stats.inferences == 12
 
 
 def test_items_a_batch_sent_again_are_counted_once_by_the_progress(serve):

@@ -230,6 +230,8 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         finally:
             close_display(display)
         output.commit()
+        for notice in totals.notices:
+            print(f"valar-pandas: warning: {notice}", file=sys.stderr)
         if budget is not None and budget.overspent:
             print(
                 "valar-pandas: warning: "

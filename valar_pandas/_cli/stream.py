@@ -31,7 +31,7 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -121,6 +121,8 @@ class Totals:
         http_requests: HTTP requests sent, retries and polls included.
         windows: Windows written.
         invalid_retries: Rows re-asked because their scoring reply could not be read.
+        notices: What the command is to warn of once it ends (rows the Batch API did not
+            run, sent in background mode).
     """
 
     rows: int = 0
@@ -129,6 +131,7 @@ class Totals:
     http_requests: int = 0
     windows: int = 0
     invalid_retries: int = 0
+    notices: list[str] = field(default_factory=list)
 
 
 def prepare_window(job: StreamSettings, index: int, table: pa.Table) -> Window:
@@ -342,6 +345,7 @@ async def stream(
             totals.http_requests += report.http_requests
             totals.windows += 1
             totals.invalid_retries += reasked
+            totals.notices += report.notices
     finally:
         for _, task in running:
             task.cancel()

@@ -48,6 +48,7 @@ __all__ = [
     "item_status",
     "make_item",
     "rebuild",
+    "says_unavailable",
     "server_words",
     "status_map",
 ]
@@ -77,6 +78,11 @@ _UNAVAILABLE_CODES = frozenset(
         "batch_api_unavailable",
     }
 )
+_UNAVAILABLE_CODE_WORD = re.compile(
+    r"(?<![a-z_])(?:" + "|".join(sorted(_UNAVAILABLE_CODES)) + r")(?![a-z_])", re.IGNORECASE
+)
+_BATCHES = re.compile(r"\bbatch(?:es)?\b", re.IGNORECASE)
+_FOR_NOW = re.compile(r"temporar|overload|\bretry\b|try again|busy", re.IGNORECASE)
 _MODEL_CODES = frozenset({"model_not_found", "model_not_available", "unknown_model"})
 _MODEL_MISSING = re.compile(
     r"\bmodel\b[^.]*\b(?:does not exist|doesn['\u2019]t exist|not found|unknown|not available"
@@ -432,6 +438,38 @@ def is_unavailable(status: int, code: str | None, message: str) -> bool:
     if (code or "") in _UNAVAILABLE_CODES or _COMING_SOON.search(message):
         return True
     return _UNAVAILABLE.search(message) is not None and not _ABOUT_AN_ITEM.search(message)
+
+
+def says_unavailable(status: int, message: str) -> bool:
+    """Whether a server error that met every try of a create says the Batch API is absent.
+
+    Only such an answer lets a run fall back: any other 5xx may come from a proxy in front
+    of a server that did accept the batch. 501 does (not implemented: the route is absent);
+    503 does when its code says so, when it says "coming soon", or when it says the Batch
+    API is unavailable, not available or not enabled, and not only for now (a message that
+    says "temporarily", "overloaded" or "retry" does not; nor does a proxy's bare "Service
+    Unavailable", which does not name batches).
+
+    Example:
+        >>> says_unavailable(503, "HTTP 503: The Batch API is not available on this server")
+        True
+        >>> says_unavailable(503, "HTTP 503: Service Temporarily Unavailable")
+        False
+        >>> says_unavailable(502, "HTTP 502: Bad Gateway")
+        False
+    """
+    if status == 501:
+        return True
+    if status != 503:
+        return False
+    if _UNAVAILABLE_CODE_WORD.search(message) or _COMING_SOON.search(message):
+        return True
+    return (
+        _UNAVAILABLE.search(message) is not None
+        and _BATCHES.search(message) is not None
+        and _FOR_NOW.search(message) is None
+        and _ABOUT_AN_ITEM.search(message) is None
+    )
 
 
 def server_words(reason: str) -> str:

@@ -102,7 +102,9 @@ class BatchUnavailable(APIError):
     The first ``POST /v1/batches`` said so: the route is absent (404, 405, 501), batches
     are not enabled for the organisation (403, while the same key works on
     ``/v1/responses``), a 400 says they are "coming soon" or not available, or every try
-    of the create was answered with a server error (5xx). The message quotes the server's
+    of the create was answered with a 501, or a 503 saying the Batch API is unavailable
+    (any other server error may hide an accepted create: that is an :class:`APIError`,
+    and the same call again replays the create). The message quotes the server's
     words. Raised before any batch is created; ``mode="auto"`` falls back to background
     mode instead, with a :class:`BatchFallbackWarning`.
     """
@@ -111,10 +113,23 @@ class BatchUnavailable(APIError):
 class BatchFallbackWarning(UserWarning):
     """Rows meant for the Batch API were sent in background mode instead.
 
-    ``mode="auto"`` found the Batch API unusable on its first create, or a batch held fewer
-    items than were sent to it. Each row is sent under its own ``Idempotency-Key``, so
-    nothing is paid twice; the frame holds every answer.
+    ``mode="auto"`` found the Batch API unusable on its first create (the route absent,
+    batches not enabled, "coming soon", or a 501 or 503 saying the API is unavailable), or a
+    batch showed it holds fewer items than were sent to it. Each row is sent under its own
+    ``Idempotency-Key``, so nothing is paid twice; the frame holds every answer.
+
+    It is issued on the caller's thread once the run has ended and its frame is built (a
+    WARNING log line says so at the moment it happens). Under
+    ``warnings.simplefilter("error")`` it is raised then, and carries the complete frame.
+
+    Attributes:
+        frame: The call's complete result, when the warning was issued with it (so that,
+            raised as an error, it loses no answer); None otherwise.
     """
+
+    def __init__(self, message: str, *, frame: Any = None) -> None:
+        super().__init__(message)
+        self.frame = frame
 
 
 class RowErrors(ValarError):

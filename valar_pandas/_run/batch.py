@@ -5,8 +5,12 @@ known before any work starts: :class:`BatchUnavailable` is raised, quoting the s
 when a ``fallback`` is given (``mode="auto"``), every request goes to it instead, with a
 :class:`BatchFallbackWarning`. Cannot be used means: the route is absent (404, 405, 501),
 batches are not enabled (403, when the same key works on ``/v1/responses``), a 400 says they
-are "coming soon" or not available, or every try of the first create met a server error
-(5xx, so nothing was created). An unknown model is the run's error, never "absent".
+are "coming soon" or not available, or every try of the first create met a 501, or a 503
+that says the Batch API is unavailable. Any other server error on every try stops the run
+with :class:`APIError` and the batch's key kept: a proxy's 502 or 504 may hide a batch the
+server accepted, and the same call again replays that create. An unknown model is the run's
+error, never "absent". Rows of a create replayed from an earlier run are never sent another
+way.
 
 Each create carries the chunk's content-addressed ``Idempotency-Key`` (retries replay, never
 duplicate) and is announced by a :class:`BatchPlanned` event before it is sent and a
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from .._core.batchplan import (
@@ -29,15 +32,16 @@ from .._core.batchplan import (
     is_unavailable,
     make_item,
     rebuild,
+    says_unavailable,
     server_words,
 )
-from .._core.errors import APIError, BatchFallbackWarning, BatchUnavailable
+from .._core.errors import APIError, BatchUnavailable
 from .._core.log import child
 from .._core.models import BatchCreated, BatchLost, BatchPlanned, Event, Outcome, Request, Submitted
 from .._core.wire import error_summary, usable_id
 from .._transport.exchange import Admission, Exchange
 from .._transport.http import Http
-from .batchwatch import BatchConfig, Resend, Session, Watch
+from .batchwatch import BatchConfig, Resend, Session, Watch, request_counts
 
 __all__ = ["BatchConfig", "execute_batches"]
 
@@ -55,9 +59,10 @@ _BUG = (
 class _Creator:
     """Creates a run's batches, and starts watching each one the server accepts."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, replays: frozenset[str] = frozenset()) -> None:
         self.session = session
         self.accepted = 0
+        self.replays = replays  # keys of creates an earlier run may have had accepted
 
     async def create(self, chunk: Chunk) -> Watch | None:
         """Create one batch: its watch, or None when the server refused it (items ended).
@@ -65,7 +70,9 @@ class _Creator:
         Raises:
             BatchUnavailable: No batch was accepted yet and the Batch API cannot be used.
             AuthenticationError: The server rejected the API key.
-            APIError: No batch was accepted yet and the server rejected this one.
+            APIError: No batch was accepted yet and the server rejected this one, or
+                answered every try with a server error that does not say the Batch API is
+                unavailable (the server may hold the batch: its key stays planned).
         """
         session = self.session
         first = not self.accepted
@@ -80,9 +87,7 @@ class _Creator:
         if isinstance(answer, str):
             statuses = [s for s in seen if s is not None and s >= 500]
             if first and statuses and len(statuses) == len(seen):
-                # Every try was answered with a server error: the server holds no batch.
-                said = f"every one of {len(seen)} tries was answered HTTP {statuses[-1]}"
-                self.unavailable(chunk, statuses[-1], None, f"{said}; {answer}")
+                self.persistent(chunk, statuses[-1], len(seen), answer)
             self.refuse(chunk, answer)
             return None
         obj = answer.value
@@ -92,7 +97,9 @@ class _Creator:
             session.emit(BatchCreated(chunk.key, batch_id))
             for fingerprint, _ in items:
                 session.emit(Submitted(fingerprint, None, session.shares.get(fingerprint, 1)))
-            return Watch(batch_id, chunk.key, {c: f for f, c in items}, session.now())
+            watch = Watch(batch_id, chunk.key, {c: f for f, c in items}, session.now())
+            watch.sent, watch.whole, watch.counts = len(items), True, request_counts(obj)
+            return watch
         code, reason = error_summary(answer.status, answer.body)
         if answer.status < 300:
             reason = f"HTTP {answer.status}: the server sent no usable batch id"
@@ -127,13 +134,44 @@ class _Creator:
             self.session.emit(BatchLost(chunk.key, rekey=False))
             raise
 
+    def persistent(self, chunk: Chunk, status: int, tries: int, answer: str) -> None:
+        """Every try of the first create met a server error.
+
+        Only an answer that says the Batch API is unavailable (501, or a 503 saying so) is
+        taken as "no batch was created". Any other 5xx may come from a proxy in front of a
+        server that accepted the batch, so the run stops with the batch's key still
+        planned: the same call again replays that create and nothing is paid twice.
+
+        Raises:
+            BatchUnavailable: The answer says the Batch API is unavailable.
+            APIError: Otherwise.
+        """
+        said = f"every one of {tries} tries was answered HTTP {status}"
+        if says_unavailable(status, answer):
+            self.unavailable(chunk, status, None, f"{said}; {answer}")
+        words = server_words(answer)
+        why = (
+            f"the first batch got no answer but server errors ({said}: {words}), so the run "
+            "stopped. The server may still have created the batch; its Idempotency-Key is "
+            "kept in the run store, so running the same call again replays that create and "
+            "pays for nothing twice"
+        )
+        raise APIError(
+            f"{why}; or use mode='background'",
+            status_code=status,
+            command=f"{why}; or use --mode background",
+        )
+
     def unavailable(self, chunk: Chunk, status: int, code: str | None, reason: str) -> None:
         """The first create showed the Batch API cannot be used: nothing was created.
+
+        A replayed create (an earlier run may have had it accepted) keeps its key planned.
 
         Raises:
             BatchUnavailable: Always, quoting the server's words.
         """
-        self.session.emit(BatchLost(chunk.key, rekey=False))
+        if chunk.key not in self.replays:
+            self.session.emit(BatchLost(chunk.key, rekey=False))
         words = server_words(reason)
         if status == 403:
             said = f"the Batch API is not enabled for this API key's organisation ({words})"
@@ -178,6 +216,7 @@ def _split(
             key, batch_id, cid = attach[fingerprint]
             watch = watches.setdefault(batch_id, Watch(batch_id, key, {}, session.now()))
             watch.items[cid] = fingerprint
+            watch.sent += 1  # the batch may hold more: items of rows not in this call
             continue
         refusal = admission.refuse(request)
         if refusal is not None:
@@ -226,6 +265,7 @@ async def execute_batches(
     replay: Mapping[str, tuple[str | None, Sequence[tuple[str, str]]]] | None = None,
     exchange: Exchange | None = None,
     resend: Resend | None = None,
+    notices: list[str] | None = None,
     now: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> dict[str, Outcome]:
@@ -249,9 +289,13 @@ async def execute_batches(
             it holds; a batch that cannot be rebuilt byte for byte is packed anew.
         exchange: The run's exchange, shared with its other paths (one set of slots and
             one overload control per run); None makes one from ``config``.
-        resend: Where to send, in background mode, items a batch turned out not to hold
-            (its status map, and ``request_counts``, short of what was sent); None ends
+        resend: Where to send, in background mode, items a batch shows it does not hold
+            (see ``batchwatch.short_of``: ``request_counts`` below the items sent, or with
+            no count a non-empty map of final items that lacks them); None ends
             them as errors that a re-run sends again.
+        notices: Receives what the caller should be warned of (a
+            :class:`BatchFallbackWarning` each), once the run has returned; warned here, on
+            the loop, a filter turning warnings into errors would lose paid answers.
         now: Monotonic clock, in seconds.
         rand: Uniform random numbers for jitter.
 
@@ -268,11 +312,11 @@ async def execute_batches(
     total = len({r.fingerprint for r in requests})
     by_fingerprint = {r.fingerprint: r for r in requests}
     session = Session(
-        shares, http, config, emit, now, rand, total, exchange, by_fingerprint, resend
+        shares, http, config, emit, now, rand, total, exchange, by_fingerprint, resend, notices
     )
-    creator = _Creator(session)
     everything = requests
     replayed, requests = _replays(requests, replay or {})
+    creator = _Creator(session, frozenset(chunk.key for chunk in replayed))
     watches, fresh = _split(session, requests, attach or {}, gate)
     items = [make_item(r, positions.get(r.fingerprint, i)) for i, r in enumerate(fresh)]
     chunks, oversize = chunk_items(items, config.label, config.limits)
@@ -288,17 +332,24 @@ async def execute_batches(
             if fallback is None:
                 raise
             # Every request not yet ended goes to background mode, but those in batches an
-            # earlier run created: those batches are still watched, so nothing runs twice.
+            # earlier run created (still watched) and those in creates it may have had
+            # accepted (replayed): a batch may run those, so they are never sent another way.
+            said = str(exc).split("; use mode=")[0]
             held = {fp for watch, _ in watches for fp in watch.items.values()}
+            for chunk in replayed:
+                for item in chunk.items:
+                    error = (
+                        f"batch not re-sent: {said}; an earlier run may have created it, so "
+                        "this row is not sent another way: the same call again re-sends that "
+                        "create under the same Idempotency-Key"
+                    )
+                    session.finish(item.fingerprint, Outcome("error", error=error))
             held |= session.results.keys()
             rest = [r for r in everything if r.fingerprint not in held]
-            said = str(exc).split("; use mode=")[0]
-            log.warning("%s: %d requests go in background mode instead", said, len(rest))
-            warnings.warn(
-                f"{said}: {len(rest):,} requests go in background mode instead",
-                BatchFallbackWarning,
-                stacklevel=2,
-            )
+            if rest:
+                log.warning("%s: %d requests go in background mode instead", said, len(rest))
+                notice = f"{said}: {len(rest):,} requests go in background mode instead"
+                session.notices.append(notice)
             await session.drive(watches, _adopt(session, fallback, rest))
             return session.results
     if first is not None:

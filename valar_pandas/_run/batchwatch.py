@@ -7,9 +7,10 @@ slots (every HTTP exchange holds one) and its event sink. One task per batch pol
 ``GET /batches/{id}/{custom_id}``, so results arrive while the batch still runs. ``FAILED``
 items end as row errors with their reason: from their status entry when it carries one, else
 from their fetched result; ``CANCELLED`` items end without a fetch; an item with a status the
-library does not know is polled until the deadline. Items the status map leaves out once the
-rest is final (a batch that holds fewer items than were sent) are looked up by id, and those
-the server does not have are sent in background mode, under their own keys.
+library does not know is polled until the deadline. Items a batch shows it does not hold (its
+``request_counts`` below the items sent, or, with no count, a non-empty map of final items
+that leaves them out) are looked up by id, and those the server does not have are sent in
+background mode, under their own keys; an item a map merely leaves out is waited for.
 
 Every call goes through the run's :class:`~valar_pandas._transport.exchange.Exchange`, as the
 engine's do: the same retries, the same stops, and the same overload control, so a batch run under
@@ -20,7 +21,6 @@ not fetched again.
 from __future__ import annotations
 
 import asyncio
-import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +35,6 @@ from .._core.batchplan import (
     item_status,
     status_map,
 )
-from .._core.errors import BatchFallbackWarning
 from .._core.log import child
 from .._core.models import BatchLost, Event, Finished, Outcome, Request
 from .._core.wire import TERMINAL, decode_json, error_summary, parse_response
@@ -82,7 +81,10 @@ class Watch:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     last: object = None
     failed: set[str] = field(default_factory=set)  # FAILED, their reason being fetched
-    short: int = 0  # polls in a row where the map is all final and lacks some of our items
+    short: int = 0  # polls in a row where the batch shows it lacks some of our items
+    sent: int = 0  # items sent in the create, or (re-attached) this run's items in it
+    whole: bool = False  # ``sent`` is the batch's full size (this run created it)
+    counts: int | None = None  # the batch's latest ``request_counts``, when an integer
 
 
 class Session:
@@ -93,11 +95,14 @@ class Session:
         emit: Callable[[Event], None], now: Callable[[], float], rand: Callable[[], float],
         total: int, exchange: Exchange | None = None,
         requests: Mapping[str, Request] | None = None, resend: Resend | None = None,
+        notices: list[str] | None = None,
     ) -> None:  # fmt: skip
         self.shares, self.http, self.config, self.emit = shares, http, config, emit
         self.now, self.rand, self.total = now, rand, total
         self.requests: Mapping[str, Request] = requests or {}
         self.resend = resend
+        self.notices: list[str] = [] if notices is None else notices
+        """Messages for the caller, as :class:`BatchFallbackWarning` once the run has ended."""
         self.results: dict[str, Outcome] = {}
         self.exchange = exchange or Exchange(
             http, config.retry, config.concurrency, emit, rand=rand, now=now
@@ -222,6 +227,7 @@ class Session:
                 self.abandon(watch, f"lost track of batch {watch.batch_id}: {reason}")
                 return
             polls, misses = polls + 1, 0
+            watch.counts = request_counts(answer.value, watch.counts)
             self.absorb(watch, statuses, answer.value)
             if self.missing(watch, statuses):
                 delay = poll.next_delay(0, len(watch.items), self.rand())
@@ -259,17 +265,17 @@ class Session:
                 watch.last = raw
 
     def missing(self, watch: Watch, statuses: Mapping[str, object]) -> bool:
-        """Deal with items the batch's status map leaves out; True to poll again soon.
+        """Deal with items the batch does not hold; True to poll again soon.
 
-        The server may hold fewer items than were sent (its ``request_counts`` says so too).
-        Once every item the map lists is final and some of ours are still not listed, on two
-        polls in a row, those are lost: each is looked up once by its ``custom_id`` (a result
-        there is taken, so nothing is paid twice), and the rest are sent in background mode
-        under their own keys (or, with nowhere to send them, end as errors a re-run sends
-        again). Nothing waits for them until the deadline.
+        Items are taken as lost only when the batch itself shows it lacks them, on two polls
+        in a row (see :func:`short_of`); an item a status map merely leaves out (an empty
+        map, or one without items not yet started) is still waited for. Lost items are each
+        looked up once by their ``custom_id`` (a result there is taken, so nothing is paid
+        twice), and the rest are sent in background mode under their own keys (or, with
+        nowhere to send them, end as errors a re-run sends again).
         """
         absent = [c for c in watch.items if c not in statuses and c not in watch.fetching]
-        if not absent or not all(item_status(raw) in TERMINAL for raw in statuses.values()):
+        if not absent or not short_of(watch, statuses):
             watch.short = 0
             return False
         watch.short += 1
@@ -290,7 +296,7 @@ class Session:
             return
         said = (
             f"batch {watch.batch_id} does not hold {len(lost):,} of the items sent to it "
-            "(its status map and request_counts are short)"
+            f"({why(watch)})"
         )
         if self.resend is None or not all(watch.items[c] in self.requests for c in lost):
             for cid in lost:
@@ -302,8 +308,10 @@ class Session:
         fingerprints = [watch.items.pop(cid) for cid in lost]
         watch.fetching.difference_update(lost)
         watch.changed.set()
+        # Warned on the caller's thread after the run: raised here (a filter turning
+        # warnings into errors), it would end the run and lose the answers it paid for.
+        self.notices.append(said)
         self.adopt(await self.resend([self.requests[f] for f in fingerprints]))
-        warnings.warn(said, BatchFallbackWarning, stacklevel=2)  # after: the answers are in
 
     async def lookup(self, watch: Watch, cid: str) -> bool:
         """Ask for an item the status map leaves out; True when the server does not have it.
@@ -383,6 +391,39 @@ class Session:
             return
         error = f"could not fetch item {cid} of batch {watch.batch_id}: {reason}"
         self.settle(watch, cid, Outcome("error", error=error))
+
+
+def request_counts(body: object, last: int | None = None) -> int | None:
+    """A batch body's ``request_counts`` (an integer: the items it holds), else ``last``."""
+    counts = body.get("request_counts") if isinstance(body, Mapping) else None
+    if isinstance(counts, int) and not isinstance(counts, bool) and counts >= 0:
+        return counts
+    return last
+
+
+def short_of(watch: Watch, statuses: Mapping[str, object]) -> bool:
+    """Whether the batch shows that it does not hold the items its status map leaves out.
+
+    With ``request_counts`` below the items sent, it does once the map lists as many items
+    as the batch holds (an item it holds but does not list yet may still run). With
+    ``request_counts`` at least the items this run created the batch with, it never does:
+    the batch holds them all. Without a usable count (none, or a re-attached batch whose
+    full size this run does not know), it does when the map is not empty and every item it
+    lists is final.
+    """
+    counts = watch.counts
+    if counts is not None and counts < watch.sent:
+        return len(statuses) >= counts
+    if counts is not None and watch.whole:
+        return False
+    return bool(statuses) and all(item_status(raw) in TERMINAL for raw in statuses.values())
+
+
+def why(watch: Watch) -> str:
+    """What showed that a batch lacks items: its count, or its status map."""
+    if watch.counts is not None and watch.counts < watch.sent:
+        return f"its request_counts is {watch.counts:,} of {watch.sent:,} sent"
+    return "its status map lists only finished items and not these"
 
 
 def _json(reply: Reply) -> object:

@@ -53,12 +53,16 @@ class RunReport:
         http_requests: HTTP requests sent, retries and polls included.
         store_fault: What the run store could not record (the outcomes hold it all the
             same), or None.
+        notices: What the caller is to be warned of, a ``BatchFallbackWarning`` each
+            (rows the Batch API did not run, sent in background mode), issued by the
+            caller once the run has returned, never on the loop mid-run.
     """
 
     outcomes: list[Outcome]
     tally: Tally
     http_requests: int
     store_fault: StoreFault | None = None
+    notices: tuple[str, ...] = ()
 
 
 async def _send(
@@ -68,6 +72,7 @@ async def _send(
     http: Http,
     emit: Callable[[Event], None],
     gate: Callable[[Request], str | None] | None,
+    notices: list[str],
 ) -> dict[str, Outcome]:
     """Send the work down the engine, the Batch API, or both (rows resumed from a batch).
 
@@ -128,7 +133,7 @@ async def _send(
         batched, plan.shares, http, config, emit,
         positions=_batchplan.first_positions(plan.rows), attach=work.batches, gate=gate,
         fallback=None if options.mode == "batch" else background, replay=work.replay,
-        exchange=exchange, resend=resend,
+        exchange=exchange, resend=resend, notices=notices,
     )  # fmt: skip
     chosen_set = {r.fingerprint for r in batched}
     rest = [r for r in work.send if r.fingerprint not in chosen_set]
@@ -145,11 +150,12 @@ def _sending(
     emit: Callable[[Event], None],
     gate: Callable[[Request], str | None] | None,
     claim: Claim | None,
+    notices: list[str],
 ) -> Coroutine[Any, Any, dict[str, Outcome]]:
     """Send what this run claimed and, alongside, await what other runs hold."""
 
     def send(part: Work) -> Coroutine[Any, Any, dict[str, Outcome]]:
-        return _send(plan, part, options, http, emit, gate)
+        return _send(plan, part, options, http, emit, gate, notices)
 
     if not work.awaited or claim is None:
         return send(work)
@@ -317,6 +323,7 @@ async def run_plan(
     results = dict(work.cached)
     http: Http | None = None
     fault: StoreFault | None = None
+    notices: list[str] = []
     beating: asyncio.Task[None] | None = None
     ended = "done"
     try:
@@ -326,7 +333,7 @@ async def run_plan(
             gate = budget.admit if budget is not None else None
             if claim is not None and work.claimed:
                 beating = asyncio.ensure_future(claim.beat())
-            sending = _sending(plan, work, options, http, emit, gate, claim)
+            sending = _sending(plan, work, options, http, emit, gate, claim, notices)
             if stop is None:
                 results |= await sending
             else:
@@ -374,7 +381,7 @@ async def run_plan(
             if owned:
                 close_display(shown)
             _log_run(plan, work, options, endpoint, tally, http, time.monotonic() - started, ended)
-    return RunReport(plan.outcomes(results), tally, http.sent if http else 0, fault)
+    return RunReport(plan.outcomes(results), tally, http.sent if http else 0, fault, tuple(notices))
 
 
 def _log_run(

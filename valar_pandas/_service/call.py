@@ -27,7 +27,14 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
 from .._core.config import CLOSED, ValarClient
-from .._core.errors import BudgetWarning, ConfigError, RowErrors, StoreError, StoreWarning
+from .._core.errors import (
+    BatchFallbackWarning,
+    BudgetWarning,
+    ConfigError,
+    RowErrors,
+    StoreError,
+    StoreWarning,
+)
 from .._core.estimate import Estimate, estimate
 from .._core.options import RunOptions, validate_options
 from .._core.plan import Plan, plan_requests
@@ -168,6 +175,8 @@ class Call:
             "spent_usd": round(tally.spent, 9) if self.price is not None else None,
             **totals,
         }
+        for notice in report.notices:  # here, on the caller's thread, the frame complete
+            warnings.warn(BatchFallbackWarning(notice, frame=out), stacklevel=3)
         overspent = _overspent(tally.spent, self.options.budget, self.price)
         if overspent:
             out.attrs["valar"]["budget_overspent_usd"] = round(overspent, 9)

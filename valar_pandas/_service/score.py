@@ -172,6 +172,8 @@ class Reasks:
     asked: int = 0
     """Rows re-asked, over every round."""
     http_requests: int = field(init=False)
+    notices: tuple[str, ...] = field(init=False)
+    """What every round's report asks the caller to be warned of."""
     _round: int = 0
     _pending: list[int] = field(default_factory=list)
 
@@ -179,6 +181,7 @@ class Reasks:
         self.outcomes = list(self.first.outcomes)
         self.parsed = [parse(self.spec, o.text) if o.ok else None for o in self.outcomes]
         self.http_requests = self.first.http_requests
+        self.notices = self.first.notices
 
     def next(self) -> Call | None:
         """The next round's call, on the rows whose reply could not be read; None when done."""
@@ -195,6 +198,7 @@ class Reasks:
     def absorb(self, report: RunReport) -> None:
         """Take a round's report: its rows' outcomes replace theirs."""
         self.http_requests += report.http_requests
+        self.notices += report.notices
         for i, outcome in zip(self._pending, report.outcomes, strict=True):
             self.outcomes[i] = outcome
             self.parsed[i] = parse(self.spec, outcome.text) if outcome.ok else None
@@ -202,7 +206,7 @@ class Reasks:
     def report(self, store: RunStore | None = None) -> RunReport:
         """The call's report: every row's latest outcome, every round's HTTP requests."""
         fault = store.fault if store is not None else self.first.store_fault
-        return RunReport(self.outcomes, self.first.tally, self.http_requests, fault)
+        return RunReport(self.outcomes, self.first.tally, self.http_requests, fault, self.notices)
 
     def columns(self) -> tuple[dict[str, ExtensionArray], list[str | None]]:
         """The typed value columns and per-row errors of every row's latest outcome."""
