@@ -229,3 +229,19 @@ def test_the_emulator_command_takes_the_truncation_mode():
     )
     with pytest.raises(SystemExit):
         _parser("x").parse_args(["--truncation", "sometimes"])
+
+
+@pytest.mark.parametrize("mode", list(RUNS))
+def test_the_cap_is_named_when_the_server_does_not_echo_it(serve, monkeypatch, mode):
+    from valar_pandas.emulator import _batch_server, _server, _state
+
+    def quiet(record, status):  # a server whose Response objects leave the cap out
+        obj = _state.render(record, status)
+        obj.pop("max_output_tokens", None)
+        return obj
+
+    monkeypatch.setattr(_server, "render", quiet)
+    monkeypatch.setattr(_batch_server, "render", quiet)
+    _, client = serve(latency=QUICK, batch_api=True)
+    out = _frame().valar.run("say {q}", client=client, max_output_tokens=3, **RUNS[mode])
+    assert out["output_error"].iloc[2:].tolist() == [f"{CUT} (now 3)"] * 2

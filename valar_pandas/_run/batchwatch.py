@@ -327,7 +327,7 @@ class Session:
             if isinstance(answer, str) or answer.status not in (200, 404):
                 break
             if answer.status == 200:
-                parsed = parse_response(answer.value)
+                parsed = parse_response(answer.value, self.sent(watch, cid))
                 if parsed.outcome is not None:
                     self.settle(watch, cid, parsed.outcome)
                     return False
@@ -339,6 +339,11 @@ class Session:
             await asyncio.sleep(lag)
         watch.fetching.discard(cid)
         return False
+
+    def sent(self, watch: Watch, cid: str) -> Mapping[str, Any] | None:
+        """The body an item was sent with, when this run has it: its cap names a truncation."""
+        request = self.requests.get(watch.items.get(cid, ""))
+        return request.body if request is not None else None
 
     def overdue(self, watch: Watch, cid: str, age: float) -> Outcome:
         return Outcome(
@@ -369,7 +374,7 @@ class Session:
                 reason = answer
                 break
             if answer.status == 200:
-                parsed = parse_response(answer.value)
+                parsed = parse_response(answer.value, self.sent(watch, cid))
                 if parsed.outcome is not None and (not failed or parsed.status == "failed"):
                     self.settle(watch, cid, parsed.outcome)
                     return

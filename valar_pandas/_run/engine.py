@@ -203,7 +203,7 @@ class _Run:
                 ),
             )
         else:
-            self.poller.start(fingerprint, parsed.response_id, parsed.raw_status)
+            self.poller.start(fingerprint, parsed.response_id, parsed.raw_status, request)
 
     def rejected(self, status: int, code: str | None, reason: str) -> None:
         """Stop the run when every create so far failed with the same client error."""

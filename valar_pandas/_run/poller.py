@@ -92,12 +92,14 @@ class Poller:
         if self.heap[0][2] is watch:  # the dispatcher only cares about a new earliest entry
             self.wake.set()
 
-    def start(self, fingerprint: str, response_id: str, raw_status: str) -> None:
-        """Watch a response just created."""
+    def start(
+        self, fingerprint: str, response_id: str, raw_status: str, request: Request | None = None
+    ) -> None:
+        """Watch a response just created (``request``: its body names a truncation's cap)."""
         now = self.now()
         scout = self.planner.is_scout(self.watched, self.total)
         self.watched += 1
-        watch = Polled(fingerprint, response_id, now, scout=scout, last_status=raw_status)
+        watch = Polled(fingerprint, response_id, now, request, scout=scout, last_status=raw_status)
         if scout:
             self.model.started(now)
         self.plan_next(watch)
