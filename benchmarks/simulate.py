@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from valar_pandas._policy import LatencyModel, PollPlanner, PollSchedule
 
+from .scenarios import SCENARIOS
+
 __all__ = ["Law", "SimResult", "main", "parse_law", "simulate"]
 
 
@@ -122,6 +124,7 @@ def simulate(
     submit_rate: float = 1000.0,
     window: str = "standard",
     planner: PollPlanner | None = None,
+    latencies: Sequence[float] | None = None,
 ) -> SimResult:
     """Run the poll planner over ``rows`` simulated background responses.
 
@@ -139,6 +142,7 @@ def simulate(
         submit_rate: Creates a second (the k-th row is created at ``k / submit_rate``).
         window: The completion window (the cold schedule and deadline).
         planner: The planner to drive; the library's default for ``window`` if None.
+        latencies: The rows' latencies in creation order, instead of draws from ``law``.
 
     Returns:
         The figures.
@@ -149,7 +153,7 @@ def simulate(
     planner = planner or PollPlanner.from_schedule(schedule)
     model = LatencyModel()
     created = [k / submit_rate for k in range(rows)]
-    latency = [draw() for _ in range(rows)]
+    latency = list(latencies[:rows]) if latencies is not None else [draw() for _ in range(rows)]
     scout = [planner.is_scout(k, rows) for k in range(rows)]
     polls = [0] * rows
     last_age = [0.0] * rows
@@ -272,6 +276,14 @@ def _parser() -> argparse.ArgumentParser:
         help="latency law: median seconds[:sigma], or a mix like 0.5*10+0.5*300 "
         "(default: a table of cases)",
     )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=sorted(SCENARIOS),
+        help="replay the latencies the emulator draws for this benchmark scenario (--seed "
+        "is the emulator's), instead of the table of cases; repeatable",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="emulator seed for --scenario")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per case (default 3)")
     parser.add_argument("--window", choices=("standard", "asap"), default="standard")
     parser.add_argument(
@@ -290,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code.
     """
     args = _parser().parse_args(argv)
+    if args.scenario:
+        return _replay(args.scenario, args.seed, args.submit_rate)
     cases = [(args.law, args.rows or 1000, args.law)] if args.law else list(DEFAULT_CASES)
     print("| case | rows | law | req/row | wall ÷ ideal | last ready → end s | worst delay s |")
     print("|---|--:|---|--:|--:|--:|--:|")
@@ -310,6 +324,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {statistics.median(late):.1f} ({max(late):.1f}) "
             f"| {statistics.median(worst):.1f} ({max(worst):.1f}) |",
             flush=True,
+        )
+    return 0
+
+
+def _replay(names: list[str], seed: int, submit_rate: float) -> int:
+    from .harness import sampled_latencies  # imports the emulator, for its latency draws
+
+    print("| scenario | rows | req/row | wall ÷ ideal | last ready → end s | worst delay s |")
+    print("|---|--:|--:|--:|--:|--:|")
+    for name in names:
+        scenario = SCENARIOS[name]
+        latencies = sampled_latencies(scenario, seed)
+        law = Law(((1.0, scenario.latency_median, scenario.latency_sigma),))
+        result = simulate(
+            scenario.rows,
+            law,
+            submit_rate=submit_rate,
+            window=scenario.completion_window,
+            latencies=latencies,
+        )
+        print(
+            f"| {name} | {scenario.rows:,} | {result.per_row:.2f} | {result.ratio:.3f} "
+            f"| {result.late_last:.1f} | {result.worst_delay:.1f} |"
         )
     return 0
 
