@@ -27,7 +27,7 @@ class Clock:
         return self.now
 
 
-def _poller(clock: Clock) -> tuple[Poller, dict[str, Outcome]]:
+def _poller(clock: Clock, start: bool = True) -> tuple[Poller, dict[str, Outcome]]:
     results: dict[str, Outcome] = {}
     exchange: Any = SimpleNamespace(now=clock, rand=lambda: 0.5)
 
@@ -43,7 +43,7 @@ def _poller(clock: Clock) -> tuple[Poller, dict[str, Outcome]]:
         finish=results.__setitem__,
         recreate=recreate,
     )
-    for i in range(ROWS):
+    for i in range(ROWS if start else 0):
         poller.start(f"fp{i}", f"resp_{i}", "queued")
     return poller, results
 
@@ -68,6 +68,7 @@ def test_rows_waiting_on_the_scouts_are_decided_again_when_a_scout_finishes():
     poller, results = _poller(clock)
     rows = {fp: entry for fp, entry in _entries(poller).items() if not entry[1]}
     assert len(rows) == ROWS - 12  # every non-scout waits, at no cost
+    assert poller.parked == ROWS - 12
     clock.now = 100.0
     _scouts_finish(poller, results, at=100.0)
     after = _entries(poller)
@@ -75,6 +76,23 @@ def test_rows_waiting_on_the_scouts_are_decided_again_when_a_scout_finishes():
     assert first is not None and first > 100.0
     # each waiting row now has a poll planned at the model's first look, not its old recheck
     assert all(after[fp] == (pytest.approx(first), True) for fp in rows)
+    assert poller.parked == 0
+    heap = poller.heap
+    poller.reconsider()  # nothing waits on the scouts any more: the heap is left alone
+    assert poller.heap is heap
+
+
+def test_re_attached_rows_finishing_do_not_rescan_the_heap():
+    # every re-attached row polls as a scout, so each completion is a scout's: with nothing
+    # waiting on the scouts, a completion must not cost a pass over every outstanding row
+    clock = Clock()
+    poller, _ = _poller(clock, start=False)
+    requests: Any = [SimpleNamespace(fingerprint=f"fp{i}") for i in range(ROWS)]
+    poller.reattach(requests, {f"fp{i}": f"resp_{i}" for i in range(ROWS)})
+    assert poller.parked == 0
+    heap = poller.heap
+    poller.reconsider()
+    assert poller.heap is heap
 
 
 def test_the_endgame_brings_planned_looks_sooner_at_each_new_low():

@@ -83,6 +83,7 @@ class Poller:
         self.planner = PollPlanner.from_schedule(schedule)
         self.watched = 0
         self.regrouped_at = total + 1  # the fewest rows left at an endgame regroup so far
+        self.parked = 0  # heap entries that wait on the scouts (no poll due)
         self.heap: list[tuple[float, int, Polled]] = []
         self.seq = itertools.count()
         self.wake = asyncio.Event()
@@ -90,6 +91,7 @@ class Poller:
     def watch(self, watch: Polled, delay: float) -> None:
         """Put a response on the heap, due in ``delay`` seconds."""
         heapq.heappush(self.heap, (self.now() + delay, next(self.seq), watch))
+        self.parked += not watch.probe
         if self.heap[0][2] is watch:  # the dispatcher only cares about a new earliest entry
             self.wake.set()
 
@@ -131,7 +133,8 @@ class Poller:
                         await self.wake.wait()
                 continue
             _, _, watch = heapq.heappop(self.heap)
-            if not watch.probe:  # a cold-start non-scout: decide again, at no cost
+            if not watch.probe:  # a row waiting on the scouts: decide again, at no cost
+                self.parked -= 1
                 self.plan_next(watch)
                 continue
             await self.exchange.slots.acquire()
@@ -210,6 +213,8 @@ class Poller:
 
     def reconsider(self) -> None:
         """A scout finished: decide again at once every row that was waiting on the scouts."""
+        if not self.parked:  # e.g. every row re-attached, all of them scouts: nothing to do
+            return
         now = self.now()
         outstanding = self.total - len(self.results)
         entries = []
@@ -229,6 +234,7 @@ class Poller:
             entries.append((due, seq, watch))
         heapq.heapify(entries)
         self.heap = entries
+        self.parked = sum(not watch.probe for _, _, watch in entries)
         self.wake.set()
 
     def regroup(self) -> None:
@@ -249,6 +255,7 @@ class Poller:
             entries.append((due, seq, watch))
         heapq.heapify(entries)
         self.heap = entries
+        self.parked = sum(not watch.probe for _, _, watch in entries)
         self.wake.set()
 
     def plan_next(self, watch: Polled) -> None:
