@@ -223,9 +223,9 @@ def test_a_row_is_first_polled_past_the_stretched_nine_in_ten_point(latencies, a
 
 
 def test_a_row_first_polled_past_that_point_is_handled_as_late():
-    # 130 s is past 120.7 s: overdue (older than every completion), a quarter of the age
-    # capped at the standard window's 30 s
-    assert _plan(_model(UNIFORM), 130.0, polls=0) == (pytest.approx(30.0), True)
+    # 130 s is past 120.7 s: overdue (older than every completion), a quarter of the age,
+    # longer than the standard window's 30 s cap on cold polls
+    assert _plan(_model(UNIFORM), 130.0, polls=0) == (pytest.approx(32.5), True)
 
 
 @pytest.mark.parametrize(
@@ -235,8 +235,8 @@ def test_a_row_first_polled_past_that_point_is_handled_as_late():
         (50.0, 40.0),  # 80 % of the rest by 90 s
         (80.0, 16.0),  # 80 % of the 20 % left are done by 96 s
         (92.0, 7.0),  # late (past 90 %): 80 % of the rest by 99 s, under 25 % of the age
-        (150.0, 30.0),  # overdue (older than any completion): a late row, capped at 30 s
-        (400.0, 48.0),  # ... or at 12 % of its age, when that is longer
+        (150.0, 37.5),  # overdue (older than any completion): a late row, 25 % of its age
+        (400.0, 100.0),  # ... with no absolute cap: minutes-long rows are not asked often
     ],
 )
 def test_a_polled_row_polls_again_when_most_of_the_rest_should_be_done(age, expected):

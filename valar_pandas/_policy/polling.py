@@ -170,8 +170,9 @@ class PollPlanner:
     nearly every row is done, so most rows need one poll. A row still running after its
     first poll is polled when the share ``target`` of the responses still running at its
     age is expected to have finished; a late one (past the nine-in-ten point, or beyond
-    what the scouts have shown) keeps its gaps under ``tail`` times its age and under
-    ``late_share`` of its age or ``cold.cap``, whichever is longer.
+    what the scouts have shown) keeps its gaps under ``tail`` times its age, with no
+    absolute cap: at latencies of minutes a late row asked every 30 s would pay more polls
+    than the whole curve is worth, and the run's end waits only on the endgame's rows.
 
     **Endgame.** With ``endgame_rows`` rows left, scouts included, a row's gap is at most
     ``endgame`` of its age, shrinking in proportion to the rows left down to
@@ -180,11 +181,10 @@ class PollPlanner:
     exactly these rows.
 
     Attributes:
-        cold: Gives the first scout poll, the late rows' gap cap and the deadline.
+        cold: Gives the first scout poll, the endgame's gap cap and the deadline.
         min_gap: Shortest gap between two polls of one response.
         target: Share of the remaining responses expected done at a row's next poll.
         tail: Longest gap of a late row, as a share of the response's age.
-        late_share: A late row's gap may exceed ``cold.cap`` up to this share of its age.
         reach: How far past the nine-in-ten point a row's first poll is stretched: the
             point times (its ratio to the median) to this power.
         reach_cap: The most that stretch multiplies the nine-in-ten point by.
@@ -205,7 +205,6 @@ class PollPlanner:
     min_gap: float
     target: float = 0.8
     tail: float = 0.25
-    late_share: float = 0.12
     reach: float = 0.5
     reach_cap: float = 1.5
     endgame: float = 0.08
@@ -337,5 +336,5 @@ class PollPlanner:
         if endgame is not None:
             return min(gap, endgame) * jitter, True
         if late or late_from is None:
-            gap = min(gap, self.tail * age, max(self.cold.cap, self.late_share * age))
+            gap = min(gap, self.tail * age)
         return max(gap, self.min_gap) * jitter, True
