@@ -314,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "client": "baseline",
             "wall_s": watch.wall,
             "cpu_s": watch.cpu,
+            "ended": watch.ended,
             "rss_before_mb": watch.rss_before,
             "http_requests": stats.http_requests,
             "errors": sum(1 for text in outputs if text is None),

@@ -86,12 +86,15 @@ class Stopwatch:
         wall: Seconds elapsed inside the block.
         cpu: User + system CPU seconds of the whole process (all threads) inside the block.
         rss_before: Resident set size in MB when the block started.
+        ended: ``time.monotonic()`` when the block ended (the clock the emulator's record
+            times are on).
     """
 
     def __init__(self) -> None:
         self.wall = 0.0
         self.cpu = 0.0
         self.rss_before = 0.0
+        self.ended = 0.0
         self._t0 = 0.0
         self._c0 = 0.0
 
@@ -103,6 +106,7 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._t0
+        self.ended = time.monotonic()
         self.cpu = _cpu() - self._c0
 
 

@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "client": "valar_pandas",
             "wall_s": watch.wall,
             "cpu_s": watch.cpu,
+            "ended": watch.ended,
             "rss_before_mb": watch.rss_before,
             "http_requests": int(totals["http_requests"]),
             "errors": int(out["output_error"].notna().sum()),

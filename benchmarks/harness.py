@@ -65,6 +65,8 @@ class SideResult:
         server_cpu_s: The emulator process's CPU seconds over the whole side.
         submit_s: Baseline only: duration of its submission pass.
         extra: Client-specific counters.
+        after_last_ready_s: Seconds from the last answer being ready on the emulator to
+            the run phase's end (None when the emulator could not tell).
     """
 
     label: str
@@ -81,6 +83,7 @@ class SideResult:
     submit_s: float | None
     extra: dict[str, Any]
     outputs: list[str | None] = field(repr=False)
+    after_last_ready_s: float | None = None
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -269,11 +272,21 @@ def _run_side(
         submit_s=data["submit_s"],
         extra=data["extra"],
         outputs=outputs,
+        after_last_ready_s=(
+            data["ended"] - emulator.last_ready
+            if emulator.last_ready is not None and "ended" in data
+            else None
+        ),
     )
     _log(
         f"[{scenario.name}] {label}: wall {side.wall_s:.1f} s, CPU {side.cpu_s:.2f} s, "
         f"{side.requests_per_row:.2f} req/row, peak RSS {side.peak_rss_mb:.0f} MB, "
         f"{correct:,}/{scenario.rows:,} correct"
+        + (
+            f", returned {side.after_last_ready_s:.1f} s after the last answer was ready"
+            if side.after_last_ready_s is not None
+            else ""
+        )
     )
     return side
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from .scenarios import Faults
 
 __all__ = [
+    "READY_FILE_ENV",
     "REPO_ROOT",
     "ChildFailed",
     "ChildUsage",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_FILE_ENV = "VALAR_BENCH_READY_FILE"  # where the emulator notes its last answer's time
 _PR_SET_PDEATHSIG = 1
 _URL = re.compile(r"(http://127\.0\.0\.1:\d+/v1)")
 _KEY = re.compile(r"api key: ([^;\s]+)")
@@ -174,18 +176,23 @@ class EmulatorHandle:
         base_url: The URL it printed, ending in ``/v1``.
         api_key: The key it printed.
         cpu_s: The emulator's own CPU seconds, known once it has stopped.
+        last_ready: When its last answer became ready (``time.monotonic``), known once it
+            has stopped cleanly; None if it created nothing or was killed.
     """
 
     base_url: str
     api_key: str
     cpu_s: float = 0.0
+    last_ready: float | None = None
 
 
 @contextlib.contextmanager
 def serve_emulator(settings: EmulatorSettings, workdir: Path) -> Iterator[EmulatorHandle]:
-    """Run ``python -m valar_pandas.emulator`` in its own process for the ``with`` block.
+    """Run the emulator in its own process for the ``with`` block.
 
-    On exit the emulator gets SIGINT (its clean shutdown), then SIGKILL after 10 s.
+    It runs as ``python -m benchmarks.emulator_timed`` (``python -m valar_pandas.emulator``
+    that also reports when its last answer was ready). On exit the emulator gets SIGINT (its
+    clean shutdown), then SIGKILL after 10 s.
 
     Args:
         settings: Latency law, faults and seed.
@@ -198,11 +205,14 @@ def serve_emulator(settings: EmulatorSettings, workdir: Path) -> Iterator[Emulat
         ChildFailed: The emulator exited or printed no URL within 30 s.
     """
     log = workdir / "emulator.stderr"
+    ready_file = workdir / "emulator.ready"
+    ready_file.unlink(missing_ok=True)
     with open(log, "wb") as err:
         proc = _spawn(
-            [sys.executable, "-m", "valar_pandas.emulator", *settings.argv()],
+            [sys.executable, "-m", "benchmarks.emulator_timed", *settings.argv()],
             subprocess.PIPE,
             err.fileno(),
+            {READY_FILE_ENV: str(ready_file)},
         )
     handle: EmulatorHandle | None = None
     try:
@@ -217,6 +227,8 @@ def serve_emulator(settings: EmulatorSettings, workdir: Path) -> Iterator[Emulat
         _, cpu, _ = _stop(proc)
         if handle is not None:
             handle.cpu_s = cpu
+            with contextlib.suppress(OSError, ValueError):
+                handle.last_ready = float(ready_file.read_text(encoding="utf-8"))
         if proc.stdout is not None:
             proc.stdout.close()
 

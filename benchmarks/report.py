@@ -127,6 +127,11 @@ def _notes(result: ScenarioResult) -> list[str]:
                 f"RSS at start of run {side.rss_before_mb:.0f} MB",
                 f"emulator CPU {side.server_cpu_s:.1f} s",
             ]
+            + (
+                [f"last answer ready → run returned {side.after_last_ready_s:.1f} s"]
+                if side.after_last_ready_s is not None
+                else []
+            )
             + ([f"submission pass {side.submit_s:.1f} s"] if side.submit_s is not None else [])
             + [
                 f"{key.replace('_', ' ')} {value:,}"

@@ -122,6 +122,8 @@ class Scenario:
             every row's answer is identical.
         purpose: What the scenario is for, shown in the report.
         quick_rows_divisor: How much ``--quick`` divides the rows by.
+        in_all: Whether ``--scenario all`` (the default) runs it; the long ones run only
+            when named.
     """
 
     name: str
@@ -134,6 +136,7 @@ class Scenario:
     fault_free_reference: bool = False
     purpose: str = ""
     quick_rows_divisor: int = 10
+    in_all: bool = True
 
     def quick(self) -> Scenario:
         """The same scenario shrunk about tenfold (rows and latency) for a smoke run."""
@@ -188,6 +191,20 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             fault_free_reference=True,
             purpose="correctness and cost under 429/500/503 and dropped connections",
+        ),
+        Scenario(
+            "standard150",
+            rows=1_000,
+            latency_median=150.0,
+            purpose="requests per row and wall time at the standard window's latencies",
+            in_all=False,  # about 13 minutes a side
+        ),
+        Scenario(
+            "standard300",
+            rows=3_000,
+            latency_median=300.0,
+            purpose="requests per row and wall time at five-minute latencies",
+            in_all=False,  # about 35 minutes a side
         ),
     )
 }

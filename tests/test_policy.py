@@ -167,11 +167,31 @@ def _plan(model, age, scout=False, outstanding=1000, now=1000.0, polls=1):
 def test_scouts_poll_geometrically_by_age():
     cold = LatencyModel()
     assert _plan(cold, 0.0, scout=True, polls=0) == (pytest.approx(3.0), True)
-    assert _plan(cold, 10.0, scout=True) == (pytest.approx(2.5), True)  # 25 % of the age
-    assert _plan(cold, 1000.0, scout=True) == (pytest.approx(30.0), True)  # the cap
-    assert PLANNER.is_scout(40, 5000) and PLANNER.is_scout(80, 5000)
-    assert not PLANNER.is_scout(20, 5000) and not PLANNER.is_scout(41, 5000)
-    assert all(PLANNER.is_scout(i, 400) for i in range(400))
+    assert _plan(cold, 10.0, scout=True) == (pytest.approx(5.0), True)  # 50 % of the age
+    # no absolute cap: a scout of a five-minute run is not asked every 30 s
+    assert _plan(cold, 1000.0, scout=True) == (pytest.approx(500.0), True)
+    # once the model is warm, scouts report finer (25 % of the age)
+    assert _plan(_model(UNIFORM), 10.0, scout=True) == (pytest.approx(2.5), True)
+    # in the endgame a scout is one of the rows the run waits for
+    assert _plan(cold, 100.0, scout=True, outstanding=10) == (pytest.approx(4.0), True)
+
+
+@pytest.mark.parametrize(
+    ("total", "scouts"),
+    [
+        (5000, [0, 40, 80, 440]),  # one in forty, twelve of them
+        (100_000, [0, 40, 440]),
+        (400, [0, 20, 220]),  # a twentieth of the rows apart
+        (100, [0, 5, 55]),
+        (12, list(range(12))),  # a run of a dozen rows or fewer: every row scouts
+        (13, list(range(12))),
+    ],
+)
+def test_a_dozen_scouts_spread_over_the_first_rows(total, scouts):
+    chosen = [i for i in range(total) if PLANNER.is_scout(i, total)]
+    assert len(chosen) == min(total, 12)
+    assert set(scouts) <= set(chosen)
+    assert all(i < 12 * 40 for i in chosen)
 
 
 def test_other_rows_wait_for_free_until_the_model_is_warm():
@@ -187,33 +207,70 @@ UNIFORM = [float(x) for x in range(1, 101)]  # scouts done uniformly over 1..100
 
 
 @pytest.mark.parametrize(
-    ("age", "expected"),
+    ("latencies", "age", "expected"),
     [
-        (0.0, 30.0),  # 80 % are done by 80 s, but no gap exceeds the 30 s cap
-        (50.0, 30.0),  # 80 % of the rest by 90 s: capped
-        (80.0, 16.0),  # 80 % of the 20 % left are done by 96 s
-        (92.0, 7.0),  # late (past 90 %): 80 % of the rest by 99 s, under 25 % of the age
-        (150.0, 30.0),  # overdue (older than any completion): a late row, capped
+        # nine in ten are done by 90 s, the median is 50 s: 90 × (90/50)^0.5 = 120.7 s
+        (UNIFORM, 0.0, 120.75),
+        (UNIFORM, 100.0, 20.75),
+        # a narrow curve stretches little: 54 × (54/50)^0.5 = 56.1 s
+        ([float(x) for x in range(45, 56)], 0.0, 56.12),
+        # a wide one at most by half: 100 × min(1.5, (100/1)^0.5)
+        ([1.0] * 5 + [100.0] * 5, 0.0, 150.0),
     ],
 )
-def test_warm_planner_polls_when_most_of_the_rest_should_be_done(age, expected):
+def test_a_row_is_first_polled_past_the_stretched_nine_in_ten_point(latencies, age, expected):
+    assert _plan(_model(latencies), age, polls=0) == (pytest.approx(expected, abs=0.01), True)
+
+
+def test_a_row_first_polled_past_that_point_is_handled_as_late():
+    # 130 s is past 120.7 s: overdue (older than every completion), a quarter of the age,
+    # longer than the standard window's 30 s cap on cold polls
+    assert _plan(_model(UNIFORM), 130.0, polls=0) == (pytest.approx(32.5), True)
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        (0.0, 80.0),  # 80 % are done by 80 s: however far off, no cap
+        (50.0, 40.0),  # 80 % of the rest by 90 s
+        (80.0, 16.0),  # 80 % of the 20 % left are done by 96 s
+        (92.0, 7.0),  # late (past 90 %): 80 % of the rest by 99 s, under 25 % of the age
+        (150.0, 37.5),  # overdue (older than any completion): a late row, 25 % of its age
+        (400.0, 100.0),  # ... with no absolute cap: minutes-long rows are not asked often
+    ],
+)
+def test_a_polled_row_polls_again_when_most_of_the_rest_should_be_done(age, expected):
     assert _plan(_model(UNIFORM), age) == (pytest.approx(expected), True)
 
 
 @pytest.mark.parametrize(
     ("outstanding", "age", "expected"),
     [
-        (20, 60.0, 2.4),  # the endgame begins (20 rows left): 4 % of the age
-        (10, 60.0, 1.2),  # half the rows left: half the share
-        (3, 60.0, 0.5),  # 0.36 s would be under the floor, half the shortest gap
-        (1, 600.0, 1.2),  # the last row of a slow run: 0.2 % of its age
+        (20, 60.0, 4.8),  # the endgame begins (20 rows left): 8 % of the age
+        (10, 60.0, 2.4),  # half the rows left: half the share
+        (3, 60.0, 0.72),
+        (1, 60.0, 0.6),  # never under 1 % of the age ...
+        (1, 20.0, 0.5),  # ... nor under half the shortest gap
         (1, 1e6, 30.0),  # never beyond the cap
-        (21, 60.0, 30.0),  # not yet the endgame: the planner's usual gap (capped)
+        (21, 60.0, 32.0),  # not yet the endgame: the planner's usual gap
     ],
 )
 def test_endgame_tightens_gaps_as_rows_run_out(outstanding, age, expected):
     got = _plan(_model(UNIFORM), age, outstanding=outstanding)
     assert got == (pytest.approx(expected), True)
+
+
+@pytest.mark.parametrize(
+    ("due_in", "outstanding", "expected"),
+    [
+        (100.0, 5, 12.0),  # 2 % of a 600 s row's age: sooner than planned
+        (10.0, 5, None),  # already sooner: kept
+        (100.0, 21, None),  # not the endgame: kept
+    ],
+)
+def test_regroup_brings_planned_looks_sooner_in_the_endgame(due_in, outstanding, expected):
+    got = PLANNER.regroup(age=600.0, due_in=due_in, outstanding=outstanding)
+    assert got == (None if expected is None else pytest.approx(expected))
 
 
 def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():
@@ -226,6 +283,32 @@ def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():
 
 def test_gaps_never_go_under_the_minimum():
     assert _plan(_model([0.1] * 20, now=5.0), 0.1, now=5.0) == (pytest.approx(1.0), True)
+
+
+# The planner driven as the poller drives it, on a simulated clock (benchmarks/simulate.py):
+# rows created at 1,000 a second, lognormal latencies, seed 0. Requests per row count the
+# create; the ideal is the last answer ready. The real scenarios are in benchmarks/.
+@pytest.mark.parametrize(
+    ("rows", "law", "max_per_row", "max_ratio"),
+    [
+        (1000, "150", 2.3, 1.05),  # the standard window's latencies
+        (3000, "300", 2.2, 1.05),  # five minutes a turn
+        (3000, "40", 2.2, 1.02),
+        (5000, "10", 2.2, 1.02),
+        (2000, "2", 2.1, 1.05),
+        (2000, "0.5*10+0.5*300", 2.5, 1.02),  # a mix of short and long answers
+        (2000, "40:0.25", 2.2, 1.05),  # narrow: every answer ready within a short span
+        (100, "150", 4.5, 1.05),  # a small run does not make every row a scout
+    ],
+)
+def test_simulated_runs_poll_little_and_notice_the_last_answer_soon(
+    rows, law, max_per_row, max_ratio
+):
+    from benchmarks.simulate import parse_law, simulate
+
+    result = simulate(rows, parse_law(law), seed=0)
+    assert result.per_row <= max_per_row
+    assert result.ratio <= max_ratio
 
 
 def test_aimd_halves_on_overload_once_per_cooldown_and_recovers():

@@ -155,39 +155,66 @@ class LatencyModel:
 class PollPlanner:
     """When each outstanding response is next worth a GET, learnt from the run itself.
 
-    Scouts (every ``scout_every``-th response, or all in a small run) are polled on a dense
-    geometric schedule (each poll at ``scout_growth`` times the previous age) and are what
-    the latency model learns from. The others wait, at no cost, until the model is warm and
-    speaks for their age; then a response of age ``a`` is polled when the share ``target``
-    of the responses still running at ``a`` is expected to have finished, so most rows need
-    one poll. A row older than every running scout, or past the learnt nine-in-ten point,
-    keeps gaps under ``tail`` times its age (a late row is noticed soon after it is ready).
-    In the endgame (the last 1 % of the rows seen done, at least 20) the share shrinks with the
-    rows left, from ``endgame`` times the age down to a floor of half ``min_gap``: the run's
-    end waits on exactly these rows, and tight polls of a handful of rows are cheap. Otherwise
-    gaps stay within ``[min_gap, cold.cap]``.
+    **Scouts.** A few responses (``scouts`` of them, spread over the first rows; every row
+    of a run of up to that many) are polled on a geometric schedule, each poll at
+    ``scout_growth`` times the previous age, then at ``scout_growth_warm`` times once the
+    model is warm, and are what the latency model learns from. A handful places the bulk
+    of the curve, and each costs a poll per growth step for as long as it runs, so they
+    are kept few: at latencies of minutes they would otherwise be most of the run's polls.
+
+    **Everyone else** waits, at no cost, until the model speaks for its age. Created in
+    one burst, the rows are as old as the scouts, so the model knows no more of their
+    future than of the scouts' past: a row is first polled once the learnt nine-in-ten
+    point is known, at that point stretched by the curve's own spread (the nine-in-ten
+    point times its ratio to the median, raised to ``reach``, at most ``reach_cap``), where
+    nearly every row is done, so most rows need one poll. A row still running after its
+    first poll is polled when the share ``target`` of the responses still running at its
+    age is expected to have finished; a late one (past the nine-in-ten point, or beyond
+    what the scouts have shown) keeps its gaps under ``tail`` times its age, with no
+    absolute cap: at latencies of minutes a late row asked every 30 s would pay more polls
+    than the whole curve is worth, and the run's end waits only on the endgame's rows.
+
+    **Endgame.** With ``endgame_rows`` rows left, scouts included, a row's gap is at most
+    ``endgame`` of its age, shrinking in proportion to the rows left down to
+    ``endgame_floor`` of its age (at least half ``min_gap``), and every completion there
+    brings sooner the looks already planned (:meth:`regroup`): the run's end waits on
+    exactly these rows.
 
     Attributes:
-        cold: Gives the first scout poll, the longest gap and the deadline.
+        cold: Gives the first scout poll, the endgame's gap cap and the deadline.
         min_gap: Shortest gap between two polls of one response.
-        target: Share of the remaining responses expected done at the next poll.
-        tail: Longest gap, as a share of the response's age.
+        target: Share of the remaining responses expected done at a row's next poll.
+        tail: Longest gap of a late row, as a share of the response's age.
+        reach: How far past the nine-in-ten point a row's first poll is stretched: the
+            point times (its ratio to the median) to this power.
+        reach_cap: The most that stretch multiplies the nine-in-ten point by.
         endgame: Longest gap as a share of age when the endgame begins; it shrinks in
             proportion to the rows left.
+        endgame_floor: The endgame's gap never shrinks below this share of the age.
+        endgame_rows: Rows left when the endgame begins.
         warm: Completions needed before the learnt model is trusted.
-        scout_every: One scout per this many responses.
+        scouts: How many responses scout.
+        scout_every: At most this many responses between two scouts.
         scout_growth: Each scout poll comes at this multiple of the previous one's age.
-        recheck: A row waiting on the scouts is reconsidered after this share of its age.
+        scout_growth_warm: The same, once the model is warm.
+        recheck: A row waiting on the scouts is reconsidered after this share of its age
+            (and whenever a scout finishes: see the poller).
     """
 
     cold: PollSchedule
     min_gap: float
     target: float = 0.8
     tail: float = 0.25
-    endgame: float = 0.04
-    warm: int = 10
+    reach: float = 0.5
+    reach_cap: float = 1.5
+    endgame: float = 0.08
+    endgame_floor: float = 0.01
+    endgame_rows: int = 20
+    warm: int = 6
+    scouts: int = 12
     scout_every: int = 40
-    scout_growth: float = 1.25
+    scout_growth: float = 1.5
+    scout_growth_warm: float = 1.25
     recheck: float = 0.5
 
     @classmethod
@@ -199,8 +226,60 @@ class PollPlanner:
         return cls(cold=schedule, min_gap=schedule.first / 3.0)
 
     def is_scout(self, index: int, total: int) -> bool:
-        """Whether the ``index``-th response of ``total`` polls during the cold start."""
-        return total <= 10 * self.scout_every or index % self.scout_every == 0
+        """Whether the ``index``-th response of ``total`` is a scout.
+
+        Scouts are ``total // endgame_rows`` responses apart (at least 1, at most
+        ``scout_every``), the first ``scouts`` such.
+        """
+        stride = max(1, min(self.scout_every, total // self.endgame_rows))
+        return index % stride == 0 and index // stride < self.scouts
+
+    def endgame_gap(self, age: float, outstanding: int) -> float | None:
+        """The longest gap for a response of ``age`` in the endgame; None before it.
+
+        Args:
+            age: Seconds since the response was created.
+            outstanding: Responses not yet finished in the run.
+
+        Returns:
+            ``endgame`` × rows left ÷ ``endgame_rows`` of the age, at least
+            ``endgame_floor`` of it and half ``min_gap``, at most ``cold.cap``; None while
+            more than ``endgame_rows`` are left.
+        """
+        if outstanding > self.endgame_rows:
+            return None
+        share = max(self.endgame * max(outstanding, 1) / self.endgame_rows, self.endgame_floor)
+        return min(self.cold.cap, max(self.min_gap / 2.0, share * age))
+
+    def regroup(self, *, age: float, due_in: float, outstanding: int) -> float | None:
+        """A sooner look at a waiting response, now that the endgame has fewer rows.
+
+        The poller calls it for every waiting response when a completion leaves
+        ``outstanding`` rows, a new low within the endgame.
+
+        Args:
+            age: Seconds since the response was created.
+            due_in: Seconds until its planned look.
+            outstanding: Responses not yet finished in the run.
+
+        Returns:
+            Seconds until the sooner look (a poll), or None to keep the planned one.
+        """
+        gap = self.endgame_gap(age, outstanding)
+        return gap if gap is not None and gap < due_in else None
+
+    def first_look(self, model: LatencyModel, now: float) -> float | None:
+        """The age at which a row is first worth polling, once the model knows it.
+
+        The learnt nine-in-ten point, stretched by the curve's spread; None until the model
+        has that point.
+        """
+        late_from = model.quantile(0.9, now)
+        median = model.quantile(0.5, now)
+        if late_from is None or not median:
+            return late_from
+        stretch: float = (late_from / median) ** self.reach
+        return late_from * min(self.reach_cap, stretch)
 
     def plan(
         self,
@@ -218,7 +297,7 @@ class PollPlanner:
         Args:
             age: Seconds since the response was created.
             polls: Polls made so far for it.
-            scout: Whether it is a cold-start scout.
+            scout: Whether it is a scout.
             model: What the run has learnt.
             now: The current time (the model's clock).
             outstanding: Responses not yet finished in the run.
@@ -226,35 +305,36 @@ class PollPlanner:
 
         Returns:
             ``(delay, poll)``: after ``delay`` seconds, poll it (True) or just decide again
-            (False: a cold-start non-scout, which costs no request).
+            (False: a row waiting on the scouts, which costs no request).
         """
         jitter = 0.9 + 0.2 * rand
+        endgame = self.endgame_gap(age, outstanding)
         if not scout and model.observed < self.warm and model.watching == 0:
             scout = True  # nothing to learn from: poll as a scout rather than wait forever
         if scout:
-            # Dense enough that what scouts report keeps up with the rows waiting on them.
-            gap = max(self.min_gap, (self.scout_growth - 1.0) * age, self.cold.first * (polls == 0))
-            return min(gap, self.cold.cap) * jitter, True
-        if model.observed < self.warm:
+            # Geometric in the age: cheap at minutes-long latencies, dense at short ones.
+            growth = self.scout_growth_warm if model.observed >= self.warm else self.scout_growth
+            gap = max(self.min_gap, (growth - 1.0) * age, self.cold.first * (polls == 0))
+            return min(gap, endgame or gap) * jitter, True
+        if model.observed < self.warm and endgame is None:
             return max(self.cold.first, age * 0.5) * jitter, False
         done = model.fraction_done(age, now)
         when = model.quantile(done + (1.0 - done) * self.target, now)
-        endgame_rows = max(20, model.observed // 100)
-        endgame = outstanding <= endgame_rows
         late_from = model.quantile(0.9, now)
         late = late_from is not None and age >= late_from
+        if polls == 0 and endgame is None:
+            first = self.first_look(model, now)
+            if first is not None and first > age:
+                return max(first - age, self.min_gap) * jitter, True
         if when is not None:
             gap = when - age if when > age else self.tail * age  # overdue: a late row
-        elif model.pending_older(age, now) > 0 and not (late or endgame):
+        elif model.pending_older(age, now) > 0 and not (late or endgame is not None):
             # Scouts older than this row are still running: they will tell, for free.
             return max(self.min_gap, self.recheck * age) * jitter, False
         else:
             gap = self.tail * age  # beyond what the scouts have shown: a late row
-        if endgame:
-            share = self.endgame * max(outstanding, 1) / endgame_rows
-            gap = min(gap, self.cold.cap, max(self.min_gap / 2.0, share * age))
-            return gap * jitter, True
+        if endgame is not None:
+            return min(gap, endgame) * jitter, True
         if late or late_from is None:
-            gap = min(gap, max(self.min_gap, self.tail * age))
-        gap = min(gap, self.cold.cap)
+            gap = min(gap, self.tail * age)
         return max(gap, self.min_gap) * jitter, True

@@ -82,6 +82,8 @@ class Poller:
         self.model = LatencyModel()
         self.planner = PollPlanner.from_schedule(schedule)
         self.watched = 0
+        self.regrouped_at = total + 1  # the fewest rows left at an endgame regroup so far
+        self.parked = 0  # heap entries that wait on the scouts (no poll due)
         self.heap: list[tuple[float, int, Polled]] = []
         self.seq = itertools.count()
         self.wake = asyncio.Event()
@@ -89,6 +91,7 @@ class Poller:
     def watch(self, watch: Polled, delay: float) -> None:
         """Put a response on the heap, due in ``delay`` seconds."""
         heapq.heappush(self.heap, (self.now() + delay, next(self.seq), watch))
+        self.parked += not watch.probe
         if self.heap[0][2] is watch:  # the dispatcher only cares about a new earliest entry
             self.wake.set()
 
@@ -132,7 +135,8 @@ class Poller:
                         await self.wake.wait()
                 continue
             _, _, watch = heapq.heappop(self.heap)
-            if not watch.probe:  # a cold-start non-scout: decide again, at no cost
+            if not watch.probe:  # a row waiting on the scouts: decide again, at no cost
+                self.parked -= 1
                 self.plan_next(watch)
                 continue
             await self.exchange.slots.acquire()
@@ -168,6 +172,9 @@ class Poller:
                 if watch.scout:
                     self.model.finished(watch.created, watch.last_age, age)
                 self.finish(watch.fingerprint, parsed.outcome)
+                if watch.scout:
+                    self.reconsider()
+                self.regroup()
                 return
             watch.last_status = parsed.raw_status
             watch.last_age = age
@@ -205,6 +212,53 @@ class Poller:
         if watch.scout:
             self.model.forget(watch.created)
         self.finish(watch.fingerprint, Outcome("error", error=error, response_id=watch.response_id))
+
+    def reconsider(self) -> None:
+        """A scout finished: decide again at once every row that was waiting on the scouts."""
+        if not self.parked:  # e.g. every row re-attached, all of them scouts: nothing to do
+            return
+        now = self.now()
+        outstanding = self.total - len(self.results)
+        entries = []
+        for due, seq, watch in self.heap:
+            if not watch.probe:
+                age = now - watch.created
+                delay, watch.probe = self.planner.plan(
+                    age=age,
+                    polls=watch.polls,
+                    scout=watch.scout,
+                    model=self.model,
+                    now=now,
+                    outstanding=outstanding,
+                    rand=self.rand(),
+                )
+                due = now + min(delay, max(self.schedule.deadline - age, 0.0))
+            entries.append((due, seq, watch))
+        heapq.heapify(entries)
+        self.heap = entries
+        self.parked = sum(not watch.probe for _, _, watch in entries)
+        self.wake.set()
+
+    def regroup(self) -> None:
+        """In the endgame, bring sooner the looks planned when more rows were left."""
+        outstanding = self.total - len(self.results)
+        if outstanding >= self.regrouped_at or outstanding > self.planner.endgame_rows:
+            return
+        self.regrouped_at = outstanding
+        now = self.now()
+        entries = []
+        for due, seq, watch in self.heap:
+            sooner = self.planner.regroup(
+                age=now - watch.created, due_in=due - now, outstanding=outstanding
+            )
+            if sooner is not None:
+                watch.probe = True
+                due = now + sooner
+            entries.append((due, seq, watch))
+        heapq.heapify(entries)
+        self.heap = entries
+        self.parked = sum(not watch.probe for _, _, watch in entries)
+        self.wake.set()
 
     def plan_next(self, watch: Polled) -> None:
         """Put a response back on the heap at the planner's next look, or give up on it."""
