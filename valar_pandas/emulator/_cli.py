@@ -20,12 +20,13 @@ from ._config import (
     DEFAULT_API_KEY,
     IMAGE_MODELS,
     REALISTIC_LATENCY,
+    REASONING_MODELS,
     EmulatorConfig,
     Faults,
     Latency,
 )
 from ._emulator import Emulator
-from ._reasoning import EFFORTS, REASONING_MODELS
+from ._reasoning import EFFORTS
 
 __all__ = ["main"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from ._reasoning import EFFORTS, REASONING_MODELS
+from ._reasoning import EFFORTS
 
 __all__ = [
     "BATCH_FAILURE_DETAILS",
@@ -22,6 +22,7 @@ __all__ = [
     "HOSTILE",
     "IMAGE_MODELS",
     "REALISTIC_LATENCY",
+    "REASONING_MODELS",
     "STATUS_WORDS",
     "WINDOWS",
     "EmulatorConfig",
@@ -52,6 +53,10 @@ WINDOWS: tuple[str, ...] = ("asap", "standard")
 #: The models that take images: the pricing page's models the vendor documents as
 #: multimodal (its images guide uses Kimi-K2.6; no other model is said to take images).
 IMAGE_MODELS: tuple[str, ...] = ("moonshotai/Kimi-K2.6",)
+
+#: The pricing page's models that reason: all but Gemma 4 (gpt-oss, DeepSeek V4, Kimi K2.6,
+#: GLM 5.1, Qwen 3.5 and MiniMax M2.7 are reasoning models).
+REASONING_MODELS: tuple[str, ...] = tuple(m for m in DEFAULT_MODELS if "gemma" not in m)
 
 #: Non-terminal status words per vocabulary: (initial, running).
 STATUS_WORDS: dict[str, tuple[str, str]] = {

@@ -15,7 +15,6 @@ from typing import Any
 
 __all__ = [
     "EFFORTS",
-    "REASONING_MODELS",
     "REASONING_TOKENS",
     "SUMMARIES",
     "PrefixCache",
@@ -33,18 +32,6 @@ REASONING_TOKENS: Mapping[str, int] = {
     "xhigh": 2048,
 }
 """Reasoning tokens a reasoning model spends per answer at each effort, before any cap."""
-
-#: The models of Valar's pricing page that reason: gpt-oss, DeepSeek V4, Kimi K2.6, GLM 5.1,
-#: Qwen 3.5 and MiniMax M2.7 are reasoning models; Gemma 4 is not.
-REASONING_MODELS: tuple[str, ...] = (
-    "deepseek-ai/DeepSeek-V4-Pro",
-    "deepseek-ai/DeepSeek-V4-Flash",
-    "moonshotai/Kimi-K2.6",
-    "zai-org/GLM-5.1-FP8",
-    "openai/gpt-oss-120b",
-    "Qwen/Qwen3.5-397B-A17B",
-    "MiniMaxAI/MiniMax-M2.7",
-)
 
 
 def effort_of(body: Mapping[str, Any], default: str) -> str:
