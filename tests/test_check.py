@@ -210,3 +210,10 @@ def test_a_server_that_echoes_the_key_never_gets_it_printed(serve_cli, capsys):
     assert found["background asap"] == "FAIL" and found["strict structured output"] == "FAIL"
     assert "may not use this model" in table(out)["background asap"][3]
     assert "\x1b" not in out  # the server's terminal escapes are shown, never obeyed
+
+
+def test_a_busy_server_is_retried_as_a_run_retries(serve_cli, capsys):
+    emulator = serve_cli(batch_api=True, faults=Faults(rate_429=0.3, retry_after=0.05))
+    code, out = run_check(capsys, "--windows", "asap")
+    assert code == 0, out
+    assert emulator.stats.faults["429"] > 0

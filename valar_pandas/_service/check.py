@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from .._core.options import as_real
 from .._core.prices import resolve_price
 from .._core.wire.responses import TERMINAL, error_summary, parse_response
 from .._core.wire.untrusted import decode_json
+from .._policy.retry import OVERLOAD, RetryPolicy, parse_retry_after
 from .._run.loop import run_sync
 from .._scoring.jsonschema import validate
 from .._transport.http import Http, Reply, Unreachable
@@ -41,8 +44,8 @@ from .._transport.http import Http, Reply, Unreachable
 __all__ = ["check"]
 
 Say = Callable[[str], object]
-_RETRIED = (429, 500, 502, 503, 504)
-_TRIES = 5
+_RETRY = RetryPolicy(attempts=5, overload_attempts=5)
+"""A handful of tries: the check is a few tiny requests, not a run to see through."""
 _NOTE_EVERY = 30.0  # seconds between "still running" lines on a long wait
 
 
@@ -141,18 +144,23 @@ async def _run(client: ValarClient, plan: CheckPlan, timeout: float, say: Say) -
 async def _send(
     http: Http, method: str, path: str, payload: bytes | None = None, key: str | None = None
 ) -> Reply:
-    """One request, retried on 429 and 5xx (a keyed create replays, so this is safe)."""
-    for attempt in range(_TRIES):
+    """One request, retried as a run retries (a keyed create replays, so this is safe).
+
+    The check sees the last answer itself, 401s and 403s included, so it asks the run's
+    :class:`RetryPolicy` what deserves another try rather than going through the exchange,
+    which turns those into exceptions.
+    """
+    attempt = overloads = 0
+    while True:
         reply = await http.request(method, path, payload=payload, idempotency_key=key)
-        if reply.status not in _RETRIED or attempt == _TRIES - 1:
+        if reply.status in OVERLOAD:
+            overloads += 1
+        else:
+            attempt += 1
+        if not _RETRY.should_retry(reply.status, attempt, overloads):
             return reply
-        await asyncio.sleep(min(_retry_after(reply.retry_after, 2.0**attempt), 30.0))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _retry_after(header: str | None, default: float) -> float:
-    seconds = as_real(header) if header is not None else None
-    return seconds if seconds is not None and 0 <= seconds < 3600 else default
+        wait = parse_retry_after(reply.retry_after, time.time())
+        await asyncio.sleep(_RETRY.delay(attempt, wait, random.random()))
 
 
 def _json(reply: Reply) -> Any:
