@@ -112,6 +112,13 @@ class Emulator:
         else:
             answer = structured_for(schema, texts[0])
             text = answer.text()
+            mistaken = answer.mistaken()
+            slip = config.model_errors.get(str(body.get("model")), 0.0)
+            if slip > 0.0 and mistaken is not None:
+                # Drawn per body, not per attempt: a model's mistakes are its own and stable.
+                drawn = hashlib.sha256(b"model-errors:%d:" % config.seed + canonical).digest()
+                if int.from_bytes(drawn[:8], "big") / 2.0**64 < slip:
+                    text = mistaken
             rate = config.faults.invalid_structured
             if rate > 0.0:
                 # Drawn per attempt (the idempotency key), as a real model samples afresh:

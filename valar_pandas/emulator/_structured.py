@@ -64,6 +64,20 @@ class Structured:
 
     value: Any
     breaks: dict[str, tuple[Location, Any]] = field(default_factory=dict)
+    other: tuple[Location, Any] | None = None
+    """Where the first ``enum`` is, and the option after the one chosen (a valid wrong
+    answer, for ``EmulatorConfig.model_errors``); None when the schema has no enum of two."""
+
+    def mistaken(self) -> str | None:
+        """The answer with its first ``enum`` value changed to the next option, as JSON text.
+
+        Returns:
+            The text, or None when the schema has no ``enum`` of two options or more.
+        """
+        if self.other is None:
+            return None
+        location, option = self.other
+        return json.dumps(_replace(self.value, location, option), ensure_ascii=False)
 
     def text(self) -> str:
         """The answer as JSON text."""
@@ -151,7 +165,7 @@ def structured_answer(schema: Mapping[str, Any], subject: str) -> Structured:
     words = subject.split()
     maker = _Maker(schema, " ".join(words), classify_sentiment(subject))
     value = maker.value(schema, (), 0)
-    return Structured(value, maker.breaks)
+    return Structured(value, maker.breaks, maker.other)
 
 
 def _stable(text: str) -> int:
@@ -175,6 +189,7 @@ class _Maker:
         self.subject = subject
         self.sentiment = sentiment
         self.breaks: dict[str, tuple[Location, Any]] = {}
+        self.other: tuple[Location, Any] | None = None
 
     def _hash(self, where: Location) -> int:
         return _stable(f"{self.subject}\x00{where!r}")
@@ -243,6 +258,8 @@ class _Maker:
             chosen = options[lowered.index(self.sentiment)]
         else:
             chosen = options[self._hash(where) % len(options)]
+        if self.other is None and len(options) >= 2:
+            self.other = (where, options[(options.index(chosen) + 1) % len(options)])
         if "enum" not in self.breaks:
             shown = {json.dumps(o) for o in options}
             bad = next((s for s in _NOT_IN_ENUM if json.dumps(s) not in shown), None)
