@@ -11,9 +11,9 @@ binomial tail through :func:`math.comb`, no scipy), and Fleiss' kappa for many r
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
