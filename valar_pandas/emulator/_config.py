@@ -289,6 +289,10 @@ class EmulatorConfig:
             bodies, drawn by a stable hash of the body (so a prompt's wording changes which
             rows a model gets wrong, and a replay or a re-run repeats its answers). Empty by
             default: every model answers alike.
+        judge_position_bias: The share (0–1) of pairwise judge prompts (``Question:``,
+            ``Answer 1:``, ``Answer 2:``) on which the emulated judge prefers the first
+            answer whatever the answers hold, drawn by a stable hash of the body; 0 by
+            default (the judge prefers the answer naming the question's sentiment).
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -315,6 +319,7 @@ class EmulatorConfig:
     strict_schemas: bool = False
     image_models: tuple[str, ...] = IMAGE_MODELS
     model_errors: Mapping[str, float] = field(default_factory=dict)
+    judge_position_bias: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -393,6 +398,9 @@ class EmulatorConfig:
         object.__setattr__(
             self, "model_errors", MappingProxyType({m: float(r) for m, r in errors.items()})
         )
+        lean = self.judge_position_bias
+        if isinstance(lean, bool) or not isinstance(lean, int | float) or not 0 <= lean <= 1:
+            raise ValueError("EmulatorConfig.judge_position_bias must be a share 0–1")
 
         if self.batch_refusal is not None and self.batch_refusal not in BATCH_REFUSALS:
             raise ValueError(

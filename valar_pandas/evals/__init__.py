@@ -7,6 +7,8 @@
   leaderboard with bootstrap intervals and cost, the exact McNemar test between pairs,
   agreement between them, and a report to look at (inline in Jupyter, or
   :meth:`SweepResult.to_html`).
+- :func:`judge` has models judge answer columns without a truth column: pairwise (each
+  pair shown in both orders, ties allowed) or by a rubric, with the judges' agreement.
 - :func:`mcnemar` and :func:`fleiss_kappa` are the statistics, for frames of your own.
 
 Example:
@@ -19,7 +21,17 @@ from __future__ import annotations
 
 from ._board import SweepResult
 from ._compare import EvalReport, compare
+from ._judge import JudgeResult, judge
 from ._stats import fleiss_kappa, mcnemar
 from ._sweep import sweep
 
-__all__ = ["EvalReport", "SweepResult", "compare", "fleiss_kappa", "mcnemar", "sweep"]
+__all__ = [
+    "EvalReport",
+    "JudgeResult",
+    "SweepResult",
+    "compare",
+    "fleiss_kappa",
+    "judge",
+    "mcnemar",
+    "sweep",
+]

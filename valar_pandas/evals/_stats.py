@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Interval", "bootstrap", "codes", "fleiss_kappa", "mcnemar", "quality"]
+__all__ = [
+    "Interval",
+    "bootstrap",
+    "bootstrap_mean",
+    "codes",
+    "fleiss_kappa",
+    "mcnemar",
+    "quality",
+]
 
 #: The quality figures, in the order every table shows them.
 FIGURES = ("accuracy", "macro_f1", "kappa")
@@ -130,6 +138,20 @@ def bootstrap(
         low, high = np.percentile(values, [tail, 100.0 - tail])
         out[name] = Interval(point[name], float(low), float(high))
     return out
+
+
+def bootstrap_mean(
+    values: np.ndarray, *, resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> Interval:
+    """The mean of ``values`` with its seeded percentile bootstrap interval (NaN when empty)."""
+    n = len(values)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = np.asarray(values, dtype=float)[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return Interval(float(np.mean(values)), float(low), float(high))
 
 
 def mcnemar(only_first: int, only_second: int) -> float:

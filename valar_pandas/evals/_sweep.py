@@ -45,7 +45,7 @@ from .._store import RunStore
 from .._transport.shared import default_client
 from ._board import SweepResult, build_result
 
-__all__ = ["sweep"]
+__all__ = ["Ran", "check_figures", "run_pairs", "sample_rows", "sweep"]
 
 _OWN = ("model", "into", "errors", "details", "progress", "budget", "store", "client", "price")
 _INTO = "prediction"
@@ -165,39 +165,104 @@ def sweep(
     """
     named = _templates(templates)
     chosen = _models(models)
-    for key in options:
-        if key in _OWN or key in ("labels", "scale", "schema", "reasons"):
-            raise ConfigError(f"sweep() sets {key!r} itself; it cannot be passed as an option")
-    if client is not None and not isinstance(client, ValarClient):
-        raise ConfigError("client must be a valar_pandas.ValarClient")
     if truth is not None and truth not in df.columns:
         raise ConfigError(f"no column {truth!r} in the frame; columns: {list(df.columns)}")
+    check_figures(resamples, level)
+    shape = {"labels": labels, "scale": scale, "schema": schema}
+    rows = sample_rows(df, sample, seed)
+    ran = run_pairs(
+        rows, named, chosen, shape, field, truth, budget=budget, store=store, client=client,
+        prices=prices, progress=progress, options=options, caller="sweep",
+    )  # fmt: skip
+    return build_result(
+        ran.long,
+        ran.estimate,
+        classes=ran.classes,
+        truth=truth,
+        seconds=ran.seconds,
+        paid=ran.paid,
+        priced=ran.priced,
+        resamples=resamples,
+        level=level,
+        seed=seed,
+    )
+
+
+def check_figures(resamples: int, level: float) -> None:
+    """Refuse a bad number of bootstrap resamples or a bad interval level."""
     if not (isinstance(resamples, int) and resamples >= 1) or isinstance(resamples, bool):
         raise ConfigError("resamples must be a whole number, 1 or more")
     if not (isinstance(level, float) and 0.0 < level < 1.0):
         raise ConfigError("level must be a number between 0 and 1, e.g. 0.95")
-    shape = {"labels": labels, "scale": scale, "schema": schema}
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What running every pair produced, before any figure.
+
+    Attributes:
+        long: One row per frame row × prompt × model (see ``SweepResult.results``).
+        estimate: Each pair's estimate, made before anything was sent.
+        classes: The classes seen or asked for, in order.
+        seconds: Pair → seconds it took.
+        paid: Pair → USD this call paid for it.
+        priced: Pair → whether its model has a price.
+    """
+
+    long: pd.DataFrame
+    estimate: pd.DataFrame
+    classes: list[Hashable]
+    seconds: dict[tuple[str, str], float]
+    paid: dict[tuple[str, str], float]
+    priced: dict[tuple[str, str], bool]
+
+
+def run_pairs(
+    rows: pd.DataFrame,
+    named: Mapping[str, Template],
+    chosen: Sequence[str],
+    shape: Mapping[str, Any],
+    field: str | None,
+    truth: str | None,
+    *,
+    budget: float | None,
+    store: StoreArg,
+    client: ValarClient | None,
+    prices: Mapping[str, PriceArg] | None,
+    progress: str | None,
+    options: Mapping[str, Any],
+    caller: str,
+) -> Ran:
+    """Check, estimate and run every template × model pair over ``rows`` (see :func:`sweep`).
+
+    Raises:
+        ConfigError: Anything wrong, before any request.
+    """
+    for key in options:
+        if key in _OWN or key in ("labels", "scale", "schema", "reasons"):
+            raise ConfigError(f"{caller}() sets {key!r} itself; it cannot be passed as an option")
+    if client is not None and not isinstance(client, ValarClient):
+        raise ConfigError("client must be a valar_pandas.ValarClient")
     spec, again, _ = scoring(shape, required=True)
     assert spec is not None
     value_column = _value_column(spec, field)
-    rows = _sample(df, sample, seed)
     price_of = dict(prices or {})
     given = {**options, "into": _INTO, "progress": progress, "retries_on_invalid": again}
     pairs: list[_Pair] = []
     for prompt, template in named.items():
         for model in chosen:
             _, _, asked = scoring({**shape, **given, "model": model})
-            asked["progress"] = None  # the sweep's one display is handed to every run
+            asked["progress"] = None  # the one display is handed to every run
             if budget is not None:
                 asked["budget"] = budget
             call = prepare_call(rows, template, price_of.get(model), **asked)
             pairs.append(_Pair(prompt, model, call))
     estimate = _estimate(rows, named, chosen, shape, options, store, client, price_of)
-    _check_budget(budget, estimate, pairs)
+    _check_budget(budget, estimate, pairs, caller)
     client = client or default_client()
     opened = open_store(store, pairs[0].call.options)
     try:
-        display = _display(progress, pairs, spec)
+        display = _display(progress, pairs, spec, caller)
         try:
             stop = StopSignal()
             run_sync(_run_all(pairs, spec, again, client, opened, display, budget, stop), stop)
@@ -211,28 +276,25 @@ def sweep(
     if budget is not None and sum(paid) > budget:
         capped = pairs[0].call.options.max_output_tokens is not None
         warnings.warn(
-            budget_passed(sum(paid), sum(paid) - budget, capped), BudgetWarning, stacklevel=2
+            budget_passed(sum(paid), sum(paid) - budget, capped), BudgetWarning, stacklevel=3
         )
     if fault is not None:
-        warnings.warn(fault.message("the sweep's result"), StoreWarning, stacklevel=2)
+        warnings.warn(fault.message(f"the {caller}'s result"), StoreWarning, stacklevel=3)
     if stop.stopped:
         warnings.warn(
-            "interrupted: the sweep's rows answered so far are in the result, the rest are "
-            "marked cancelled; run the same sweep again to finish it, paying for no row twice",
-            stacklevel=2,
+            f"interrupted: the {caller}'s rows answered so far are in the result, the rest "
+            f"are marked cancelled; run the same {caller} again to finish it, paying for no "
+            "row twice",
+            stacklevel=3,
         )
     long = _long_frame(pairs, rows, value_column, spec, truth)
-    return build_result(
+    return Ran(
         long,
         estimate,
-        classes=_classes(spec, long, truth),
-        truth=truth,
+        _classes(spec, long, truth),
         seconds={(p.prompt, p.model): p.seconds for p in pairs},
         paid={(p.prompt, p.model): s for p, s in zip(pairs, paid, strict=True)},
         priced={(p.prompt, p.model): p.call.price is not None for p in pairs},
-        resamples=resamples,
-        level=level,
-        seed=seed,
     )
 
 
@@ -272,7 +334,8 @@ def _value_column(spec: ScoreSpec, field: str | None) -> str:
     return column_name(_INTO, field)
 
 
-def _sample(df: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
+def sample_rows(df: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
+    """The frame, or ``sample`` of its rows drawn with ``seed`` (in frame order)."""
     if sample is None:
         return df
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
@@ -315,14 +378,16 @@ def _estimate(
     return pd.DataFrame.from_records(records)
 
 
-def _check_budget(budget: float | None, estimate: pd.DataFrame, pairs: list[_Pair]) -> None:
+def _check_budget(
+    budget: float | None, estimate: pd.DataFrame, pairs: list[_Pair], caller: str
+) -> None:
     if budget is None:
         return
     cost = float(estimate["cost_usd"].sum())
     if cost > budget:
         sends = int(estimate["to_send"].sum())
         raise ConfigError(
-            f"the sweep is estimated at ${cost:,.4f} for {sends:,} requests, more than its "
+            f"the {caller} is estimated at ${cost:,.4f} for {sends:,} requests, more than its "
             f"budget of ${budget:,.4f}; nothing was sent. Sample fewer rows (sample=), "
             "drop a prompt or a model, cap the answers (max_output_tokens) or raise the budget"
         )
@@ -330,13 +395,17 @@ def _check_budget(budget: float | None, estimate: pd.DataFrame, pairs: list[_Pai
         warnings.warn(budget_uncapped(), BudgetWarning, stacklevel=3)
 
 
-def _display(progress: str | None, pairs: list[_Pair], spec: ScoreSpec) -> Display:
+def _display(progress: str | None, pairs: list[_Pair], spec: ScoreSpec, caller: str) -> Display:
     """One display for every pair: spend shown only when every pair shares one price."""
     prices = {p.call.price for p in pairs}
     price = next(iter(prices)) if len(prices) == 1 else None
     total = sum(len(p.call.plan.rows) for p in pairs)
     shown = make_display(
-        progress, price, desc="valar sweep", errors_hint="the sweep's error column", total=total
+        progress,
+        price,
+        desc=f"valar {caller}",
+        errors_hint=f"the {caller}'s error column",
+        total=total,
     )
     return Judged(shown, reply_judge(spec))
 
