@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._files.atomic import create_temp, discard, output_mode, settle
 from ._keys import Key, name_of
 from ._stats import FIGURES, bootstrap, codes, fleiss_kappa, mcnemar, quality
 
@@ -135,7 +136,8 @@ class SweepResult:
         """Write the report as one self-contained HTML file (pictures inline).
 
         Args:
-            path: The file to write (replaced if it exists).
+            path: The file to write: written to a private temporary file beside it, then
+                renamed over it, so a reader never sees half a report.
 
         Returns:
             The path written.
@@ -143,7 +145,14 @@ class SweepResult:
         from ._pictures import sweep_html
 
         target = Path(path)
-        target.write_text(sweep_html(self, standalone=True), encoding="utf-8")
+        page = sweep_html(self, standalone=True).encode("utf-8")
+        file, temp = create_temp(target)  # written whole, then renamed over the target
+        try:
+            file.write(page)
+            settle(file, temp, target, output_mode(target))
+        except BaseException:
+            discard(file, temp)
+            raise
         return target
 
 
