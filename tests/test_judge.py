@@ -153,13 +153,15 @@ def test_a_missing_answer_is_not_judged(serve: Any) -> None:
     emulator, client = serve()
     df = _answers(6)
     df.loc[2, "wrong"] = None
+    df.loc[4, "review"] = None  # nothing to ask: never rendered as "nan"
     result = judge(
         df, ["right", "wrong"], question=QUESTION, models=GOOD, client=client, store=False, **ASK
     )
-    assert emulator.stats.inferences == 10  # the row without an answer sent nothing
+    assert emulator.stats.inferences == 8  # the rows without an answer or review sent nothing
     verdicts = result.verdicts.set_index("row")
-    assert pd.isna(verdicts.loc[2, "winner"]) and pd.isna(verdicts.loc[2, "consistent"])
-    assert result.table.set_index("answer").loc["right", "matches"] == 5
+    for row in (2, 4):
+        assert pd.isna(verdicts.loc[row, "winner"]) and pd.isna(verdicts.loc[row, "consistent"])
+    assert result.table.set_index("answer").loc["right", "matches"] == 4
 
 
 def test_the_emulators_judge_reading() -> None:

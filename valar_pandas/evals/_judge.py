@@ -154,7 +154,8 @@ def judge(
         answers: The columns holding the answers to judge (two or more for pairwise).
             A row whose answer is missing is not judged for it.
         question: What was asked, per row: a format string naming columns
-            (``"Review: {review}"``) or a callable ``row -> str``.
+            (``"Review: {review}"``; a row missing one of them is not judged) or a
+            callable ``row -> str`` (None skips the row).
         models: The judge model, or several (their agreement is measured).
         mode: ``"pairwise"`` or ``"rubric"``.
         criteria: What the judge is told first; default: a neutral instruction for the
@@ -272,17 +273,20 @@ def _scale(scale: tuple[int, int]) -> tuple[int, int]:
 
 def _frame(rows: pd.DataFrame, question: Template, columns: list[str]) -> pd.DataFrame:
     """The question rendered per row beside the answers: what the judge prompts read."""
+    asked: list[str | None]
     if isinstance(question, str):
         compiled = compile_template(question, list(rows.columns))
-        asked = [
-            compiled.render({c: rows[c].iloc[i] for c in compiled.columns})
-            for i in range(len(rows))
-        ]
+        asked = []
+        for i in range(len(rows)):
+            values = {c: rows[c].iloc[i] for c in compiled.columns}
+            # A question with a missing value is not asked: the row is not judged.
+            missing = any(_missing(v) for v in values.values())
+            asked.append(None if missing else compiled.render(values))
     elif callable(question):
         records = rows.to_dict("records")
         asked = [question(Row(record)) for record in records]
-        if not all(isinstance(a, str) for a in asked):
-            raise ConfigError("question must return a string for every row")
+        if not all(a is None or isinstance(a, str) for a in asked):
+            raise ConfigError("question must return a string (or None to skip) for every row")
     else:
         raise ConfigError("question must be a format string or a callable row -> str")
     frame = rows[columns].copy()
@@ -297,7 +301,7 @@ def _missing(value: Any) -> bool:
 def _pairwise_prompt(header: str, first: str, second: str) -> Template:
     def prompt(row: Row) -> str | None:
         a, b = row[first], row[second]
-        if _missing(a) or _missing(b):
+        if _missing(a) or _missing(b) or _missing(row[_QUESTION]):
             return None
         return f"{header}\n\nQuestion:\n{row[_QUESTION]}\n\nAnswer 1:\n{a}\n\nAnswer 2:\n{b}"
 
@@ -307,7 +311,7 @@ def _pairwise_prompt(header: str, first: str, second: str) -> Template:
 def _rubric_prompt(header: str, column: str) -> Template:
     def prompt(row: Row) -> str | None:
         answer = row[column]
-        if _missing(answer):
+        if _missing(answer) or _missing(row[_QUESTION]):
             return None
         return f"{header}\n\nQuestion:\n{row[_QUESTION]}\n\nAnswer:\n{answer}"
 
