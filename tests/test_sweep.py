@@ -275,6 +275,10 @@ def test_bad_arguments_are_refused_before_any_request(serve: Any) -> None:
     for kwargs, said in cases:
         with pytest.raises(ConfigError, match=said):
             sweep(df, **{**base, **kwargs})
+    # Rows are named by index label: a repeated label is refused before anything is paid.
+    doubled = pd.concat([df, df])
+    with pytest.raises(ConfigError, match="index repeats labels"):
+        sweep(doubled, TEMPLATES, [GOOD], labels=LABELS, truth="label", **base)
     assert emulator.stats.total_requests == 0
 
 

@@ -335,7 +335,17 @@ def _value_column(spec: ScoreSpec, field: str | None) -> str:
 
 
 def sample_rows(df: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
-    """The frame, or ``sample`` of its rows drawn with ``seed`` (in frame order)."""
+    """The frame, or ``sample`` of its rows drawn with ``seed`` (in frame order).
+
+    Raises:
+        ConfigError: A bad ``sample``, or an index that repeats a label (rows are named by
+            their label in the results, so a repeated one could not be told apart).
+    """
+    if not df.index.is_unique:
+        raise ConfigError(
+            "the frame's index repeats labels, and results name each row by its label; "
+            "give it a unique index first, e.g. df.reset_index(drop=True)"
+        )
     if sample is None:
         return df
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
