@@ -360,3 +360,39 @@ def test_the_emulators_model_errors_are_deterministic(serve: Any) -> None:
         again = _expected(Emulator(EmulatorConfig(model_errors={WEAK: 1.0})), df,
                           TEMPLATES["plain"], WEAK)  # fmt: skip
     assert again == wrong
+
+
+def test_a_failing_display_leaves_the_spend_counted(serve: Any, monkeypatch: Any) -> None:
+    """The sweep's display raising mid-run is dropped with one warning; each pair's spend,
+    read from its own count, stays whole."""
+    from valar_pandas._display.tally import Tally
+    from valar_pandas.evals import _sweep
+
+    class Raising:
+        def __init__(self) -> None:
+            self.tally = Tally()
+            self.calls = 0
+
+        def __call__(self, event: Any) -> None:
+            self.calls += 1
+            if self.calls >= 3:
+                raise BrokenPipeError(32, "Broken pipe")
+
+        def close(self) -> None:
+            return None
+
+    shown = Raising()
+    monkeypatch.setattr(_sweep, "make_display", lambda *args, **kwargs: shown)
+    _, client = serve()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = sweep(
+            make_reviews(30), {"plain": TEMPLATES["plain"]}, [GOOD, WEAK], labels=LABELS,
+            truth="label", client=client, store=False, **{**ASK, "progress": "tqdm"},
+        )  # fmt: skip
+    dropped = [w for w in caught if "progress display" in str(w.message)]
+    assert len(dropped) == 1 and shown.calls == 3
+    costs = result.results.groupby("model", observed=True)["cost_usd"].sum()
+    board = result.leaderboard.set_index("model")
+    for model in (GOOD, WEAK):
+        assert board.loc[model, "paid_usd"] == pytest.approx(float(costs[model]), rel=1e-9)

@@ -25,7 +25,7 @@ from .._core.config import ValarClient
 from .._core.errors import BudgetWarning, ConfigError, StoreWarning
 from .._core.models import Event
 from .._display.progress import Judged, make_display
-from .._display.tally import Display, Tally, close_display
+from .._display.tally import Display, Tally, close_display, drop_display, is_dropped
 from .._run.compose import run_plan
 from .._run.loop import StopSignal, run_sync
 from .._scoring import ScoreSpec, column_name, reply_judge
@@ -64,7 +64,11 @@ class _Pair:
 
 
 class _Counted:
-    """A display that keeps one pair's own tally and forwards every event to the sweep's."""
+    """A display that keeps one pair's own tally and forwards every event to the sweep's.
+
+    The pair's tally is what its spend is read from, so a shared display that fails is
+    dropped here (one warning, as any failed display) and the counting goes on.
+    """
 
     def __init__(self, shared: Display | None, tally: Tally) -> None:
         self._shared = shared
@@ -72,8 +76,11 @@ class _Counted:
 
     def __call__(self, event: Event) -> None:
         self.tally.add(event)
-        if self._shared is not None:
-            self._shared(event)
+        if self._shared is not None and not is_dropped(self._shared):
+            try:
+                self._shared(event)
+            except Exception as exc:  # a display never stops the count, nor the run
+                drop_display(self._shared, exc)
 
     def close(self) -> None:
         return None
