@@ -80,10 +80,22 @@ def test_evals_notebook_scores_and_reports(tmp_path):
     assert scored + errors == 300 and errors > 0
     # The replies it could not read are failed rows on the widget too: red, with the count.
     models = widget_models(nb)
-    (bar,) = [m for m in models.values() if m["_model_name"] == "IntProgressModel"]
+    bars = [m for m in models.values() if m["_model_name"] == "IntProgressModel"]
+    (bar,) = [b for b in bars if b["max"] == 300]
     assert bar["bar_style"] == "danger" and bar["value"] == bar["max"] == 300
-    (text,) = [m["value"] for m in models.values() if m["_model_name"] == "HTMLModel"]
-    assert text.startswith(f"{errors} of 300 rows failed; see the sentiment_error column"), text
+    texts = [m["value"] for m in models.values() if m["_model_name"] == "HTMLModel"]
+    assert any(
+        t.startswith(f"{errors} of 300 rows failed; see the sentiment_error column") for t in texts
+    ), texts
+    # The sweep: one display for all four pairs (2 prompts × 2 models × 100 sampled rows).
+    (swept,) = [b for b in bars if b["max"] == 400]
+    assert swept["value"] == 400
+    shown = next(o for o in nb.cells[6]["outputs"] if o.get("output_type") == "execute_result")
+    page = shown["data"]["text/html"]
+    assert page.count("<svg") == 3 and "Pareto front" in page and "valar-leaderboard" in page
+    note = "".join(o.get("text", "") for o in nb.cells[7]["outputs"])
+    assert note.startswith("best: ") and "zai-org/GLM-5.1-FP8" in note.split(";")[0]
+    assert "exact McNemar" in note
 
 
 INTERRUPTED = """

@@ -1,4 +1,4 @@
-"""The ``valar-pandas`` command: ``run``, ``check``, ``demo``, ``store`` and ``emulator``.
+"""The ``valar-pandas`` command: ``run``, ``check``, ``demo``, ``store``, ``emulator``, ``evals``.
 
 Exit codes: 0 success, 1 the run finished with failed rows, 2 usage or configuration error
 (raised before any request), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM (``run``
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from .._core.errors import StoreError, ValarError, for_command
 from .._core.scrub import printable
 from .check import add_check_parser, check_command
+from .evals import add_evals_parser, evals_command
 from .run import add_run_parser, joined_values, run_command
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_parser(commands)
     add_check_parser(commands)
+    add_evals_parser(commands)
 
     demo = commands.add_parser(
         "demo",
@@ -246,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_command(args)
         if args.command == "store":
             return _store_command(args.action, args.store, args.limit, args.older_than)
+        if args.command == "evals":
+            return evals_command(args)
     except ValarError as exc:
         print(f"valar-pandas: {for_command(exc)}", file=sys.stderr)
         return 2

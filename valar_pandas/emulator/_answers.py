@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ._judge import read_judge
 from ._sentiment import classify_sentiment
 from ._structured import Structured, requested_schema, structured_answer
 
@@ -24,6 +25,7 @@ __all__ = [
     "canonical_json",
     "input_texts",
     "input_tokens",
+    "is_pairwise_judge",
     "structured_for",
 ]
 
@@ -167,21 +169,30 @@ def answer_text(body: Mapping[str, Any]) -> str:
     return answer_for(user, instructions)
 
 
-def structured_for(schema: Mapping[str, Any], user: str) -> Structured:
+def structured_for(schema: Mapping[str, Any], user: str, first_bias: bool = False) -> Structured:
     """The structured answer for a schema and the text of the last user message.
 
-    The text judged is what follows the last ``Review:``-style marker (or the whole message,
-    with the words positive/negative/neutral taken out), less any sentence mentioning JSON
-    through the end of its line, so an answer-format hint appended to the prompt does not
-    sway the reading.
+    A judge prompt (see ``_judge.read_judge``) is answered as the emulated judge rules: the
+    verdict of a pairwise prompt (the first answer when ``first_bias``), or a rubric's
+    score, high for a right answer and low for a wrong one. Otherwise the text judged is
+    what follows the last ``Review:``-style marker (or the whole message, with the words
+    positive/negative/neutral taken out), less any sentence mentioning JSON through the end
+    of its line, so an answer-format hint appended to the prompt does not sway the reading.
 
     Args:
         schema: The JSON schema from ``text.format.schema``.
         user: Text of the last user message.
+        first_bias: A pairwise judge prompt prefers the first answer, whatever it holds
+            (``EmulatorConfig.judge_position_bias``).
 
     Returns:
         The answer, with the places where it can be spoiled.
     """
+    judged = read_judge(user)
+    if judged is not None:
+        if judged.pairwise:
+            return structured_answer(schema, user, verdict=judged.verdict(first_bias))
+        return structured_answer(schema, user, "positive" if judged.right[0] else "negative")
     markers = list(_MARKER.finditer(user))
     subject = user[markers[-1].end() :] if markers else _LABEL_WORDS.sub(" ", user)
     return structured_answer(schema, _JSON_HINT.sub(" ", subject))
@@ -210,3 +221,9 @@ def answer_for(user: str, instructions: str) -> str:
     if options:
         return options[_stable_index(" ".join(subject.split()), len(options))]
     return " ".join(["Echo:", *user.split()[:_ECHO_WORDS]])
+
+
+def is_pairwise_judge(user: str) -> bool:
+    """Whether the text of the last user message is a pairwise judge prompt (``_judge``)."""
+    judged = read_judge(user)
+    return judged is not None and judged.pairwise

@@ -208,7 +208,36 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="comma-separated models that take input_image parts; images sent to any other "
         f"model are answered 400 (default {','.join(IMAGE_MODELS)}; empty for none)",
     )
+    add(
+        "--model-errors",
+        type=_shares,
+        default={},
+        metavar="MODEL=SHARE,...",
+        help="for each model, the share (0-1) of its labelling answers that are wrong (the "
+        "first enum value moved to the next option); default none",
+    )
+    add(
+        "--judge-position-bias",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of pairwise judge prompts on which the judge prefers the first answer, "
+        "whatever it holds (default 0)",
+    )
     return parser  # fmt: skip
+
+
+def _shares(text: str) -> dict[str, float]:
+    shares: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        model, sep, share = item.rpartition("=")
+        try:
+            shares[model] = float(share)
+        except ValueError:
+            model = ""
+        if not sep or not model:
+            raise argparse.ArgumentTypeError(f"{item!r}: write MODEL=SHARE, e.g. m=0.2")
+    return shares
 
 
 def _model_list(text: str) -> tuple[str, ...]:
@@ -247,6 +276,8 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         batch_failure_detail=args.batch_failure_detail,
         batch_drop_items=args.batch_drop_items,
         unknown_model_status=args.unknown_model_status,
+        model_errors=args.model_errors,
+        judge_position_bias=args.judge_position_bias,
     )
 
 

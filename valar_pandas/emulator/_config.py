@@ -283,6 +283,16 @@ class EmulatorConfig:
         image_models: The models that take ``input_image`` parts (the vendor documents image
             input on multimodal models only, naming ``moonshotai/Kimi-K2.6``); an image sent
             to any other model is answered 400 "model '<id>' does not support image input".
+        model_errors: Model id → the share (0–1) of its labelling answers that are wrong:
+            for such a model, a structured answer holding an ``enum`` of two options or more
+            has its first ``enum`` value moved to the next option for that share of request
+            bodies, drawn by a stable hash of the body (so a prompt's wording changes which
+            rows a model gets wrong, and a replay or a re-run repeats its answers). Empty by
+            default: every model answers alike.
+        judge_position_bias: The share (0–1) of pairwise judge prompts (``Question:``,
+            ``Answer 1:``, ``Answer 2:``) on which the emulated judge prefers the first
+            answer whatever the answers hold, drawn by a stable hash of the body; 0 by
+            default (the judge prefers the answer naming the question's sentiment).
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -308,6 +318,8 @@ class EmulatorConfig:
     cache_block: int = 16
     strict_schemas: bool = False
     image_models: tuple[str, ...] = IMAGE_MODELS
+    model_errors: Mapping[str, float] = field(default_factory=dict)
+    judge_position_bias: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
@@ -376,6 +388,19 @@ class EmulatorConfig:
         if not all(isinstance(m, str) and m for m in images):
             raise ValueError("EmulatorConfig.image_models must be a sequence of model ids")
         object.__setattr__(self, "image_models", images)
+        errors = self.model_errors
+        if not isinstance(errors, Mapping) or not all(
+            isinstance(m, str) and isinstance(r, int | float) and not isinstance(r, bool)
+            and 0.0 <= r <= 1.0
+            for m, r in errors.items()
+        ):  # fmt: skip
+            raise ValueError("EmulatorConfig.model_errors must map model ids to shares 0–1")
+        object.__setattr__(
+            self, "model_errors", MappingProxyType({m: float(r) for m, r in errors.items()})
+        )
+        lean = self.judge_position_bias
+        if isinstance(lean, bool) or not isinstance(lean, int | float) or not 0 <= lean <= 1:
+            raise ValueError("EmulatorConfig.judge_position_bias must be a share 0–1")
 
         if self.batch_refusal is not None and self.batch_refusal not in BATCH_REFUSALS:
             raise ValueError(

@@ -23,7 +23,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ._answers import answer_for, canonical_json, input_texts, input_tokens, structured_for
+from ._answers import (
+    answer_for,
+    canonical_json,
+    input_texts,
+    input_tokens,
+    is_pairwise_judge,
+    structured_for,
+)
 from ._config import EmulatorConfig
 from ._reasoning import REASONING_TOKENS, PrefixCache, effort_of
 from ._server import build_app
@@ -110,8 +117,20 @@ class Emulator:
         if schema is None:
             text = answer_for(texts[0], texts[1])
         else:
-            answer = structured_for(schema, texts[0])
+            biased = False
+            lean = config.judge_position_bias
+            if lean > 0.0 and is_pairwise_judge(texts[0]):
+                drawn = hashlib.sha256(b"judge-position:%d:" % config.seed + canonical).digest()
+                biased = int.from_bytes(drawn[:8], "big") / 2.0**64 < lean
+            answer = structured_for(schema, texts[0], biased)
             text = answer.text()
+            mistaken = answer.mistaken()
+            slip = config.model_errors.get(str(body.get("model")), 0.0)
+            if slip > 0.0 and mistaken is not None:
+                # Drawn per body, not per attempt: a model's mistakes are its own and stable.
+                drawn = hashlib.sha256(b"model-errors:%d:" % config.seed + canonical).digest()
+                if int.from_bytes(drawn[:8], "big") / 2.0**64 < slip:
+                    text = mistaken
             rate = config.faults.invalid_structured
             if rate > 0.0:
                 # Drawn per attempt (the idempotency key), as a real model samples afresh:

@@ -12,6 +12,9 @@ How values are chosen, all deterministic (hashlib, never ``hash()``):
 - an ``enum`` holding at least two of positive/negative/neutral (any case) gets the lexicon
   sentiment of the text when it is among the options; any other ``enum`` gets an option
   picked by a stable hash of the text and the JSON path; ``const`` gets the constant;
+- a judge prompt (``_judge``): an ``enum`` offering the verdict (``"1"``/``"2"``/``"tie"``
+  and the like) answers the verdict; a number is placed as for a positive text when the
+  answer judged is right and a negative one when it is wrong;
 - a number with both bounds is placed by the sentiment: 90 % of the way up the range for
   positive, halfway for neutral, 10 % for negative (integers rounded half up, so a 1–5
   scale answers 5, 3 or 1); a number with one bound or none comes from a hash;
@@ -34,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._judge import VERDICT_OPTIONS
 from ._sentiment import classify_sentiment
 
 __all__ = ["DISOBEY_KINDS", "INVALID_KINDS", "Structured", "requested_schema", "structured_answer"]
@@ -64,6 +68,20 @@ class Structured:
 
     value: Any
     breaks: dict[str, tuple[Location, Any]] = field(default_factory=dict)
+    other: tuple[Location, Any] | None = None
+    """Where the first ``enum`` is, and the option after the one chosen (a valid wrong
+    answer, for ``EmulatorConfig.model_errors``); None when the schema has no enum of two."""
+
+    def mistaken(self) -> str | None:
+        """The answer with its first ``enum`` value changed to the next option, as JSON text.
+
+        Returns:
+            The text, or None when the schema has no ``enum`` of two options or more.
+        """
+        if self.other is None:
+            return None
+        location, option = self.other
+        return json.dumps(_replace(self.value, location, option), ensure_ascii=False)
 
     def text(self) -> str:
         """The answer as JSON text."""
@@ -138,20 +156,31 @@ def requested_schema(body: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def structured_answer(schema: Mapping[str, Any], subject: str) -> Structured:
+def structured_answer(
+    schema: Mapping[str, Any],
+    subject: str,
+    sentiment: str | None = None,
+    verdict: str | None = None,
+) -> Structured:
     """The deterministic answer satisfying ``schema`` for a text (see the module docstring).
 
     Args:
         schema: The requested JSON schema (the root, for ``$ref``).
         subject: The text being judged, e.g. the review after the last ``Review:`` marker.
+        sentiment: The reading to use instead of the lexicon's reading of ``subject`` (a
+            rubric judgement: positive for a right answer, negative for a wrong one).
+        verdict: A pairwise judgement's verdict (``"first"``, ``"second"``, ``"tie"``):
+            an ``enum`` holding an option that means it (``_judge.VERDICT_OPTIONS``)
+            answers that option.
 
     Returns:
         The answer and its break points.
     """
     words = subject.split()
-    maker = _Maker(schema, " ".join(words), classify_sentiment(subject))
+    reading = classify_sentiment(subject) if sentiment is None else sentiment
+    maker = _Maker(schema, " ".join(words), reading, verdict)
     value = maker.value(schema, (), 0)
-    return Structured(value, maker.breaks)
+    return Structured(value, maker.breaks, maker.other)
 
 
 def _stable(text: str) -> int:
@@ -170,11 +199,15 @@ def _replace(value: Any, location: Location, bad: Any) -> Any:
 class _Maker:
     """Walks a schema, building a value and noting the first enum and bounded number."""
 
-    def __init__(self, root: Mapping[str, Any], subject: str, sentiment: str) -> None:
+    def __init__(
+        self, root: Mapping[str, Any], subject: str, sentiment: str, verdict: str | None = None
+    ) -> None:
         self.root = root
         self.subject = subject
         self.sentiment = sentiment
+        self.verdict = verdict
         self.breaks: dict[str, tuple[Location, Any]] = {}
+        self.other: tuple[Location, Any] | None = None
 
     def _hash(self, where: Location) -> int:
         return _stable(f"{self.subject}\x00{where!r}")
@@ -239,10 +272,16 @@ class _Maker:
 
     def _choose(self, options: list[Any], where: Location) -> Any:
         lowered = [o.strip().lower() if isinstance(o, str) else None for o in options]
-        if len(_SENTIMENTS.intersection(lowered)) >= 2 and self.sentiment in lowered:
+        meaning = VERDICT_OPTIONS.get(self.verdict or "", ())
+        meant = [i for i, o in enumerate(lowered) if o in meaning]
+        if meant:
+            chosen = options[meant[0]]
+        elif len(_SENTIMENTS.intersection(lowered)) >= 2 and self.sentiment in lowered:
             chosen = options[lowered.index(self.sentiment)]
         else:
             chosen = options[self._hash(where) % len(options)]
+        if self.other is None and len(options) >= 2:
+            self.other = (where, options[(options.index(chosen) + 1) % len(options)])
         if "enum" not in self.breaks:
             shown = {json.dumps(o) for o in options}
             bad = next((s for s in _NOT_IN_ENUM if json.dumps(s) not in shown), None)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._core.errors import ConfigError
+from .._core.errors import ConfigError
 
 __all__ = ["EvalReport", "compare"]
 

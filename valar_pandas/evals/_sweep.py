@@ -1,0 +1,513 @@
+"""Prompt × model sweeps: every template with every model over the same rows, one call.
+
+Owns :func:`sweep`. Each prompt × model pair is an ordinary scoring call (the same requests
+``df.valar.score`` sends, so the run store, idempotency keys and the re-ask of unreadable
+replies all apply): pairs already answered are served from the store for free, and adding a
+model to a sweep pays for that model's rows only. The whole sweep is estimated before
+anything is sent; a ``budget=`` the estimate does not fit is refused then, and one budget
+spans every pair while they run. The pairs run one after another on the library's loop
+under one progress display. The figures are :mod:`._board`'s.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._core.budget import Budget
+from .._core.config import ValarClient
+from .._core.errors import BudgetWarning, ConfigError, StoreWarning
+from .._core.models import Event
+from .._display.progress import Judged, make_display
+from .._display.tally import Display, Tally, close_display, drop_display, is_dropped
+from .._run.compose import run_plan
+from .._run.loop import StopSignal, run_sync
+from .._scoring import ScoreSpec, column_name, reply_judge
+from .._service.call import (
+    Call,
+    PriceArg,
+    StoreArg,
+    Template,
+    budget_passed,
+    budget_uncapped,
+    open_store,
+    prepare_call,
+)
+from .._service.preview import estimate_call
+from .._service.score import Reasks, scoring
+from .._store import RunStore
+from .._transport.shared import default_client
+from ._board import SweepResult, build_result
+
+__all__ = ["Ran", "check_figures", "run_pairs", "sample_rows", "sweep"]
+
+_OWN = ("model", "into", "errors", "details", "progress", "budget", "store", "client", "price")
+_INTO = "prediction"
+
+
+@dataclass
+class _Pair:
+    """One prompt × model pair: its call, and what its run produced."""
+
+    prompt: str
+    model: str
+    call: Call
+    reasks: Reasks | None = None
+    tally: Tally | None = None
+    seconds: float = 0.0
+
+
+class _Counted:
+    """A display that keeps one pair's own tally and forwards every event to the sweep's.
+
+    The pair's tally is what its spend is read from, so a shared display that fails is
+    dropped here (one warning, as any failed display) and the counting goes on.
+    """
+
+    def __init__(self, shared: Display | None, tally: Tally) -> None:
+        self._shared = shared
+        self.tally = tally
+
+    def __call__(self, event: Event) -> None:
+        self.tally.add(event)
+        if self._shared is not None and not is_dropped(self._shared):
+            try:
+                self._shared(event)
+            except Exception as exc:  # a display never stops the count, nor the run
+                drop_display(self._shared, exc)
+
+    def close(self) -> None:
+        return None
+
+
+def sweep(
+    df: pd.DataFrame,
+    templates: Mapping[str, Template] | Template,
+    models: Sequence[str],
+    *,
+    labels: Sequence[str] | None = None,
+    scale: tuple[float, float] | None = None,
+    schema: Any = None,
+    field: str | None = None,
+    truth: str | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    budget: float | None = None,
+    store: StoreArg = None,
+    client: ValarClient | None = None,
+    prices: Mapping[str, PriceArg] | None = None,
+    progress: str | None = "auto",
+    resamples: int = 1000,
+    level: float = 0.95,
+    **options: Any,
+) -> SweepResult:
+    """Run every prompt with every model over the same rows and compare them.
+
+    Each prompt × model pair is scored as ``df.valar.score(template, model=model, ...)``
+    would score it: the same requests, the same run store (pairs or rows answered before
+    are free, so a sweep re-run with one more model pays only for that model's rows), the
+    same re-asks of unreadable replies (``retries_on_invalid``). Everything is checked and
+    the whole sweep estimated before any request is sent.
+
+    Args:
+        df: The rows.
+        templates: Name → template (a format string or a callable, as for ``run``); a
+            single template is named ``"prompt"``.
+        models: The model ids.
+        labels: The classes to choose from (give one of ``labels``, ``scale``, ``schema``).
+        scale: ``(lo, hi)`` bounds of a score; predictions are compared as classes.
+        schema: A JSON schema (or pydantic model) of the answer; ``field`` names the
+            property compared.
+        field: With ``schema``: the property whose value is the prediction.
+        truth: A column of true values. Without it, each pair is compared with the
+            majority answer of the other pairs on the row (*agreement*).
+        sample: Score a random sample of this many rows (the same rows for every pair,
+            drawn with ``seed``); None for every row.
+        seed: Seeds the sample and the bootstrap.
+        budget: The most the whole sweep may spend, in USD. Refused before anything is
+            sent when the estimate exceeds it; while the pairs run, one budget spans them
+            all (rows past it end ``not sent``, as in ``run``).
+        store: The run store, as in ``run`` (default location; False for none).
+        client: The client to send with (default: from the environment).
+        prices: Model id → price override (``{"input": ..., "output": ...}`` USD per
+            million tokens) for models not in the price table.
+        progress: ``"auto"``, ``"tqdm"``, ``"widget"`` or None: one display for the
+            whole sweep.
+        resamples: Bootstrap resamples for the intervals.
+        level: The intervals' coverage.
+        **options: Any other option of ``df.valar.score`` (``instructions``,
+            ``max_output_tokens``, ``completion_window``, ``reasoning``,
+            ``retries_on_invalid``, ``salt``, ``concurrency``, ...).
+
+    Returns:
+        The sweep's :class:`SweepResult`: ``.results`` (one row per row × prompt × model),
+        ``.leaderboard``, ``.significance``, ``.agreement``, ``.estimate``.
+
+    Raises:
+        ConfigError: A bad argument, template, column or option; a budget the estimate
+            does not fit, or a budget for a model without a price. Raised before any
+            request.
+
+    Warns:
+        BudgetWarning: A budget without ``max_output_tokens`` (not a hard cap), or spend
+            past it.
+        StoreWarning: The run store could not record every answer (the result holds them).
+
+    Example:
+        >>> result = sweep(  # doctest: +SKIP
+        ...     df,
+        ...     templates={"terse": "Sentiment of: {review}", "careful": "Review: {review}"},
+        ...     models=["zai-org/GLM-5.1-FP8", "google/gemma-4-31B-it"],
+        ...     labels=["positive", "negative", "neutral"],
+        ...     truth="label",
+        ...     max_output_tokens=32,
+        ... )
+        >>> result.leaderboard  # doctest: +SKIP
+    """
+    named = _templates(templates)
+    chosen = _models(models)
+    if truth is not None and truth not in df.columns:
+        raise ConfigError(f"no column {truth!r} in the frame; columns: {list(df.columns)}")
+    check_figures(resamples, level)
+    shape = {"labels": labels, "scale": scale, "schema": schema}
+    rows = sample_rows(df, sample, seed)
+    ran = run_pairs(
+        rows, named, chosen, shape, field, truth, budget=budget, store=store, client=client,
+        prices=prices, progress=progress, options=options, caller="sweep",
+    )  # fmt: skip
+    return build_result(
+        ran.long,
+        ran.estimate,
+        classes=ran.classes,
+        truth=truth,
+        seconds=ran.seconds,
+        paid=ran.paid,
+        priced=ran.priced,
+        resamples=resamples,
+        level=level,
+        seed=seed,
+    )
+
+
+def check_figures(resamples: int, level: float) -> None:
+    """Refuse a bad number of bootstrap resamples or a bad interval level."""
+    if not (isinstance(resamples, int) and resamples >= 1) or isinstance(resamples, bool):
+        raise ConfigError("resamples must be a whole number, 1 or more")
+    if not (isinstance(level, float) and 0.0 < level < 1.0):
+        raise ConfigError("level must be a number between 0 and 1, e.g. 0.95")
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What running every pair produced, before any figure.
+
+    Attributes:
+        long: One row per frame row × prompt × model (see ``SweepResult.results``).
+        estimate: Each pair's estimate, made before anything was sent.
+        classes: The classes seen or asked for, in order.
+        seconds: Pair → seconds it took.
+        paid: Pair → USD this call paid for it.
+        priced: Pair → whether its model has a price.
+    """
+
+    long: pd.DataFrame
+    estimate: pd.DataFrame
+    classes: list[Hashable]
+    seconds: dict[tuple[str, str], float]
+    paid: dict[tuple[str, str], float]
+    priced: dict[tuple[str, str], bool]
+
+
+def run_pairs(
+    rows: pd.DataFrame,
+    named: Mapping[str, Template],
+    chosen: Sequence[str],
+    shape: Mapping[str, Any],
+    field: str | None,
+    truth: str | None,
+    *,
+    budget: float | None,
+    store: StoreArg,
+    client: ValarClient | None,
+    prices: Mapping[str, PriceArg] | None,
+    progress: str | None,
+    options: Mapping[str, Any],
+    caller: str,
+) -> Ran:
+    """Check, estimate and run every template × model pair over ``rows`` (see :func:`sweep`).
+
+    Raises:
+        ConfigError: Anything wrong, before any request.
+    """
+    for key in options:
+        if key in _OWN or key in ("labels", "scale", "schema", "reasons"):
+            raise ConfigError(f"{caller}() sets {key!r} itself; it cannot be passed as an option")
+    if client is not None and not isinstance(client, ValarClient):
+        raise ConfigError("client must be a valar_pandas.ValarClient")
+    spec, again, _ = scoring(shape, required=True)
+    assert spec is not None
+    value_column = _value_column(spec, field)
+    price_of = dict(prices or {})
+    given = {**options, "into": _INTO, "progress": progress, "retries_on_invalid": again}
+    pairs: list[_Pair] = []
+    for prompt, template in named.items():
+        for model in chosen:
+            _, _, asked = scoring({**shape, **given, "model": model})
+            asked["progress"] = None  # the one display is handed to every run
+            if budget is not None:
+                asked["budget"] = budget
+            call = prepare_call(rows, template, price_of.get(model), **asked)
+            pairs.append(_Pair(prompt, model, call))
+    estimate = _estimate(rows, named, chosen, shape, options, store, client, price_of)
+    _check_budget(budget, estimate, pairs, caller)
+    client = client or default_client()
+    opened = open_store(store, pairs[0].call.options)
+    try:
+        display = _display(progress, pairs, spec, caller)
+        try:
+            stop = StopSignal()
+            run_sync(_run_all(pairs, spec, again, client, opened, display, budget, stop), stop)
+        finally:
+            close_display(display)
+        fault = opened.fault if opened is not None else None
+    finally:
+        if opened is not None:
+            opened.close()
+    paid = [p.tally.spent if p.tally is not None else 0.0 for p in pairs]
+    if budget is not None and sum(paid) > budget:
+        capped = pairs[0].call.options.max_output_tokens is not None
+        warnings.warn(
+            budget_passed(sum(paid), sum(paid) - budget, capped), BudgetWarning, stacklevel=3
+        )
+    if fault is not None:
+        warnings.warn(fault.message(f"the {caller}'s result"), StoreWarning, stacklevel=3)
+    if stop.stopped:
+        warnings.warn(
+            f"interrupted: the {caller}'s rows answered so far are in the result, the rest "
+            f"are marked cancelled; run the same {caller} again to finish it, paying for no "
+            "row twice",
+            stacklevel=3,
+        )
+    long = _long_frame(pairs, rows, value_column, spec, truth)
+    return Ran(
+        long,
+        estimate,
+        _classes(spec, long, truth),
+        seconds={(p.prompt, p.model): p.seconds for p in pairs},
+        paid={(p.prompt, p.model): s for p, s in zip(pairs, paid, strict=True)},
+        priced={(p.prompt, p.model): p.call.price is not None for p in pairs},
+    )
+
+
+def _templates(templates: Mapping[str, Template] | Template) -> dict[str, Template]:
+    if isinstance(templates, str) or callable(templates):
+        return {"prompt": templates}
+    if not isinstance(templates, Mapping) or not templates:
+        raise ConfigError("templates must be a non-empty dict of name → template")
+    for name in templates:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"a template's name must be a non-empty string, got {name!r}")
+    return dict(templates)
+
+
+def _models(models: Sequence[str]) -> list[str]:
+    if isinstance(models, str):
+        return [models]
+    chosen = list(models)
+    if not chosen or not all(isinstance(m, str) and m for m in chosen):
+        raise ConfigError("models must be a non-empty list of model ids")
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"models repeats a model: {chosen!r}")
+    return chosen
+
+
+def _value_column(spec: ScoreSpec, field: str | None) -> str:
+    if spec.kind != "schema":
+        if field is not None:
+            raise ConfigError("field= names a property of schema=; labels and scale have none")
+        return _INTO
+    properties = spec.schema.get("properties")
+    names = list(properties) if isinstance(properties, dict) else []
+    if field is None or field not in names:
+        raise ConfigError(
+            f"with schema=, field= must name the property compared; properties: {names}"
+        )
+    return column_name(_INTO, field)
+
+
+def sample_rows(df: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
+    """The frame, or ``sample`` of its rows drawn with ``seed`` (in frame order).
+
+    Raises:
+        ConfigError: A bad ``sample``, or an index that repeats a label (rows are named by
+            their label in the results, so a repeated one could not be told apart).
+    """
+    if not df.index.is_unique:
+        raise ConfigError(
+            "the frame's index repeats labels, and results name each row by its label; "
+            "give it a unique index first, e.g. df.reset_index(drop=True)"
+        )
+    if sample is None:
+        return df
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        raise ConfigError("sample must be a whole number of rows, 1 or more, or None")
+    if sample >= len(df):
+        return df
+    picked = np.sort(np.random.default_rng(seed).choice(len(df), size=sample, replace=False))
+    return df.iloc[picked]
+
+
+def _estimate(
+    rows: pd.DataFrame,
+    named: Mapping[str, Template],
+    models: Sequence[str],
+    shape: Mapping[str, Any],
+    options: Mapping[str, Any],
+    store: StoreArg,
+    client: ValarClient | None,
+    prices: Mapping[str, PriceArg],
+) -> pd.DataFrame:
+    """Every pair's estimate, read against the run store; nothing sent."""
+    records = []
+    for prompt, template in named.items():
+        for model in models:
+            found = estimate_call(
+                rows, template, store=store, price=prices.get(model), client=client,
+                model=model, **shape, **options,
+            )  # fmt: skip
+            records.append(
+                {
+                    "prompt": prompt,
+                    "model": model,
+                    "rows": found.rows,
+                    "cache_hits": found.cache_hits,
+                    "to_send": found.to_send,
+                    "cost_usd": found.cost_usd,
+                    "lower_bound": found.lower_bound,
+                }
+            )
+    return pd.DataFrame.from_records(records)
+
+
+def _check_budget(
+    budget: float | None, estimate: pd.DataFrame, pairs: list[_Pair], caller: str
+) -> None:
+    if budget is None:
+        return
+    cost = float(estimate["cost_usd"].sum())
+    if cost > budget:
+        sends = int(estimate["to_send"].sum())
+        raise ConfigError(
+            f"the {caller} is estimated at ${cost:,.4f} for {sends:,} requests, more than its "
+            f"budget of ${budget:,.4f}; nothing was sent. Sample fewer rows (sample=), "
+            "drop a prompt or a model, cap the answers (max_output_tokens) or raise the budget"
+        )
+    if pairs[0].call.options.max_output_tokens is None:
+        warnings.warn(budget_uncapped(), BudgetWarning, stacklevel=3)
+
+
+def _display(progress: str | None, pairs: list[_Pair], spec: ScoreSpec, caller: str) -> Display:
+    """One display for every pair: spend shown only when every pair shares one price."""
+    prices = {p.call.price for p in pairs}
+    price = next(iter(prices)) if len(prices) == 1 else None
+    total = sum(len(p.call.plan.rows) for p in pairs)
+    shown = make_display(
+        progress,
+        price,
+        desc=f"valar {caller}",
+        errors_hint=f"the {caller}'s error column",
+        total=total,
+    )
+    return Judged(shown, reply_judge(spec))
+
+
+async def _run_all(
+    pairs: list[_Pair],
+    spec: ScoreSpec,
+    again: int,
+    client: ValarClient,
+    store: RunStore | None,
+    display: Display,
+    limit: float | None,
+    stop: StopSignal,
+) -> None:
+    """Run the pairs one after another; one budget spans them (each sees what is left)."""
+    spent = 0.0
+    for pair in pairs:
+        call = pair.call
+        tally = Tally(call.price)
+        counted = _Counted(display, tally)
+        budget = None
+        if limit is not None and call.price is not None:
+            budget = Budget(max(limit - spent, 0.0), call.price)
+        started = time.monotonic()
+        first = await run_plan(
+            call.plan, call.options, client, store, call.price, counted, budget, stop
+        )
+        reasks = Reasks(spec, call, 0 if stop.stopped else again, first)
+        # Re-asks are counted in the pair's spend, not drawn: the bar is sized by rows.
+        quiet = _Counted(None, tally)
+        while not stop.stopped and (retry := reasks.next()) is not None:
+            redo = await run_plan(
+                retry.plan, retry.options, client, store, retry.price, quiet, budget, stop
+            )
+            reasks.absorb(redo)
+        pair.seconds = time.monotonic() - started
+        pair.reasks, pair.tally = reasks, tally
+        spent += tally.spent
+
+
+def _long_frame(
+    pairs: list[_Pair],
+    rows: pd.DataFrame,
+    value_column: str,
+    spec: ScoreSpec,
+    truth: str | None,
+) -> pd.DataFrame:
+    """One row per frame row × prompt × model: the prediction, its error, tokens, cost."""
+    parts = []
+    for pair in pairs:
+        assert pair.reasks is not None
+        values, errors = pair.reasks.columns()
+        outcomes = pair.reasks.outcomes
+        price = pair.call.price
+        part = pd.DataFrame(
+            {
+                "row": rows.index,
+                "prompt": pair.prompt,
+                "model": pair.model,
+                "prediction": pd.Series(values[value_column], dtype=object).to_numpy(),
+                "error": pd.array(errors, dtype="str"),
+                "input_tokens": pd.array([o.input_tokens for o in outcomes], dtype="Int64"),
+                "output_tokens": pd.array([o.output_tokens for o in outcomes], dtype="Int64"),
+                "cost_usd": pd.array(
+                    [price.of(o) if price is not None else None for o in outcomes],
+                    dtype="Float64",
+                ),
+            }
+        )
+        if truth is not None:
+            part.insert(4, "truth", rows[truth].astype(object).to_numpy())
+        parts.append(part)
+    long = pd.concat(parts, ignore_index=True)
+    long["prediction"] = long["prediction"].astype(object).where(long["prediction"].notna(), None)
+    if spec.kind == "labels":
+        long["prediction"] = long["prediction"].astype(pd.CategoricalDtype(list(spec.labels)))
+    for name in ("prompt", "model"):
+        long[name] = long[name].astype(pd.CategoricalDtype(list(dict.fromkeys(long[name]))))
+    return long
+
+
+def _classes(spec: ScoreSpec, long: pd.DataFrame, truth: str | None) -> list[Hashable]:
+    seen = set(long["prediction"].dropna().astype(object))
+    if truth is not None:
+        seen |= set(long["truth"].dropna().astype(object))
+    ordered: list[Hashable] = list(spec.labels) if spec.kind == "labels" else []
+    extra = sorted((v for v in seen if v not in ordered), key=lambda v: (str(type(v)), str(v)))
+    return ordered + extra
