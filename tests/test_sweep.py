@@ -396,3 +396,27 @@ def test_a_failing_display_leaves_the_spend_counted(serve: Any, monkeypatch: Any
     board = result.leaderboard.set_index("model")
     for model in (GOOD, WEAK):
         assert board.loc[model, "paid_usd"] == pytest.approx(float(costs[model]), rel=1e-9)
+
+
+def test_bootstrap_draws_in_chunks_with_the_same_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resamples of many rows are drawn a chunk at a time: same figures, bounded memory."""
+    import tracemalloc
+
+    from valar_pandas.evals import _stats
+
+    rng = np.random.default_rng(7)
+    truth = rng.integers(0, 3, 50_000)
+    pred = np.where(rng.random(50_000) < 0.8, truth, rng.integers(0, 3, 50_000))
+    whole = _stats.bootstrap(truth[:500], pred[:500], 3, resamples=200, seed=1)
+    monkeypatch.setattr(_stats, "_DRAWS", 1_000, raising=False)
+    assert _stats.bootstrap(truth[:500], pred[:500], 3, resamples=200, seed=1) == whole
+    monkeypatch.setattr(_stats, "_DRAWS", 200_000, raising=False)
+    tracemalloc.start()
+    try:
+        _stats.bootstrap(truth, pred, 3, resamples=200, seed=1)
+        _stats.bootstrap_mean(pred.astype(float), resamples=200, seed=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # 200 resamples × 50,000 rows at once is 80 MB of int64 draws alone.
+    assert peak < 20_000_000

@@ -126,8 +126,11 @@ def bootstrap(
     if n == 0:
         return {name: Interval(point[name], math.nan, math.nan) for name in FIGURES}
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n))
-    figures = _figures(_counts(truth, pred, k, draws))
+    parts = [
+        _figures(_counts(truth, pred, k, rng.integers(0, n, size=(size, n))))
+        for size in _chunks(resamples, n)
+    ]
+    figures = {name: np.concatenate([p[name] for p in parts]) for name in FIGURES}
     tail = (1.0 - level) / 2.0 * 100.0
     out: dict[str, Interval] = {}
     for name in FIGURES:
@@ -148,10 +151,24 @@ def bootstrap_mean(
     if n == 0:
         return Interval(math.nan, math.nan, math.nan)
     rng = np.random.default_rng(seed)
-    means = np.asarray(values, dtype=float)[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    data = np.asarray(values, dtype=float)
+    means = np.concatenate(
+        [data[rng.integers(0, n, size=(size, n))].mean(axis=1) for size in _chunks(resamples, n)]
+    )
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
     return Interval(float(np.mean(values)), float(low), float(high))
+
+
+#: The most row draws held at once (int64 each): resamples are drawn in chunks of this many
+#: cells, so a sweep of 100,000 rows needs tens of megabytes, not a gigabyte.
+_DRAWS = 4_000_000
+
+
+def _chunks(resamples: int, n: int) -> list[int]:
+    """Resample counts per chunk so one chunk holds at most ``_DRAWS`` draws (≥ 1 each)."""
+    step = max(1, _DRAWS // max(n, 1))
+    return [min(step, resamples - start) for start in range(0, resamples, step)]
 
 
 def mcnemar(only_first: int, only_second: int) -> float:
