@@ -212,3 +212,24 @@ def test_limits_are_split_among_the_workers_and_the_key_never_shows(
     assert key not in repr(work) and key not in tokenize(work)
     config = config_for(client, 200, None, 1)
     assert pickle.loads(pickle.dumps(config)) == config
+
+
+def _clients_here(base_url: str) -> tuple[int, int]:
+    """In a worker: its clients for ``base_url``, and its library loop threads."""
+    import threading
+
+    from valar_pandas._dask.worker import _clients
+
+    loops = [t for t in threading.enumerate() if t.name == "valar-pandas-loop"]
+    return sum(c.base_url == base_url for c in _clients.values()), len(loops)
+
+
+def test_each_worker_keeps_one_client_and_one_loop_for_every_partition(
+    cluster: distributed.Client, serve: Serve
+) -> None:
+    _, client = serve()
+    ddf = dd.from_pandas(_reviews(80, 80), npartitions=8, sort=False)
+    for _ in range(2):  # two computations, 16 partitions, on the same settings
+        out = ddf.valar.run("R: {review}", model=MODEL, client=client, store=False)
+        assert out.compute()["output_error"].isna().all()
+    assert set(cluster.run(_clients_here, client.base_url).values()) == {(1, 1)}
