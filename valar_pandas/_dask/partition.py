@@ -29,7 +29,7 @@ from .._service.score import scoring
 from .shared import Meeting, grant, record, settle
 from .worker import WorkerConfig, in_right_process, worker_client
 
-__all__ = ["AT", "FINGERPRINT", "Work", "joined", "keyed", "offline", "ran"]
+__all__ = ["AT", "FINGERPRINT", "Work", "answered", "joined", "keyed", "offline", "ran"]
 
 FINGERPRINT = "__valar_fingerprint"
 """The column a ``dedupe=True`` computation shuffles on: each row's request fingerprint."""
@@ -77,8 +77,16 @@ def ran(
     part: pd.DataFrame, work: Work, partition_info: dict[str, Any] | None = None
 ) -> pd.DataFrame:
     """Run the call on one partition with this worker's client; its totals are recorded."""
+    out, totals = answered(part, work)
+    if totals:
+        record(work.meeting, (partition_info or {}).get("number", 0), totals)
+    return out
+
+
+def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The partition with its answers, and the run's totals (none for an empty partition)."""
     if len(part) == 0:
-        return offline(part, work)
+        return offline(part, work), {}
     if not in_right_process(work.config):
         raise ConfigError(
             "df.valar on Dask runs on the threaded scheduler or a distributed cluster "
@@ -109,9 +117,8 @@ def ran(
     finally:
         if granted is not None and spent is not None:
             settle(meeting, granted, spent)
-    record(meeting, (partition_info or {}).get("number", 0), totals)
     out.attrs = {}
-    return out
+    return out, totals
 
 
 def _cost(part: pd.DataFrame, work: Work, client: ValarClient) -> float:
