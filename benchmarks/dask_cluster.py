@@ -159,6 +159,8 @@ def _measure(args: argparse.Namespace, workers: int, distinct: int, dedupe: bool
         assert emulator.stdout is not None
         url, key = emulator.stdout.readline().split()
         env = {**os.environ, "VALAR_API_KEY": key, "VALAR_BASE_URL": url}
+        if not args.worker_profile:  # Dask's statistical profiler off, driver and workers
+            env["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = "False"
         store_arg = "none" if store == "none" else str(Path(tmp) / "store.sqlite3")
         argv = [
             sys.executable, "-m", "benchmarks.dask_cluster", "client",
@@ -200,6 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-median", type=float, default=0.5)
     parser.add_argument("--latency-sigma", type=float, default=0.5)
     parser.add_argument("--duplicates", type=int, default=3000, help="distinct prompts, table 2")
+    parser.add_argument(
+        "--no-worker-profile",
+        dest="worker_profile",
+        action="store_false",
+        help="turn off Dask's statistical profiler (distributed.worker.profile.enabled)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures")
     args = parser.parse_args(argv)
     if args.role == "serve":

@@ -73,15 +73,16 @@ def test_every_row_in_order_with_its_index_and_the_meta_dtypes(
     assert summary["http_requests"] == emulator.stats.total_requests - 60  # 60 by pandas
 
 
+@pytest.mark.parametrize("dedupe", [False, True])
 def test_score_meta_is_the_labels_category_and_values_match_pandas(
-    cluster: object, serve: Serve, tmp_path: Path
+    cluster: object, serve: Serve, tmp_path: Path, dedupe: bool
 ) -> None:
     _, client = serve()
     frame = _reviews(24, 24)
     ddf = dd.from_pandas(frame, npartitions=3, sort=False)
     out = ddf.valar.score(
         "R: {review}", labels=LABELS, model=MODEL, client=client, store=tmp_path / "s",
-        details=True,
+        details=True, dedupe=dedupe,
     )  # fmt: skip
     assert out._meta["score"].dtype == pd.CategoricalDtype(LABELS)
     got = out.compute()
