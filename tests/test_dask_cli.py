@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pandas as pd
 import pytest
@@ -48,4 +49,27 @@ def test_a_bad_target_is_refused_before_anything(serve_cli, tmp_path, capsys):
     out = tmp_path / "out.parquet"
     assert main(["run", str(tmp_path / "in.parquet"), str(out), *RUN, "--dask", "local:0"]) == 2
     assert "local:N" in capsys.readouterr().err
+    assert emulator.stats.total_requests == 0 and not out.exists()
+
+
+def test_an_unreachable_scheduler_is_a_usage_error(serve_cli, tmp_path, capsys):
+    import dask
+
+    emulator = serve_cli()
+    pd.DataFrame({"review": ["a"]}).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [
+        "run",
+        str(tmp_path / "in.parquet"),
+        str(out),
+        *RUN,
+        "--dask",
+        f"tcp://127.0.0.1:{port}",
+    ]
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        assert main(argv) == 2
+    assert "cannot reach the scheduler" in capsys.readouterr().err
     assert emulator.stats.total_requests == 0 and not out.exists()

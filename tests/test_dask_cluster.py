@@ -190,6 +190,10 @@ def test_bad_calls_are_refused_when_built(cluster: object, serve: Serve) -> None
         ddf.valar.run("R: {missing}", model=MODEL, client=client)
     with pytest.raises(ConfigError, match="temprature"):
         ddf.valar.run("R: {review}", model=MODEL, client=client, temprature=1)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="max_rps"):
+        ddf.valar.run("R: {review}", model=MODEL, client=client, max_rps="fast")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="concurrency"):
+        ddf.valar.run("R: {review}", model=MODEL, client=client, concurrency=0)
     with pytest.raises(ConfigError, match="labels"):
         ddf.valar.score("R: {review}", model=MODEL, client=client)
 

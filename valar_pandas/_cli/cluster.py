@@ -117,7 +117,11 @@ def cluster_run(setup: Any, args: argparse.Namespace, instructions: str | None) 
         else None
     )
     try:
-        with Client(cluster if cluster is not None else where) as dask:
+        try:
+            dask = Client(cluster if cluster is not None else where)
+        except (OSError, TimeoutError) as exc:  # nothing was sent: a usage error, exit 2
+            raise ConfigError(f"--dask {args.dask}: cannot reach the scheduler ({exc})") from None
+        with dask:
             workers = max(1, len(dask.nthreads()))
             config = config_for(client, setup.options.concurrency, setup.options.max_rps, workers)
             meeting = Meeting(uuid.uuid4().hex, True, args.budget)

@@ -22,9 +22,16 @@ from dask.delayed import delayed
 
 from .._core.errors import BudgetWarning, ConfigError
 from .._core.estimate import Estimate
-from .._core.options import checked_arguments
+from .._core.options import checked_arguments, validate_options
 from .._core.signatures import takes
-from .._core.spec import PREVIEW_ROWS, EstimateArgs, RequestsArgs, RunArgs, ScoreArgs
+from .._core.spec import (
+    OPTIONS,
+    PREVIEW_ROWS,
+    EstimateArgs,
+    RequestsArgs,
+    RunArgs,
+    ScoreArgs,
+)
 from .._frame.merge import planned_columns
 from .._frame.score_columns import value_columns
 from .._service.call import budget_uncapped, resources
@@ -40,6 +47,7 @@ __all__ = ["DaskValarAccessor", "meeting_of"]
 _INTO_SCORE = ("score", "The column (or column prefix) for the values.")
 
 _made: dict[str, Meeting] = {}
+_SETTLED = frozenset(o.name for o in OPTIONS if o.settled and o.kind in ("execution", "request"))
 
 
 def meeting_of(frame: dd.DataFrame) -> Meeting:
@@ -88,18 +96,19 @@ class DaskValarAccessor:
         given.pop("client", None)
         spec = scoring(rest, required=True)[0] if method == "score" else None
         workers, distributed = _workers()
-        concurrency = given.get("concurrency", 200)
-        config = config_for(
-            client or default_client(),
-            concurrency if isinstance(concurrency, int) and concurrency > 0 else 200,
-            given.get("max_rps", 2000.0),
-            workers,
+        client = client or default_client()
+        frame = self._obj
+        # Every check of the pandas call, on the empty meta, nothing sent: the options are
+        # valid from here on.
+        probe = Work(
+            method, template, given, config_for(client, 1, None, 1), Meeting("", False, None)
         )
-        budget = given.get("budget")
+        meta = offline(frame._meta, probe)
+        settled = validate_options(**{k: v for k, v in rest.items() if k in _SETTLED})
+        config = config_for(client, settled.concurrency, settled.max_rps, workers)
+        budget = settled.budget
         meeting = Meeting(uuid.uuid4().hex, distributed, budget)
         work = Work(method, template, given, config, meeting)
-        frame = self._obj
-        meta = offline(frame._meta, work)  # every check of the pandas call, nothing sent
         if budget is not None and given.get("max_output_tokens") is None:
             warnings.warn(budget_uncapped(), BudgetWarning, stacklevel=3)
         open_budget(meeting)
