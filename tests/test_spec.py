@@ -39,7 +39,7 @@ METHODS = {
 }
 CLI_OWN = {
     "input", "output", "encoding", "template", "columns", "limit", "window_rows", "dry_run",
-    "estimate", "quiet", "json", "help",
+    "estimate", "quiet", "json", "help", "dask",
 }  # fmt: skip
 
 

@@ -293,3 +293,9 @@ def add_run_parser(commands: Any) -> None:
     add("--estimate", action="store_true", help="print the cost estimate and exit; send nothing")
     add("--quiet", action="store_true", help="no progress bar and no summary")
     add("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    add(
+        "--dask",
+        metavar="local:N|tcp://HOST:8786",
+        help="run the windows on a Dask cluster: N local worker processes, or a scheduler's "
+        'address (needs pip install "valar-pandas[dask]"; see docs/dask.md)',
+    )

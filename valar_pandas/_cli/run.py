@@ -199,6 +199,8 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return dry_run(setup, out)
     if args.estimate:
         return estimate_run(setup, out)
+    if args.dask is not None:
+        return _on_cluster(setup, args, out)
     # One client for the command: one pool, one --concurrency and one --max-rps for every
     # window, and its connections closed when the command ends.
     client = ValarClient(concurrency=setup.options.concurrency, max_rps=setup.options.max_rps)
@@ -319,3 +321,43 @@ def _print_summary(s: dict[str, Any], out: TextIO) -> None:
     if s["first_error"]:
         lines.insert(1, f"First error: {printable(' '.join(s['first_error'].split()))}")
     print("\n".join(lines), file=out)
+
+
+def _on_cluster(setup: Setup, args: argparse.Namespace, out: TextIO) -> int:
+    """``--dask``: the windows run on a Dask cluster (:mod:`valar_pandas._cli.cluster`)."""
+    from .cluster import cluster_run
+
+    if args.budget is not None and setup.options.max_output_tokens is None:
+        print(f"valar-pandas: warning: {budget_uncapped(flags=True)}", file=sys.stderr)
+    instructions = _text(args.instructions, "instructions") if args.instructions else None
+    started, cpu = time.perf_counter(), time.process_time()
+    try:
+        t = cluster_run(setup, args, instructions)
+    except KeyboardInterrupt:
+        print(
+            "valar-pandas: interrupted. Every answer received so far is kept in the workers' "
+            "run stores: re-run the same command to resume without paying twice.",
+            file=sys.stderr,
+        )
+        return 130
+    rows = t["rows"]
+    summary = {
+        "input": str(args.input),
+        "output": str(args.output),
+        "rows": rows,
+        "answered": rows - t["failed"] - t["skipped"],
+        **{k: t[k] for k in ("failed", "skipped", "cached", "first_error")},
+        **{k: t[k] for k in ("input_tokens", "output_tokens", "reasoning_tokens")},
+        "spent_usd": round(t["spent_usd"], 9) if setup.price is not None else None,
+        "http_requests": t["http_requests"],
+        "invalid_retries": t["invalid_retries"],
+        "requests_per_row": t["http_requests"] / rows if rows else 0.0,
+        "windows": t["windows"],
+        "wall_s": round(time.perf_counter() - started, 3),
+        "cpu_s": round(time.process_time() - cpu, 3),
+    }
+    if args.json:
+        print(json.dumps(summary), file=out)
+    elif not args.quiet:
+        _print_summary(summary, out)
+    return 0 if summary["answered"] == summary["rows"] else 1

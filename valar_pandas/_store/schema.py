@@ -92,8 +92,18 @@ def check(db: sqlite3.Connection, path: Path) -> int:
         ConfigError: The file was written by a newer valar_pandas, or by another program.
         sqlite3.Error: The file cannot be read (damaged, not a database, locked).
     """
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    # One read transaction: the version and the tables from the same moment, even while
+    # another process creates the schema (two workers opening a new store at once).
+    began = not db.in_transaction
+    if began:
+        db.execute("BEGIN")
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        tables = {name for (name,) in db.execute(query)}
+    finally:
+        if began:
+            db.execute("COMMIT")
     if version > SCHEMA_VERSION:
         said = (
             f"the run store {path} has schema version {version}, written by a newer "

@@ -1,0 +1,125 @@
+"""What a computation's partitions share across workers: its one budget and its summary.
+
+With a distributed cluster both live on the scheduler: the budget is a ``distributed.Variable``
+holding the dollars not yet granted, changed only under a ``distributed.Lock`` of the same
+name; each partition's totals go on a ``distributed.Queue``. With the threaded scheduler the
+partitions run in this process, and both are plain objects under a ``threading.Lock``.
+
+The budget is spent by reservation: before it sends anything a partition reserves the cost
+its estimate gives for what it has to send (cache hits cost nothing), or what is left when
+that is less, and runs with the grant as its ``budget=``; afterwards it hands back what it did
+not spend. So the partitions together never admit more than the budget, whichever worker
+they run on, and a partition that finds little left sends only what that pays for, its other
+rows failing with the budget's error as in a single process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Meeting", "collect", "grant", "open_budget", "record", "settle"]
+
+_WAIT = 30.0  # seconds a partition waits for the scheduler's budget or lock
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """Where one computation's partitions meet.
+
+    Attributes:
+        token: Unique to the computation (its budget and summary are named after it).
+        distributed: Whether they meet on a distributed scheduler (else in this process).
+        budget: The computation's budget in USD, or None.
+    """
+
+    token: str
+    distributed: bool
+    budget: float | None
+
+    @property
+    def name(self) -> str:
+        """The name of the scheduler's lock, variable and queue."""
+        return f"valar-pandas-{self.token}"
+
+
+_lock = threading.Lock()
+_left: dict[str, float] = {}
+_summaries: dict[str, dict[int, dict[str, Any]]] = {}
+
+
+def open_budget(meeting: Meeting) -> None:
+    """Put the whole budget in the pool, before any partition runs."""
+    if meeting.budget is None:
+        return
+    if meeting.distributed:
+        from distributed import Variable
+
+        Variable(meeting.name).set(meeting.budget)
+    else:
+        with _lock:
+            _left[meeting.name] = meeting.budget
+
+
+def grant(meeting: Meeting, want: float) -> float:
+    """Reserve up to ``want`` USD of the budget; returns what was granted."""
+    if meeting.distributed:
+        from distributed import Lock, Variable
+
+        with Lock(meeting.name):
+            pool = Variable(meeting.name)
+            left = float(pool.get(timeout=_WAIT))
+            given = max(min(want, left), 0.0)
+            pool.set(left - given)
+        return given
+    with _lock:
+        left = _left[meeting.name]
+        given = max(min(want, left), 0.0)
+        _left[meeting.name] = left - given
+        return given
+
+
+def settle(meeting: Meeting, granted: float, spent: float) -> None:
+    """Hand back what a partition did not spend of its grant (or take what it overspent)."""
+    if meeting.distributed:
+        from distributed import Lock, Variable
+
+        with Lock(meeting.name):
+            pool = Variable(meeting.name)
+            pool.set(float(pool.get(timeout=_WAIT)) + granted - spent)
+        return
+    with _lock:
+        _left[meeting.name] += granted - spent
+
+
+def record(meeting: Meeting, partition: int, totals: Mapping[str, Any]) -> None:
+    """Keep one partition's totals; a partition run again (a lost worker) replaces its own."""
+    if meeting.distributed:
+        from distributed import Queue
+
+        Queue(meeting.name).put({"partition": partition, **totals})
+        return
+    with _lock:
+        _summaries.setdefault(meeting.name, {})[partition] = dict(totals)
+
+
+_collected: dict[str, dict[int, dict[str, Any]]] = {}
+
+
+def collect(meeting: Meeting) -> dict[int, dict[str, Any]]:
+    """Every partition's latest totals, by partition number."""
+    if not meeting.distributed:
+        with _lock:
+            return dict(_summaries.get(meeting.name, {}))
+    from distributed import Queue
+
+    queue = Queue(meeting.name)
+    seen = _collected.setdefault(meeting.name, {})
+    waiting = queue.qsize()
+    if waiting:
+        items = queue.get(batch=waiting)
+        for item in items:
+            seen[int(item.pop("partition"))] = item
+    return dict(seen)
