@@ -73,3 +73,20 @@ def test_an_unreachable_scheduler_is_a_usage_error(serve_cli, tmp_path, capsys):
         assert main(argv) == 2
     assert "cannot reach the scheduler" in capsys.readouterr().err
     assert emulator.stats.total_requests == 0 and not out.exists()
+
+
+def test_the_commands_own_cluster_runs_without_the_profiler():
+    """``local:N`` serves no dashboard, so its workers do not pay for Dask's profiler."""
+    from distributed import Client
+
+    from valar_pandas._cli.cluster import _local_cluster
+
+    cluster = _local_cluster(1)
+    try:
+        with Client(cluster) as dask:
+            seen = dask.run(
+                lambda: __import__("dask").config.get("distributed.worker.profile.enabled")
+            )
+    finally:
+        cluster.close()
+    assert list(seen.values()) == [False]

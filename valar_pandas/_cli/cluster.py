@@ -99,7 +99,7 @@ def cluster_run(setup: Any, args: argparse.Namespace, instructions: str | None) 
     """
     kind, where = parse_target(args.dask)
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         from .._dask.partition import Work, answered, offline
         from .._dask.shared import Meeting, open_budget
@@ -111,11 +111,7 @@ def cluster_run(setup: Any, args: argparse.Namespace, instructions: str | None) 
     method, options = _options(setup, args, instructions)
     client = ValarClient()  # the key and base URL from the environment, checked now
     output = open_output(args.output, args.input)
-    cluster = (
-        LocalCluster(n_workers=int(where), threads_per_worker=3, dashboard_address=None)
-        if kind == "local"
-        else None
-    )
+    cluster = _local_cluster(int(where)) if kind == "local" else None
     try:
         try:
             dask = Client(cluster if cluster is not None else where)
@@ -197,3 +193,17 @@ def _run(
         bar.close()
         for _, future in running:
             future.cancel()
+
+
+def _local_cluster(workers: int) -> Any:
+    """The command's own cluster: ``workers`` processes, no dashboard and no profiler.
+
+    Dask's statistical profiler feeds the dashboard's profile page, which this cluster does
+    not serve; left on, it is most of Dask's CPU at rest (docs/dask.md, "What it costs").
+    The setting is read when the workers start, so it reaches every worker process.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return LocalCluster(n_workers=workers, threads_per_worker=3, dashboard_address=None)
