@@ -396,3 +396,17 @@ def test_a_failing_display_leaves_the_spend_counted(serve: Any, monkeypatch: Any
     board = result.leaderboard.set_index("model")
     for model in (GOOD, WEAK):
         assert board.loc[model, "paid_usd"] == pytest.approx(float(costs[model]), rel=1e-9)
+
+
+def test_retries_on_invalid_re_asks_the_unreadable_rows(serve: Any) -> None:
+    """``retries_on_invalid=`` reaches every pair: unreadable replies are asked again."""
+    from valar_pandas.emulator import Faults
+
+    emulator, client = serve(faults=Faults(invalid_structured=1.0))
+    result = sweep(
+        make_reviews(5), {"plain": TEMPLATES["plain"]}, [GOOD, WEAK], labels=LABELS,
+        client=client, store=False, retries_on_invalid=2, **ASK,
+    )  # fmt: skip
+    # Every reply is unreadable: each row is asked once and then twice more.
+    assert emulator.stats.inferences == 2 * 5 * 3
+    assert result.leaderboard["errors"].tolist() == [5, 5]

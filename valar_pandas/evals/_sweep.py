@@ -250,7 +250,8 @@ def run_pairs(
             raise ConfigError(f"{caller}() sets {key!r} itself; it cannot be passed as an option")
     if client is not None and not isinstance(client, ValarClient):
         raise ConfigError("client must be a valar_pandas.ValarClient")
-    spec, again, _ = scoring(shape, required=True)
+    reasks = {k: v for k, v in options.items() if k == "retries_on_invalid"}
+    spec, again, _ = scoring({**shape, **reasks}, required=True)
     assert spec is not None
     value_column = _value_column(spec, field)
     price_of = dict(prices or {})
