@@ -410,3 +410,34 @@ def test_retries_on_invalid_re_asks_the_unreadable_rows(serve: Any) -> None:
     # Every reply is unreadable: each row is asked once and then twice more.
     assert emulator.stats.inferences == 2 * 5 * 3
     assert result.leaderboard["errors"].tolist() == [5, 5]
+
+
+def test_budgets_sharing_a_pool_admit_against_the_total() -> None:
+    """Two runs with their own prices reserve from one pool; each settles its own cost."""
+    from valar_pandas._core.budget import Budget, SpendPool
+    from valar_pandas._core.models import Finished, Outcome, Request
+    from valar_pandas._core.prices import Price
+
+    def request(name: str) -> Request:
+        body = {"model": "m", "input": "x" * 40, "max_output_tokens": 100}
+        return Request(name, name, body, b"")
+
+    cheap, dear = Price(input=0.0, output=10.0), Price(input=0.0, output=30.0)
+    pool = SpendPool(0.005)  # 100 output tokens: $0.001 cheap, $0.003 dear
+    one, two = Budget(0.005, cheap, pool), Budget(0.005, dear, pool)
+    assert one.admit(request("a")) is None and two.admit(request("b")) is None
+    assert pool.in_flight == pytest.approx(0.004)
+    refused = one.admit(request("c")) or ""  # 0.004 + 0.001 fits; then nothing does
+    assert refused == "" and pool.in_flight == pytest.approx(0.005)
+    said = two.admit(request("d"))
+    assert said is not None and said.startswith("not sent: the budget of $0.0050")
+    assert one.admit(request("e")) is not None
+    # Settling: each run's own price, into the pool; the freed room admits again.
+    two(Finished("b", Outcome("completed", input_tokens=0, output_tokens=10), 1))
+    assert two.spent == pytest.approx(0.0003) and two.in_flight == 0.0
+    assert pool.spent == pytest.approx(0.0003) and pool.in_flight == pytest.approx(0.002)
+    assert one.admit(request("f")) is None
+    assert pool.spent + pool.in_flight <= pool.limit + 1e-15
+    assert one.overspent == two.overspent == 0.0
+    with pytest.raises(ValueError, match="pool's limit"):
+        Budget(1.0, cheap, pool)
