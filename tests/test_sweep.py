@@ -592,3 +592,41 @@ def test_retries_on_invalid_re_asks_the_unreadable_rows(serve: Any) -> None:
     # Every reply is unreadable: each row is asked once and then twice more.
     assert emulator.stats.inferences == 2 * 5 * 3
     assert result.leaderboard["errors"].tolist() == [5, 5]
+
+
+def test_one_display_counts_every_pair_once(serve: Any, monkeypatch: Any) -> None:
+    """The pairs run at once into one display: its rows done add up to the sweep's rows,
+    re-asks not counted again."""
+    from valar_pandas._display.tally import Tally
+    from valar_pandas.emulator import Faults
+    from valar_pandas.evals import _sweep
+
+    class Recording:
+        def __init__(self, total: int) -> None:
+            self.tally = Tally()
+            self.total = total
+
+        def __call__(self, event: Any) -> None:
+            self.tally.add(event)
+
+        def close(self) -> None:
+            return None
+
+    shown: list[Recording] = []
+
+    def make(*args: Any, total: int, **kwargs: Any) -> Recording:
+        shown.append(Recording(total))
+        return shown[-1]
+
+    monkeypatch.setattr(_sweep, "make_display", make)
+    emulator, client = serve(faults=Faults(invalid_structured=0.3))
+    models = [GOOD, "deepseek-ai/DeepSeek-V4-Flash"]
+    result = sweep(
+        make_reviews(12), TEMPLATES, models, labels=LABELS, client=client, store=False,
+        retries_on_invalid=1, **{**ASK, "progress": "tqdm"},
+    )  # fmt: skip
+    (display,) = shown
+    assert display.total == display.tally.done == 4 * 12 == display.tally.submitted
+    assert emulator.stats.inferences > 4 * 12  # re-asks were sent, and not drawn
+    assert display.tally.cancelled == 0
+    assert len(result.results) == 48
