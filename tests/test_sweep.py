@@ -565,7 +565,7 @@ def test_ctrl_c_returns_what_every_pair_answered(serve: Any, tmp_path: Any) -> N
     kwargs: dict[str, Any] = {
         "labels": LABELS, "client": client, "store": tmp_path / "store.sqlite", **ASK,
     }  # fmt: skip
-    timer = threading.Timer(2.5, _thread.interrupt_main)
+    timer = threading.Timer(3.0, _thread.interrupt_main)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         timer.start()
