@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 import warnings
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from valar_pandas import BudgetWarning, ConfigError
 from valar_pandas._cli.reviews import make_reviews
 from valar_pandas._core.prices import resolve_price
+from valar_pandas.emulator import Latency
 from valar_pandas.evals import SweepResult, compare, fleiss_kappa, mcnemar, sweep
 from valar_pandas.evals._board import pareto
 
@@ -420,3 +422,240 @@ def test_bootstrap_draws_in_chunks_with_the_same_intervals(monkeypatch: pytest.M
         tracemalloc.stop()
     # 200 resamples × 50,000 rows at once is 80 MB of int64 draws alone.
     assert peak < 20_000_000
+
+
+# -- pairs at once ---------------------------------------------------------------------------
+
+FOUR = [
+    "zai-org/GLM-5.1-FP8",
+    "google/gemma-4-31B-it",
+    "moonshotai/Kimi-K2.6",
+    "openai/gpt-oss-120b",
+]
+
+
+def _spans(emulator: Any) -> dict[str, list[tuple[float, float]]]:
+    """Model → (created, finished) on the emulator's clock, of every response it made."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for record in emulator.store.records.values():
+        spans.setdefault(record.model, []).append((record.t0, record.t0 + record.latency))
+    return spans
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most spans open at one moment (one ending as another starts: not both)."""
+    edges = sorted([(end, -1) for _, end in spans] + [(start, 1) for start, _ in spans])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_the_pairs_run_at_once(serve: Any) -> None:
+    """Every pair is created before any pair has all its answers: they do not queue."""
+    emulator, client = serve(latency=Latency(median=1.0, sigma=0.0))
+    began = time.monotonic()
+    result = sweep(
+        make_reviews(6), {"plain": TEMPLATES["plain"]}, FOUR, labels=LABELS, truth="label",
+        client=client, store=False, **ASK,
+    )  # fmt: skip
+    wall = time.monotonic() - began
+    assert result.leaderboard["errors"].tolist() == [0, 0, 0, 0]
+    spans = _spans(emulator)
+    assert sorted(spans) == sorted(FOUR) and all(len(s) == 6 for s in spans.values())
+    last_created = max(min(start for start, _ in s) for s in spans.values())
+    first_done = min(max(end for _, end in s) for s in spans.values())
+    assert last_created < first_done
+    # Each pair's seconds are its own wall time, at least its answers' latency and within
+    # the sweep's; together they overlap, so they add up to more than the sweep took.
+    seconds = result.leaderboard["seconds"]
+    assert all(1.0 <= s <= wall for s in seconds) and seconds.sum() > wall
+
+
+def test_requests_in_flight_across_the_sweep_stay_within_concurrency(serve: Any) -> None:
+    """``concurrency`` is the sweep's total: the server never holds more requests at once."""
+    emulator, client = serve(latency=Latency(median=0.3, sigma=0.0))
+    result = sweep(
+        make_reviews(8), {"plain": TEMPLATES["plain"]}, FOUR, labels=LABELS, client=client,
+        store=False, mode="realtime", concurrency=4, **ASK,
+    )  # fmt: skip
+    assert result.leaderboard["errors"].tolist() == [0, 0, 0, 0]
+    spans = _spans(emulator)
+    every = [span for s in spans.values() for span in s]
+    assert len(every) == 32
+    assert _most_at_once(every) <= 4
+    assert _most_at_once([min(s) for s in spans.values()]) >= 2  # and the pairs overlapped
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "max_rps", "pairs", "expected"),
+    [
+        (200, 2000.0, 6, [(34, 2000 / 6)] * 2 + [(33, 2000 / 6)] * 4),
+        (4, None, 4, [(1, None)] * 4),
+        (10, 5.0, 4, [(3, 1.25), (3, 1.25), (2, 1.25), (2, 1.25)]),
+        (3, None, 8, [(1, None)] * 3),  # more pairs than slots: three lanes, in turn
+        (8, 0.2, 8, [(4, 0.1), (4, 0.1)]),  # no lane under the least rate
+        (8, 0.1, 8, [(8, 0.1)]),
+        (1, 2000.0, 1, [(1, 2000.0)]),
+    ],
+)
+def test_lanes_split_the_limits_without_passing_them(
+    concurrency: int, max_rps: float | None, pairs: int, expected: list[tuple[int, Any]]
+) -> None:
+    from valar_pandas._core.options import MIN_MAX_RPS
+    from valar_pandas.evals._sweep import lanes
+
+    got = lanes(concurrency, max_rps, pairs)
+    assert [(lane.concurrency, lane.max_rps) for lane in got] == [
+        (c, pytest.approx(r) if r is not None else None) for c, r in expected
+    ]
+    assert sum(lane.concurrency for lane in got) == concurrency
+    assert all(lane.concurrency >= 1 for lane in got) and 1 <= len(got) <= pairs
+    if max_rps is not None:
+        assert sum(lane.max_rps or 0.0 for lane in got) == pytest.approx(max_rps)
+        assert all((lane.max_rps or 0.0) >= MIN_MAX_RPS - 1e-12 for lane in got)
+
+
+def test_budgets_sharing_a_pool_admit_against_the_total() -> None:
+    """Two runs with their own prices reserve from one pool; each settles its own cost."""
+    from valar_pandas._core.budget import Budget, SpendPool
+    from valar_pandas._core.models import Finished, Outcome, Request
+    from valar_pandas._core.prices import Price
+
+    def request(name: str) -> Request:
+        body = {"model": "m", "input": "x" * 40, "max_output_tokens": 100}
+        return Request(name, name, body, b"")
+
+    cheap, dear = Price(input=0.0, output=10.0), Price(input=0.0, output=30.0)
+    pool = SpendPool(0.005)  # 100 output tokens: $0.001 cheap, $0.003 dear
+    one, two = Budget(0.005, cheap, pool), Budget(0.005, dear, pool)
+    assert one.admit(request("a")) is None and two.admit(request("b")) is None
+    assert pool.in_flight == pytest.approx(0.004)
+    refused = one.admit(request("c")) or ""  # 0.004 + 0.001 fits; then nothing does
+    assert refused == "" and pool.in_flight == pytest.approx(0.005)
+    said = two.admit(request("d"))
+    assert said is not None and said.startswith("not sent: the budget of $0.0050")
+    assert one.admit(request("e")) is not None
+    # Settling: each run's own price, into the pool; the freed room admits again.
+    two(Finished("b", Outcome("completed", input_tokens=0, output_tokens=10), 1))
+    assert two.spent == pytest.approx(0.0003) and two.in_flight == 0.0
+    assert pool.spent == pytest.approx(0.0003) and pool.in_flight == pytest.approx(0.002)
+    assert one.admit(request("f")) is None
+    assert pool.spent + pool.in_flight <= pool.limit + 1e-15
+    assert one.overspent == two.overspent == 0.0
+    with pytest.raises(ValueError, match="pool's limit"):
+        Budget(1.0, cheap, pool)
+
+
+def test_one_budget_spans_the_pairs_running_at_once(serve: Any) -> None:
+    """Unreadable replies are re-asked past what the estimate held; the pairs, all running,
+    share one budget: what the server billed never passes it, and the rows past it end
+    ``not sent``."""
+    from valar_pandas.emulator import Faults
+
+    emulator, client = serve(faults=Faults(invalid_structured=1.0))
+    df = make_reviews(10)
+    template = TEMPLATES["plain"]
+    ask = {"labels": LABELS, "max_output_tokens": 16, "completion_window": "asap"}
+    estimated = sum(df.valar.estimate(template, model=m, **ask).cost_usd or 0.0 for m in FOUR)
+    budget = 1.8 * estimated
+    result = sweep(
+        df, {"plain": template}, FOUR, client=client, store=False, budget=budget,
+        retries_on_invalid=5, progress=None, **ask,
+    )  # fmt: skip
+    billed = 0.0
+    for record in emulator.store.records.values():
+        price = resolve_price(record.model, "asap", None)
+        assert price is not None
+        billed += price.cost(record.input_tokens, record.output_tokens, record.cached_tokens)
+    assert estimated < billed <= budget
+    assert result.leaderboard["paid_usd"].sum() == pytest.approx(billed, rel=1e-9)
+    errors = result.results["error"].dropna().astype(str)
+    past = errors[errors.str.startswith(f"not sent: the budget of ${budget:,.4f}")]
+    assert 0 < len(past) < len(errors) == 40
+    # Every pair ran its re-asks while the others did: each was refused some.
+    assert result.results.loc[past.index, "model"].nunique() == 4
+
+
+def test_ctrl_c_returns_what_every_pair_answered(serve: Any, tmp_path: Any) -> None:
+    """An interrupt mid-sweep stops every pair at once: each keeps the rows it was answered,
+    the rest end ``interrupted``, and the same sweep again pays for no row twice."""
+    import _thread
+    import threading
+
+    emulator, client = serve(latency=Latency(median=1.5, sigma=0.6, minimum=0.05))
+    df = make_reviews(20)
+    kwargs: dict[str, Any] = {
+        "labels": LABELS, "client": client, "store": tmp_path / "store.sqlite", **ASK,
+    }  # fmt: skip
+    timer = threading.Timer(3.0, _thread.interrupt_main)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        timer.start()
+        try:
+            result = sweep(df, {"plain": TEMPLATES["plain"]}, FOUR, **kwargs)
+        finally:
+            timer.cancel()
+    assert any("interrupted" in str(w.message) for w in caught)
+    rows = result.results
+    answered = rows["error"].isna()
+    cut = rows["error"].astype(str).str.startswith("interrupted")
+    assert (answered | cut).all() and cut.any()
+    assert rows.loc[answered, "model"].nunique() == 4  # every pair was running, not one
+    again = sweep(df, {"plain": TEMPLATES["plain"]}, FOUR, **kwargs)
+    assert again.results["error"].isna().all()
+    assert not any(n > 1 for n in emulator.stats.inferences_by_body.values())
+    assert emulator.stats.inferences == 80
+
+
+def test_retries_on_invalid_re_asks_the_unreadable_rows(serve: Any) -> None:
+    """``retries_on_invalid=`` reaches every pair: unreadable replies are asked again."""
+    from valar_pandas.emulator import Faults
+
+    emulator, client = serve(faults=Faults(invalid_structured=1.0))
+    result = sweep(
+        make_reviews(5), {"plain": TEMPLATES["plain"]}, [GOOD, WEAK], labels=LABELS,
+        client=client, store=False, retries_on_invalid=2, **ASK,
+    )  # fmt: skip
+    # Every reply is unreadable: each row is asked once and then twice more.
+    assert emulator.stats.inferences == 2 * 5 * 3
+    assert result.leaderboard["errors"].tolist() == [5, 5]
+
+
+def test_one_display_counts_every_pair_once(serve: Any, monkeypatch: Any) -> None:
+    """The pairs run at once into one display: its rows done add up to the sweep's rows,
+    re-asks not counted again."""
+    from valar_pandas._display.tally import Tally
+    from valar_pandas.emulator import Faults
+    from valar_pandas.evals import _sweep
+
+    class Recording:
+        def __init__(self, total: int) -> None:
+            self.tally = Tally()
+            self.total = total
+
+        def __call__(self, event: Any) -> None:
+            self.tally.add(event)
+
+        def close(self) -> None:
+            return None
+
+    shown: list[Recording] = []
+
+    def make(*args: Any, total: int, **kwargs: Any) -> Recording:
+        shown.append(Recording(total))
+        return shown[-1]
+
+    monkeypatch.setattr(_sweep, "make_display", make)
+    emulator, client = serve(faults=Faults(invalid_structured=0.3))
+    models = [GOOD, "deepseek-ai/DeepSeek-V4-Flash"]
+    result = sweep(
+        make_reviews(12), TEMPLATES, models, labels=LABELS, client=client, store=False,
+        retries_on_invalid=1, **{**ASK, "progress": "tqdm"},
+    )  # fmt: skip
+    (display,) = shown
+    assert display.total == display.tally.done == 4 * 12 == display.tally.submitted
+    assert emulator.stats.inferences > 4 * 12  # re-asks were sent, and not drawn
+    assert display.tally.cancelled == 0
+    assert len(result.results) == 48

@@ -12,6 +12,10 @@ of this run has used so far (at least the assumed default), so once long answers
 every later create is reserved at their length; but the first answers in flight are reserved
 at the default, and spend can pass the limit. :attr:`Budget.overspent` says by how much, and
 the call warns of it: only ``max_output_tokens`` makes the budget a hard cap.
+
+Runs going on at once can share one limit (a sweep's pairs): each run's budget keeps its own
+price, reservations and longest answer, and all of them reserve from and settle into one
+:class:`SpendPool`, so spend plus in-flight across every run never passes the pool's limit.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from .models import Event, Finished, Request
 from .prices import DEFAULT_OUTPUT_TOKENS, Price, estimate_input_tokens
 
-__all__ = ["Budget", "estimated_cost"]
+__all__ = ["Budget", "SpendPool", "estimated_cost"]
 
 
 def estimated_cost(request: Request, price: Price, longest: int = 0) -> float:
@@ -36,21 +40,46 @@ def estimated_cost(request: Request, price: Price, longest: int = 0) -> float:
     return price.cost(estimate_input_tokens(request.body), output)
 
 
+class SpendPool:
+    """One spending limit shared by several budgets (runs going on at once).
+
+    Args:
+        limit: The most all the runs together may spend, in USD.
+
+    Attributes:
+        limit: The limit, in USD.
+        spent: USD of usage reported by finished requests of every run.
+        in_flight: USD reserved for created requests of every run not yet finished.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.spent = 0.0
+        self.in_flight = 0.0
+
+
 class Budget:
     """Stop creating requests once spend plus in-flight estimates would pass ``limit`` USD.
 
     Args:
         limit: The most this run may spend, in USD.
         price: The price of the call's model and window.
+        pool: A limit shared with other runs' budgets; admission is then judged on the
+            pool's spend and in-flight, and ``limit`` must be the pool's. None for a run of
+            its own.
 
     Attributes:
         spent: USD of usage reported by finished requests in this run.
-        in_flight: USD reserved for created requests not yet finished.
+        in_flight: USD reserved for created requests of this run not yet finished.
+        pool: What this run reserves from and settles into (its own, or the shared one).
     """
 
-    def __init__(self, limit: float, price: Price) -> None:
+    def __init__(self, limit: float, price: Price, pool: SpendPool | None = None) -> None:
+        if pool is not None and pool.limit != limit:
+            raise ValueError("a budget sharing a pool has the pool's limit")
         self.limit = limit
         self.price = price
+        self.pool = pool if pool is not None else SpendPool(limit)
         self.spent = 0.0
         self.in_flight = 0.0
         self.longest = 0
@@ -69,30 +98,36 @@ class Budget:
         if request.fingerprint in self._reserved:
             return None
         cost = estimated_cost(request, self.price, self.longest)
-        if self.spent + self.in_flight + cost > self.limit:
+        pool = self.pool
+        if pool.spent + pool.in_flight + cost > pool.limit:
             return (
-                f"not sent: the budget of ${self.limit:,.4f} would be exceeded "
-                f"(spent ${self.spent:,.4f}, ${self.in_flight:,.4f} in flight)"
+                f"not sent: the budget of ${pool.limit:,.4f} would be exceeded "
+                f"(spent ${pool.spent:,.4f}, ${pool.in_flight:,.4f} in flight)"
             )
         self._reserved[request.fingerprint] = cost
         self.in_flight += cost
+        pool.in_flight += cost
         return None
 
     def __call__(self, event: Event) -> None:
         """Settle a finished request: release its reservation, add its reported cost."""
         if not isinstance(event, Finished) or event.cached or event.fingerprint is None:
             return
-        self.in_flight -= self._reserved.pop(event.fingerprint, 0.0)
-        self.spent += self.price.of(event.outcome)
+        reserved = self._reserved.pop(event.fingerprint, 0.0)
+        cost = self.price.of(event.outcome)
+        self.in_flight -= reserved
+        self.spent += cost
+        self.pool.in_flight -= reserved
+        self.pool.spent += cost
         output = event.outcome.output_tokens or 0
         reasoning = event.outcome.reasoning_tokens or 0
         self.longest = max(self.longest, output + reasoning if reasoning > output else output)
 
     @property
     def overspent(self) -> float:
-        """USD spent past the limit (0.0 within it): answers longer than reserved.
+        """USD spent past the limit (0.0 within it), by every run sharing it.
 
-        Only possible for requests without ``max_output_tokens`` (or by the error of the
-        input tokens' estimate).
+        Answers longer than reserved: only possible for requests without
+        ``max_output_tokens`` (or by the error of the input tokens' estimate).
         """
-        return max(self.spent - self.limit, 0.0)
+        return max(self.pool.spent - self.pool.limit, 0.0)

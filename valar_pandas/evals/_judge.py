@@ -2,8 +2,9 @@
 
 Owns :func:`judge` and :class:`JudgeResult`. Every judgement is a scoring request sent
 through the same machinery as a sweep (:func:`~._sweep.run_pairs`: the run store, the
-idempotency keys, the budget estimated first, one progress display), so judging again is
-free and adding a judge model pays only for its rows.
+idempotency keys, the budget estimated first, the runs at once within one ``concurrency``
+and ``max_rps``, one progress display), so judging again is free and adding a judge model
+pays only for its rows.
 
 Pairwise judging shows each pair of answers twice, once in each order, and counts a win
 only when both orders prefer the same answer; orders that disagree (the judge followed the
@@ -164,7 +165,7 @@ def judge(
         sample: Judge a random sample of this many rows (drawn with ``seed``).
         seed: Seeds the sample and the bootstrap.
         budget: The most all the judgements may spend, USD; refused before anything is
-            sent when the estimate exceeds it.
+            sent when the estimate exceeds it, and spanning every judgement while they run.
         store: The run store (default location; False for none).
         client: The client to send with.
         prices: Model id → price override.
@@ -172,7 +173,8 @@ def judge(
         resamples: Bootstrap resamples for the intervals.
         level: The intervals' coverage.
         **options: Other options of ``df.valar.score`` (``max_output_tokens``,
-            ``completion_window``, ``reasoning``, ``retries_on_invalid``, ...).
+            ``completion_window``, ``reasoning``, ``retries_on_invalid``, and
+            ``concurrency`` and ``max_rps`` for all the judgements together, ...).
 
     Returns:
         The :class:`JudgeResult`.

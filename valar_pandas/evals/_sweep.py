@@ -5,12 +5,16 @@ Owns :func:`sweep`. Each prompt × model pair is an ordinary scoring call (the s
 replies all apply): pairs already answered are served from the store for free, and adding a
 model to a sweep pays for that model's rows only. The whole sweep is estimated before
 anything is sent; a ``budget=`` the estimate does not fit is refused then, and one budget
-spans every pair while they run. The pairs run one after another on the library's loop
-under one progress display. The figures are :mod:`._board`'s.
+spans every pair while they run (a shared :class:`~.._core.budget.SpendPool`). The pairs run
+at once on the library's loop, in :func:`lanes` that split the sweep's ``concurrency`` and
+``max_rps`` among them, under one progress display. The figures are :mod:`._board`'s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import math
 import time
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -20,10 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._core.budget import Budget
+from .._core.budget import Budget, SpendPool
 from .._core.config import ValarClient
 from .._core.errors import BudgetWarning, ConfigError, StoreWarning
 from .._core.models import Event
+from .._core.options import MIN_MAX_RPS, RunOptions
 from .._display.progress import Judged, make_display
 from .._display.tally import Display, Tally, close_display, drop_display, is_dropped
 from .._run.compose import run_plan
@@ -42,10 +47,11 @@ from .._service.call import (
 from .._service.preview import estimate_call
 from .._service.score import Reasks, scoring
 from .._store import RunStore
+from .._transport.exchange import surface
 from .._transport.shared import default_client
 from ._board import SweepResult, build_result
 
-__all__ = ["Ran", "check_figures", "run_pairs", "sample_rows", "sweep"]
+__all__ = ["Lane", "Ran", "check_figures", "lanes", "run_pairs", "sample_rows", "sweep"]
 
 _OWN = ("model", "into", "errors", "details", "progress", "budget", "store", "client", "price")
 _INTO = "prediction"
@@ -113,7 +119,9 @@ def sweep(
     would score it: the same requests, the same run store (pairs or rows answered before
     are free, so a sweep re-run with one more model pays only for that model's rows), the
     same re-asks of unreadable replies (``retries_on_invalid``). Everything is checked and
-    the whole sweep estimated before any request is sent.
+    the whole sweep estimated before any request is sent. The pairs run at once;
+    ``concurrency`` and ``max_rps`` are the whole sweep's, split among the pairs running
+    (see :func:`lanes`). Ctrl-C stops every pair and returns the rows answered so far.
 
     Args:
         df: The rows.
@@ -132,7 +140,8 @@ def sweep(
         seed: Seeds the sample and the bootstrap.
         budget: The most the whole sweep may spend, in USD. Refused before anything is
             sent when the estimate exceeds it; while the pairs run, one budget spans them
-            all (rows past it end ``not sent``, as in ``run``).
+            all: spend plus in-flight reservations of every pair never pass it (with
+            ``max_output_tokens``), and rows past it end ``not sent``, as in ``run``.
         store: The run store, as in ``run`` (default location; False for none).
         client: The client to send with (default: from the environment).
         prices: Model id → price override (``{"input": ..., "output": ...}`` USD per
@@ -143,7 +152,8 @@ def sweep(
         level: The intervals' coverage.
         **options: Any other option of ``df.valar.score`` (``instructions``,
             ``max_output_tokens``, ``completion_window``, ``reasoning``,
-            ``retries_on_invalid``, ``salt``, ``concurrency``, ...).
+            ``retries_on_invalid``, ``salt``, ``concurrency`` and ``max_rps`` for the
+            whole sweep, ...).
 
     Returns:
         The sweep's :class:`SweepResult`: ``.results`` (one row per row × prompt × model),
@@ -250,7 +260,8 @@ def run_pairs(
             raise ConfigError(f"{caller}() sets {key!r} itself; it cannot be passed as an option")
     if client is not None and not isinstance(client, ValarClient):
         raise ConfigError("client must be a valar_pandas.ValarClient")
-    spec, again, _ = scoring(shape, required=True)
+    reasks = {k: v for k, v in options.items() if k == "retries_on_invalid"}
+    spec, again, _ = scoring({**shape, **reasks}, required=True)
     assert spec is not None
     value_column = _value_column(spec, field)
     price_of = dict(prices or {})
@@ -427,6 +438,45 @@ def _display(progress: str | None, pairs: list[_Pair], spec: ScoreSpec, caller: 
     return Judged(shown, reply_judge(spec))
 
 
+@dataclass(frozen=True)
+class Lane:
+    """One lane of a sweep: pairs run in it one after another, with its share of the limits.
+
+    Attributes:
+        concurrency: The most HTTP requests in flight of the lane's run.
+        max_rps: The most requests a second of the lane's run (None: no limit).
+    """
+
+    concurrency: int
+    max_rps: float | None
+
+
+def lanes(concurrency: int, max_rps: float | None, pairs: int) -> list[Lane]:
+    """Split a sweep's ``concurrency`` and ``max_rps`` among the lanes its pairs run in.
+
+    A run's limits are its own (each run makes its own exchange, whose slots and overload
+    control hold ``concurrency``, and its own request budget of ``max_rps``), so pairs that
+    run at once each get a share, and the shares add up to the totals asked for: one lane per
+    pair, but never more lanes than ``concurrency`` (each needs one request in flight) nor
+    than ``max_rps`` allows at its least (0.1 a second each). Slots are split as evenly as
+    they go (the first lanes take the remainder), the rate evenly.
+
+    Args:
+        concurrency: The sweep's ``concurrency``.
+        max_rps: The sweep's ``max_rps``, or None.
+        pairs: How many pairs the sweep runs (1 or more).
+
+    Returns:
+        The lanes, 1 to ``pairs`` of them.
+    """
+    count = max(1, min(pairs, concurrency))
+    if max_rps is not None:
+        count = max(1, min(count, math.floor(max_rps / MIN_MAX_RPS + 1e-9)))
+    base, extra = divmod(concurrency, count)
+    rate = None if max_rps is None else max_rps / count
+    return [Lane(base + (1 if i < extra else 0), rate) for i in range(count)]
+
+
 async def _run_all(
     pairs: list[_Pair],
     spec: ScoreSpec,
@@ -437,30 +487,68 @@ async def _run_all(
     limit: float | None,
     stop: StopSignal,
 ) -> None:
-    """Run the pairs one after another; one budget spans them (each sees what is left)."""
-    spent = 0.0
-    for pair in pairs:
-        call = pair.call
-        tally = Tally(call.price)
-        counted = _Counted(display, tally)
-        budget = None
-        if limit is not None and call.price is not None:
-            budget = Budget(max(limit - spent, 0.0), call.price)
-        started = time.monotonic()
-        first = await run_plan(
-            call.plan, call.options, client, store, call.price, counted, budget, stop
-        )
-        reasks = Reasks(spec, call, 0 if stop.stopped else again, first)
-        # Re-asks are counted in the pair's spend, not drawn: the bar is sized by rows.
-        quiet = _Counted(None, tally)
-        while not stop.stopped and (retry := reasks.next()) is not None:
-            redo = await run_plan(
-                retry.plan, retry.options, client, store, retry.price, quiet, budget, stop
-            )
-            reasks.absorb(redo)
-        pair.seconds = time.monotonic() - started
-        pair.reasks, pair.tally = reasks, tally
-        spent += tally.spent
+    """Run the pairs at once, in :func:`lanes`; one budget spans them all.
+
+    Every pair's budget keeps its own price and reserves from one :class:`SpendPool`, so the
+    spend and in-flight of all the pairs together never pass ``limit``. A failure of one pair
+    stops the others and is raised alone.
+    """
+    options = pairs[0].call.options
+    shares = lanes(options.concurrency, options.max_rps, len(pairs))
+    pool = SpendPool(limit) if limit is not None else None
+    waiting = iter(pairs)
+
+    async def lane(share: Lane) -> None:
+        for pair in waiting:  # each lane takes the next pair as it becomes free
+            await _run_pair(pair, share, spec, again, client, store, display, pool, stop)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for share in shares:
+                group.create_task(lane(share))
+    except BaseExceptionGroup as group_error:
+        raise surface(group_error) from None
+
+
+async def _run_pair(
+    pair: _Pair,
+    share: Lane,
+    spec: ScoreSpec,
+    again: int,
+    client: ValarClient,
+    store: RunStore | None,
+    display: Display,
+    pool: SpendPool | None,
+    stop: StopSignal,
+) -> None:
+    """Run one pair and its re-asks within its lane's share of the limits."""
+    call = pair.call
+    tally = Tally(call.price)
+    counted = _Counted(display, tally)
+    budget = None
+    if pool is not None and call.price is not None:
+        budget = Budget(pool.limit, call.price, pool)
+    started = time.monotonic()
+    first = await run_plan(
+        call.plan, _shared(call.options, share), client, store, call.price, counted, budget,
+        stop,
+    )  # fmt: skip
+    reasks = Reasks(spec, call, 0 if stop.stopped else again, first)
+    # Re-asks are counted in the pair's spend, not drawn: the bar is sized by rows.
+    quiet = _Counted(None, tally)
+    while not stop.stopped and (retry := reasks.next()) is not None:
+        redo = await run_plan(
+            retry.plan, _shared(retry.options, share), client, store, retry.price, quiet,
+            budget, stop,
+        )  # fmt: skip
+        reasks.absorb(redo)
+    pair.seconds = time.monotonic() - started
+    pair.reasks, pair.tally = reasks, tally
+
+
+def _shared(options: RunOptions, share: Lane) -> RunOptions:
+    """A run's options within its lane's share of the sweep's limits."""
+    return dataclasses.replace(options, concurrency=share.concurrency, max_rps=share.max_rps)
 
 
 def _long_frame(
