@@ -57,3 +57,31 @@ def test_summary_of_another_frame_is_refused() -> None:
     ddf = dd.from_pandas(pd.DataFrame({"a": [1]}), npartitions=1)
     with pytest.raises(valar_pandas.ConfigError, match="not returned by"):
         valar_pandas.dask.summary(ddf)
+
+
+@pytest.mark.filterwarnings("ignore::valar_pandas.BudgetWarning")
+@pytest.mark.parametrize("budget", [1_000_000.0, 20_000.0])
+def test_a_partition_draws_more_of_the_budget_when_answers_run_long(
+    serve: Serve, budget: float
+) -> None:
+    from valar_pandas.emulator import Faults
+
+    # Every answer bills 1024 output tokens at $1 each, four times the estimate's default;
+    # four at a time, so each partition's budget sees the long answers come back.
+    emulator, client = serve(faults=Faults(usage_tokens=1024))
+    frame = pd.DataFrame({"review": [f"r{i}" for i in range(40)]})
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False)
+    price = {"input": 0.0, "output": 1_000_000.0}
+    out = ddf.valar.run(
+        "R: {review}", model=MODEL, client=client, store=False, budget=budget, price=price,
+        concurrency=4, mode="realtime",
+    )  # fmt: skip
+    with dask.config.set(scheduler="threads"):
+        got = out.compute()
+    sent = int(got["output"].notna().sum())
+    if budget == 1_000_000.0:
+        assert sent == emulator.stats.inferences == 40
+        return
+    refused = got["output_error"].dropna()
+    assert 0 < sent < 40 and len(refused) == 40 - sent
+    assert refused.str.contains(r"the budget of \$20,000\.0000 would be exceeded").all()

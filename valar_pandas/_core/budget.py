@@ -12,9 +12,16 @@ of this run has used so far (at least the assumed default), so once long answers
 every later create is reserved at their length; but the first answers in flight are reserved
 at the default, and spend can pass the limit. :attr:`Budget.overspent` says by how much, and
 the call warns of it: only ``max_output_tokens`` makes the budget a hard cap.
+
+A budget may be a share of a larger one (a Dask partition's grant of its computation's
+budget): it is then given ``top_up``, a callable asked for more dollars when a create would
+not fit, and ``named``, the larger budget its refusals name. The budget stays pure: the
+callable does whatever drawing from the larger pool needs, and answers how much it added.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from .models import Event, Finished, Request
 from .prices import DEFAULT_OUTPUT_TOKENS, Price, estimate_input_tokens
@@ -42,14 +49,26 @@ class Budget:
     Args:
         limit: The most this run may spend, in USD.
         price: The price of the call's model and window.
+        top_up: When a create would not fit, called with the USD missing; returns the USD
+            it adds to ``limit`` (possibly more than asked, or 0.0 when there is none).
+        named: The budget a refusal names (the whole budget ``limit`` is a share of);
+            ``limit`` when None.
 
     Attributes:
         spent: USD of usage reported by finished requests in this run.
         in_flight: USD reserved for created requests not yet finished.
     """
 
-    def __init__(self, limit: float, price: Price) -> None:
+    def __init__(
+        self,
+        limit: float,
+        price: Price,
+        top_up: Callable[[float], float] | None = None,
+        named: float | None = None,
+    ) -> None:
         self.limit = limit
+        self.top_up = top_up
+        self.named = limit if named is None else named
         self.price = price
         self.spent = 0.0
         self.in_flight = 0.0
@@ -69,9 +88,12 @@ class Budget:
         if request.fingerprint in self._reserved:
             return None
         cost = estimated_cost(request, self.price, self.longest)
+        short = self.spent + self.in_flight + cost - self.limit
+        if short > 0 and self.top_up is not None:
+            self.limit += self.top_up(short)
         if self.spent + self.in_flight + cost > self.limit:
             return (
-                f"not sent: the budget of ${self.limit:,.4f} would be exceeded "
+                f"not sent: the budget of ${self.named:,.4f} would be exceeded "
                 f"(spent ${self.spent:,.4f}, ${self.in_flight:,.4f} in flight)"
             )
         self._reserved[request.fingerprint] = cost

@@ -23,10 +23,11 @@ from .._core.errors import BudgetWarning, ConfigError
 from .._core.handler import HttpRequest, HttpResponse
 from .._core.spec import EstimateArgs, names_of
 from .._frame.merge import attach
+from .._run.compose import SHARED_BUDGET
 from .._service.call import Template, prepare_call, resources
 from .._service.preview import estimate_call
 from .._service.score import scoring
-from .shared import Meeting, grant, record, settle
+from .shared import Meeting, grant, handles, record, settle
 from .worker import WorkerConfig, in_right_process, worker_client
 
 __all__ = ["AT", "FINGERPRINT", "Work", "answered", "joined", "keyed", "offline", "ran"]
@@ -101,12 +102,21 @@ def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, An
         "concurrency": work.config.concurrency,
         "max_rps": work.config.max_rps,
     }
-    meeting, granted = work.meeting, None
+    meeting, drawn = work.meeting, [0.0]
+    shared = None
     if meeting.budget is not None:
+        pool = handles(meeting)
         wanted = _cost(part, work, client)
-        granted = grant(meeting, wanted)
-        given["budget"] = max(granted, 1e-9)  # nothing left: nothing is admitted
-    spent = granted
+        drawn[0] = grant(meeting, wanted, pool)
+        given["budget"] = max(drawn[0], 1e-9)  # nothing left: nothing is admitted
+
+        def top_up(short: float) -> float:
+            more = grant(meeting, max(short, wanted / 4), pool)
+            drawn[0] += more
+            return more
+
+        shared = SHARED_BUDGET.set((top_up, meeting.budget))
+    spent: float | None = None  # unknown (the call raised): all that was drawn is kept
     try:
         with warnings.catch_warnings():
             # Said once, when the computation was built, not once per partition.
@@ -115,8 +125,9 @@ def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, An
         totals = dict(out.attrs.get("valar", {}))
         spent = totals.get("spent_usd") or 0.0
     finally:
-        if granted is not None and spent is not None:
-            settle(meeting, granted, spent)
+        if shared is not None:
+            SHARED_BUDGET.reset(shared)
+            settle(meeting, drawn[0], drawn[0] if spent is None else spent, pool)
     out.attrs = {}
     return out, totals
 
