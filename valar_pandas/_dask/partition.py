@@ -10,6 +10,7 @@ so its columns and dtypes are the ones a real partition gets.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,6 +94,12 @@ def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, An
             "df.valar on Dask runs on the threaded scheduler or a distributed cluster "
             "(distributed.Client), not on the multiprocessing scheduler: its processes "
             "share no limits, budget or summary"
+        )
+    if not work.meeting.distributed and os.getpid() != work.config.driver:
+        raise ConfigError(
+            "this df.valar call was built before a distributed Client existed, and runs on "
+            "its workers: its concurrency, max_rps, budget and summary would not be shared. "
+            "Build the call (ddf.valar.run / score) after creating the distributed Client"
         )
     client = worker_client(work.config)
     given = {
