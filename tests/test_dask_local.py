@@ -85,3 +85,19 @@ def test_a_partition_draws_more_of_the_budget_when_answers_run_long(
     refused = got["output_error"].dropna()
     assert 0 < sent < 40 and len(refused) == 40 - sent
     assert refused.str.contains(r"the budget of \$20,000\.0000 would be exceeded").all()
+
+
+def test_the_clients_own_limits_hold_on_the_workers(serve: Serve) -> None:
+    from valar_pandas import ValarClient
+    from valar_pandas._dask.worker import _clients
+
+    emulator, given = serve()
+    client = ValarClient(
+        api_key=emulator.config.api_key, base_url=given.base_url, concurrency=10, max_rps=5
+    )
+    ddf = dd.from_pandas(pd.DataFrame({"review": ["a", "b"]}), npartitions=1)
+    out = ddf.valar.run("R: {review}", model=MODEL, client=client, store=False, mode="realtime")
+    with dask.config.set(scheduler="threads"):
+        assert out.compute()["output"].notna().all()
+    used = [c for c in _clients if c.base_url == client.base_url]
+    assert [(c.concurrency, c.max_rps) for c in used] == [(10, 5.0)]
