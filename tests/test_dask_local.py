@@ -101,3 +101,32 @@ def test_the_clients_own_limits_hold_on_the_workers(serve: Serve) -> None:
         assert out.compute()["output"].notna().all()
     used = [c for c in _clients if c.base_url == client.base_url]
     assert [(c.concurrency, c.max_rps) for c in used] == [(10, 5.0)]
+
+
+def test_dedupe_shows_a_callable_template_only_the_frames_columns(serve: Serve) -> None:
+    emulator, client = serve()
+    frame = pd.DataFrame({"review": [f"r{i % 4}" for i in range(20)]})
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False)
+
+    def prompt(row: pd.Series) -> str:
+        return " | ".join(f"{name}={value}" for name, value in row.items())
+
+    out = ddf.valar.run(prompt, model=MODEL, client=client, store=False, dedupe=True)
+    with dask.config.set(scheduler="threads"):
+        got = out.compute()
+    assert emulator.stats.inferences == 4
+    assert list(got["output"]) == [f"Echo: review=r{i % 4}" for i in range(20)]
+    assert list(got.columns) == ["review", "output", "output_error"]
+
+
+def test_dedupe_row_errors_hold_only_the_frames_columns(serve: Serve) -> None:
+    from valar_pandas.emulator import Faults
+
+    _, client = serve(faults=Faults(failed=1.0))
+    ddf = dd.from_pandas(pd.DataFrame({"review": ["a", "b", "c"]}), npartitions=1)
+    out = ddf.valar.run(
+        "R: {review}", model=MODEL, client=client, store=False, dedupe=True, errors="raise"
+    )
+    with dask.config.set(scheduler="threads"), pytest.raises(valar_pandas.RowErrors) as raised:
+        out.compute()
+    assert list(raised.value.frame.columns) == ["review", "output", "output_error"]

@@ -38,7 +38,7 @@ from .._service.call import budget_uncapped, resources
 from .._service.preview import estimate_call, preview_requests
 from .._service.score import scoring
 from .._transport.shared import default_client
-from .partition import AT, FINGERPRINT, Work, joined, keyed, offline, ran
+from .partition import AT, FINGERPRINT, Work, joined, keyed, offline, ran, ran_keyed
 from .shared import Meeting, open_budget
 from .worker import config_for
 
@@ -121,7 +121,7 @@ class DaskValarAccessor:
             n = frame.npartitions
             tagged = frame.map_partitions(keyed, work, meta=keyed(frame._meta, work))
             shuffled = tagged.shuffle(on=FINGERPRINT, npartitions=n)
-            answered = shuffled.map_partitions(ran, work, meta=offline(tagged._meta, work))
+            answered = shuffled.map_partitions(ran_keyed, work, meta=ran_keyed(tagged._meta, work))
             back = answered[[*new, AT]].set_index(
                 AT, divisions=tuple(float(i) for i in range(n + 1)), sorted=False
             )

@@ -31,7 +31,17 @@ from .._service.score import scoring
 from .shared import Meeting, grant, handles, record, settle
 from .worker import WorkerConfig, in_right_process, worker_client
 
-__all__ = ["AT", "FINGERPRINT", "Work", "answered", "joined", "keyed", "offline", "ran"]
+__all__ = [
+    "AT",
+    "FINGERPRINT",
+    "Work",
+    "answered",
+    "joined",
+    "keyed",
+    "offline",
+    "ran",
+    "ran_keyed",
+]
 
 FINGERPRINT = "__valar_fingerprint"
 """The column a ``dedupe=True`` computation shuffles on: each row's request fingerprint."""
@@ -82,6 +92,19 @@ def ran(
     out, totals = answered(part, work)
     if totals:
         record(work.meeting, (partition_info or {}).get("number", 0), totals)
+    return out
+
+
+def ran_keyed(
+    part: pd.DataFrame, work: Work, partition_info: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """:func:`ran` on a shuffled partition, without the internal columns.
+
+    A callable template gets every column, so the call sees the rows as the caller's frame
+    holds them (nor does a ``RowErrors`` frame carry them); :data:`AT` is kept for the way back.
+    """
+    out = ran(part.drop(columns=[FINGERPRINT, AT]), work, partition_info)
+    out[AT] = part[AT].to_numpy()
     return out
 
 
