@@ -130,3 +130,39 @@ def test_dedupe_row_errors_hold_only_the_frames_columns(serve: Serve) -> None:
     with dask.config.set(scheduler="threads"), pytest.raises(valar_pandas.RowErrors) as raised:
         out.compute()
     assert list(raised.value.frame.columns) == ["review", "output", "output_error"]
+
+
+def test_summary_says_how_far_the_computation_passed_its_budget(serve: Serve) -> None:
+    from valar_pandas.emulator import Faults
+
+    # Answers bill 1024 tokens at $1; the first in flight are reserved at the default 256.
+    _, client = serve(faults=Faults(usage_tokens=1024))
+    ddf = dd.from_pandas(pd.DataFrame({"review": [f"r{i}" for i in range(20)]}), npartitions=2)
+    with pytest.warns(valar_pandas.BudgetWarning, match="not a hard cap"):
+        out = ddf.valar.run(
+            "R: {review}", model=MODEL, client=client, store=False, budget=2000.0,
+            price={"input": 0.0, "output": 1_000_000.0}, concurrency=4, mode="realtime",
+        )  # fmt: skip
+    with dask.config.set(scheduler="threads"):
+        out.compute()
+    with pytest.warns(valar_pandas.BudgetWarning, match="past its budget"):
+        summary = valar_pandas.dask.summary(out)
+    assert summary["spent_usd"] > 2000.0
+    assert summary["budget_overspent_usd"] == summary["spent_usd"] - 2000.0
+    assert any("past its budget" in notice for notice in summary["notices"])
+
+
+def test_a_workers_batch_fallback_is_said_again_by_summary(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from valar_pandas._core import batchplan
+
+    monkeypatch.setattr(batchplan, "AUTO_MIN_REQUESTS", 5)
+    _, client = serve(batch_api=False)
+    ddf = dd.from_pandas(pd.DataFrame({"review": [f"r{i}" for i in range(6)]}), npartitions=1)
+    out = ddf.valar.run("R: {review}", model=MODEL, client=client, store=False, mode="auto")
+    with dask.config.set(scheduler="threads"):
+        assert out.compute()["output"].notna().all()
+    with pytest.warns(valar_pandas.BatchFallbackWarning, match="not available on this server"):
+        summary = valar_pandas.dask.summary(out)
+    assert any("not available on this server" in notice for notice in summary["notices"])

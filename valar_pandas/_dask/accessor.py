@@ -107,7 +107,8 @@ class DaskValarAccessor:
         settled = validate_options(**{k: v for k, v in rest.items() if k in _SETTLED})
         config = config_for(client, settled.concurrency, settled.max_rps, workers)
         budget = settled.budget
-        meeting = Meeting(uuid.uuid4().hex, distributed, budget)
+        capped = given.get("max_output_tokens") is not None
+        meeting = Meeting(uuid.uuid4().hex, distributed, budget, capped)
         work = Work(method, template, given, config, meeting)
         if budget is not None and given.get("max_output_tokens") is None:
             warnings.warn(budget_uncapped(), BudgetWarning, stacklevel=3)

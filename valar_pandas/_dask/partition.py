@@ -20,7 +20,7 @@ import pandas as pd
 
 from .._accessor import ValarAccessor
 from .._core.config import ValarClient
-from .._core.errors import BudgetWarning, ConfigError
+from .._core.errors import BatchFallbackWarning, BudgetWarning, ConfigError, StoreWarning
 from .._core.handler import HttpRequest, HttpResponse
 from .._core.spec import EstimateArgs, names_of
 from .._frame.merge import attach
@@ -148,11 +148,19 @@ def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, An
         shared = SHARED_BUDGET.set((top_up, meeting.budget))
     spent: float | None = None  # unknown (the call raised): all that was drawn is kept
     try:
-        with warnings.catch_warnings():
-            # Said once, when the computation was built, not once per partition.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # Said once, when the computation was built, not once per partition; and a
+            # partition's spend past its grant is not the computation's past its budget
+            # (summary() says that).
             warnings.filterwarnings("ignore", "budget.* is not a hard cap", BudgetWarning)
+            warnings.filterwarnings("ignore", ".* past its budget", BudgetWarning)
             out: pd.DataFrame = getattr(ValarAccessor(part), work.method)(work.template, **given)
         totals = dict(out.attrs.get("valar", {}))
+        totals.pop("budget_overspent_usd", None)
+        notices = _notices(caught)
+        if notices:
+            totals["notices"] = notices
         spent = totals.get("spent_usd") or 0.0
     finally:
         if shared is not None:
@@ -160,6 +168,21 @@ def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, An
             settle(meeting, drawn[0], drawn[0] if spent is None else spent, pool)
     out.attrs = {}
     return out, totals
+
+
+CARRIED = (StoreWarning, BudgetWarning, BatchFallbackWarning)
+"""The warnings a partition's totals carry to :func:`valar_pandas.dask.summary`."""
+
+
+def _notices(caught: list[warnings.WarningMessage]) -> list[tuple[str, str]]:
+    """The carried warnings as (class name, message); any other is issued again here."""
+    notices: list[tuple[str, str]] = []
+    for seen in caught:
+        if issubclass(seen.category, CARRIED):
+            notices.append((seen.category.__name__, str(seen.message)))
+        else:
+            warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
+    return notices
 
 
 def _cost(part: pd.DataFrame, work: Work, client: ValarClient) -> float:

@@ -36,11 +36,13 @@ class Meeting:
         token: Unique to the computation (its budget and summary are named after it).
         distributed: Whether they meet on a distributed scheduler (else in this process).
         budget: The computation's budget in USD, or None.
+        capped: Whether its requests set ``max_output_tokens``.
     """
 
     token: str
     distributed: bool
     budget: float | None
+    capped: bool = False
 
     @property
     def name(self) -> str:
