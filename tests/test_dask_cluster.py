@@ -238,3 +238,42 @@ def test_each_worker_keeps_one_client_and_one_loop_for_every_partition(
         out = ddf.valar.run("R: {review}", model=MODEL, client=client, store=False)
         assert out.compute()["output_error"].isna().all()
     assert set(cluster.run(_clients_here, client.base_url).values()) == {(1, 1)}
+
+
+@pytest.mark.filterwarnings("ignore::valar_pandas.BudgetWarning")
+def test_long_answers_draw_more_of_the_budget_on_the_workers(cluster: object, serve: Serve) -> None:
+    from valar_pandas.emulator import Faults
+
+    # Every answer bills 1024 output tokens at $1, four times what each partition reserved.
+    emulator, client = serve(faults=Faults(usage_tokens=1024))
+    ddf = dd.from_pandas(_reviews(40, 40), npartitions=2, sort=False)
+    price = {"input": 0.0, "output": 1_000_000.0}
+    out = ddf.valar.run(
+        "R: {review}", model=MODEL, client=client, store=False, budget=1_000_000.0,
+        price=price, concurrency=4, mode="realtime",
+    )  # fmt: skip
+    got = out.compute()
+    assert int(got["output"].notna().sum()) == emulator.stats.inferences == 40
+    assert valar_pandas.dask.summary(out)["spent_usd"] == 40 * 1024
+
+
+def test_a_call_built_before_the_client_is_refused_on_the_workers(
+    cluster: object, serve: Serve
+) -> None:
+    from distributed.client import _current_client, _global_clients
+
+    emulator, client = serve()
+    ddf = dd.from_pandas(_reviews(8, 8), npartitions=2, sort=False)
+    saved, current = dict(_global_clients), _current_client.set(None)
+    _global_clients.clear()  # no distributed client yet when the call is built
+    try:
+        out = ddf.valar.run(
+            "R: {review}", model=MODEL, client=client, store=False, budget=100.0,
+            price={"input": 0.0, "output": 0.0}, max_output_tokens=16,
+        )  # fmt: skip
+    finally:
+        _global_clients.update(saved)
+        _current_client.reset(current)
+    with pytest.raises(ConfigError, match="after creating the distributed Client"):
+        out.compute()  # on the cluster's workers
+    assert emulator.stats.total_requests == 0

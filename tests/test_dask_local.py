@@ -57,3 +57,114 @@ def test_summary_of_another_frame_is_refused() -> None:
     ddf = dd.from_pandas(pd.DataFrame({"a": [1]}), npartitions=1)
     with pytest.raises(valar_pandas.ConfigError, match="not returned by"):
         valar_pandas.dask.summary(ddf)
+
+
+@pytest.mark.filterwarnings("ignore::valar_pandas.BudgetWarning")
+@pytest.mark.parametrize("budget", [1_000_000.0, 20_000.0])
+def test_a_partition_draws_more_of_the_budget_when_answers_run_long(
+    serve: Serve, budget: float
+) -> None:
+    from valar_pandas.emulator import Faults
+
+    # Every answer bills 1024 output tokens at $1 each, four times the estimate's default;
+    # four at a time, so each partition's budget sees the long answers come back.
+    emulator, client = serve(faults=Faults(usage_tokens=1024))
+    frame = pd.DataFrame({"review": [f"r{i}" for i in range(40)]})
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False)
+    price = {"input": 0.0, "output": 1_000_000.0}
+    out = ddf.valar.run(
+        "R: {review}", model=MODEL, client=client, store=False, budget=budget, price=price,
+        concurrency=4, mode="realtime",
+    )  # fmt: skip
+    with dask.config.set(scheduler="threads"):
+        got = out.compute()
+    sent = int(got["output"].notna().sum())
+    if budget == 1_000_000.0:
+        assert sent == emulator.stats.inferences == 40
+        return
+    refused = got["output_error"].dropna()
+    assert 0 < sent < 40 and len(refused) == 40 - sent
+    assert refused.str.contains(r"the budget of \$20,000\.0000 would be exceeded").all()
+
+
+def test_the_clients_own_limits_hold_on_the_workers(serve: Serve) -> None:
+    from valar_pandas import ValarClient
+    from valar_pandas._dask.worker import _clients
+
+    emulator, given = serve()
+    client = ValarClient(
+        api_key=emulator.config.api_key, base_url=given.base_url, concurrency=10, max_rps=5
+    )
+    ddf = dd.from_pandas(pd.DataFrame({"review": ["a", "b"]}), npartitions=1)
+    out = ddf.valar.run("R: {review}", model=MODEL, client=client, store=False, mode="realtime")
+    with dask.config.set(scheduler="threads"):
+        assert out.compute()["output"].notna().all()
+    used = [c for c in _clients if c.base_url == client.base_url]
+    assert [(c.concurrency, c.max_rps) for c in used] == [(10, 5.0)]
+
+
+def test_dedupe_shows_a_callable_template_only_the_frames_columns(serve: Serve) -> None:
+    emulator, client = serve()
+    frame = pd.DataFrame({"review": [f"r{i % 4}" for i in range(20)]})
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False)
+
+    def prompt(row: pd.Series) -> str:
+        return " | ".join(f"{name}={value}" for name, value in row.items())
+
+    out = ddf.valar.run(prompt, model=MODEL, client=client, store=False, dedupe=True)
+    with dask.config.set(scheduler="threads"):
+        got = out.compute()
+    assert emulator.stats.inferences == 4
+    assert list(got["output"]) == [f"Echo: review=r{i % 4}" for i in range(20)]
+    assert list(got.columns) == ["review", "output", "output_error"]
+
+
+def test_dedupe_row_errors_hold_only_the_frames_columns(serve: Serve) -> None:
+    from valar_pandas.emulator import Faults
+
+    _, client = serve(faults=Faults(failed=1.0))
+    ddf = dd.from_pandas(pd.DataFrame({"review": ["a", "b", "c"]}), npartitions=1)
+    out = ddf.valar.run(
+        "R: {review}", model=MODEL, client=client, store=False, dedupe=True, errors="raise"
+    )
+    with dask.config.set(scheduler="threads"), pytest.raises(valar_pandas.RowErrors) as raised:
+        out.compute()
+    assert list(raised.value.frame.columns) == ["review", "output", "output_error"]
+
+
+def test_summary_says_how_far_the_computation_passed_its_budget(serve: Serve) -> None:
+    from valar_pandas.emulator import Faults
+
+    # Answers bill 1024 tokens at $1; the first in flight are reserved at the default 256.
+    _, client = serve(faults=Faults(usage_tokens=1024))
+    # One partition: catch_warnings, which each partition records its warnings under, is
+    # process-wide, so two partitions on threads could see each other's filters.
+    ddf = dd.from_pandas(pd.DataFrame({"review": [f"r{i}" for i in range(20)]}), npartitions=1)
+    with pytest.warns(valar_pandas.BudgetWarning, match="not a hard cap"):
+        out = ddf.valar.run(
+            "R: {review}", model=MODEL, client=client, store=False, budget=2000.0,
+            price={"input": 0.0, "output": 1_000_000.0}, concurrency=4, mode="realtime",
+        )  # fmt: skip
+    with dask.config.set(scheduler="threads"):
+        out.compute()
+    with pytest.warns(valar_pandas.BudgetWarning, match="past its budget"):
+        summary = valar_pandas.dask.summary(out)
+    assert summary["spent_usd"] > 2000.0
+    assert summary["budget_overspent_usd"] == summary["spent_usd"] - 2000.0
+    assert any("past its budget" in notice for notice in summary["notices"])
+
+
+def test_a_workers_batch_fallback_is_said_again_by_summary(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from valar_pandas._core import batchplan
+
+    monkeypatch.setattr(batchplan, "AUTO_MIN_REQUESTS", 5)
+    _, client = serve(batch_api=False)
+    ddf = dd.from_pandas(pd.DataFrame({"review": [f"r{i}" for i in range(6)]}), npartitions=1)
+    out = ddf.valar.run("R: {review}", model=MODEL, client=client, store=False, mode="auto")
+    with dask.config.set(scheduler="threads"):
+        assert out.compute()["output"].notna().all()
+    with pytest.warns(valar_pandas.BatchFallbackWarning, match="not available on this server"):
+        summary = valar_pandas.dask.summary(out)
+    assert any("not available on this server" in notice for notice in summary["notices"])

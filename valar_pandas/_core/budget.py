@@ -16,9 +16,16 @@ the call warns of it: only ``max_output_tokens`` makes the budget a hard cap.
 Runs going on at once can share one limit (a sweep's pairs): each run's budget keeps its own
 price, reservations and longest answer, and all of them reserve from and settle into one
 :class:`SpendPool`, so spend plus in-flight across every run never passes the pool's limit.
+
+A budget may be a share of a larger one (a Dask partition's grant of its computation's
+budget): it is then given ``top_up``, a callable asked for more dollars when a create would
+not fit, and ``named``, the larger budget its refusals name. The budget stays pure: the
+callable does whatever drawing from the larger pool needs, and answers how much it added.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from .models import Event, Finished, Request
 from .prices import DEFAULT_OUTPUT_TOKENS, Price, estimate_input_tokens
@@ -67,6 +74,10 @@ class Budget:
         pool: A limit shared with other runs' budgets; admission is then judged on the
             pool's spend and in-flight, and ``limit`` must be the pool's. None for a run of
             its own.
+        top_up: When a create would not fit, called with the USD missing; returns the USD
+            it adds to the limit (possibly more than asked, or 0.0 when there is none).
+        named: The budget a refusal names (the whole budget ``limit`` is a share of);
+            ``limit`` when None.
 
     Attributes:
         spent: USD of usage reported by finished requests in this run.
@@ -74,10 +85,19 @@ class Budget:
         pool: What this run reserves from and settles into (its own, or the shared one).
     """
 
-    def __init__(self, limit: float, price: Price, pool: SpendPool | None = None) -> None:
+    def __init__(
+        self,
+        limit: float,
+        price: Price,
+        pool: SpendPool | None = None,
+        top_up: Callable[[float], float] | None = None,
+        named: float | None = None,
+    ) -> None:
         if pool is not None and pool.limit != limit:
             raise ValueError("a budget sharing a pool has the pool's limit")
         self.limit = limit
+        self.top_up = top_up
+        self.named = limit if named is None else named
         self.price = price
         self.pool = pool if pool is not None else SpendPool(limit)
         self.spent = 0.0
@@ -99,9 +119,13 @@ class Budget:
             return None
         cost = estimated_cost(request, self.price, self.longest)
         pool = self.pool
+        short = pool.spent + pool.in_flight + cost - pool.limit
+        if short > 0 and self.top_up is not None:
+            pool.limit += self.top_up(short)
+            self.limit = pool.limit
         if pool.spent + pool.in_flight + cost > pool.limit:
             return (
-                f"not sent: the budget of ${pool.limit:,.4f} would be exceeded "
+                f"not sent: the budget of ${self.named:,.4f} would be exceeded "
                 f"(spent ${pool.spent:,.4f}, ${pool.in_flight:,.4f} in flight)"
             )
         self._reserved[request.fingerprint] = cost

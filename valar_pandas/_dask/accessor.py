@@ -38,7 +38,7 @@ from .._service.call import budget_uncapped, resources
 from .._service.preview import estimate_call, preview_requests
 from .._service.score import scoring
 from .._transport.shared import default_client
-from .partition import AT, FINGERPRINT, Work, joined, keyed, offline, ran
+from .partition import AT, FINGERPRINT, Work, joined, keyed, offline, ran, ran_keyed
 from .shared import Meeting, open_budget
 from .worker import config_for
 
@@ -107,7 +107,8 @@ class DaskValarAccessor:
         settled = validate_options(**{k: v for k, v in rest.items() if k in _SETTLED})
         config = config_for(client, settled.concurrency, settled.max_rps, workers)
         budget = settled.budget
-        meeting = Meeting(uuid.uuid4().hex, distributed, budget)
+        capped = given.get("max_output_tokens") is not None
+        meeting = Meeting(uuid.uuid4().hex, distributed, budget, capped)
         work = Work(method, template, given, config, meeting)
         if budget is not None and given.get("max_output_tokens") is None:
             warnings.warn(budget_uncapped(), BudgetWarning, stacklevel=3)
@@ -121,7 +122,7 @@ class DaskValarAccessor:
             n = frame.npartitions
             tagged = frame.map_partitions(keyed, work, meta=keyed(frame._meta, work))
             shuffled = tagged.shuffle(on=FINGERPRINT, npartitions=n)
-            answered = shuffled.map_partitions(ran, work, meta=offline(tagged._meta, work))
+            answered = shuffled.map_partitions(ran_keyed, work, meta=ran_keyed(tagged._meta, work))
             back = answered[[*new, AT]].set_index(
                 AT, divisions=tuple(float(i) for i in range(n + 1)), sorted=False
             )

@@ -10,6 +10,7 @@ so its columns and dtypes are the ones a real partition gets.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,17 +20,28 @@ import pandas as pd
 
 from .._accessor import ValarAccessor
 from .._core.config import ValarClient
-from .._core.errors import BudgetWarning, ConfigError
+from .._core.errors import BatchFallbackWarning, BudgetWarning, ConfigError, StoreWarning
 from .._core.handler import HttpRequest, HttpResponse
 from .._core.spec import EstimateArgs, names_of
 from .._frame.merge import attach
+from .._run.compose import SHARED_BUDGET
 from .._service.call import Template, prepare_call, resources
 from .._service.preview import estimate_call
 from .._service.score import scoring
-from .shared import Meeting, grant, record, settle
+from .shared import Meeting, grant, handles, record, settle
 from .worker import WorkerConfig, in_right_process, worker_client
 
-__all__ = ["AT", "FINGERPRINT", "Work", "answered", "joined", "keyed", "offline", "ran"]
+__all__ = [
+    "AT",
+    "FINGERPRINT",
+    "Work",
+    "answered",
+    "joined",
+    "keyed",
+    "offline",
+    "ran",
+    "ran_keyed",
+]
 
 FINGERPRINT = "__valar_fingerprint"
 """The column a ``dedupe=True`` computation shuffles on: each row's request fingerprint."""
@@ -83,6 +95,19 @@ def ran(
     return out
 
 
+def ran_keyed(
+    part: pd.DataFrame, work: Work, partition_info: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """:func:`ran` on a shuffled partition, without the internal columns.
+
+    A callable template gets every column, so the call sees the rows as the caller's frame
+    holds them (nor does a ``RowErrors`` frame carry them); :data:`AT` is kept for the way back.
+    """
+    out = ran(part.drop(columns=[FINGERPRINT, AT]), work, partition_info)
+    out[AT] = part[AT].to_numpy()
+    return out
+
+
 def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The partition with its answers, and the run's totals (none for an empty partition)."""
     if len(part) == 0:
@@ -93,6 +118,12 @@ def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, An
             "(distributed.Client), not on the multiprocessing scheduler: its processes "
             "share no limits, budget or summary"
         )
+    if not work.meeting.distributed and os.getpid() != work.config.driver:
+        raise ConfigError(
+            "this df.valar call was built before a distributed Client existed, and runs on "
+            "its workers: its concurrency, max_rps, budget and summary would not be shared. "
+            "Build the call (ddf.valar.run / score) after creating the distributed Client"
+        )
     client = worker_client(work.config)
     given = {
         **work.options,
@@ -101,24 +132,57 @@ def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, An
         "concurrency": work.config.concurrency,
         "max_rps": work.config.max_rps,
     }
-    meeting, granted = work.meeting, None
+    meeting, drawn = work.meeting, [0.0]
+    shared = None
     if meeting.budget is not None:
+        pool = handles(meeting)
         wanted = _cost(part, work, client)
-        granted = grant(meeting, wanted)
-        given["budget"] = max(granted, 1e-9)  # nothing left: nothing is admitted
-    spent = granted
+        drawn[0] = grant(meeting, wanted, pool)
+        given["budget"] = max(drawn[0], 1e-9)  # nothing left: nothing is admitted
+
+        def top_up(short: float) -> float:
+            more = grant(meeting, max(short, wanted / 4), pool)
+            drawn[0] += more
+            return more
+
+        shared = SHARED_BUDGET.set((top_up, meeting.budget))
+    spent: float | None = None  # unknown (the call raised): all that was drawn is kept
     try:
-        with warnings.catch_warnings():
-            # Said once, when the computation was built, not once per partition.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # Said once, when the computation was built, not once per partition; and a
+            # partition's spend past its grant is not the computation's past its budget
+            # (summary() says that).
             warnings.filterwarnings("ignore", "budget.* is not a hard cap", BudgetWarning)
+            warnings.filterwarnings("ignore", ".* past its budget", BudgetWarning)
             out: pd.DataFrame = getattr(ValarAccessor(part), work.method)(work.template, **given)
         totals = dict(out.attrs.get("valar", {}))
+        totals.pop("budget_overspent_usd", None)
+        notices = _notices(caught)
+        if notices:
+            totals["notices"] = notices
         spent = totals.get("spent_usd") or 0.0
     finally:
-        if granted is not None and spent is not None:
-            settle(meeting, granted, spent)
+        if shared is not None:
+            SHARED_BUDGET.reset(shared)
+            settle(meeting, drawn[0], drawn[0] if spent is None else spent, pool)
     out.attrs = {}
     return out, totals
+
+
+CARRIED = (StoreWarning, BudgetWarning, BatchFallbackWarning)
+"""The warnings a partition's totals carry to :func:`valar_pandas.dask.summary`."""
+
+
+def _notices(caught: list[warnings.WarningMessage]) -> list[tuple[str, str]]:
+    """The carried warnings as (class name, message); any other is issued again here."""
+    notices: list[tuple[str, str]] = []
+    for seen in caught:
+        if issubclass(seen.category, CARRIED):
+            notices.append((seen.category.__name__, str(seen.message)))
+        else:
+            warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
+    return notices
 
 
 def _cost(part: pd.DataFrame, work: Work, client: ValarClient) -> float:

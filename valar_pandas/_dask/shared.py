@@ -7,8 +7,11 @@ partitions run in this process, and both are plain objects under a ``threading.L
 
 The budget is spent by reservation: before it sends anything a partition reserves the cost
 its estimate gives for what it has to send (cache hits cost nothing), or what is left when
-that is less, and runs with the grant as its ``budget=``; afterwards it hands back what it did
-not spend. So the partitions together never admit more than the budget, whichever worker
+that is less, and runs with the grant as its ``budget=``. The estimate reserves the default
+answer length; when answers run longer and the grant would refuse a row, the partition draws
+more from the pool (at least a quarter of its first grant at a time) before refusing, so a row
+is refused only when the whole budget is spent or reserved. Afterwards it hands back what it
+did not spend. So the partitions together never admit more than the budget, whichever worker
 they run on, and a partition that finds little left sends only what that pays for, its other
 rows failing with the budget's error as in a single process.
 """
@@ -20,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Meeting", "collect", "grant", "open_budget", "record", "settle"]
+__all__ = ["Meeting", "collect", "grant", "handles", "open_budget", "record", "settle"]
 
 _WAIT = 30.0  # seconds a partition waits for the scheduler's budget or lock
 
@@ -33,11 +36,13 @@ class Meeting:
         token: Unique to the computation (its budget and summary are named after it).
         distributed: Whether they meet on a distributed scheduler (else in this process).
         budget: The computation's budget in USD, or None.
+        capped: Whether its requests set ``max_output_tokens``.
     """
 
     token: str
     distributed: bool
     budget: float | None
+    capped: bool = False
 
     @property
     def name(self) -> str:
@@ -63,13 +68,29 @@ def open_budget(meeting: Meeting) -> None:
             _left[meeting.name] = meeting.budget
 
 
-def grant(meeting: Meeting, want: float) -> float:
-    """Reserve up to ``want`` USD of the budget; returns what was granted."""
-    if meeting.distributed:
-        from distributed import Lock, Variable
+def handles(meeting: Meeting) -> tuple[Any, Any] | None:
+    """The scheduler's lock and variable of a distributed meeting (None for a local one).
 
-        with Lock(meeting.name):
-            pool = Variable(meeting.name)
+    Made on a thread Dask runs the partition on, they may then be used from another (the
+    library's loop thread, topping up the partition's grant), where no worker is known.
+    """
+    return _on_scheduler(meeting) if meeting.distributed else None
+
+
+def _on_scheduler(meeting: Meeting) -> tuple[Any, Any]:
+    from distributed import Lock, Variable
+
+    return Lock(meeting.name), Variable(meeting.name)
+
+
+def grant(meeting: Meeting, want: float, held: tuple[Any, Any] | None = None) -> float:
+    """Reserve up to ``want`` USD of the budget; returns what was granted.
+
+    ``held`` are the meeting's :func:`handles`, made on a worker's task thread.
+    """
+    if meeting.distributed:
+        lock, pool = held or _on_scheduler(meeting)
+        with lock:
             left = float(pool.get(timeout=_WAIT))
             given = max(min(want, left), 0.0)
             pool.set(left - given)
@@ -81,13 +102,13 @@ def grant(meeting: Meeting, want: float) -> float:
         return given
 
 
-def settle(meeting: Meeting, granted: float, spent: float) -> None:
+def settle(
+    meeting: Meeting, granted: float, spent: float, held: tuple[Any, Any] | None = None
+) -> None:
     """Hand back what a partition did not spend of its grant (or take what it overspent)."""
     if meeting.distributed:
-        from distributed import Lock, Variable
-
-        with Lock(meeting.name):
-            pool = Variable(meeting.name)
+        lock, pool = held or _on_scheduler(meeting)
+        with lock:
             pool.set(float(pool.get(timeout=_WAIT)) + granted - spent)
         return
     with _lock:

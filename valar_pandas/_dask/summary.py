@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import dask.dataframe as dd
 
+from .._core.errors import BudgetWarning
+from .._service.call import budget_passed
 from .accessor import meeting_of
+from .partition import CARRIED
 from .shared import collect
+
+_KINDS = {kind.__name__: kind for kind in CARRIED}
 
 __all__ = ["summary"]
 
@@ -26,6 +32,11 @@ def summary(frame: dd.DataFrame) -> dict[str, Any]:
     (None without a price), ``invalid_retries`` and ``store_unsaved`` when any partition had
     them, and ``partitions``: how many partitions reported. A partition run again (its
     worker was lost, or the frame computed again) counts once, with its latest totals.
+
+    What the workers warned of (``StoreWarning``, ``BudgetWarning``,
+    ``BatchFallbackWarning``) is in ``notices`` and is issued again here, on the caller's
+    side, once per distinct message; ``budget_overspent_usd`` is how far the computation's
+    spend passed its ``budget`` (present, with a ``BudgetWarning``, only when it did).
 
     Args:
         frame: The lazy frame ``run`` or ``score`` returned, after ``compute()``,
@@ -46,4 +57,17 @@ def summary(frame: dd.DataFrame) -> dict[str, Any]:
     spent = [p.get("spent_usd") for p in parts]
     priced = [s for s in spent if s is not None]
     totals["spent_usd"] = round(sum(priced), 9) if priced or not parts else None
+    meeting = meeting_of(frame)
+    said: dict[tuple[str, str], None] = {}
+    for part in parts:
+        said |= dict.fromkeys((str(kind), str(text)) for kind, text in part.get("notices", ()))
+    spent = totals["spent_usd"]
+    if meeting.budget is not None and spent is not None and spent > meeting.budget:
+        totals["budget_overspent_usd"] = round(spent - meeting.budget, 9)
+        passed = budget_passed(spent, spent - meeting.budget, meeting.capped)
+        said[(BudgetWarning.__name__, passed)] = None
+    if said:
+        totals["notices"] = [text for _, text in said]
+    for kind, text in said:
+        warnings.warn(_KINDS.get(kind, UserWarning)(text), stacklevel=2)
     return totals

@@ -91,10 +91,13 @@ def config_for(
 ) -> WorkerConfig:
     """The worker configuration for ``client``, the totals split among ``workers`` processes.
 
+    The totals are the smaller of the run's and the client's ``concurrency`` and
+    ``max_rps`` (a pandas call runs within both), split among the workers.
+
     Args:
         client: The caller's client (or the default one).
-        concurrency: The computation's total requests in flight.
-        max_rps: The computation's total requests a second, or None.
+        concurrency: The run's total requests in flight.
+        max_rps: The run's total requests a second, or None.
         workers: Worker processes sharing the totals (1 without a distributed cluster).
 
     Raises:
@@ -113,6 +116,10 @@ def config_for(
             "a client with verify=<ssl.SSLContext> cannot be used on Dask workers: give the "
             "path of the CA file (present on every worker) or 'system'"
         )
+    # The client's limits hold too, as for a pandas call: the smaller of each pair is split.
+    concurrency = min(concurrency, client.concurrency)
+    rates = [rate for rate in (max_rps, client.max_rps) if rate is not None]
+    max_rps = min(rates) if rates else None
     share = None if max_rps is None else max(max_rps / workers, 0.1)
     return WorkerConfig(
         base_url=client.base_url,

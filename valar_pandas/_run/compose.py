@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,6 +233,15 @@ def _left_error(stop: StopSignal, response_id: str | None) -> str:
     )
 
 
+SHARED_BUDGET: ContextVar[tuple[Callable[[float], float], float] | None] = ContextVar(
+    "valar_pandas_shared_budget", default=None
+)
+"""Set where a run's ``budget`` is a share of a larger budget (a Dask partition's grant):
+the top-up that draws more of it and the larger budget, which refusals name (see
+:class:`~valar_pandas._core.budget.Budget`). The library's loop runs each coroutine with its
+caller's context variables, so a caller sets it around a blocking call."""
+
+
 async def run_plan(
     plan: Plan,
     options: RunOptions,
@@ -296,7 +306,9 @@ async def run_plan(
     if journal is not None:
         listeners.append(recorder(journal))
     if budget is None and options.budget is not None and price is not None:
-        budget = Budget(options.budget, price)
+        shared = SHARED_BUDGET.get()
+        top_up, named = shared if shared is not None else (None, None)
+        budget = Budget(options.budget, price, top_up=top_up, named=named)
     if budget is not None:
         listeners.append(budget)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import os
 import threading
 from collections.abc import Coroutine
@@ -120,6 +121,9 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 def run_sync(coro: Coroutine[Any, Any, T], stop: StopSignal | None = None) -> T:
     """Run a coroutine on the library's loop and block until it returns.
 
+    The coroutine sees the caller's context variables (a Dask partition's share of its
+    computation's budget, :data:`~valar_pandas._run.compose.SHARED_BUDGET`).
+
     Args:
         coro: The coroutine to run.
         stop: Set on Ctrl-C (or a kernel interrupt) instead of cancelling: the coroutine
@@ -138,8 +142,11 @@ def run_sync(coro: Coroutine[Any, Any, T], stop: StopSignal | None = None) -> T:
         coro.close()
         raise RuntimeError("run_sync() cannot be called from the valar-pandas loop thread")
     started, unwound = threading.Event(), threading.Event()
+    context = contextvars.copy_context()  # the caller's context variables, on the loop too
 
     async def tracked() -> T:
+        for variable, value in context.items():
+            variable.set(value)
         started.set()
         try:
             return await coro
