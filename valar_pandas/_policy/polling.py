@@ -216,6 +216,7 @@ class PollPlanner:
     scout_growth: float = 1.5
     scout_growth_warm: float = 1.25
     recheck: float = 0.5
+    tail_scouts: int = 12
 
     @classmethod
     def from_schedule(cls, schedule: PollSchedule) -> PollPlanner:
@@ -268,6 +269,32 @@ class PollPlanner:
         gap = self.endgame_gap(age, outstanding)
         return gap if gap is not None and gap < due_in else None
 
+    def still_running(
+        self,
+        *,
+        age: float,
+        polls: int,
+        scout: bool,
+        tail: LatencyModel,
+        tail_scout: bool,
+        now: float,
+    ) -> float:
+        """The chance that a response not yet found done is still running.
+
+        A late row (still running at its first poll, no scout of either kind) that waits
+        for its first look from the tail scouts' curve is running with the chance that
+        curve gives for its age, at least one in the curve's completions plus one (a curve
+        learnt from n rows cannot say a row is surely done). Every other row counts as
+        running: scouts and rows already polled in their stage are watched, and a row's
+        first poll is planned near the point where nearly every row is done. Summed over
+        the outstanding rows, it says how many the run still waits for, which falls when
+        late rows finish unnoticed: the endgame can then begin although nothing was seen
+        to complete.
+        """
+        if scout or tail_scout or polls != 1:
+            return 1.0
+        return max(1.0 - tail.fraction_done(age, now), 1.0 / (tail.observed + 1))
+
     def first_look(self, model: LatencyModel, now: float) -> float | None:
         """The age at which a row is first worth polling, once the model knows it.
 
@@ -291,6 +318,8 @@ class PollPlanner:
         now: float,
         outstanding: int,
         rand: float,
+        tail: LatencyModel | None = None,
+        tail_scout: bool = False,
     ) -> tuple[float, bool]:
         """Decide the next look at one response.
 
@@ -298,10 +327,13 @@ class PollPlanner:
             age: Seconds since the response was created.
             polls: Polls made so far for it.
             scout: Whether it is a scout.
-            model: What the run has learnt.
+            model: What the run has learnt from its scouts.
             now: The current time (the model's clock).
             outstanding: Responses not yet finished in the run.
             rand: Uniform random number in [0, 1) for ±10 % jitter.
+            tail: What the run has learnt from its tail scouts (rows found still running
+                at their first poll); None to decide late rows from ``model`` alone.
+            tail_scout: Whether it is a tail scout.
 
         Returns:
             ``(delay, poll)``: after ``delay`` seconds, poll it (True) or just decide again
@@ -309,11 +341,16 @@ class PollPlanner:
         """
         jitter = 0.9 + 0.2 * rand
         endgame = self.endgame_gap(age, outstanding)
+        first_at = 0  # polls made when this stage's first look is due
+        growth = self.scout_growth_warm if model.observed >= self.warm else self.scout_growth
+        if tail is not None and not scout and polls > 0:
+            # Still running at its first poll: a late row, decided from what the late rows'
+            # own scouts show (a mix of fast and slow answers has a tail of its own).
+            model, scout, first_at, growth = tail, tail_scout, 1, self.scout_growth_warm
         if not scout and model.observed < self.warm and model.watching == 0:
             scout = True  # nothing to learn from: poll as a scout rather than wait forever
         if scout:
             # Geometric in the age: cheap at minutes-long latencies, dense at short ones.
-            growth = self.scout_growth_warm if model.observed >= self.warm else self.scout_growth
             gap = max(self.min_gap, (growth - 1.0) * age, self.cold.first * (polls == 0))
             return min(gap, endgame or gap) * jitter, True
         if model.observed < self.warm and endgame is None:
@@ -322,7 +359,7 @@ class PollPlanner:
         when = model.quantile(done + (1.0 - done) * self.target, now)
         late_from = model.quantile(0.9, now)
         late = late_from is not None and age >= late_from
-        if polls == 0 and endgame is None:
+        if polls == first_at and endgame is None:
             first = self.first_look(model, now)
             if first is not None and first > age:
                 return max(first - age, self.min_gap) * jitter, True
