@@ -173,7 +173,7 @@ def test_scouts_poll_geometrically_by_age():
     # once the model is warm, scouts report finer (25 % of the age)
     assert _plan(_model(UNIFORM), 10.0, scout=True) == (pytest.approx(2.5), True)
     # in the endgame a scout is one of the rows the run waits for
-    assert _plan(cold, 100.0, scout=True, outstanding=10) == (pytest.approx(4.0), True)
+    assert _plan(cold, 100.0, scout=True, outstanding=10) == (pytest.approx(6.0), True)
 
 
 @pytest.mark.parametrize(
@@ -246,10 +246,11 @@ def test_a_polled_row_polls_again_when_most_of_the_rest_should_be_done(age, expe
 @pytest.mark.parametrize(
     ("outstanding", "age", "expected"),
     [
-        (20, 60.0, 4.8),  # the endgame begins (20 rows left): 8 % of the age
-        (10, 60.0, 2.4),  # half the rows left: half the share
-        (3, 60.0, 0.72),
-        (1, 60.0, 0.6),  # never under 1 % of the age ...
+        (20, 60.0, 7.2),  # the endgame begins (20 rows left): 12 % of the age
+        (10, 60.0, 3.6),  # half the rows left: half the share
+        (5, 60.0, 1.8),
+        (3, 60.0, 1.2),  # never under 2 % of the age ...
+        (1, 60.0, 1.2),
         (1, 20.0, 0.5),  # ... nor under half the shortest gap
         (1, 1e6, 30.0),  # never beyond the cap
         (21, 60.0, 32.0),  # not yet the endgame: the planner's usual gap
@@ -263,7 +264,7 @@ def test_endgame_tightens_gaps_as_rows_run_out(outstanding, age, expected):
 @pytest.mark.parametrize(
     ("due_in", "outstanding", "expected"),
     [
-        (100.0, 5, 12.0),  # 2 % of a 600 s row's age: sooner than planned
+        (100.0, 5, 18.0),  # 3 % of a 600 s row's age: sooner than planned
         (10.0, 5, None),  # already sooner: kept
         (100.0, 21, None),  # not the endgame: kept
     ],

@@ -207,8 +207,8 @@ class PollPlanner:
     tail: float = 0.25
     reach: float = 0.5
     reach_cap: float = 1.5
-    endgame: float = 0.08
-    endgame_floor: float = 0.01
+    endgame: float = 0.12
+    endgame_floor: float = 0.02
     endgame_rows: int = 20
     warm: int = 6
     scouts: int = 12
