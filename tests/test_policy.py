@@ -274,6 +274,75 @@ def test_regroup_brings_planned_looks_sooner_in_the_endgame(due_in, outstanding,
     assert got == (None if expected is None else pytest.approx(expected))
 
 
+TAIL = [float(x) for x in range(101, 201)]  # tail scouts done uniformly over 101..200 s
+
+
+def _tail(latencies=(), running=()):
+    model = _model(latencies)
+    for created in running:
+        model.started(created)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("tail", "age", "polls", "tail_scout", "outstanding", "expected"),
+    [
+        # still running at its first poll, the tail scouts not yet telling: wait, for free
+        ("running", 60.0, 1, False, 1000, (30.0, False)),
+        # a tail scout: polled at a quarter of its age from the start
+        ("running", 60.0, 1, True, 1000, (15.0, True)),
+        # once the tail scouts have spoken: one look past their own stretched nine-in-ten
+        # point, 190 × (190/150)^0.5 = 213.8 s, not a quarter of the age over and over
+        ("learnt", 120.0, 1, False, 1000, (93.84, True)),
+        # after that look, the tail's curve: 80 % of the rest are done by 190 s
+        ("learnt", 150.0, 2, False, 1000, (40.0, True)),
+        # no tail scout running and none learnt: a late row polls as a scout would
+        ("empty", 60.0, 1, False, 1000, (15.0, True)),
+        # in the endgame nothing waits: 6 % of the age with 10 rows left
+        ("running", 60.0, 1, False, 10, (3.6, True)),
+    ],
+)
+def test_late_rows_are_decided_from_the_tail_scouts(
+    tail, age, polls, tail_scout, outstanding, expected
+):
+    models = {
+        "running": _tail(running=[0.0] * 12),
+        "learnt": _tail(TAIL),
+        "empty": LatencyModel(),
+    }
+    got = PLANNER.plan(
+        age=age,
+        polls=polls,
+        scout=False,
+        model=_model(UNIFORM),
+        now=1000.0,
+        outstanding=outstanding,
+        rand=0.5,
+        tail=models[tail],
+        tail_scout=tail_scout,
+    )
+    assert got == (pytest.approx(expected[0], abs=0.01), expected[1])
+
+
+@pytest.mark.parametrize(
+    ("age", "polls", "scout", "tail_scout", "expected"),
+    [
+        (150.0, 1, False, False, 0.5),  # a late row waiting: half the tail is done by 150 s
+        (120.0, 1, False, False, 0.8),  # a fifth are done by 120 s
+        (300.0, 1, False, False, 1 / 101),  # past every tail completion: at least 1 in n + 1
+        (300.0, 0, False, False, 1.0),  # not yet polled: its first look is planned anyway
+        (300.0, 2, False, False, 1.0),  # polled in the tail's stage already: watched
+        (300.0, 1, True, False, 1.0),  # a scout
+        (300.0, 1, False, True, 1.0),  # a tail scout
+    ],
+)
+def test_rows_probably_still_running(age, polls, scout, tail_scout, expected):
+    got = PLANNER.still_running(
+        age=age, polls=polls, scout=scout, tail=_tail(TAIL), tail_scout=tail_scout, now=1000.0
+    )
+    assert got == pytest.approx(expected)
+
+
 def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():
     ten = [float(x) for x in range(1, 11)]
     waiting = _model(ten, pending_created=[50.0] * 10, now=100.0)
@@ -300,6 +369,8 @@ def test_gaps_never_go_under_the_minimum():
         (2000, "0.5*10+0.5*300", 2.5, 1.02),  # a mix of short and long answers
         (2000, "40:0.25", 2.2, 1.05),  # narrow: every answer ready within a short span
         (100, "150", 4.5, 1.05),  # a small run does not make every row a scout
+        # a fifth of slow answers among fast ones: the slow ones are a tail of their own
+        (2000, "0.8*2+0.2*150", 2.4, 1.02),
     ],
 )
 def test_simulated_runs_poll_little_and_notice_the_last_answer_soon(
