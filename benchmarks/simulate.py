@@ -130,10 +130,12 @@ def simulate(
 
     Mirrors :class:`valar_pandas._run.poller.Poller`: one heap of rows by next look; a
     row created becomes a scout or not (:meth:`PollPlanner.is_scout`); every look goes
-    through :meth:`PollPlanner.plan`; only scouts teach the model; a row past the
-    schedule's deadline is given up on; a scout's completion has every row waiting on the
-    scouts decide again at once; the endgame brings planned looks sooner
-    (:meth:`PollPlanner.regroup`).
+    through :meth:`PollPlanner.plan`; only scouts teach the model, and tail scouts (the
+    first rows still running at their first poll) the tail's; a row past the schedule's
+    deadline is given up on; a scout's or tail scout's completion has every row waiting on
+    them decide again at once; the endgame brings planned looks sooner
+    (:meth:`PollPlanner.regroup`), also when a tail scout's completion leaves few rows
+    probably running (:meth:`PollPlanner.endgame_from`).
 
     Args:
         rows: Rows in the run.
@@ -241,12 +243,14 @@ def simulate(
                     for r, d in enumerate(due)
                     if d is not None
                 )
-                left = math.ceil(running - 1e-9)
-                if left < min(rows - finished, estimated_at) and left <= planner.endgame_rows:
+                left = planner.endgame_from(
+                    running, outstanding=rows - finished, fewest=estimated_at
+                )
+                if left is not None:
                     estimated_at = left
                     for r, old in [(r, d) for r, d in enumerate(due) if d is not None]:
                         sooner = planner.regroup(
-                            age=now - created[r], due_in=old - now, outstanding=max(left, 1)
+                            age=now - created[r], due_in=old - now, outstanding=left
                         )
                         if sooner is not None:
                             probe[r] = True
@@ -264,7 +268,7 @@ def simulate(
                         push(r, now + sooner)
             continue
         last_age[row] = age
-        if not scout[row] and polls[row] == 1 and tail_taken < planner.tail_scouts:
+        if planner.is_tail_scout(polls=polls[row], scout=scout[row], taken=tail_taken):
             tail_scout[row] = True  # among the first rows still running at a first poll
             tail_taken += 1
             tail.started(created[row])

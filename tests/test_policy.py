@@ -343,6 +343,38 @@ def test_rows_probably_still_running(age, polls, scout, tail_scout, expected):
     assert got == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("polls", "scout", "taken", "expected"),
+    [
+        (1, False, 0, True),  # found running at its first poll
+        (1, False, 11, True),
+        (1, False, 12, False),  # a dozen already
+        (2, False, 0, False),  # running after its second poll: already late before
+        (1, True, 0, False),  # a scout stays a scout
+    ],
+)
+def test_the_first_dozen_rows_running_at_their_first_poll_scout_the_tail(
+    polls, scout, taken, expected
+):
+    assert PLANNER.is_tail_scout(polls=polls, scout=scout, taken=taken) is expected
+
+
+@pytest.mark.parametrize(
+    ("running", "outstanding", "fewest", "expected"),
+    [
+        (4.2, 40, 1001, 5),  # 40 rows outstanding, about 5 probably running: the endgame
+        (20.0, 40, 1001, 20),
+        (20.5, 40, 1001, None),  # 21 rows probably running: not yet
+        (4.2, 5, 1001, None),  # no fewer than the rows outstanding: the usual endgame
+        (4.2, 40, 5, None),  # no new low since the last such regroup
+        (0.3, 40, 1001, 1),  # at least one row
+    ],
+)
+def test_the_endgame_begins_from_the_rows_probably_running(running, outstanding, fewest, expected):
+    got = PLANNER.endgame_from(running, outstanding=outstanding, fewest=fewest)
+    assert got == expected
+
+
 def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():
     ten = [float(x) for x in range(1, 11)]
     waiting = _model(ten, pending_created=[50.0] * 10, now=100.0)

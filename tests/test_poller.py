@@ -184,8 +184,8 @@ def test_the_endgame_begins_when_the_rows_probably_still_running_are_few():
     for k, watch in enumerate(rows[:11]):
         clock.now = 150.0 + 5.0 * k
         _answer(poller, watch, "completed")
-    assert poller.probably_running() <= poller.planner.endgame_rows
-    gap = poller.planner.endgame_gap(clock.now - rows[20].created, poller.probably_running())
+    assert poller.estimated_at <= poller.planner.endgame_rows
+    gap = poller.planner.endgame_gap(clock.now - rows[20].created, poller.estimated_at)
     assert gap is not None
     entries = _entries(poller)
     # ... so their looks were brought to the endgame's gap although nothing that finished

@@ -10,6 +10,7 @@ the next look at each response.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 __all__ = ["LatencyModel", "PollPlanner", "PollSchedule"]
@@ -167,10 +168,16 @@ class PollPlanner:
     future than of the scouts' past: a row is first polled once the learnt nine-in-ten
     point is known, at that point stretched by the curve's own spread (the nine-in-ten
     point times its ratio to the median, raised to ``reach``, at most ``reach_cap``), where
-    nearly every row is done, so most rows need one poll. A row still running after its
-    first poll is polled when the share ``target`` of the responses still running at its
-    age is expected to have finished; a late one (past the nine-in-ten point, or beyond
-    what the scouts have shown) keeps its gaps under ``tail`` times its age, with no
+    nearly every row is done, so most rows need one poll.
+
+    **Late rows**, still running at their first poll, are decided the same way from a
+    curve of their own (the ``tail`` model of :meth:`plan`), because a run that mixes
+    answers of seconds and minutes has a tail the scouts barely saw: the first
+    ``tail_scouts`` of them (:meth:`is_tail_scout`) scout it at ``scout_growth_warm``, the
+    others wait for free and are looked at once past its stretched nine-in-ten point. After
+    that look a row is polled when the share ``target`` of the late rows still running at
+    its age is expected to have finished; past the tail's nine-in-ten point, or beyond
+    what its scouts have shown, its gaps stay under ``tail`` times its age, with no
     absolute cap: at latencies of minutes a late row asked every 30 s would pay more polls
     than the whole curve is worth, and the run's end waits only on the endgame's rows.
 
@@ -178,7 +185,9 @@ class PollPlanner:
     ``endgame`` of its age, shrinking in proportion to the rows left down to
     ``endgame_floor`` of its age (at least half ``min_gap``), and every completion there
     brings sooner the looks already planned (:meth:`regroup`): the run's end waits on
-    exactly these rows.
+    exactly these rows. Late rows waiting on the tail may finish unnoticed, so the rows
+    *probably* still running (:meth:`still_running`) can start it too
+    (:meth:`endgame_from`).
 
     Attributes:
         cold: Gives the first scout poll, the endgame's gap cap and the deadline.
@@ -199,6 +208,7 @@ class PollPlanner:
         scout_growth_warm: The same, once the model is warm.
         recheck: A row waiting on the scouts is reconsidered after this share of its age
             (and whenever a scout finishes: see the poller).
+        tail_scouts: How many late rows scout the tail.
     """
 
     cold: PollSchedule
@@ -268,6 +278,36 @@ class PollPlanner:
         """
         gap = self.endgame_gap(age, outstanding)
         return gap if gap is not None and gap < due_in else None
+
+    def is_tail_scout(self, *, polls: int, scout: bool, taken: int) -> bool:
+        """Whether a response just found still running becomes a tail scout.
+
+        Args:
+            polls: Polls made so far for it, the one that found it running included.
+            scout: Whether it is a scout.
+            taken: Tail scouts the run has already.
+
+        Returns:
+            True for the first ``tail_scouts`` responses found running at their first poll.
+        """
+        return not scout and polls == 1 and taken < self.tail_scouts
+
+    def endgame_from(self, running: float, *, outstanding: int, fewest: int) -> int | None:
+        """Rows to plan the endgame for, from the rows probably still running; None if none.
+
+        Args:
+            running: The sum of :meth:`still_running` over the outstanding rows.
+            outstanding: Responses not yet finished in the run.
+            fewest: The fewest rows an earlier such regroup was made for.
+
+        Returns:
+            The rows probably running, rounded up (at least 1), when they are fewer than the
+            rows outstanding and than at any earlier such regroup, and within the endgame.
+        """
+        rows = math.ceil(running - 1e-9)
+        if rows >= min(outstanding, fewest) or rows > self.endgame_rows:
+            return None
+        return max(rows, 1)
 
     def still_running(
         self,

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import math
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,7 +186,9 @@ class Poller:
                 return
             watch.last_status = parsed.raw_status
             watch.last_age = age
-            if not watch.scout and watch.polls == 1 and self.tail_taken < self.planner.tail_scouts:
+            if self.planner.is_tail_scout(
+                polls=watch.polls, scout=watch.scout, taken=self.tail_taken
+            ):
                 watch.tail_scout = True  # among the first rows still running at a first poll
                 self.tail_taken += 1
                 self.tail.started(watch.created)
@@ -231,7 +232,7 @@ class Poller:
         if watch.tail_scout:
             self.tail.forget(watch.created)
 
-    def probably_running(self) -> int:
+    def probably_running(self) -> float:
         """How many outstanding rows are probably still running (:meth:`still_running`).
 
         Rows off the heap (a poll in flight) count as running.
@@ -249,7 +250,7 @@ class Poller:
             )
             for _, _, watch in self.heap
         )
-        return math.ceil(running - 1e-9)
+        return running
 
     def reconsider(self) -> None:
         """A scout finished: decide again at once every row that was waiting on the scouts."""
@@ -279,7 +280,7 @@ class Poller:
         self.parked = sum(not watch.probe for _, _, watch in entries)
         self.wake.set()
 
-    def regroup(self, running: int | None = None) -> None:
+    def regroup(self, running: float | None = None) -> None:
         """In the endgame, bring sooner the looks planned when more rows were left.
 
         ``running``: the rows probably still running (:meth:`probably_running`), when fewer
@@ -291,12 +292,12 @@ class Poller:
                 return
             self.regrouped_at = outstanding
         else:
-            if running >= min(outstanding, self.estimated_at):
+            rows = self.planner.endgame_from(
+                running, outstanding=outstanding, fewest=self.estimated_at
+            )
+            if rows is None:
                 return
-            if running > self.planner.endgame_rows:
-                return
-            self.estimated_at = running
-            outstanding = max(running, 1)
+            self.estimated_at = outstanding = rows
         now = self.now()
         entries = []
         for due, seq, watch in self.heap:
