@@ -130,10 +130,12 @@ def simulate(
 
     Mirrors :class:`valar_pandas._run.poller.Poller`: one heap of rows by next look; a
     row created becomes a scout or not (:meth:`PollPlanner.is_scout`); every look goes
-    through :meth:`PollPlanner.plan`; only scouts teach the model; a row past the
-    schedule's deadline is given up on; a scout's completion has every row waiting on the
-    scouts decide again at once; the endgame brings planned looks sooner
-    (:meth:`PollPlanner.regroup`).
+    through :meth:`PollPlanner.plan`; only scouts teach the model, and tail scouts (the
+    first rows still running at their first poll) the tail's; a row past the schedule's
+    deadline is given up on; a scout's or tail scout's completion has every row waiting on
+    them decide again at once; the endgame brings planned looks sooner
+    (:meth:`PollPlanner.regroup`), also when a tail scout's completion leaves few rows
+    probably running (:meth:`PollPlanner.endgame_from`).
 
     Args:
         rows: Rows in the run.
@@ -152,6 +154,9 @@ def simulate(
     schedule = PollSchedule.for_window(window)
     planner = planner or PollPlanner.from_schedule(schedule)
     model = LatencyModel()
+    tail = LatencyModel()  # learnt from the tail scouts: rows still running at a first poll
+    tail_scout = [False] * rows
+    tail_taken = 0
     created = [k / submit_rate for k in range(rows)]
     latency = list(latencies[:rows]) if latencies is not None else [draw() for _ in range(rows)]
     scout = [planner.is_scout(k, rows) for k in range(rows)]
@@ -164,6 +169,7 @@ def simulate(
     requests, scout_polls, finished = rows, 0, 0
     noticed = [math.inf] * rows
     regrouped_at = rows + 1
+    estimated_at = rows + 1  # the fewest rows probably running at a regroup so far
 
     def push(row: int, when: float) -> None:
         due[row] = when
@@ -182,6 +188,8 @@ def simulate(
             now=now,
             outstanding=rows - finished,
             rand=rng.random(),
+            tail=tail,
+            tail_scout=tail_scout[row],
         )
         push(row, now + min(delay, schedule.deadline - age))
 
@@ -215,11 +223,38 @@ def simulate(
         if age >= latency[row]:
             if scout[row]:
                 model.finished(created[row], last_age[row], age)
+            if tail_scout[row]:
+                tail.finished(created[row], last_age[row], age)
             finish(row, now)
-            if scout[row]:  # rows waiting on the scouts decide again at once
+            if scout[row] or tail_scout[row]:  # rows waiting on them decide again at once
                 for r, d in enumerate(due):
                     if d is not None and not probe[r]:
                         plan_next(r, now)
+            if tail_scout[row]:  # the rows probably still running may be few enough
+                running = sum(
+                    planner.still_running(
+                        age=now - created[r],
+                        polls=polls[r],
+                        scout=scout[r],
+                        tail=tail,
+                        tail_scout=tail_scout[r],
+                        now=now,
+                    )
+                    for r, d in enumerate(due)
+                    if d is not None
+                )
+                left = planner.endgame_from(
+                    running, outstanding=rows - finished, fewest=estimated_at
+                )
+                if left is not None:
+                    estimated_at = left
+                    for r, old in [(r, d) for r, d in enumerate(due) if d is not None]:
+                        sooner = planner.regroup(
+                            age=now - created[r], due_in=old - now, outstanding=left
+                        )
+                        if sooner is not None:
+                            probe[r] = True
+                            push(r, now + sooner)
             outstanding = rows - finished
             if outstanding < regrouped_at and outstanding <= planner.endgame_rows:
                 regrouped_at = outstanding
@@ -233,6 +268,10 @@ def simulate(
                         push(r, now + sooner)
             continue
         last_age[row] = age
+        if planner.is_tail_scout(polls=polls[row], scout=scout[row], taken=tail_taken):
+            tail_scout[row] = True  # among the first rows still running at a first poll
+            tail_taken += 1
+            tail.started(created[row])
         plan_next(row, now)
     ready = [c + lat for c, lat in zip(created, latency, strict=True)]
     ideal = max(ready)

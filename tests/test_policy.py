@@ -173,7 +173,7 @@ def test_scouts_poll_geometrically_by_age():
     # once the model is warm, scouts report finer (25 % of the age)
     assert _plan(_model(UNIFORM), 10.0, scout=True) == (pytest.approx(2.5), True)
     # in the endgame a scout is one of the rows the run waits for
-    assert _plan(cold, 100.0, scout=True, outstanding=10) == (pytest.approx(4.0), True)
+    assert _plan(cold, 100.0, scout=True, outstanding=10) == (pytest.approx(6.0), True)
 
 
 @pytest.mark.parametrize(
@@ -246,10 +246,11 @@ def test_a_polled_row_polls_again_when_most_of_the_rest_should_be_done(age, expe
 @pytest.mark.parametrize(
     ("outstanding", "age", "expected"),
     [
-        (20, 60.0, 4.8),  # the endgame begins (20 rows left): 8 % of the age
-        (10, 60.0, 2.4),  # half the rows left: half the share
-        (3, 60.0, 0.72),
-        (1, 60.0, 0.6),  # never under 1 % of the age ...
+        (20, 60.0, 7.2),  # the endgame begins (20 rows left): 12 % of the age
+        (10, 60.0, 3.6),  # half the rows left: half the share
+        (5, 60.0, 1.8),
+        (3, 60.0, 1.2),  # never under 2 % of the age ...
+        (1, 60.0, 1.2),
         (1, 20.0, 0.5),  # ... nor under half the shortest gap
         (1, 1e6, 30.0),  # never beyond the cap
         (21, 60.0, 32.0),  # not yet the endgame: the planner's usual gap
@@ -263,7 +264,7 @@ def test_endgame_tightens_gaps_as_rows_run_out(outstanding, age, expected):
 @pytest.mark.parametrize(
     ("due_in", "outstanding", "expected"),
     [
-        (100.0, 5, 12.0),  # 2 % of a 600 s row's age: sooner than planned
+        (100.0, 5, 18.0),  # 3 % of a 600 s row's age: sooner than planned
         (10.0, 5, None),  # already sooner: kept
         (100.0, 21, None),  # not the endgame: kept
     ],
@@ -271,6 +272,107 @@ def test_endgame_tightens_gaps_as_rows_run_out(outstanding, age, expected):
 def test_regroup_brings_planned_looks_sooner_in_the_endgame(due_in, outstanding, expected):
     got = PLANNER.regroup(age=600.0, due_in=due_in, outstanding=outstanding)
     assert got == (None if expected is None else pytest.approx(expected))
+
+
+TAIL = [float(x) for x in range(101, 201)]  # tail scouts done uniformly over 101..200 s
+
+
+def _tail(latencies=(), running=()):
+    model = _model(latencies)
+    for created in running:
+        model.started(created)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("tail", "age", "polls", "tail_scout", "outstanding", "expected"),
+    [
+        # still running at its first poll, the tail scouts not yet telling: wait, for free
+        ("running", 60.0, 1, False, 1000, (30.0, False)),
+        # a tail scout: polled at a quarter of its age from the start
+        ("running", 60.0, 1, True, 1000, (15.0, True)),
+        # once the tail scouts have spoken: one look past their own stretched nine-in-ten
+        # point, 190 × (190/150)^0.5 = 213.8 s, not a quarter of the age over and over
+        ("learnt", 120.0, 1, False, 1000, (93.84, True)),
+        # after that look, the tail's curve: 80 % of the rest are done by 190 s
+        ("learnt", 150.0, 2, False, 1000, (40.0, True)),
+        # no tail scout running and none learnt: a late row polls as a scout would
+        ("empty", 60.0, 1, False, 1000, (15.0, True)),
+        # in the endgame nothing waits: 6 % of the age with 10 rows left
+        ("running", 60.0, 1, False, 10, (3.6, True)),
+    ],
+)
+def test_late_rows_are_decided_from_the_tail_scouts(
+    tail, age, polls, tail_scout, outstanding, expected
+):
+    models = {
+        "running": _tail(running=[0.0] * 12),
+        "learnt": _tail(TAIL),
+        "empty": LatencyModel(),
+    }
+    got = PLANNER.plan(
+        age=age,
+        polls=polls,
+        scout=False,
+        model=_model(UNIFORM),
+        now=1000.0,
+        outstanding=outstanding,
+        rand=0.5,
+        tail=models[tail],
+        tail_scout=tail_scout,
+    )
+    assert got == (pytest.approx(expected[0], abs=0.01), expected[1])
+
+
+@pytest.mark.parametrize(
+    ("age", "polls", "scout", "tail_scout", "expected"),
+    [
+        (150.0, 1, False, False, 0.5),  # a late row waiting: half the tail is done by 150 s
+        (120.0, 1, False, False, 0.8),  # a fifth are done by 120 s
+        (300.0, 1, False, False, 1 / 101),  # past every tail completion: at least 1 in n + 1
+        (300.0, 0, False, False, 1.0),  # not yet polled: its first look is planned anyway
+        (300.0, 2, False, False, 1.0),  # polled in the tail's stage already: watched
+        (300.0, 1, True, False, 1.0),  # a scout
+        (300.0, 1, False, True, 1.0),  # a tail scout
+    ],
+)
+def test_rows_probably_still_running(age, polls, scout, tail_scout, expected):
+    got = PLANNER.still_running(
+        age=age, polls=polls, scout=scout, tail=_tail(TAIL), tail_scout=tail_scout, now=1000.0
+    )
+    assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("polls", "scout", "taken", "expected"),
+    [
+        (1, False, 0, True),  # found running at its first poll
+        (1, False, 11, True),
+        (1, False, 12, False),  # a dozen already
+        (2, False, 0, False),  # running after its second poll: already late before
+        (1, True, 0, False),  # a scout stays a scout
+    ],
+)
+def test_the_first_dozen_rows_running_at_their_first_poll_scout_the_tail(
+    polls, scout, taken, expected
+):
+    assert PLANNER.is_tail_scout(polls=polls, scout=scout, taken=taken) is expected
+
+
+@pytest.mark.parametrize(
+    ("running", "outstanding", "fewest", "expected"),
+    [
+        (4.2, 40, 1001, 5),  # 40 rows outstanding, about 5 probably running: the endgame
+        (20.0, 40, 1001, 20),
+        (20.5, 40, 1001, None),  # 21 rows probably running: not yet
+        (4.2, 5, 1001, None),  # no fewer than the rows outstanding: the usual endgame
+        (4.2, 40, 5, None),  # no new low since the last such regroup
+        (0.3, 40, 1001, 1),  # at least one row
+    ],
+)
+def test_the_endgame_begins_from_the_rows_probably_running(running, outstanding, fewest, expected):
+    got = PLANNER.endgame_from(running, outstanding=outstanding, fewest=fewest)
+    assert got == expected
 
 
 def test_rows_wait_on_older_running_scouts_and_poll_once_older_than_all():
@@ -299,6 +401,8 @@ def test_gaps_never_go_under_the_minimum():
         (2000, "0.5*10+0.5*300", 2.5, 1.02),  # a mix of short and long answers
         (2000, "40:0.25", 2.2, 1.05),  # narrow: every answer ready within a short span
         (100, "150", 4.5, 1.05),  # a small run does not make every row a scout
+        # a fifth of slow answers among fast ones: the slow ones are a tail of their own
+        (2000, "0.8*2+0.2*150", 2.4, 1.02),
     ],
 )
 def test_simulated_runs_poll_little_and_notice_the_last_answer_soon(

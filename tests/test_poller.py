@@ -7,6 +7,8 @@ The clock is a variable: no sockets, no sleeping.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +16,8 @@ import pytest
 
 from valar_pandas._core.models import Outcome
 from valar_pandas._policy import PollSchedule
-from valar_pandas._run.poller import Poller
+from valar_pandas._run.poller import Polled, Poller
+from valar_pandas._transport.http import Reply
 
 ROWS = 1000
 
@@ -29,7 +32,9 @@ class Clock:
 
 def _poller(clock: Clock, start: bool = True) -> tuple[Poller, dict[str, Outcome]]:
     results: dict[str, Outcome] = {}
-    exchange: Any = SimpleNamespace(now=clock, rand=lambda: 0.5)
+    exchange: Any = SimpleNamespace(
+        now=clock, rand=lambda: 0.5, slots=SimpleNamespace(release=lambda: None)
+    )
 
     async def recreate(request: object) -> None:  # never called here
         raise AssertionError
@@ -116,3 +121,76 @@ def test_the_endgame_brings_planned_looks_sooner_at_each_new_low():
     before = _entries(poller)
     poller.regroup()  # no new low: nothing moves
     assert _entries(poller) == before
+
+
+def _answer(poller: Poller, watch: Polled, status: str) -> None:
+    """Poll ``watch`` once; the server says ``status`` (``completed`` with a text)."""
+    body: dict[str, Any] = {"id": watch.response_id, "object": "response", "status": status}
+    if status == "completed":
+        body["output"] = [{"type": "message", "content": [{"type": "output_text", "text": "x"}]}]
+
+    async def send(method: str, path: str, *, timeout: float) -> Reply:
+        return Reply(200, None, json.dumps(body).encode())
+
+    poller.exchange.send = send  # type: ignore[attr-defined]
+    poller.heap = [entry for entry in poller.heap if entry[2] is not watch]
+    asyncio.run(poller.poll(watch))
+
+
+def test_rows_still_running_at_their_first_poll_scout_the_tail_and_the_rest_wait():
+    clock = Clock()
+    poller, results = _poller(clock)
+    clock.now = 100.0
+    _scouts_finish(poller, results, at=100.0)
+    clock.now = poller.planner.first_look(poller.model, clock.now) or 0.0
+    late = [watch for _, _, watch in sorted(poller.heap, key=lambda entry: entry[1])][:20]
+    for watch in late:
+        _answer(poller, watch, "in_progress")
+    # the first dozen still running at their first poll scout the tail, at a quarter of
+    # their age; the others wait for the tail's curve, at no cost
+    assert [watch.tail_scout for watch in late] == [True] * 12 + [False] * 8
+    assert poller.tail.watching == 12
+    entries = _entries(poller)
+    age = clock.now
+    assert all(entries[w.fingerprint] == (pytest.approx(1.25 * age), True) for w in late[:12])
+    assert all(not entries[w.fingerprint][1] for w in late[12:])
+    # six tail scouts finish: the tail's curve is warm, and the waiting late rows are
+    # decided again at once, each with one look planned
+    clock.now = 1.3 * age
+    for watch in late[:6]:
+        _answer(poller, watch, "completed")
+    assert poller.tail.observed == 6
+    entries = _entries(poller)
+    assert all(entries[w.fingerprint][1] for w in late[12:])
+
+
+def test_the_endgame_begins_when_the_rows_probably_still_running_are_few():
+    clock = Clock()
+    poller, results = _poller(clock)
+    clock.now = 100.0
+    _scouts_finish(poller, results, at=100.0)
+    clock.now = 141.0
+    # every row but 40 was found done at its first look; of those 40 the first 12 scout
+    # the tail and 28 wait on them
+    rows = [watch for _, _, watch in sorted(poller.heap, key=lambda entry: entry[1])]
+    for watch in rows[40:]:
+        results[watch.fingerprint] = Outcome("completed", text="x")
+    poller.heap = [entry for entry in poller.heap if entry[2].fingerprint not in results]
+    for watch in rows[:40]:
+        _answer(poller, watch, "in_progress")
+    assert poller.total - len(results) == 40
+    # the tail scouts finish by 200 s, all but one: the 28 waiting rows are probably done
+    # (each at most one in seven still running), so the run waits on about five rows
+    for k, watch in enumerate(rows[:11]):
+        clock.now = 150.0 + 5.0 * k
+        _answer(poller, watch, "completed")
+    assert poller.estimated_at <= poller.planner.endgame_rows
+    gap = poller.planner.endgame_gap(clock.now - rows[20].created, poller.estimated_at)
+    assert gap is not None
+    entries = _entries(poller)
+    # ... so their looks were brought to the endgame's gap although nothing that finished
+    # was noticed among them, and no later completion is taken for a new low of the rows
+    # left
+    assert all(entries[w.fingerprint][0] <= clock.now + gap + 1e-6 for w in rows[12:40])
+    assert all(entries[w.fingerprint][1] for w in rows[12:40])
+    assert poller.regrouped_at == ROWS + 1

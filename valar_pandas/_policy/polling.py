@@ -10,6 +10,7 @@ the next look at each response.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 __all__ = ["LatencyModel", "PollPlanner", "PollSchedule"]
@@ -167,10 +168,16 @@ class PollPlanner:
     future than of the scouts' past: a row is first polled once the learnt nine-in-ten
     point is known, at that point stretched by the curve's own spread (the nine-in-ten
     point times its ratio to the median, raised to ``reach``, at most ``reach_cap``), where
-    nearly every row is done, so most rows need one poll. A row still running after its
-    first poll is polled when the share ``target`` of the responses still running at its
-    age is expected to have finished; a late one (past the nine-in-ten point, or beyond
-    what the scouts have shown) keeps its gaps under ``tail`` times its age, with no
+    nearly every row is done, so most rows need one poll.
+
+    **Late rows**, still running at their first poll, are decided the same way from a
+    curve of their own (the ``tail`` model of :meth:`plan`), because a run that mixes
+    answers of seconds and minutes has a tail the scouts barely saw: the first
+    ``tail_scouts`` of them (:meth:`is_tail_scout`) scout it at ``scout_growth_warm``, the
+    others wait for free and are looked at once past its stretched nine-in-ten point. After
+    that look a row is polled when the share ``target`` of the late rows still running at
+    its age is expected to have finished; past the tail's nine-in-ten point, or beyond
+    what its scouts have shown, its gaps stay under ``tail`` times its age, with no
     absolute cap: at latencies of minutes a late row asked every 30 s would pay more polls
     than the whole curve is worth, and the run's end waits only on the endgame's rows.
 
@@ -178,7 +185,9 @@ class PollPlanner:
     ``endgame`` of its age, shrinking in proportion to the rows left down to
     ``endgame_floor`` of its age (at least half ``min_gap``), and every completion there
     brings sooner the looks already planned (:meth:`regroup`): the run's end waits on
-    exactly these rows.
+    exactly these rows. Late rows waiting on the tail may finish unnoticed, so the rows
+    *probably* still running (:meth:`still_running`) can start it too
+    (:meth:`endgame_from`).
 
     Attributes:
         cold: Gives the first scout poll, the endgame's gap cap and the deadline.
@@ -199,6 +208,7 @@ class PollPlanner:
         scout_growth_warm: The same, once the model is warm.
         recheck: A row waiting on the scouts is reconsidered after this share of its age
             (and whenever a scout finishes: see the poller).
+        tail_scouts: How many late rows scout the tail.
     """
 
     cold: PollSchedule
@@ -207,8 +217,8 @@ class PollPlanner:
     tail: float = 0.25
     reach: float = 0.5
     reach_cap: float = 1.5
-    endgame: float = 0.08
-    endgame_floor: float = 0.01
+    endgame: float = 0.12
+    endgame_floor: float = 0.02
     endgame_rows: int = 20
     warm: int = 6
     scouts: int = 12
@@ -216,6 +226,7 @@ class PollPlanner:
     scout_growth: float = 1.5
     scout_growth_warm: float = 1.25
     recheck: float = 0.5
+    tail_scouts: int = 12
 
     @classmethod
     def from_schedule(cls, schedule: PollSchedule) -> PollPlanner:
@@ -268,6 +279,62 @@ class PollPlanner:
         gap = self.endgame_gap(age, outstanding)
         return gap if gap is not None and gap < due_in else None
 
+    def is_tail_scout(self, *, polls: int, scout: bool, taken: int) -> bool:
+        """Whether a response just found still running becomes a tail scout.
+
+        Args:
+            polls: Polls made so far for it, the one that found it running included.
+            scout: Whether it is a scout.
+            taken: Tail scouts the run has already.
+
+        Returns:
+            True for the first ``tail_scouts`` responses found running at their first poll.
+        """
+        return not scout and polls == 1 and taken < self.tail_scouts
+
+    def endgame_from(self, running: float, *, outstanding: int, fewest: int) -> int | None:
+        """Rows to plan the endgame for, from the rows probably still running; None if none.
+
+        Args:
+            running: The sum of :meth:`still_running` over the outstanding rows.
+            outstanding: Responses not yet finished in the run.
+            fewest: The fewest rows an earlier such regroup was made for.
+
+        Returns:
+            The rows probably running, rounded up (at least 1), when they are fewer than the
+            rows outstanding and than at any earlier such regroup, and within the endgame.
+        """
+        rows = math.ceil(running - 1e-9)
+        if rows >= min(outstanding, fewest) or rows > self.endgame_rows:
+            return None
+        return max(rows, 1)
+
+    def still_running(
+        self,
+        *,
+        age: float,
+        polls: int,
+        scout: bool,
+        tail: LatencyModel,
+        tail_scout: bool,
+        now: float,
+    ) -> float:
+        """The chance that a response not yet found done is still running.
+
+        A late row (still running at its first poll, no scout of either kind) that waits
+        for its first look from the tail scouts' curve is running with the chance that
+        curve gives for its age, at least one in the curve's completions plus one (a curve
+        learnt from n rows cannot say a row is surely done). Every other row counts as
+        running: scouts and rows already polled in their stage are watched, and a row's
+        first poll is planned near the point where nearly every row is done. Summed over
+        the outstanding rows, it says how many the run still waits for, which falls when
+        late rows finish unnoticed: the endgame can then begin although nothing was seen
+        to complete.
+        """
+        if scout or tail_scout or polls != 1:
+            return 1.0
+        return max(1.0 - tail.fraction_done(age, now), 1.0 / (tail.observed + 1))
+
     def first_look(self, model: LatencyModel, now: float) -> float | None:
         """The age at which a row is first worth polling, once the model knows it.
 
@@ -291,6 +358,8 @@ class PollPlanner:
         now: float,
         outstanding: int,
         rand: float,
+        tail: LatencyModel | None = None,
+        tail_scout: bool = False,
     ) -> tuple[float, bool]:
         """Decide the next look at one response.
 
@@ -298,10 +367,13 @@ class PollPlanner:
             age: Seconds since the response was created.
             polls: Polls made so far for it.
             scout: Whether it is a scout.
-            model: What the run has learnt.
+            model: What the run has learnt from its scouts.
             now: The current time (the model's clock).
             outstanding: Responses not yet finished in the run.
             rand: Uniform random number in [0, 1) for ±10 % jitter.
+            tail: What the run has learnt from its tail scouts (rows found still running
+                at their first poll); None to decide late rows from ``model`` alone.
+            tail_scout: Whether it is a tail scout.
 
         Returns:
             ``(delay, poll)``: after ``delay`` seconds, poll it (True) or just decide again
@@ -309,11 +381,16 @@ class PollPlanner:
         """
         jitter = 0.9 + 0.2 * rand
         endgame = self.endgame_gap(age, outstanding)
+        first_at = 0  # polls made when this stage's first look is due
+        growth = self.scout_growth_warm if model.observed >= self.warm else self.scout_growth
+        if tail is not None and not scout and polls > 0:
+            # Still running at its first poll: a late row, decided from what the late rows'
+            # own scouts show (a mix of fast and slow answers has a tail of its own).
+            model, scout, first_at, growth = tail, tail_scout, 1, self.scout_growth_warm
         if not scout and model.observed < self.warm and model.watching == 0:
             scout = True  # nothing to learn from: poll as a scout rather than wait forever
         if scout:
             # Geometric in the age: cheap at minutes-long latencies, dense at short ones.
-            growth = self.scout_growth_warm if model.observed >= self.warm else self.scout_growth
             gap = max(self.min_gap, (growth - 1.0) * age, self.cold.first * (polls == 0))
             return min(gap, endgame or gap) * jitter, True
         if model.observed < self.warm and endgame is None:
@@ -322,7 +399,7 @@ class PollPlanner:
         when = model.quantile(done + (1.0 - done) * self.target, now)
         late_from = model.quantile(0.9, now)
         late = late_from is not None and age >= late_from
-        if polls == 0 and endgame is None:
+        if polls == first_at and endgame is None:
             first = self.first_look(model, now)
             if first is not None and first > age:
                 return max(first - age, self.min_gap) * jitter, True

@@ -39,6 +39,7 @@ class Polled:
     created: float
     request: Request | None = None
     scout: bool = True
+    tail_scout: bool = False
     probe: bool = True
     last_age: float = 0.0
     polls: int = 0
@@ -80,6 +81,9 @@ class Poller:
         self.now = exchange.now
         self.rand = exchange.rand
         self.model = LatencyModel()
+        self.tail = LatencyModel()  # learnt from the tail scouts: rows late at a first poll
+        self.tail_taken = 0
+        self.estimated_at = total + 1  # the fewest rows probably running at a regroup so far
         self.planner = PollPlanner.from_schedule(schedule)
         self.watched = 0
         self.regrouped_at = total + 1  # the fewest rows left at an endgame regroup so far
@@ -171,13 +175,23 @@ class Poller:
             if parsed.outcome is not None:
                 if watch.scout:
                     self.model.finished(watch.created, watch.last_age, age)
+                if watch.tail_scout:
+                    self.tail.finished(watch.created, watch.last_age, age)
                 self.finish(watch.fingerprint, parsed.outcome)
-                if watch.scout:
+                if watch.scout or watch.tail_scout:
                     self.reconsider()
+                if watch.tail_scout:
+                    self.regroup(self.probably_running())
                 self.regroup()
                 return
             watch.last_status = parsed.raw_status
             watch.last_age = age
+            if self.planner.is_tail_scout(
+                polls=watch.polls, scout=watch.scout, taken=self.tail_taken
+            ):
+                watch.tail_scout = True  # among the first rows still running at a first poll
+                self.tail_taken += 1
+                self.tail.started(watch.created)
             self.plan_next(watch)
             return
         if reply.status == 404:
@@ -189,8 +203,7 @@ class Poller:
             if watch.request is not None:
                 # An id from an earlier run that the server no longer knows: create again
                 # under the same key, which replays the reservation if the server still has it.
-                if watch.scout:
-                    self.model.forget(watch.created)
+                self.unwatch(watch)
                 await self.recreate(watch.request)
                 return
         _, reason = error_summary(reply.status, reply.body)
@@ -209,9 +222,35 @@ class Poller:
 
     def abandon(self, watch: Polled, error: str) -> None:
         """Stop watching a response without a verdict; the row ends as a client error."""
+        self.unwatch(watch)
+        self.finish(watch.fingerprint, Outcome("error", error=error, response_id=watch.response_id))
+
+    def unwatch(self, watch: Polled) -> None:
+        """A response stops being watched without a completion: its models forget it."""
         if watch.scout:
             self.model.forget(watch.created)
-        self.finish(watch.fingerprint, Outcome("error", error=error, response_id=watch.response_id))
+        if watch.tail_scout:
+            self.tail.forget(watch.created)
+
+    def probably_running(self) -> float:
+        """How many outstanding rows are probably still running (:meth:`still_running`).
+
+        Rows off the heap (a poll in flight) count as running.
+        """
+        now = self.now()
+        running: float = self.total - len(self.results) - len(self.heap)
+        running += sum(
+            self.planner.still_running(
+                age=now - watch.created,
+                polls=watch.polls,
+                scout=watch.scout,
+                tail=self.tail,
+                tail_scout=watch.tail_scout,
+                now=now,
+            )
+            for _, _, watch in self.heap
+        )
+        return running
 
     def reconsider(self) -> None:
         """A scout finished: decide again at once every row that was waiting on the scouts."""
@@ -231,6 +270,8 @@ class Poller:
                     now=now,
                     outstanding=outstanding,
                     rand=self.rand(),
+                    tail=self.tail,
+                    tail_scout=watch.tail_scout,
                 )
                 due = now + min(delay, max(self.schedule.deadline - age, 0.0))
             entries.append((due, seq, watch))
@@ -239,12 +280,24 @@ class Poller:
         self.parked = sum(not watch.probe for _, _, watch in entries)
         self.wake.set()
 
-    def regroup(self) -> None:
-        """In the endgame, bring sooner the looks planned when more rows were left."""
+    def regroup(self, running: float | None = None) -> None:
+        """In the endgame, bring sooner the looks planned when more rows were left.
+
+        ``running``: the rows probably still running (:meth:`probably_running`), when fewer
+        than are outstanding, for an endgame that begins with rows finished unnoticed.
+        """
         outstanding = self.total - len(self.results)
-        if outstanding >= self.regrouped_at or outstanding > self.planner.endgame_rows:
-            return
-        self.regrouped_at = outstanding
+        if running is None:
+            if outstanding >= self.regrouped_at or outstanding > self.planner.endgame_rows:
+                return
+            self.regrouped_at = outstanding
+        else:
+            rows = self.planner.endgame_from(
+                running, outstanding=outstanding, fewest=self.estimated_at
+            )
+            if rows is None:
+                return
+            self.estimated_at = outstanding = rows
         now = self.now()
         entries = []
         for due, seq, watch in self.heap:
@@ -280,6 +333,8 @@ class Poller:
             now=now,
             outstanding=self.total - len(self.results),
             rand=self.rand(),
+            tail=self.tail,
+            tail_scout=watch.tail_scout,
         )
         self.watch(watch, min(delay, max(schedule.deadline - age, 0.0)))
 
