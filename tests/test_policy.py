@@ -173,7 +173,10 @@ def test_scouts_poll_geometrically_by_age():
     # once the model is warm, scouts report finer (25 % of the age)
     assert _plan(_model(UNIFORM), 10.0, scout=True) == (pytest.approx(2.5), True)
     # in the endgame a scout is one of the rows the run waits for
-    assert _plan(cold, 100.0, scout=True, outstanding=10) == (pytest.approx(6.0), True)
+    assert _plan(_model(UNIFORM), 100.0, scout=True, outstanding=10) == (pytest.approx(6.0), True)
+    # but not before any answer is seen: a run of a dozen rows would be polled densely for
+    # its whole first latency, which none of them is likely to have passed
+    assert _plan(cold, 100.0, scout=True, outstanding=10) == (pytest.approx(50.0), True)
 
 
 @pytest.mark.parametrize(
@@ -403,6 +406,10 @@ def test_gaps_never_go_under_the_minimum():
         (100, "150", 4.5, 1.05),  # a small run does not make every row a scout
         # a fifth of slow answers among fast ones: the slow ones are a tail of their own
         (2000, "0.8*2+0.2*150", 2.4, 1.02),
+        # runs of the endgame's size or smaller: no dense endgame before the first answer
+        (20, "150", 20.0, 1.05),
+        (12, "150", 30.0, 1.05),
+        (20, "3", 4.0, 1.1),
     ],
 )
 def test_simulated_runs_poll_little_and_notice_the_last_answer_soon(
