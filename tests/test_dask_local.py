@@ -137,8 +137,6 @@ def test_summary_says_how_far_the_computation_passed_its_budget(serve: Serve) ->
 
     # Answers bill 1024 tokens at $1; the first in flight are reserved at the default 256.
     _, client = serve(faults=Faults(usage_tokens=1024))
-    # One partition: catch_warnings, which each partition records its warnings under, is
-    # process-wide, so two partitions on threads could see each other's filters.
     ddf = dd.from_pandas(pd.DataFrame({"review": [f"r{i}" for i in range(20)]}), npartitions=1)
     with pytest.warns(valar_pandas.BudgetWarning, match="not a hard cap"):
         out = ddf.valar.run(
@@ -167,4 +165,33 @@ def test_a_workers_batch_fallback_is_said_again_by_summary(
         assert out.compute()["output"].notna().all()
     with pytest.warns(valar_pandas.BatchFallbackWarning, match="not available on this server"):
         summary = valar_pandas.dask.summary(out)
+    assert any("not available on this server" in notice for notice in summary["notices"])
+
+
+def test_partitions_on_threads_record_their_warnings_without_swapping_the_processs(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each partition keeps its own warnings; the process's warning state is left as found.
+
+    ``catch_warnings`` in each partition put back, on leaving, what it found on entering, so
+    partitions on several threads left one partition's recorder and filters in place for good.
+    """
+    import warnings
+
+    from valar_pandas._core import batchplan
+
+    monkeypatch.setattr(batchplan, "AUTO_MIN_REQUESTS", 5)
+    _, client = serve(batch_api=False)
+    reviews = [f"r{i}" for i in range(6 * 6)]
+    ddf = dd.from_pandas(pd.DataFrame({"review": reviews}), npartitions=6)
+    out = ddf.valar.run("R: {review}", model=MODEL, client=client, store=False, mode="auto")
+    filters = list(warnings.filters)
+    shown = (warnings.showwarning, warnings._showwarnmsg_impl)  # type: ignore[attr-defined]
+    with dask.config.set(scheduler="threads", num_workers=6):
+        assert out.compute()["output"].notna().all()
+    assert warnings.filters == filters
+    assert warnings._showwarnmsg_impl is shown[1]  # type: ignore[attr-defined]
+    with pytest.warns(valar_pandas.BatchFallbackWarning, match="not available on this server"):
+        summary = valar_pandas.dask.summary(out)
+    assert summary["partitions"] == 6
     assert any("not available on this server" in notice for notice in summary["notices"])

@@ -11,7 +11,6 @@ so its columns and dtypes are the ones a real partition gets.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +19,7 @@ import pandas as pd
 
 from .._accessor import ValarAccessor
 from .._core.config import ValarClient
-from .._core.errors import BatchFallbackWarning, BudgetWarning, ConfigError, StoreWarning
+from .._core.errors import ConfigError
 from .._core.handler import HttpRequest, HttpResponse
 from .._core.spec import EstimateArgs, names_of
 from .._frame.merge import attach
@@ -28,6 +27,7 @@ from .._run.compose import SHARED_BUDGET
 from .._service.call import Template, prepare_call, resources
 from .._service.preview import estimate_call
 from .._service.score import scoring
+from .notices import notices, recording
 from .shared import Meeting, grant, handles, record, settle
 from .worker import WorkerConfig, in_right_process, worker_client
 
@@ -78,9 +78,9 @@ def offline(part: pd.DataFrame, work: Work) -> pd.DataFrame:
     """The frame a partition of no rows gives: the columns and dtypes, nothing sent or stored."""
     client = ValarClient(api_key="offline", base_url=work.config.base_url, transport=_refuse)
     given = {**work.options, "client": client, "store": False, "progress": None}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BudgetWarning)
+    with recording() as caught:  # nothing is sent: its budget notices are not news
         out: pd.DataFrame = getattr(ValarAccessor(part), work.method)(work.template, **given)
+    notices(caught)
     out.attrs = {}
     return out
 
@@ -148,19 +148,13 @@ def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, An
         shared = SHARED_BUDGET.set((top_up, meeting.budget))
     spent: float | None = None  # unknown (the call raised): all that was drawn is kept
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            # Said once, when the computation was built, not once per partition; and a
-            # partition's spend past its grant is not the computation's past its budget
-            # (summary() says that).
-            warnings.filterwarnings("ignore", "budget.* is not a hard cap", BudgetWarning)
-            warnings.filterwarnings("ignore", ".* past its budget", BudgetWarning)
+        with recording() as caught:
             out: pd.DataFrame = getattr(ValarAccessor(part), work.method)(work.template, **given)
         totals = dict(out.attrs.get("valar", {}))
         totals.pop("budget_overspent_usd", None)
-        notices = _notices(caught)
-        if notices:
-            totals["notices"] = notices
+        said = notices(caught)
+        if said:
+            totals["notices"] = said
         spent = totals.get("spent_usd") or 0.0
     finally:
         if shared is not None:
@@ -168,21 +162,6 @@ def answered(part: pd.DataFrame, work: Work) -> tuple[pd.DataFrame, dict[str, An
             settle(meeting, drawn[0], drawn[0] if spent is None else spent, pool)
     out.attrs = {}
     return out, totals
-
-
-CARRIED = (StoreWarning, BudgetWarning, BatchFallbackWarning)
-"""The warnings a partition's totals carry to :func:`valar_pandas.dask.summary`."""
-
-
-def _notices(caught: list[warnings.WarningMessage]) -> list[tuple[str, str]]:
-    """The carried warnings as (class name, message); any other is issued again here."""
-    notices: list[tuple[str, str]] = []
-    for seen in caught:
-        if issubclass(seen.category, CARRIED):
-            notices.append((seen.category.__name__, str(seen.message)))
-        else:
-            warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
-    return notices
 
 
 def _cost(part: pd.DataFrame, work: Work, client: ValarClient) -> float:

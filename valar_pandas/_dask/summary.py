@@ -10,7 +10,7 @@ import dask.dataframe as dd
 from .._core.errors import BudgetWarning
 from .._service.call import budget_passed
 from .accessor import meeting_of
-from .partition import CARRIED
+from .notices import CARRIED
 from .shared import collect
 
 _KINDS = {kind.__name__: kind for kind in CARRIED}
