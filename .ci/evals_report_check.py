@@ -30,6 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from browser_check import CHROMIUM_ARGS  # this directory: the same offline Chromium
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
@@ -37,16 +38,6 @@ from valar_pandas._cli.reviews import make_reviews
 from valar_pandas.emulator import Emulator, EmulatorConfig, Latency
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MODELS = ["zai-org/GLM-5.1-FP8", "google/gemma-4-31B-it", "moonshotai/Kimi-K2.6"]
 TEMPLATES = [
     "plain=Classify the sentiment of this product review.\n\nReview: {review}",
