@@ -659,3 +659,79 @@ def test_one_display_counts_every_pair_once(serve: Any, monkeypatch: Any) -> Non
     assert emulator.stats.inferences > 4 * 12  # re-asks were sent, and not drawn
     assert display.tally.cancelled == 0
     assert len(result.results) == 48
+
+
+def test_truth_outside_the_labels_or_missing_is_refused_or_left_out_before_sending(
+    serve: Any,
+) -> None:
+    """A truth column that could never match a label is refused, not paid for and scored 0;
+    rows without truth are not sent (they could not be scored)."""
+    emulator, client = serve()
+    df = make_reviews(12)
+    kwargs: dict[str, Any] = {"labels": LABELS, "client": client, "store": False, **ASK}
+    numbers = df.assign(label=[0, 1, 2] * 4)
+    with pytest.raises(ConfigError, match=r"not among the labels \(0, 1, 2\)"):
+        sweep(numbers, {"plain": TEMPLATES["plain"]}, [GOOD], truth="label", **kwargs)
+    shouted = df.assign(label=df["label"].str.upper())
+    with pytest.raises(ConfigError, match="not among the labels"):
+        sweep(shouted, {"plain": TEMPLATES["plain"]}, [GOOD], truth="label", **kwargs)
+    with pytest.raises(ConfigError, match="has no values"):
+        sweep(df.assign(label=None), {"plain": TEMPLATES["plain"]}, [GOOD], truth="label", **kwargs)
+    assert emulator.stats.requests["POST /v1/responses"] == 0
+    some = df.assign(label=df["label"].where(df.index % 3 != 0))
+    result = sweep(some, {"plain": TEMPLATES["plain"]}, [GOOD], truth="label", **kwargs)
+    assert emulator.stats.requests["POST /v1/responses"] == 8
+    assert result.leaderboard["rows"].tolist() == [8]
+
+
+def test_cost_per_thousand_rows_counts_only_rows_that_reported_usage(serve: Any) -> None:
+    """A pair whose rows failed before any usage does not look cheaper than it is."""
+    from valar_pandas.emulator import Faults
+
+    kwargs: dict[str, Any] = {"labels": LABELS, "store": False, **ASK}
+    df = make_reviews(40)
+    _, client = serve()
+    clean = sweep(df, {"plain": TEMPLATES["plain"]}, [GOOD], client=client, **kwargs)
+    _, faulty = serve(faults=Faults(failed=0.5), seed=3)
+    cut = sweep(df, {"plain": TEMPLATES["plain"]}, [GOOD], client=faulty, **kwargs)
+    assert cut.leaderboard["errors"].iloc[0] > 0
+    assert cut.results.loc[cut.results["error"].notna(), "cost_usd"].isna().all()
+    per_1k = cut.leaderboard["cost_per_1k_usd"].iloc[0]
+    assert per_1k == pytest.approx(clean.leaderboard["cost_per_1k_usd"].iloc[0], rel=0.05)
+
+
+def test_after_ctrl_c_no_pair_that_had_not_begun_sends_anything(serve: Any, tmp_path: Any) -> None:
+    """Interrupted while the first pair runs (one lane: the pairs one after another), the
+    pairs still waiting end ``interrupted`` without a single create: nothing is paid for
+    after the user stopped the sweep."""
+    import _thread
+    import threading
+    from collections import Counter
+
+    emulator, client = serve(latency=Latency(median=3.0, sigma=0.1, minimum=2.5))
+    three = [GOOD, "moonshotai/Kimi-K2.6", WEAK]
+    timer = threading.Timer(1.5, _thread.interrupt_main)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        timer.start()
+        try:
+            result = sweep(
+                make_reviews(6), {"plain": TEMPLATES["plain"]}, three, labels=LABELS,
+                client=client, store=tmp_path / "s.sqlite3", concurrency=1, **ASK,
+            )  # fmt: skip
+        finally:
+            timer.cancel()
+    created = Counter(record.model for record in emulator.store.records.values())
+    assert set(created) == {GOOD}
+    errors = result.results["error"].astype(str)
+    assert errors.str.startswith("interrupted").all()
+
+
+def test_a_larger_sample_holds_the_smaller_one() -> None:
+    """Raising ``sample=`` with the same seed adds rows; it does not draw a new set."""
+    from valar_pandas.evals._sweep import sample_rows
+
+    df = make_reviews(500)
+    small = sample_rows(df, 100, seed=4).index
+    large = sample_rows(df, 200, seed=4).index
+    assert set(small) <= set(large) and len(large) == 200

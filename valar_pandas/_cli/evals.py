@@ -141,6 +141,11 @@ def evals_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     source = open_input(args.input, args.encoding)
     names = list(source.schema.names)
     frame = to_frame(pa.Table.from_batches(list(source.batches(names)), schema=source.schema))
+    if "labels" in shape and args.truth in frame.columns:
+        # Labels on the command line are text; a file's truth column may have been read as
+        # numbers (0, 1, 2): compare them as the text they were written as.
+        column = frame[args.truth]
+        frame[args.truth] = column.astype(object).where(column.isna(), column.astype(str))
     result = sweep(
         frame,
         templates,

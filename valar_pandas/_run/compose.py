@@ -185,7 +185,14 @@ async def _together(
 async def _unless_stopped(
     sending: Coroutine[Any, Any, dict[str, Outcome]], stop: StopSignal
 ) -> dict[str, Outcome] | None:
-    """Await the sending, or cancel it (and wait for it to unwind) once a stop is asked."""
+    """Await the sending, or cancel it (and wait for it to unwind) once a stop is asked.
+
+    A stop asked before the run began sends nothing: a task, once made, runs its first step
+    (a create, perhaps) before a waiter could see the stop.
+    """
+    if stop.stopped:
+        sending.close()
+        return None
     task = asyncio.ensure_future(sending)
     waiter = asyncio.ensure_future(stop.wait())
     try:

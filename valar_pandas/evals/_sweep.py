@@ -27,7 +27,7 @@ import pandas as pd
 from .._core.budget import Budget, SpendPool
 from .._core.config import ValarClient
 from .._core.errors import BudgetWarning, ConfigError, StoreWarning
-from .._core.models import Event
+from .._core.models import Event, Outcome
 from .._core.options import MIN_MAX_RPS, RunOptions
 from .._display.progress import Judged, make_display
 from .._display.tally import Display, Tally, close_display, drop_display, is_dropped
@@ -186,6 +186,8 @@ def sweep(
         raise ConfigError(f"no column {truth!r} in the frame; columns: {list(df.columns)}")
     check_figures(resamples, level)
     shape = {"labels": labels, "scale": scale, "schema": schema}
+    if truth is not None:
+        df = _with_truth(df, truth, labels)
     rows = sample_rows(df, sample, seed)
     ran = run_pairs(
         rows, named, chosen, shape, field, truth, budget=budget, store=store, client=client,
@@ -203,6 +205,33 @@ def sweep(
         level=level,
         seed=seed,
     )
+
+
+def _with_truth(df: pd.DataFrame, truth: str, labels: Sequence[str] | None) -> pd.DataFrame:
+    """The rows that have a truth value, checked against ``labels``, before anything is sent.
+
+    A row without truth could not be scored, so it is not paid for; a truth value that is
+    not one of the labels could never be matched, so every pair would score 0 on it (truth
+    read from a file as numbers, or in another case, against string labels).
+    """
+    known = df[df[truth].notna()]
+    if known.empty:
+        raise ConfigError(f"the truth column {truth!r} has no values: nothing could be scored")
+    if isinstance(labels, list | tuple) and all(isinstance(label, str) for label in labels):
+        allowed = set(labels)
+        strange = [v for v in dict.fromkeys(known[truth].tolist()) if not _is_label(v, allowed)]
+        if strange:
+            shown = ", ".join(repr(v) for v in strange[:5]) + (", ..." if len(strange) > 5 else "")
+            raise ConfigError(
+                f"the truth column {truth!r} holds values that are not among the labels "
+                f"({shown}); labels are {sorted(allowed)}. Map or cast the column first, "
+                f"e.g. df[{truth!r}].astype(str) or .str.lower(); nothing was sent"
+            )
+    return known
+
+
+def _is_label(value: object, allowed: set[str]) -> bool:
+    return isinstance(value, str) and value in allowed
 
 
 def check_figures(resamples: int, level: float) -> None:
@@ -370,7 +399,9 @@ def sample_rows(df: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame
         raise ConfigError("sample must be a whole number of rows, 1 or more, or None")
     if sample >= len(df):
         return df
-    picked = np.sort(np.random.default_rng(seed).choice(len(df), size=sample, replace=False))
+    # The first rows of one seeded order: a larger sample holds the smaller one, so raising
+    # sample= on a re-run pays only for the rows it adds.
+    picked = np.sort(np.random.default_rng(seed).permutation(len(df))[:sample])
     return df.iloc[picked]
 
 
@@ -574,8 +605,11 @@ def _long_frame(
                 "error": pd.array(errors, dtype="str"),
                 "input_tokens": pd.array([o.input_tokens for o in outcomes], dtype="Int64"),
                 "output_tokens": pd.array([o.output_tokens for o in outcomes], dtype="Int64"),
+                # Empty where no tokens were billed (not sent, interrupted, failed before
+                # any): such a row is not an answer that cost nothing, and counted as one it
+                # would make a pair cut short look cheap.
                 "cost_usd": pd.array(
-                    [price.of(o) if price is not None else None for o in outcomes],
+                    [price.of(o) if price is not None and _used(o) else None for o in outcomes],
                     dtype="Float64",
                 ),
             }
@@ -590,6 +624,11 @@ def _long_frame(
     for name in ("prompt", "model"):
         long[name] = long[name].astype(pd.CategoricalDtype(list(dict.fromkeys(long[name]))))
     return long
+
+
+def _used(outcome: Outcome) -> bool:
+    """Whether the server reported billed tokens for the outcome (a failure may report 0)."""
+    return (outcome.input_tokens or 0) + (outcome.output_tokens or 0) > 0
 
 
 def _classes(spec: ScoreSpec, long: pd.DataFrame, truth: str | None) -> list[Hashable]:
