@@ -262,17 +262,7 @@ class Poller:
         for due, seq, watch in self.heap:
             if not watch.probe:
                 age = now - watch.created
-                delay, watch.probe = self.planner.plan(
-                    age=age,
-                    polls=watch.polls,
-                    scout=watch.scout,
-                    model=self.model,
-                    now=now,
-                    outstanding=outstanding,
-                    rand=self.rand(),
-                    tail=self.tail,
-                    tail_scout=watch.tail_scout,
-                )
+                delay, watch.probe = self._plan(watch, age, now, outstanding)
                 due = now + min(delay, max(self.schedule.deadline - age, 0.0))
             entries.append((due, seq, watch))
         heapq.heapify(entries)
@@ -313,6 +303,20 @@ class Poller:
         self.parked = sum(not watch.probe for _, _, watch in entries)
         self.wake.set()
 
+    def _plan(self, watch: Polled, age: float, now: float, outstanding: int) -> tuple[float, bool]:
+        """The planner's next look at ``watch``, from what the run has learnt so far."""
+        return self.planner.plan(
+            age=age,
+            polls=watch.polls,
+            scout=watch.scout,
+            model=self.model,
+            now=now,
+            outstanding=outstanding,
+            rand=self.rand(),
+            tail=self.tail,
+            tail_scout=watch.tail_scout,
+        )
+
     def plan_next(self, watch: Polled) -> None:
         """Put a response back on the heap at the planner's next look, or give up on it."""
         now = self.now()
@@ -325,17 +329,7 @@ class Poller:
                 f"response id {watch.response_id}",
             )
             return
-        delay, watch.probe = self.planner.plan(
-            age=age,
-            polls=watch.polls,
-            scout=watch.scout,
-            model=self.model,
-            now=now,
-            outstanding=self.total - len(self.results),
-            rand=self.rand(),
-            tail=self.tail,
-            tail_scout=watch.tail_scout,
-        )
+        delay, watch.probe = self._plan(watch, age, now, self.total - len(self.results))
         self.watch(watch, min(delay, max(schedule.deadline - age, 0.0)))
 
 
